@@ -1,0 +1,53 @@
+# faas-portal: `make run` starts everything, `make test` runs the whole suite.
+# Both do the whole set-up first (virtualenv, Python and JavaScript dependencies, bundles).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Only to load settings for commands that never connect (lint, collectstatic).
+OFFLINE_ENV := PORTAL_SECRET_KEY=offline DATABASE_URL=postgres://offline/none REDIS_URL=redis://offline:1/0
+
+.PHONY: setup run test lint bench format reset chromium
+
+setup: $(VENV)/.installed node_modules/.installed static/dist/main.js .build/staticfiles/staticfiles.json
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static/dist/main.js: node_modules/.installed $(wildcard static/src/*)
+	npm run --silent build
+
+.build/staticfiles/staticfiles.json: $(VENV)/.installed static/dist/main.js $(shell find static/src templates -type f 2>/dev/null)
+	$(OFFLINE_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+run: setup
+	$(PY) -m portal.up
+
+test: setup chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(OFFLINE_ENV) $(VENV)/bin/mypy .
+	$(OFFLINE_ENV) $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	@echo "no benchmarks yet (bench/README.md)"
+
+reset:
+	@echo "Deleting .data/ (database, Redis, secret key, admin password)."
+	rm -rf .data

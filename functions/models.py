@@ -1,0 +1,1 @@
+"""Tenant-schema models for functions; filled by the functions issue."""

@@ -1,0 +1,1 @@
+"""PromQL built from typed parameters, stats services and streaming consumers (metrics issue)."""

@@ -1,0 +1,12 @@
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from tenants.api.views import MeView, PlatformTenantViewSet
+
+router = SimpleRouter()
+router.register("tenants", PlatformTenantViewSet, basename="tenant")
+
+urlpatterns = [
+    path("me/", MeView.as_view(), name="me"),
+    path("", include(router.urls)),
+]

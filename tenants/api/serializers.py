@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.roles import TENANT_ROLES, Role
+
+TENANT_ROLE_CHOICES = [(r.value, r.label) for r in TENANT_ROLES]
+
+
+class TenantSerializer(serializers.ModelSerializer[Tenant]):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "state", "state_reason", "suspended", "created_at"]
+        read_only_fields = ["state", "state_reason", "suspended", "created_at"]
+
+
+class TenantCreateSerializer(serializers.Serializer[Any]):
+    slug = serializers.CharField(max_length=40)
+    name = serializers.CharField(max_length=100, required=False, default="")
+
+
+class TenantUpdateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100, required=False)
+    suspended = serializers.BooleanField(required=False)
+
+
+class MembershipSerializer(serializers.ModelSerializer[Membership]):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "email", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MembershipCreateSerializer(serializers.Serializer[Any]):
+    username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+    email = serializers.EmailField(required=False, default="")
+    role = serializers.ChoiceField(choices=TENANT_ROLE_CHOICES)
+
+
+class MembershipCreatedSerializer(MembershipSerializer):
+    initial_password = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Set when the user was created; shown once."
+    )
+
+    class Meta(MembershipSerializer.Meta):
+        fields = [*MembershipSerializer.Meta.fields, "initial_password"]
+        read_only_fields = fields
+
+
+class MembershipUpdateSerializer(serializers.Serializer[Any]):
+    role = serializers.ChoiceField(choices=TENANT_ROLE_CHOICES)
+
+
+class TokenSerializer(serializers.ModelSerializer[ApiToken]):
+    username = serializers.CharField(source="user.username", read_only=True)
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id", "name", "role", "key_id", "username", "created_at",
+            "expires_at", "revoked_at", "last_used_at", "active",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_active(self, token: ApiToken) -> bool:
+        from django.utils import timezone
+
+        expired = token.expires_at is not None and token.expires_at <= timezone.now()
+        return token.revoked_at is None and not expired
+
+
+class TokenCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=TENANT_ROLE_CHOICES, default=Role.VIEWER.value)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret. Shown only in this answer.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class MembershipBriefSerializer(serializers.Serializer[Any]):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    role = serializers.CharField()
+    state = serializers.CharField()
+
+
+class MeSerializer(serializers.Serializer[Any]):
+    username = serializers.CharField()
+    email = serializers.CharField()
+    is_platform_admin = serializers.BooleanField()
+    tenants = MembershipBriefSerializer(many=True)
+
+
+class TenantMeSerializer(serializers.Serializer[Any]):
+    username = serializers.CharField()
+    tenant = serializers.CharField()
+    role = serializers.CharField()
+    token_role = serializers.CharField(allow_null=True)

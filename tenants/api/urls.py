@@ -1,0 +1,13 @@
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from tenants.api.views import MembershipViewSet, TenantMeViewSet, TokenViewSet
+
+router = SimpleRouter()
+router.register("members", MembershipViewSet, basename="member")
+router.register("tokens", TokenViewSet, basename="token")
+
+urlpatterns = [
+    path("me/", TenantMeViewSet.as_view({"get": "list"}), name="tenant-me"),
+    path("", include(router.urls)),
+]

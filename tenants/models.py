@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+from tenants.roles import TENANT_ROLES, Role
+
+# A tenant's slug becomes a Kubernetes namespace suffix and a schema name, so it is a
+# short DNS-1123 label: "<prefix>-<slug>" must stay within 63 characters.
+SLUG_RE = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
+slug_validator = RegexValidator(
+    SLUG_RE,
+    "Use 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-'.",
+)
+RESERVED_SLUGS = frozenset({"public", "api", "static", "admin", "platform", "ws", "www"})
+
+
+class TenantState(models.TextChoices):
+    PROVISIONING = "provisioning", "Provisioning"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    DELETING = "deleting", "Deleting"
+
+
+class Tenant(TenantMixin):
+    """A customer: a PostgreSQL schema and (on Kubernetes) a namespace.
+
+    The row in the public schema with ``schema_name == "public"`` is django-tenants'
+    own public tenant; it is never listed or shown.
+    """
+
+    # Annotated: the base class comes from untyped django-tenants, so nothing is inferred.
+    slug: models.CharField[str, str] = models.CharField(
+        max_length=40, unique=True, validators=[slug_validator]
+    )
+    name: models.CharField[str, str] = models.CharField(max_length=100)
+    state: models.CharField[str, str] = models.CharField(
+        max_length=16, choices=TenantState.choices, default=TenantState.PROVISIONING
+    )
+    state_reason: models.TextField[str, str] = models.TextField(blank=True, default="")
+    suspended: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+    state_changed_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+
+    # Schemas are created by the provisioning task, never on save().
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_ready(self) -> bool:
+        return self.state == TenantState.READY
+
+
+class Domain(DomainMixin):
+    """django-tenants' lookup table: with path routing, ``domain`` is the tenant's slug."""
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=[(r.value, r.label) for r in TENANT_ROLES])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")
+        ]
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} as {self.role}"
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is stored; the secret is shown once.
+
+    ``tenant`` is null only for platform-admin tokens, which reach the platform API.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tokens", null=True, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    key_id = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"token {self.key_id} ({self.name})"

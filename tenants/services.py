@@ -1,0 +1,315 @@
+"""Writes about tenants, memberships and API tokens (CONVENTIONS.md 2)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_exists
+
+from portal import notifier
+from portal.errors import Conflict, NotFound, ValidationFailed
+from portal.models import User
+from tenants import tokens
+from tenants.access import member_role
+from tenants.models import (
+    RESERVED_SLUGS,
+    ApiToken,
+    Domain,
+    Membership,
+    Tenant,
+    TenantState,
+    slug_validator,
+)
+from tenants.roles import TENANT_ROLES, Role, at_least, rank
+
+# ---------------------------------------------------------------- tenants
+
+
+def schema_name_for(slug: str) -> str:
+    return "t_" + slug.replace("-", "_")
+
+
+def _validate_slug(slug: str) -> None:
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        raise ValidationFailed("Invalid tenant slug.", detail={"slug": exc.messages}) from None
+    if slug in RESERVED_SLUGS:
+        raise ValidationFailed("This slug is reserved.", detail={"slug": ["Choose another."]})
+
+
+def _set_state(tenant: Tenant, state: str, reason: str = "") -> None:
+    tenant.state, tenant.state_reason, tenant.state_changed_at = state, reason, timezone.now()
+    tenant.save(update_fields=["state", "state_reason", "state_changed_at"])
+    schema, payload = tenant.schema_name, {"slug": tenant.slug, "state": state, "reason": reason}
+    transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.state", **payload))
+
+
+def _enqueue(task_name: str, tenant_id: int) -> None:
+    from tenants import tasks
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.delay(tenant_id))
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, admin: User | None = None) -> Tenant:
+    """Record a tenant in state ``provisioning`` and queue its provisioning.
+
+    The schema is created by the task, off the request path. ``admin`` becomes its first
+    tenant admin. Raises Conflict when the slug is taken.
+    """
+    _validate_slug(slug)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise Conflict("A tenant with this slug exists.", detail={"slug": ["Already taken."]})
+    tenant = Tenant.objects.create(slug=slug, name=name or slug, schema_name=schema_name_for(slug))
+    Domain.objects.create(domain=slug, tenant=tenant, is_primary=True)
+    if admin is not None and not admin.is_platform_admin:
+        Membership.objects.create(user=admin, tenant=tenant, role=Role.ADMIN)
+    _enqueue("tenant_provision_task", tenant.pk)
+    return tenant
+
+
+def tenant_provision(*, tenant_id: int) -> Tenant | None:
+    """Create and migrate the tenant's schema, then mark it ``ready``.
+
+    Idempotent by an atomic claim on the row (``select_for_update``) and state check: a
+    tenant that is not ``provisioning`` is left alone; a schema left half-made by a killed
+    worker is migrated to completion (migrations are idempotent). Returns None when the
+    tenant is gone.
+    """
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+        if tenant is None or tenant.state != TenantState.PROVISIONING:
+            return tenant
+        if not schema_exists(tenant.schema_name):
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE SCHEMA "{tenant.schema_name}"')
+        call_command(
+            "migrate_schemas", tenant=True, schema_name=tenant.schema_name,
+            interactive=False, verbosity=0,
+        )  # fmt: skip
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        _set_state(tenant, TenantState.READY)
+        return tenant
+
+
+@transaction.atomic
+def tenant_mark_failed(*, tenant_id: int, reason: str) -> None:
+    """Record why provisioning failed; only a tenant still provisioning changes."""
+    tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+    if tenant is not None and tenant.state == TenantState.PROVISIONING:
+        _set_state(tenant, TenantState.FAILED, reason[:2000])
+
+
+@transaction.atomic
+def tenant_retry(*, tenant: Tenant) -> Tenant:
+    """Queue provisioning again for a failed tenant (atomic claim: failed -> provisioning)."""
+    claimed = Tenant.objects.filter(pk=tenant.pk, state=TenantState.FAILED).update(
+        state=TenantState.PROVISIONING, state_reason="", state_changed_at=timezone.now()
+    )
+    if not claimed:
+        raise Conflict(f"Only a failed tenant can be retried; this one is {tenant.state}.")
+    tenant.refresh_from_db()
+    _set_state(tenant, TenantState.PROVISIONING)
+    _enqueue("tenant_provision_task", tenant.pk)
+    return tenant
+
+
+@transaction.atomic
+def tenant_set_suspended(*, tenant: Tenant, suspended: bool) -> Tenant:
+    """Suspend (read-only) or resume a tenant. Idempotent."""
+    Tenant.objects.filter(pk=tenant.pk).update(suspended=suspended)
+    tenant.suspended = suspended
+    schema = tenant.schema_name
+    transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.suspended", suspended=suspended))
+    return tenant
+
+
+@transaction.atomic
+def tenant_delete_request(*, tenant: Tenant, confirm: str) -> Tenant:
+    """Start deleting a tenant; ``confirm`` must repeat its slug. Runs as a task."""
+    if confirm != tenant.slug:
+        raise ValidationFailed(
+            "Type the tenant's slug to confirm deletion.", detail={"confirm": [tenant.slug]}
+        )
+    claimed = Tenant.objects.filter(pk=tenant.pk).exclude(state=TenantState.DELETING)
+    if claimed.update(state=TenantState.DELETING, state_changed_at=timezone.now()):
+        tenant.refresh_from_db()
+        _set_state(tenant, TenantState.DELETING)
+        _enqueue("tenant_delete_task", tenant.pk)
+    return tenant
+
+
+def tenant_delete(*, tenant_id: int) -> None:
+    """Drop the tenant's schema and its rows. Idempotent: a missing tenant is a no-op."""
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+        if tenant is None or tenant.state != TenantState.DELETING:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE')
+        Tenant.objects.filter(pk=tenant.pk).delete()
+
+
+def tenants_stuck(*, older_than: timedelta) -> list[tuple[int, str]]:
+    """(id, state) of tenants whose provisioning or deletion has not moved for a while."""
+    cutoff = timezone.now() - older_than
+    stuck = Tenant.objects.filter(
+        state__in=[TenantState.PROVISIONING, TenantState.DELETING], state_changed_at__lt=cutoff
+    )
+    return list(stuck.values_list("pk", "state"))
+
+
+# ---------------------------------------------------------------- members
+
+
+@dataclass(frozen=True)
+class NewMember:
+    membership: Membership
+    initial_password: str | None  # set only when the user was created: shown once
+
+
+def _check_assignable(role: str) -> Role:
+    if role not in [r.value for r in TENANT_ROLES]:
+        raise ValidationFailed("Unknown role.", detail={"role": [f"One of {TENANT_ROLES}."]})
+    return Role(role)
+
+
+def _find_or_create_user(username: str, email: str) -> tuple[User, str | None]:
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
+    if user is not None:
+        return user, None
+    password = secrets.token_urlsafe(12)
+    return user_model.objects.create_user(username=username, email=email, password=password), password
+
+
+@transaction.atomic
+def membership_add(*, tenant: Tenant, username: str, role: str, email: str = "") -> NewMember:
+    """Add a user (created with a one-time password when new) to the tenant with ``role``."""
+    role = _check_assignable(role)
+    if not username:
+        raise ValidationFailed("A username is required.", detail={"username": ["Required."]})
+    user, password = _find_or_create_user(username, email)
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise Conflict("This user is already a member.", detail={"username": ["Already a member."]})
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    schema = tenant.schema_name
+    transaction.on_commit(lambda: notifier.tenant_event(schema, "member.added", username=username, role=role))
+    return NewMember(membership=membership, initial_password=password)
+
+
+def _ensure_an_admin_remains(membership: Membership) -> None:
+    others = Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.ADMIN)
+    if membership.role == Role.ADMIN and not others.exclude(pk=membership.pk).exists():
+        raise Conflict("A tenant must keep at least one tenant admin.")
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; their tokens above the new role are revoked."""
+    new_role = _check_assignable(role)
+    if new_role != Role.ADMIN:
+        _ensure_an_admin_remains(membership)
+    membership.role = new_role
+    membership.save(update_fields=["role"])
+    for token in ApiToken.objects.filter(
+        tenant_id=membership.tenant_id, user_id=membership.user_id, revoked_at__isnull=True
+    ):
+        if rank(token.role) > rank(new_role):
+            token_revoke(token=token)
+    schema, username = membership.tenant.schema_name, membership.user.username
+    transaction.on_commit(
+        lambda: notifier.tenant_event(schema, "member.changed", username=username, role=new_role)
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member and revoke their tokens in this tenant."""
+    _ensure_an_admin_remains(membership)
+    ApiToken.objects.filter(
+        tenant_id=membership.tenant_id, user_id=membership.user_id, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
+    schema, username = membership.tenant.schema_name, membership.user.username
+    membership.delete()
+    transaction.on_commit(lambda: notifier.tenant_event(schema, "member.removed", username=username))
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # returned once, never stored
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed(
+            "The expiry must be in the future.", detail={"expires_at": ["Must be in the future."]}
+        )
+
+
+@transaction.atomic
+def token_create(
+    *, tenant: Tenant | None, user: User, name: str, role: str, expires_at: datetime | None = None
+) -> IssuedToken:
+    """Issue a token for ``user`` in ``tenant`` (None: a platform token of a platform admin).
+
+    A token's role may not exceed the user's own role there.
+    """
+    _check_expiry(expires_at)
+    if role not in Role.values:
+        raise ValidationFailed("Unknown role.", detail={"role": [f"One of {Role.values}."]})
+    if tenant is None:
+        if role != Role.PLATFORM_ADMIN or not user.is_platform_admin:
+            raise ValidationFailed("Only platform admins get platform tokens.", detail={"role": [role]})
+    elif role == Role.PLATFORM_ADMIN or not at_least(member_role(user, tenant), role):
+        raise ValidationFailed("A token cannot have more rights than its owner.", detail={"role": [role]})
+    new = tokens.generate()
+    token = ApiToken.objects.create(
+        tenant=tenant, user=user, name=name or "token", role=role,
+        key_id=new.key_id, digest=new.digest, expires_at=expires_at,
+    )  # fmt: skip
+    if tenant is not None:
+        schema, payload = tenant.schema_name, {"name": token.name, "key_id": token.key_id}
+        transaction.on_commit(lambda: notifier.tenant_event(schema, "token.created", **payload))
+    return IssuedToken(token=token, secret=new.secret)
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token. Idempotent: revoking twice keeps the first time."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        if token.tenant is not None:
+            schema, key_id = token.tenant.schema_name, token.key_id
+            transaction.on_commit(lambda: notifier.tenant_event(schema, "token.revoked", key_id=key_id))
+    return token
+
+
+def token_touch(*, token: ApiToken, every: timedelta = timedelta(seconds=60)) -> None:
+    """Record use, at most once per ``every`` so a busy token does not write per request."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= every:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def user_get(*, username: str) -> User:
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user {username!r}.")
+    return user

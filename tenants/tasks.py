@@ -1,0 +1,70 @@
+"""Celery tasks for tenants: thin wrappers over idempotent services (CONVENTIONS.md 5).
+
+Tenant tasks take the tenant's id, not a schema name: they run in the public schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import Task, shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from tenants import services
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    name="tenants.provision",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
+    """Provision a tenant. ``acks_late`` is safe: tenant_provision claims the row and
+    skips tenants that are no longer provisioning. Transient database errors are retried
+    with backoff and jitter; anything else, or running out of retries, marks it failed."""
+    try:
+        services.tenant_provision(tenant_id=tenant_id)
+    except TRANSIENT as exc:
+        if self.request.retries < (self.max_retries or 0):
+            raise self.retry(exc=exc) from exc
+        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database unavailable: {exc}")
+    except DatabaseError as exc:
+        log.exception("provisioning tenant %s failed", tenant_id)
+        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database error: {exc}")
+
+
+@shared_task(
+    name="tenants.delete",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    max_retries=10,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+)
+def tenant_delete_task(tenant_id: int) -> None:
+    """Delete a tenant. Idempotent: tenant_delete does nothing once the row is gone."""
+    services.tenant_delete(tenant_id=tenant_id)
+
+
+@shared_task(name="tenants.resume_stuck")
+def tenants_resume_stuck() -> int:
+    """Re-queue provisioning and deletion that has not moved for 2 minutes (a lost task).
+
+    Safe to run at any time: both tasks are idempotent. Returns how many were re-queued.
+    """
+    stuck = services.tenants_stuck(older_than=timedelta(minutes=2))
+    for tenant_id, state in stuck:
+        task = tenant_delete_task if state == "deleting" else tenant_provision_task
+        task.delay(tenant_id)
+    return len(stuck)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+
+from tenants.models import Membership
+from tenants.roles import Role
+from testsupport.fixtures import error_of
+
+pytestmark = pytest.mark.django_db
+
+URL = "/t/acme/api/v1/members/"
+
+
+def test_member_list_works_for_every_role(world, api):
+    for user in (world.alice, world.bob, world.vera):
+        response = api(user).get(URL)
+        assert response.status_code == 200
+        usernames = sorted(m["username"] for m in response.json()["results"])
+        assert usernames == ["alice", "bob", "vera"]
+
+
+def test_member_list_requires_authentication(world, api):
+    response = api().get(URL)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "not_authenticated"
+
+
+def test_member_list_hides_other_tenants(world, api):
+    response = api(world.oscar).get(URL)
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+    # ...exactly as for a tenant that does not exist
+    assert api(world.oscar).get("/t/nosuch/api/v1/members/").json() == response.json()
+
+
+def test_admin_adds_existing_user(world, api):
+    response = api(world.alice).post(URL, {"username": "oscar", "role": "viewer"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["initial_password"] is None
+    assert Membership.objects.get(tenant=world.acme, user=world.oscar).role == Role.VIEWER
+
+
+def test_admin_adds_new_user_with_one_time_password(world, api):
+    response = api(world.alice).post(URL, {"username": "newbie", "role": "developer"}, format="json")
+    assert response.status_code == 201
+    password = response.json()["initial_password"]
+    assert password
+    from portal.models import User
+
+    assert User.objects.get(username="newbie").check_password(password)
+
+
+@pytest.mark.parametrize("persona", ["bob", "vera"])
+def test_adding_members_requires_admin(world, api, persona):
+    response = api(getattr(world, persona)).post(URL, {"username": "x1", "role": "viewer"}, format="json")
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "permission_denied"
+    assert not Membership.objects.filter(user__username="x1").exists()
+
+
+def test_admin_changes_role(world, api):
+    bob = Membership.objects.get(tenant=world.acme, user=world.bob)
+    response = api(world.alice).patch(f"{URL}{bob.pk}/", {"role": "viewer"}, format="json")
+    assert response.status_code == 200
+    bob.refresh_from_db()
+    assert bob.role == Role.VIEWER
+
+
+def test_last_admin_cannot_be_demoted_or_removed(world, api):
+    alice = Membership.objects.get(tenant=world.acme, user=world.alice)
+    response = api(world.alice).patch(f"{URL}{alice.pk}/", {"role": "viewer"}, format="json")
+    assert response.status_code == 409
+    assert api(world.alice).delete(f"{URL}{alice.pk}/").status_code == 409
+    alice.refresh_from_db()
+    assert alice.role == Role.ADMIN
+
+
+def test_admin_removes_member_and_their_tokens_die(world, api, token_for):
+    secret = token_for(world.bob, world.acme, "developer")
+    bob = Membership.objects.get(tenant=world.acme, user=world.bob)
+    assert api(world.alice).delete(f"{URL}{bob.pk}/").status_code == 204
+    assert not Membership.objects.filter(pk=bob.pk).exists()
+    assert api(token=secret).get(URL).status_code == 401
+
+
+def test_other_tenants_member_cannot_be_changed(world, api):
+    oscar = Membership.objects.get(tenant=world.globex, user=world.oscar)
+    response = api(world.alice).patch(f"{URL}{oscar.pk}/", {"role": "viewer"}, format="json")
+    assert response.status_code == 404
+    assert api(world.alice).delete(f"{URL}{oscar.pk}/").status_code == 404
+    oscar.refresh_from_db()
+    assert oscar.role == Role.ADMIN
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"username": "x", "role": "owner"}, {"username": 5, "role": []}, {"role": "viewer"}, ["x"]],
+)
+def test_bad_member_input_is_400_and_changes_nothing(world, api, body):
+    before = Membership.objects.count()
+    response = api(world.alice).post(URL, body, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid"
+    assert Membership.objects.count() == before

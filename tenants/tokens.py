@@ -1,0 +1,42 @@
+"""API token format: ``fpt_<key id>_<secret>``. Only the SHA-256 of the whole token is kept.
+
+The key id is stored in clear so a token is found with one indexed lookup; the digest is
+then compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+PREFIX = "fpt_"
+_TOKEN_RE = re.compile(r"^fpt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+@dataclass(frozen=True)
+class NewToken:
+    key_id: str
+    secret: str
+    digest: str
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate() -> NewToken:
+    key_id = secrets.token_hex(6)
+    token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    return NewToken(key_id=key_id, secret=token, digest=digest(token))
+
+
+def parse_key_id(token: str) -> str | None:
+    match = _TOKEN_RE.match(token)
+    return match.group(1) if match else None
+
+
+def matches(token: str, stored_digest: str) -> bool:
+    return hmac.compare_digest(digest(token), stored_digest)

@@ -1,0 +1,183 @@
+"""Pages: the platform admin's tenants, and a tenant's dashboard, members and tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from portal.errors import DomainError
+from portal.models import User
+from portal.pages import tenant_page
+from tenants import forms, selectors, services
+from tenants.models import Membership
+from tenants.roles import Role, at_least
+
+
+def _platform_admin(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_platform_admin", False))
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _fail(request: HttpRequest, error: DomainError, form: Any = None) -> None:
+    messages.error(request, error.message)
+    if form is not None and isinstance(error.detail, dict):
+        for field, problems in error.detail.items():
+            if field in form.fields:
+                form.add_error(field, problems)
+
+
+# ---------------------------------------------------------------- platform admin
+
+
+@login_required
+def platform_tenants(request: HttpRequest) -> HttpResponse:
+    if not _platform_admin(request):
+        return render(request, "403.html", {"message": "Platform admins only."}, status=403)
+    form = forms.TenantCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenant = services.tenant_create(admin=_user(request), **form.cleaned_data)
+        except DomainError as error:
+            _fail(request, error, form)
+        else:
+            messages.success(request, f"Tenant {tenant.slug} is being provisioned.")
+            return redirect("platform-tenant", slug=tenant.slug)
+    tenants = selectors.tenant_queryset()
+    return render(request, "platform/tenants.html", {"form": form, "tenants": tenants})
+
+
+_PLATFORM_ACTIONS = ("suspend", "resume", "retry", "delete")
+
+
+def _platform_action(request: HttpRequest, tenant: Any, action: str) -> HttpResponse | None:
+    if action == "delete":
+        form = forms.ConfirmDeleteForm(request.POST)
+        confirm = form.data.get("confirm", "")
+        services.tenant_delete_request(tenant=tenant, confirm=confirm)
+        messages.success(request, f"Tenant {tenant.slug} is being deleted.")
+        return redirect("platform-tenants")
+    if action == "retry":
+        services.tenant_retry(tenant=tenant)
+    else:
+        services.tenant_set_suspended(tenant=tenant, suspended=action == "suspend")
+    messages.success(request, f"Tenant {tenant.slug}: {action} done.")
+    return None
+
+
+@login_required
+def platform_tenant(request: HttpRequest, slug: str) -> HttpResponse:
+    if not _platform_admin(request):
+        return render(request, "403.html", {"message": "Platform admins only."}, status=403)
+    tenant = get_object_or_404(selectors.tenant_queryset(), slug=slug)
+    action = request.POST.get("action", "")
+    if request.method == "POST" and action in _PLATFORM_ACTIONS:
+        try:
+            response = _platform_action(request, tenant, action)
+        except DomainError as error:
+            _fail(request, error)
+        else:
+            if response is not None:
+                return response
+        return redirect("platform-tenant", slug=tenant.slug)
+    context = {"tenant": tenant, "delete_form": forms.ConfirmDeleteForm()}
+    return render(request, "platform/tenant.html", context)
+
+
+# ---------------------------------------------------------------- tenant pages
+
+
+@tenant_page()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    context = {
+        "members_count": selectors.membership_list(tenant=tenant).count(),
+        "tokens_count": selectors.token_list(tenant=tenant).filter(revoked_at__isnull=True).count(),
+    }
+    return render(request, "tenants/dashboard.html", context)
+
+
+def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
+    action = request.POST.get("action")
+    if action == "add":
+        form = forms.MemberAddForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Check the member's details.")
+            return None
+        new = services.membership_add(tenant=tenant, **form.cleaned_data)
+        text = f"{new.membership.user.username} added as {new.membership.get_role_display()}."
+        if new.initial_password:
+            text += f" Their one-time password: {new.initial_password}"
+        messages.success(request, text)
+        return None
+    membership = get_object_or_404(Membership, pk=request.POST.get("membership"), tenant=tenant)
+    if action == "role":
+        role_form = forms.MemberRoleForm(request.POST)
+        if role_form.is_valid():
+            services.membership_set_role(membership=membership, role=role_form.cleaned_data["role"])
+            messages.success(request, f"{membership.user.username} is now {membership.get_role_display()}.")
+    elif action == "remove":
+        services.membership_remove(membership=membership)
+        messages.success(request, f"{membership.user.username} removed.")
+    return None
+
+
+@tenant_page(write_role=Role.ADMIN)
+def members(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    if request.method == "POST":
+        try:
+            _members_post(request, tenant)
+        except DomainError as error:
+            _fail(request, error)
+        return redirect("tenant-members")
+    context = {
+        "memberships": selectors.membership_list(tenant=tenant),
+        "add_form": forms.MemberAddForm(),
+        "role_choices": forms.ROLE_CHOICES,
+        "can_manage": at_least(request.tenant_role, Role.ADMIN),  # type: ignore[attr-defined]
+    }
+    return render(request, "tenants/members.html", context)
+
+
+def _tokens_post(request: HttpRequest, tenant: Any, is_admin: bool) -> str | None:
+    """Create or revoke; returns a new token's secret to show once."""
+    if request.POST.get("action") == "revoke":
+        queryset = selectors.token_list(tenant=tenant, user=None if is_admin else _user(request))
+        token = get_object_or_404(queryset, pk=request.POST.get("token"))
+        services.token_revoke(token=token)
+        messages.success(request, f"Token {token.name} revoked.")
+        return None
+    form = forms.TokenCreateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Check the token's details.")
+        return None
+    issued = services.token_create(tenant=tenant, user=_user(request), **form.cleaned_data)
+    return issued.secret
+
+
+@tenant_page(write_role=Role.VIEWER)
+def tokens_page(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    is_admin = at_least(request.tenant_role, Role.ADMIN)  # type: ignore[attr-defined]
+    new_secret = None
+    if request.method == "POST":
+        try:
+            new_secret = _tokens_post(request, tenant, is_admin)
+        except DomainError as error:
+            _fail(request, error)
+        if new_secret is None:
+            return redirect("tenant-tokens")
+    context = {
+        "tokens": selectors.token_list(tenant=tenant, user=None if is_admin else _user(request)),
+        "form": forms.TokenCreateForm(initial={"role": Role.VIEWER}),
+        "new_secret": new_secret,
+    }
+    return render(request, "tenants/tokens.html", context)

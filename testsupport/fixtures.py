@@ -1,0 +1,166 @@
+"""Shared fixtures (loaded with ``-p``): personas, tenants, API clients, real processes.
+
+Personas follow Healthchecks: in tenant ``acme`` Alice is the tenant admin, Bob a
+developer and Vera a viewer; Oscar is the admin of ``globex``, an outsider to ``acme``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django_tenants.utils import get_public_schema_name
+from rest_framework.test import APIClient
+
+from testsupport.services import require
+
+pytest_plugins = ["testsupport.processes"]
+
+
+@pytest.fixture(autouse=True)
+def _services_and_public_tenant(request: pytest.FixtureRequest) -> None:
+    """Every test that touches the database gets django-tenants' public tenant row.
+
+    (A transactional test's flush removes it, so it is ensured per test.)
+    """
+    names = set(request.fixturenames)
+    marker = request.node.get_closest_marker("django_db")
+    if not names & {"db", "transactional_db"} and marker is None:
+        return
+    require("postgresql")
+    require("redis")
+    transactional = "transactional_db" in names or bool(marker and marker.kwargs.get("transaction"))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.db import connection
+
+    from tenants.models import Tenant, TenantState
+
+    connection.set_schema_to_public()  # type: ignore[attr-defined]  # a previous request may have left a tenant's schema set
+
+    Tenant.objects.get_or_create(
+        schema_name=get_public_schema_name(),
+        defaults={"slug": "_public", "name": "public", "state": TenantState.READY},
+    )
+    cache.clear()
+
+
+@dataclass
+class World:
+    acme: Any
+    globex: Any
+    alice: Any
+    bob: Any
+    vera: Any
+    oscar: Any
+    admin: Any
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., Any]:
+    from portal.models import User
+
+    def make(username: str, *, platform_admin: bool = False) -> User:
+        if platform_admin:
+            return User.objects.create_superuser(username=username, password="pw-" + username)
+        return User.objects.create_user(username=username, password="pw-" + username)
+
+    return make
+
+
+@pytest.fixture
+def make_tenant(db: None) -> Callable[..., Any]:
+    """A provisioned (ready) tenant, its schema created synchronously."""
+    from tenants import services
+
+    def make(slug: str, *, admin: Any = None) -> Any:
+        tenant = services.tenant_create(slug=slug, name=slug.title(), admin=admin)
+        services.tenant_provision(tenant_id=tenant.pk)
+        tenant.refresh_from_db()
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+def world(make_user: Callable[..., Any], make_tenant: Callable[..., Any]) -> World:
+    from tenants.models import Membership
+    from tenants.roles import Role
+
+    alice, bob, vera, oscar = (make_user(n) for n in ("alice", "bob", "vera", "oscar"))
+    admin = make_user("root", platform_admin=True)
+    acme = make_tenant("acme", admin=alice)
+    globex = make_tenant("globex", admin=oscar)
+    Membership.objects.create(user=bob, tenant=acme, role=Role.DEVELOPER)
+    Membership.objects.create(user=vera, tenant=acme, role=Role.VIEWER)
+    return World(acme=acme, globex=globex, alice=alice, bob=bob, vera=vera, oscar=oscar, admin=admin)
+
+
+@pytest.fixture
+def api() -> Callable[..., APIClient]:
+    """``api(user)`` signs in by session; ``api(token="fpt_...")`` sends a bearer token."""
+
+    def make(user: Any = None, *, token: str | None = None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_login(user)
+        if token is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def token_for() -> Callable[..., str]:
+    """A fresh API token secret for ``user`` in ``tenant`` with ``role``."""
+    from tenants import services
+
+    def make(user: Any, tenant: Any, role: str, **kwargs: Any) -> str:
+        return services.token_create(tenant=tenant, user=user, name="t", role=role, **kwargs).secret
+
+    return make
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    """The error object of a response, asserting the one error shape."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "detail"}, body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    return body["error"]
+
+
+@pytest.fixture
+def allow_async_orm() -> Iterator[None]:
+    """Playwright's sync API runs an event loop in the test thread; Django would refuse ORM calls."""
+    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if old is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # PBKDF2 costs ~0.3 s a password; tests create many users. Servers started by the
+    # tests keep the real hashers, so browser tests set real hashes (see slow_password).
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
+
+def slow_password(user: Any, password: str) -> None:
+    """Give ``user`` a password that a separately started server can verify."""
+    from django.contrib.auth.hashers import make_password
+
+    user.password = make_password(password, hasher="pbkdf2_sha256")
+    user.save(update_fields=["password"])

@@ -1,0 +1,107 @@
+"""Real processes for end-to-end tests: the ASGI server and a Celery worker.
+
+They run against the test database (committed data only: use ``transactional_db``) and
+the test Redis, exactly as ``make run`` starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from portal.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _log_tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
+    """uvicorn serving portal.asgi (HTTP and websockets) on a free port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("web") / "web.log"
+    cmd = [
+        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the ASGI server exited:\n{_log_tail(log)}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        _stop(process)
+        pytest.fail(f"the ASGI server did not start:\n{_log_tail(log)}")
+    yield url
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None, tmp_path_factory: Any) -> Iterator[subprocess.Popen[Any]]:
+    """A real ``celery worker`` consuming the test Redis."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    cmd = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while "ready." not in _log_tail(log):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            pytest.fail(f"the Celery worker did not start:\n{_log_tail(log)}")
+        time.sleep(0.1)
+    yield process
+    _stop(process)
+
+
+def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,62 @@
+"""Pytest plugin (loaded with ``-p``): real PostgreSQL and Redis for the suite.
+
+It runs at import, before pytest-django reads the settings. When ``DATABASE_URL`` /
+``REDIS_URL`` are not set, it starts an embedded PostgreSQL (in a temporary directory,
+deleted afterwards) and a redis-server on a free port. If a service cannot start, tests
+that need it skip, or fail when ``REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from portal import embedded
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+SERVICE_ERRORS: dict[str, str] = {}
+_redis: embedded.Redis | None = None
+_tmp = Path(tempfile.mkdtemp(prefix="portal-test-"))
+
+os.environ.setdefault("PORTAL_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault(
+    "PORTAL_STATIC_ROOT", str(Path(__file__).resolve().parent.parent / ".build" / "staticfiles")
+)
+os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(_tmp / "celerybeat-schedule"))
+
+if not os.environ.get("DATABASE_URL"):
+    try:
+        os.environ["DATABASE_URL"] = embedded.start_postgres(_tmp / "postgres", on_exit="delete")
+    except Exception as exc:  # noqa: BLE001 - reported by every test that needs it
+        SERVICE_ERRORS["postgresql"] = repr(exc)
+        os.environ["DATABASE_URL"] = "postgres://unavailable/none"
+
+if not os.environ.get("REDIS_URL"):
+    try:
+        _redis = embedded.start_redis(_tmp / "redis", persist=False)
+        os.environ["REDIS_URL"] = _redis.url
+    except Exception as exc:  # noqa: BLE001 - reported by every test that needs it
+        SERVICE_ERRORS["redis"] = repr(exc)
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
+
+
+def require(service: str) -> None:
+    """Skip (or, with REQUIRE_SERVICES=1, fail) when ``service`` could not be started."""
+    error = SERVICE_ERRORS.get(service)
+    if error is None:
+        return
+    message = f"{service} is unavailable: {error}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.stop()
+    shutil.rmtree(_tmp / "redis", ignore_errors=True)

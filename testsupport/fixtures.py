@@ -22,30 +22,53 @@ pytest_plugins = ["testsupport.processes"]
 
 
 @pytest.fixture(autouse=True)
-def _services_and_public_tenant(request: pytest.FixtureRequest) -> None:
+def _services_and_public_tenant(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test that touches the database gets django-tenants' public tenant row.
 
-    (A transactional test's flush removes it, so it is ensured per test.)
+    A transactional test commits, so afterwards its tenant schemas are dropped (its
+    flush only empties the public tables) and the next test starts clean.
     """
     names = set(request.fixturenames)
     marker = request.node.get_closest_marker("django_db")
     if not names & {"db", "transactional_db"} and marker is None:
+        yield
         return
     require("postgresql")
     require("redis")
+    request.getfixturevalue("_close_stray_connections")
     transactional = "transactional_db" in names or bool(marker and marker.kwargs.get("transaction"))
     request.getfixturevalue("transactional_db" if transactional else "db")
     from django.db import connection
 
     from tenants.models import Tenant, TenantState
 
-    connection.set_schema_to_public()  # type: ignore[attr-defined]  # a previous request may have left a tenant's schema set
-
+    connection.set_schema_to_public()  # type: ignore[attr-defined]  # a request may have left another
     Tenant.objects.get_or_create(
         schema_name=get_public_schema_name(),
         defaults={"slug": "_public", "name": "public", "state": TenantState.READY},
     )
     cache.clear()
+    yield
+    if transactional:
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%%'")
+            for (schema,) in cursor.fetchall():
+                cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def _close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Before the test database is dropped, end connections that threads left open
+    (channels' database_sync_to_async runs queries on pool threads)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @dataclass

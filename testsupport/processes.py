@@ -80,13 +80,17 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_fact
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None, tmp_path_factory: Any) -> Iterator[subprocess.Popen[Any]]:
-    """A real ``celery worker`` consuming the test Redis."""
+    """A real ``celery worker`` consuming the test Redis (queue emptied first: earlier
+    tests' committed tasks are not this test's business)."""
+    from portal.celery import app
+
+    app.control.purge()
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     cmd = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO"]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
-    while "ready." not in _log_tail(log):
+    while "ready." not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
             _stop(process)
             pytest.fail(f"the Celery worker did not start:\n{_log_tail(log)}")

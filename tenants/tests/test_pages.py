@@ -1,0 +1,137 @@
+"""Tenant and platform pages: access by role, and nothing of one tenant visible from another."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenants.models import ApiToken, Membership, Tenant
+
+pytestmark = pytest.mark.django_db
+
+TENANT_PAGES = ["/t/acme/", "/t/acme/members/", "/t/acme/tokens/"]
+
+
+@pytest.mark.parametrize("path", TENANT_PAGES)
+def test_members_see_tenant_pages(world, client, path):
+    for user in (world.alice, world.bob, world.vera):
+        client.force_login(user)
+        response = client.get(path)
+        assert response.status_code == 200
+        assert b"Acme" in response.content
+
+
+@pytest.mark.parametrize("path", [*TENANT_PAGES, "/t/nosuch/", "/t/nosuch/members/"])
+def test_anonymous_is_sent_to_login(world, client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/login/?next={path}"
+
+
+@pytest.mark.parametrize("path", TENANT_PAGES)
+def test_outsider_gets_404_like_for_an_unknown_tenant(world, client, path):
+    client.force_login(world.oscar)
+    response = client.get(path)
+    unknown = client.get(path.replace("acme", "nosuch"))
+    assert response.status_code == unknown.status_code == 404
+    assert b"Acme" not in response.content
+
+
+def test_switcher_lists_only_my_tenants(world, client):
+    client.force_login(world.bob)
+    content = client.get("/t/acme/").content.decode()
+    assert 'value="acme"' in content
+    assert 'value="globex"' not in content
+
+
+def test_admin_adds_member_through_the_page(world, client):
+    client.force_login(world.alice)
+    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "viewer"})
+    assert response.status_code == 302
+    assert Membership.objects.get(user__username="newbie").tenant == world.acme
+    follow = client.get("/t/acme/members/")
+    assert b"one-time password" in follow.content
+
+
+def test_developer_cannot_change_members_through_the_page(world, client):
+    client.force_login(world.bob)
+    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "admin"})
+    assert response.status_code == 403
+    assert not Membership.objects.filter(user__username="newbie").exists()
+
+
+def test_admin_cannot_touch_other_tenants_member_by_id(world, client):
+    oscar = Membership.objects.get(user=world.oscar)
+    client.force_login(world.alice)
+    response = client.post("/t/acme/members/", {"action": "remove", "membership": oscar.pk})
+    assert response.status_code == 404
+    assert Membership.objects.filter(pk=oscar.pk).exists()
+
+
+def test_token_created_in_the_page_is_shown_once(world, client):
+    client.force_login(world.vera)
+    response = client.post("/t/acme/tokens/", {"action": "create", "name": "laptop", "role": "viewer"})
+    assert response.status_code == 200
+    token = ApiToken.objects.get(user=world.vera)
+    secret = response.context["new_secret"]
+    assert secret.startswith(f"fpt_{token.key_id}_")
+    assert secret.encode() in response.content
+    assert secret.encode() not in client.get("/t/acme/tokens/").content
+
+
+def test_page_token_role_is_capped(world, client):
+    client.force_login(world.vera)
+    client.post("/t/acme/tokens/", {"action": "create", "name": "x", "role": "admin"})
+    assert not ApiToken.objects.exists()
+
+
+def test_suspended_tenant_pages_are_read_only(world, client):
+    Tenant.objects.filter(pk=world.acme.pk).update(suspended=True)
+    client.force_login(world.alice)
+    assert client.get("/t/acme/members/").status_code == 200
+    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "viewer"})
+    assert response.status_code == 403
+    assert b"suspended" in response.content
+    assert not Membership.objects.filter(user__username="newbie").exists()
+
+
+def test_tenant_not_ready_page(world, client):
+    Tenant.objects.filter(pk=world.acme.pk).update(state="provisioning")
+    client.force_login(world.alice)
+    response = client.get("/t/acme/")
+    assert response.status_code == 409
+    assert b"provisioning" in response.content
+
+
+def test_platform_pages_need_platform_admin(world, client):
+    client.force_login(world.alice)
+    assert client.get("/platform/tenants/").status_code == 403
+    assert client.post("/platform/tenants/", {"slug": "evil"}).status_code == 403
+    assert not Tenant.objects.filter(slug="evil").exists()
+    client.force_login(world.admin)
+    response = client.get("/platform/tenants/")
+    assert response.status_code == 200
+    assert b"acme" in response.content
+
+
+def test_platform_admin_creates_suspends_and_deletes(world, client, django_capture_on_commit_callbacks):
+    client.force_login(world.admin)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/platform/tenants/", {"slug": "initech", "name": "Initech"})
+    assert response.status_code == 302
+    assert response["Location"] == "/platform/tenants/initech/"
+    client.post("/platform/tenants/acme/", {"action": "suspend"})
+    assert Tenant.objects.get(slug="acme").suspended
+    client.post("/platform/tenants/acme/", {"action": "delete", "confirm": "wrong"})
+    assert Tenant.objects.get(slug="acme").state == "ready"
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post("/platform/tenants/acme/", {"action": "delete", "confirm": "acme"})
+    assert Tenant.objects.get(slug="acme").state == "deleting"
+
+
+def test_home_redirects_to_the_only_tenant(world, client):
+    client.force_login(world.bob)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/t/acme/"
+    client.force_login(world.admin)
+    assert client.get("/").status_code == 200

@@ -149,7 +149,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [("dist", BASE_DIR / "static" / "dist")]  # static/src holds sources only
 STATIC_ROOT = Path(env_str("PORTAL_STATIC_ROOT", str(BASE_DIR / ".build" / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

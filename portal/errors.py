@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-_API_PATH = re.compile(r"^/(t/[^/]+/)?api/")
+_API_PATH = re.compile(r"^/(t/[^/]*/)?api/")
 
 
 class DomainError(Exception):

@@ -147,14 +147,19 @@ def members(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/members.html", context)
 
 
-def _tokens_post(request: HttpRequest, tenant: Any, is_admin: bool) -> str | None:
-    """Create or revoke; returns a new token's secret to show once."""
-    if request.POST.get("action") == "revoke":
-        queryset = selectors.token_list(tenant=tenant, user=None if is_admin else _user(request))
-        token = get_object_or_404(queryset, pk=request.POST.get("token"))
-        services.token_revoke(token=token)
-        messages.success(request, f"Token {token.name} revoked.")
-        return None
+def _token_revoke(request: HttpRequest, tenant: Any, is_admin: bool) -> HttpResponse:
+    """Revoke; htmx swaps in the token's row, a plain form gets a redirect."""
+    queryset = selectors.token_list(tenant=tenant, user=None if is_admin else _user(request))
+    token = get_object_or_404(queryset, pk=request.POST.get("token"))
+    services.token_revoke(token=token)
+    if getattr(request, "htmx", False):
+        return render(request, "tenants/_token_row.html", {"t": token})
+    messages.success(request, f"Token {token.name} revoked.")
+    return redirect("tenant-tokens")
+
+
+def _token_create(request: HttpRequest, tenant: Any) -> str | None:
+    """Create a token; returns its secret to show once."""
     form = forms.TokenCreateForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Check the token's details.")
@@ -168,9 +173,11 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     is_admin = at_least(request.tenant_role, Role.ADMIN)  # type: ignore[attr-defined]
     new_secret = None
+    if request.method == "POST" and request.POST.get("action") == "revoke":
+        return _token_revoke(request, tenant, is_admin)
     if request.method == "POST":
         try:
-            new_secret = _tokens_post(request, tenant, is_admin)
+            new_secret = _token_create(request, tenant)
         except DomainError as error:
             _fail(request, error)
         if new_secret is None:

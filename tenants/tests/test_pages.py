@@ -135,3 +135,25 @@ def test_home_redirects_to_the_only_tenant(world, client):
     assert response["Location"] == "/t/acme/"
     client.force_login(world.admin)
     assert client.get("/").status_code == 200
+
+
+def test_revoke_with_htmx_returns_the_row(world, client, token_for):
+    token_for(world.bob, world.acme, "viewer")
+    token = ApiToken.objects.get(user=world.bob)
+    client.force_login(world.bob)
+    response = client.post("/t/acme/tokens/", {"action": "revoke", "token": token.pk}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert response.content.decode().strip().startswith(f'<tr id="token-{token.pk}">')
+    assert b"revoked" in response.content
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_revoke_someone_elses_token_through_the_page_is_404(world, client, token_for):
+    token_for(world.vera, world.acme, "viewer")
+    token = ApiToken.objects.get(user=world.vera)
+    client.force_login(world.bob)
+    response = client.post("/t/acme/tokens/", {"action": "revoke", "token": token.pk})
+    assert response.status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None

@@ -1,0 +1,93 @@
+"""Every tenant API endpoint against every persona: works, needs auth, needs the role, hides
+other tenants. New endpoints must be added to ENDPOINTS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tenants.models import ApiToken, Membership
+
+pytestmark = pytest.mark.django_db
+
+
+def _ids(world: Any) -> dict[str, int]:
+    vera_token = ApiToken.objects.create(
+        tenant=world.acme, user=world.vera, name="v", role="viewer", key_id="0" * 12, digest="x"
+    )
+    return {"member": Membership.objects.get(user=world.vera).pk, "token": vera_token.pk}
+
+
+# (method, path template, body, a persona it works for, success status, {persona: refusal})
+ENDPOINTS = [
+    ("get", "/t/{t}/api/v1/me/", None, "vera", 200, {}),
+    ("get", "/t/{t}/api/v1/members/", None, "vera", 200, {}),
+    ("get", "/t/{t}/api/v1/members/{member}/", None, "vera", 200, {}),
+    (
+        "post",
+        "/t/{t}/api/v1/members/",
+        {"username": "nina", "role": "viewer"},
+        "alice",
+        201,
+        {"vera": 403, "bob": 403},
+    ),
+    (
+        "patch",
+        "/t/{t}/api/v1/members/{member}/",
+        {"role": "developer"},
+        "alice",
+        200,
+        {"vera": 403, "bob": 403},
+    ),
+    ("delete", "/t/{t}/api/v1/members/{member}/", None, "alice", 204, {"vera": 403, "bob": 403}),
+    ("get", "/t/{t}/api/v1/tokens/", None, "vera", 200, {}),
+    ("post", "/t/{t}/api/v1/tokens/", {"name": "n", "role": "viewer"}, "vera", 201, {}),
+    # vera's token: its owner and admins may revoke it; other members do not even see it
+    ("delete", "/t/{t}/api/v1/tokens/{token}/", None, "alice", 204, {"bob": 404}),
+]
+
+
+def _call(client: Any, method: str, path: str, body: Any) -> Any:
+    return (
+        getattr(client, method)(path, body, format="json")
+        if body is not None
+        else getattr(client, method)(path)
+    )
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed", "ok", "refused"), ENDPOINTS)
+def test_endpoint_matrix(world, api, method, path, body, allowed, ok, refused):
+    ids = _ids(world)
+    url = path.format(t="acme", **ids)
+    # requires authentication
+    assert _call(api(), method, url, body).status_code == 401
+    # hides other tenants: an outsider gets 404, as for a tenant that does not exist
+    outsider = _call(api(world.oscar), method, url, body)
+    assert outsider.status_code == 404
+    assert outsider.json() == _call(api(world.oscar), method, path.format(t="nosuch", **ids), body).json()
+    # requires the role
+    for persona, status in refused.items():
+        response = _call(api(getattr(world, persona)), method, url, body)
+        assert response.status_code == status, (persona, response.json())
+    # works
+    response = _call(api(getattr(world, allowed)), method, url, body)
+    assert response.status_code == ok, response.content
+
+
+def test_objects_of_another_tenant_are_invisible_by_id(world, api):
+    oscar_member = Membership.objects.get(user=world.oscar).pk
+    oscar_token = ApiToken.objects.create(
+        tenant=world.globex, user=world.oscar, name="o", role="admin", key_id="1" * 12, digest="x"
+    ).pk
+    alice = api(world.alice)
+    for method, path, body in [
+        ("get", f"/t/acme/api/v1/members/{oscar_member}/", None),
+        ("patch", f"/t/acme/api/v1/members/{oscar_member}/", {"role": "viewer"}),
+        ("delete", f"/t/acme/api/v1/members/{oscar_member}/", None),
+        ("get", f"/t/acme/api/v1/tokens/{oscar_token}/", None),
+        ("delete", f"/t/acme/api/v1/tokens/{oscar_token}/", None),
+    ]:
+        assert _call(alice, method, path, body).status_code == 404, (method, path)
+    assert Membership.objects.get(pk=oscar_member).role == "admin"
+    assert ApiToken.objects.get(pk=oscar_token).revoked_at is None

@@ -17,6 +17,23 @@ from tenants.selectors import token_resolve
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
+class HealthMiddleware:
+    """Answer ``/healthz`` and ``/readyz`` first: they must not depend on the tenant lookup
+    (a database query) that every other request starts with."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from portal import views
+
+        if request.path == "/healthz":
+            return views.healthz(request)
+        if request.path == "/readyz":
+            return views.readyz(request)
+        return self.get_response(request)
+
+
 class BodySizeLimitMiddleware:
     """Refuse a declared body above PORTAL_MAX_REQUEST_BYTES with 413 before reading it."""
 

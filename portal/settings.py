@@ -70,6 +70,7 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 AUTH_USER_MODEL = "portal.User"
 
 MIDDLEWARE = [
+    "portal.middleware.HealthMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
     "portal.middleware.TenantPathMiddleware",
     "django.middleware.security.SecurityMiddleware",

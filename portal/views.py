@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -63,6 +64,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@never_cache
 def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
@@ -116,7 +118,21 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return _error(request, 404, "not_found", "Not found.")
 
 
+# An outage of PostgreSQL or Redis is not a bug: it is 503, and the client may retry.
+_OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, redis.ConnectionError)
+
+
 def server_error(request: HttpRequest, *args: Any) -> HttpResponse:
+    """Django calls this while handling the exception, so it can tell outages from bugs."""
+    if isinstance(sys.exc_info()[1], _OUTAGES):
+        message = "A service the portal depends on is unavailable. Retry shortly."
+        response = (
+            error_response(503, "unavailable", message)
+            if wants_json(request)
+            else render(request, "500.html", {"message": message}, status=503)
+        )
+        response["Retry-After"] = "5"
+        return response
     if wants_json(request):
         return error_response(500, "server_error", "Internal error. It has been logged.")
     return render(request, "500.html", status=500)

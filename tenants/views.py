@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 
 from portal.errors import DomainError
 from portal.models import User
@@ -168,6 +169,7 @@ def _token_create(request: HttpRequest, tenant: Any) -> str | None:
     return issued.secret
 
 
+@never_cache  # the answer to a create carries the new secret: never store it anywhere
 @tenant_page(write_role=Role.VIEWER)
 def tokens_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]

@@ -36,17 +36,14 @@ def _services_and_public_tenant(request: pytest.FixtureRequest) -> Iterator[None
     require("postgresql")
     require("redis")
     request.getfixturevalue("_close_stray_connections")
+    if "allow_async_orm" in names:
+        request.getfixturevalue("allow_async_orm")  # first, so it outlasts the flush
     transactional = "transactional_db" in names or bool(marker and marker.kwargs.get("transaction"))
     request.getfixturevalue("transactional_db" if transactional else "db")
     from django.db import connection
 
-    from tenants.models import Tenant, TenantState
-
     connection.set_schema_to_public()  # type: ignore[attr-defined]  # a request may have left another
-    Tenant.objects.get_or_create(
-        schema_name=get_public_schema_name(),
-        defaults={"slug": "_public", "name": "public", "state": TenantState.READY},
-    )
+    ensure_public_tenant()
     cache.clear()
     yield
     if transactional:
@@ -55,6 +52,16 @@ def _services_and_public_tenant(request: pytest.FixtureRequest) -> Iterator[None
             cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%%'")
             for (schema,) in cursor.fetchall():
                 cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def ensure_public_tenant() -> None:
+    """django-tenants' row for the public schema (a transactional test's flush deletes it)."""
+    from tenants.models import Tenant, TenantState
+
+    Tenant.objects.get_or_create(
+        schema_name=get_public_schema_name(),
+        defaults={"slug": "_public", "name": "public", "state": TenantState.READY},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,10 @@ def _log_tail(path: Path) -> str:
 @pytest.fixture(scope="session")
 def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
     """uvicorn serving portal.asgi (HTTP and websockets) on a free port."""
+    from testsupport.fixtures import ensure_public_tenant
+
+    with django_db_blocker.unblock():
+        ensure_public_tenant()  # the server routes nothing without it
     port = free_port()
     log = tmp_path_factory.mktemp("web") / "web.log"
     cmd = [
@@ -67,10 +71,11 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_fact
         if process.poll() is not None:
             pytest.fail(f"the ASGI server exited:\n{_log_tail(log)}")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     else:
         _stop(process)
         pytest.fail(f"the ASGI server did not start:\n{_log_tail(log)}")

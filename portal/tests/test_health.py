@@ -6,6 +6,7 @@ from django.test import override_settings
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.django_db
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
@@ -39,3 +40,25 @@ def test_readyz_is_503_when_the_database_is_unreachable(client, monkeypatch):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert set(response.json()["error"]["detail"]) == {"database"}
+
+
+def test_healthz_does_not_touch_the_database(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert client.get("/healthz").status_code == 200
+
+
+def test_database_outage_is_503_not_500(world, monkeypatch):
+    from django.db import OperationalError
+    from django.test import Client
+
+    from portal import auth
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(auth, "token_resolve", down)
+    client = Client(raise_request_exception=False)
+    response = client.get("/t/acme/api/v1/me/", HTTP_AUTHORIZATION="Bearer fpt_000000000000_" + "a" * 43)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert response["Retry-After"] == "5"

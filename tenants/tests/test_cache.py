@@ -16,5 +16,5 @@ def test_cache_keys_are_per_tenant(world):
         cache.set("settings", "globex's")
     with schema_context(world.acme.schema_name):
         assert cache.get("settings") == "acme's"
-    assert connection.schema_name == "public"
+    assert connection.schema_name == "public"  # type: ignore[attr-defined]
     assert cache.get("settings") is None

@@ -1,0 +1,117 @@
+"""The control API: Kubernetes-style paths for fission.io/v1 objects, bearer-token protected.
+
+``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]``: GET (read, list), POST (create),
+PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
+``/metrics`` (Prometheus) and ``/healthz`` need no token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from runtime import metrics
+from runtime.errors import InvalidObject, NotFound, RuntimeProblem
+from runtime.objects import KINDS
+
+if TYPE_CHECKING:
+    from runtime.app import Runtime
+
+log = logging.getLogger(__name__)
+BASE = "/apis/fission.io/v1/namespaces/{namespace}/{plural}"
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
+
+
+def problem(status: int, code: str, message: str, detail: Any = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "detail": detail}}, status=status)
+
+
+def make_app(runtime: Runtime, token: str) -> web.Application:
+    @web.middleware
+    async def guard(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith("/apis/"):
+            offered = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+                return problem(401, "not_authenticated", "A valid bearer token is required.")
+        try:
+            return await handler(request)
+        except RuntimeProblem as exc:
+            detail = {"field": exc.field} if exc.field else None
+            return problem(exc.status, exc.code, exc.message, detail)
+        except web.HTTPException as exc:
+            return problem(exc.status, "http_error", exc.reason)
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_OBJECT_BYTES)
+    handlers = Handlers(runtime)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get(BASE, handlers.list)
+    app.router.add_post(BASE, handlers.create)
+    app.router.add_get(BASE + "/{name}", handlers.read)
+    app.router.add_put(BASE + "/{name}", handlers.replace)
+    app.router.add_delete(BASE + "/{name}", handlers.delete)
+    return app
+
+
+class Handlers:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def list(self, request: web.Request) -> web.Response:
+        plural, namespace = _plural(request), request.match_info["namespace"]
+        return web.json_response({"items": self.runtime.store.list(plural, namespace)})
+
+    async def read(self, request: web.Request) -> web.Response:
+        return web.json_response(self.runtime.store.get(_key(request)))
+
+    async def create(self, request: web.Request) -> web.Response:
+        raw = await self.runtime.put(
+            _plural(request), request.match_info["namespace"], await _body(request), create=True
+        )
+        return web.json_response(raw, status=201)
+
+    async def replace(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        name = (body.get("metadata") or {}).get("name")
+        if name != request.match_info["name"]:
+            raise InvalidObject("metadata.name must match the URL", field="metadata.name")
+        raw = await self.runtime.put(_plural(request), request.match_info["namespace"], body, create=False)
+        return web.json_response(raw)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        await self.runtime.delete(_key(request))
+        return web.json_response({"status": "deleted"})
+
+
+def _plural(request: web.Request) -> str:
+    plural = request.match_info["plural"]
+    if plural not in KINDS:
+        raise NotFound(f"unknown kind {plural!r}: one of {', '.join(KINDS)}")
+    return plural
+
+
+def _key(request: web.Request) -> tuple[str, str, str]:
+    return (_plural(request), request.match_info["namespace"], request.match_info["name"])
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        raise InvalidObject("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidObject("the body must be a JSON object")
+    return body

@@ -1,0 +1,352 @@
+"""Executors: poolmgr (warm generic workers per environment, specialized on first call) and
+newdeploy (dedicated workers between MinScale and MaxScale), with Fission's semantics.
+
+Everything runs on the runtime's event loop; no locks are needed because no ``await``
+sits between reading and updating a worker's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime import metrics
+from runtime.http import Response, UpstreamClosed, UpstreamConnection
+from runtime.objects import Environment, Function
+from runtime.spawner import Zygote, kill
+
+log = logging.getLogger(__name__)
+FnKey = tuple[str, str]  # namespace, function name
+EnvKey = tuple[str, str]  # namespace, environment name
+SPECIALIZE_TIMEOUT = 120.0
+READY_TIMEOUT = 10.0
+
+
+class TooManyRequests(Exception):
+    """Every worker the function may have is busy (concurrency x requestsPerPod)."""
+
+
+class Unavailable(Exception):
+    """The function cannot be started (bad code, missing package): 502 to the caller."""
+
+
+@dataclass(frozen=True)
+class Deployable:
+    """A function ready to run: its spec plus where its code is and its environment."""
+
+    function: Function
+    environment: Environment
+    code_path: Path
+
+    @property
+    def key(self) -> FnKey:
+        return (self.function.meta.namespace, self.function.meta.name)
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        """What, if changed, makes running workers stale (re-specialization needed)."""
+        f = self.function
+        return (
+            self.code_path,
+            f.entrypoint,
+            f.package_version,
+            f.memory_limit,
+            f.requests_per_pod,
+            f.executor,
+        )
+
+
+@dataclass(eq=False)
+class Worker:
+    id: str
+    pid: int
+    socket: Path
+    workdir: Path
+    env_key: EnvKey
+    executor: str
+    state: str = "warm"  # warm, specializing, specialized, retiring, dead
+    function: FnKey | None = None
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    connections: list[UpstreamConnection] = field(default_factory=list)
+
+
+class Executor:
+    def __init__(self, zygote: Zygote, run_dir: Path, log_socket: Path) -> None:
+        self.zygote = zygote
+        self.run_dir = run_dir
+        self.log_socket = log_socket
+        self.ids = itertools.count(1)
+        self.workers: dict[str, Worker] = {}
+        self.by_pid: dict[int, Worker] = {}
+        self.pools: dict[EnvKey, list[Worker]] = defaultdict(list)
+        self.pool_sizes: dict[EnvKey, int] = {}
+        self.environments: dict[EnvKey, Environment] = {}
+        self.deployables: dict[FnKey, Deployable] = {}
+        self.by_function: dict[FnKey, list[Worker]] = defaultdict(list)
+        self.freed: dict[FnKey, asyncio.Event] = defaultdict(asyncio.Event)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ desired state
+
+    def set_environments(self, environments: list[Environment]) -> None:
+        self.environments = {(e.meta.namespace, e.meta.name): e for e in environments}
+        self.pool_sizes = {key: env.poolsize for key, env in self.environments.items()}
+        for key in list(self.pools):
+            if key not in self.environments:
+                for worker in self.pools.pop(key):
+                    self.destroy(worker, "environment deleted")
+        self.background(self.fill_pools())
+
+    def set_deployables(self, deployables: list[Deployable]) -> None:
+        new = {d.key: d for d in deployables}
+        for key, old in self.deployables.items():
+            if key not in new or new[key].signature != old.signature:
+                self.retire(key)
+        self.deployables = new
+        self.background(self.keep_min_scale())
+
+    def retire(self, key: FnKey) -> None:
+        """Stop routing to the function's workers; each is killed once idle."""
+        for worker in self.by_function.pop(key, []):
+            worker.state = "retiring"
+            if worker.active == 0:
+                self.destroy(worker, "retired")
+        metrics.workers_changed(self)
+
+    # ------------------------------------------------------------ calls
+
+    async def call(self, key: FnKey, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> Response:  # fmt: skip
+        deployable = self.deployables.get(key)
+        if deployable is None:
+            raise Unavailable("the function is not deployed")
+        worker = await self.acquire(deployable)
+        connection = worker.connections.pop() if worker.connections else None
+        try:
+            if connection is None:
+                connection = await UpstreamConnection.open(str(worker.socket))
+            response = await asyncio.wait_for(
+                connection.send(method, target, headers, body), deployable.function.timeout
+            )
+        except TimeoutError:
+            self.destroy(worker, "timed out")
+            return Response(504, body=b"the function timed out\n")
+        except (UpstreamClosed, OSError):
+            self.destroy(worker, "crashed")
+            return Response(502, body=b"the function's worker failed during the request\n")
+        finally:
+            self.release(worker, key)
+        if not connection.closed and worker.state != "dead":
+            worker.connections.append(connection)
+        return response
+
+    async def acquire(self, deployable: Deployable) -> Worker:
+        key, function = deployable.key, deployable.function
+        deadline = time.monotonic() + function.timeout
+        while True:
+            free = [
+                w
+                for w in self.by_function[key]
+                if w.state == "specialized" and w.active < function.requests_per_pod
+            ]
+            if free:
+                worker = min(free, key=lambda w: w.active)
+                worker.active += 1
+                return worker
+            limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
+            if len(self.by_function[key]) < limit:
+                return await self.cold_start(deployable)
+            if function.executor == "poolmgr":
+                raise TooManyRequests()
+            # newdeploy at MaxScale: wait for a worker like requests queue at a Service
+            self.freed[key].clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TooManyRequests()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.freed[key].wait(), remaining)
+
+    def release(self, worker: Worker, key: FnKey) -> None:
+        worker.active -= 1
+        worker.last_used = time.monotonic()
+        if worker.state == "retiring" and worker.active == 0:
+            self.destroy(worker, "retired")
+        self.freed[key].set()
+
+    async def cold_start(self, deployable: Deployable) -> Worker:
+        """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy)."""
+        key, function = deployable.key, deployable.function
+        metrics.COLD_STARTS.labels(function.meta.name, function.meta.namespace).inc()
+        env_key = (function.meta.namespace, function.environment)
+        pool = self.pools.get(env_key) if function.executor == "poolmgr" else None
+        worker = pool.pop() if pool else None
+        if worker is None:
+            worker = await self.spawn(env_key, function.executor, function.memory_limit)
+        worker.state, worker.function, worker.active = "specializing", key, 1
+        self.by_function[key].append(worker)
+        self.background(self.fill_pools())
+        try:
+            await self.specialize(worker, deployable)
+        except (Unavailable, UpstreamClosed, OSError, TimeoutError) as exc:
+            metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
+            self.destroy(worker, f"specialization failed: {exc}")
+            raise Unavailable(f"the function could not be loaded: {exc}") from None
+        worker.state = "specialized"
+        metrics.workers_changed(self)
+        return worker
+
+    async def specialize(self, worker: Worker, deployable: Deployable) -> None:
+        function = deployable.function
+        body = json.dumps({
+            "filepath": str(deployable.code_path),
+            "functionName": function.entrypoint,
+            "FunctionMetadata": {"name": function.meta.name, "namespace": function.meta.namespace},
+            "concurrency": function.requests_per_pod,
+        }).encode()  # fmt: skip
+        connection = await UpstreamConnection.open(str(worker.socket))
+        headers = [(b"content-type", b"application/json")]
+        response = await asyncio.wait_for(
+            connection.send("POST", b"/v2/specialize", headers, body), SPECIALIZE_TIMEOUT
+        )
+        if response.status != 200:
+            connection.close()
+            raise Unavailable(response.body.decode(errors="replace").strip()[:500])
+        worker.connections.append(connection)
+
+    # ------------------------------------------------------------ worker processes
+
+    async def spawn(self, env_key: EnvKey, executor: str, memory: int | None) -> Worker:
+        worker_id = f"w{next(self.ids)}"
+        workdir = self.run_dir / "workers" / worker_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        socket = self.run_dir / f"{worker_id}.sock"
+        environment = self.environments.get(env_key)
+        memory = memory or (environment.memory_limit if environment else None)
+        pid = await self.zygote.spawn(
+            worker_id=worker_id, socket=socket, workdir=workdir, memory=memory, concurrency=1,
+            env={"RUNTIME_LOG_SOCKET": str(self.log_socket), "HOME": str(workdir)},
+        )  # fmt: skip
+        worker = Worker(
+            id=worker_id, pid=pid, socket=socket, workdir=workdir, env_key=env_key, executor=executor
+        )
+        self.workers[worker_id] = worker
+        self.by_pid[pid] = worker
+        self.watch(worker)
+        await self.wait_ready(worker)
+        metrics.workers_changed(self)
+        return worker
+
+    def watch(self, worker: Worker) -> None:
+        """Get told by the kernel when the worker exits (a pidfd), whatever killed it."""
+        try:
+            fd = os.pidfd_open(worker.pid)
+        except ProcessLookupError:
+            self.destroy(worker, "exited at start")
+            return
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self.destroy(worker, "exited")
+
+        loop.add_reader(fd, exited)
+
+    async def wait_ready(self, worker: Worker) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if worker.state == "dead":
+                raise Unavailable("the worker exited while starting")
+            try:
+                connection = await UpstreamConnection.open(str(worker.socket))
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.destroy(worker, "never became ready")
+                    raise Unavailable("the worker did not start in time") from None
+                await asyncio.sleep(0.001)
+                continue
+            worker.connections.append(connection)
+            return
+
+    def destroy(self, worker: Worker, reason: str) -> None:
+        """Kill and forget a worker. Idempotent."""
+        if worker.state == "dead":
+            return
+        log.info("worker %s (pid %s, %s) removed: %s", worker.id, worker.pid, worker.function, reason)
+        worker.state = "dead"
+        kill(worker.pid)
+        for connection in worker.connections:
+            connection.close()
+        self.workers.pop(worker.id, None)
+        self.by_pid.pop(worker.pid, None)
+        if worker in self.pools.get(worker.env_key, []):
+            self.pools[worker.env_key].remove(worker)
+        if worker.function and worker in self.by_function.get(worker.function, []):
+            self.by_function[worker.function].remove(worker)
+            self.freed[worker.function].set()
+        worker.socket.unlink(missing_ok=True)
+        shutil.rmtree(worker.workdir, ignore_errors=True)
+        metrics.workers_changed(self)
+        self.background(self.fill_pools())
+
+    # ------------------------------------------------------------ keeping things warm
+
+    async def fill_pools(self) -> None:
+        for env_key in list(self.pool_sizes):
+            while len(self.pools[env_key]) < self.pool_sizes.get(env_key, 0):
+                try:
+                    worker = await self.spawn(env_key, "poolmgr", None)
+                except (Unavailable, RuntimeError, OSError):
+                    log.exception("could not fill the pool of %s", env_key)
+                    return
+                self.pools[env_key].append(worker)
+        metrics.workers_changed(self)
+
+    async def keep_min_scale(self) -> None:
+        for key, deployable in list(self.deployables.items()):
+            function = deployable.function
+            while function.executor == "newdeploy" and len(self.by_function[key]) < function.min_scale:
+                try:
+                    worker = await self.cold_start(deployable)
+                except Unavailable:
+                    log.exception("could not keep %s at MinScale", key)
+                    break
+                self.release(worker, key)
+
+    def reap_idle(self) -> None:
+        """poolmgr workers idle past idletimeout go; newdeploy ones down to MinScale."""
+        now = time.monotonic()
+        for key, workers in list(self.by_function.items()):
+            deployable = self.deployables.get(key)
+            if deployable is None:
+                continue
+            function = deployable.function
+            keep = function.min_scale if function.executor == "newdeploy" else 0
+            idle = [w for w in workers if w.active == 0 and now - w.last_used > function.idle_timeout]
+            for worker in idle[: max(0, len(workers) - keep)]:
+                self.destroy(worker, "idle")
+
+    async def run_reaper(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.reap_idle()
+
+    def background(self, coroutine: object) -> None:
+        assert asyncio.iscoroutine(coroutine)
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def shutdown(self) -> None:
+        for worker in list(self.workers.values()):
+            self.destroy(worker, "runtime stopping")

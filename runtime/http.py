@@ -1,0 +1,227 @@
+"""Minimal HTTP/1.1 on asyncio + httptools for the router's hot path.
+
+Two halves: ``ServerProtocol`` parses client requests (keep-alive, one at a time per
+connection, in order) and hands them to a handler; ``UpstreamConnection`` sends one request
+at a time to a worker over a unix socket and parses its response. No framework on this
+path: it is where the router overhead is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
+)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    head_only: bool = False  # an answer to HEAD: the length of the body, not the body
+
+    def encode(self, keep_alive: bool = True) -> bytes:
+        reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
+        lines = [f"HTTP/1.1 {self.status} {reason}".encode()]
+        lines.extend(
+            k + b": " + v
+            for k, v in self.headers
+            if k.lower() not in HOP_BY_HOP and k.lower() != b"content-length"
+        )
+        lines.append(b"content-length: " + str(len(self.body)).encode())
+        if not keep_alive:
+            lines.append(b"connection: close")
+        return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if self.head_only else self.body)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ServerProtocol(asyncio.Protocol):
+    """One client connection. Requests are answered strictly in order."""
+
+    def __init__(self, handler: Handler, max_body: int) -> None:
+        self.handler = handler
+        self.max_body = max_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: asyncio.Queue[Request | Response | None] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body_parts: list[bytes] = []
+        self.body_size = 0
+        self.too_large = False
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.worker = asyncio.get_running_loop().create_task(self._serve())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.queue.put_nowait(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.queue.put_nowait(Response(501, body=b"upgrades are not supported\n"))
+        except httptools.HttpParserError:
+            self.queue.put_nowait(Response(400, body=b"malformed request\n"))
+            self.queue.put_nowait(None)
+
+    # httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.max_body:
+            self.too_large = True
+        elif not self.too_large:
+            self.body_parts.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.too_large:
+            self.queue.put_nowait(Response(413, body=b"request body too large\n"))
+        else:
+            parsed = httptools.parse_url(self.url)
+            request = Request(
+                method=self.parser.get_method().decode(),
+                path=(parsed.path or b"/").decode("latin-1"),
+                query=parsed.query or b"",
+                headers=self.headers,
+                body=b"".join(self.body_parts),
+            )
+            self.queue.put_nowait(request)
+        self._reset()
+
+    async def _serve(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is None or self.transport is None or self.transport.is_closing():
+                break
+            response = item if isinstance(item, Response) else await self.handler(item)
+            keep_alive = self.parser.should_keep_alive() and response.status != 400
+            self.transport.write(response.encode(keep_alive))
+            if not keep_alive:
+                self.transport.close()
+                break
+
+
+class UpstreamClosed(Exception):
+    """The worker closed the connection (or died) before answering."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A keep-alive connection to one worker; one request in flight at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Response] | None = None
+        self.closed = False
+        self._start()
+
+    def _start(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body_parts: list[bytes] = []
+
+    @classmethod
+    async def open(cls, path: str) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_unix_connection(cls, path)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(UpstreamClosed("the worker closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_exception(UpstreamClosed(f"malformed response from the worker: {exc}"))
+            self.close()
+
+    def on_status(self, status: bytes) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body_parts.append(body)
+
+    def on_message_complete(self) -> None:
+        response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body_parts))
+        keep = self.parser.should_keep_alive()
+        self._start()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(response)
+        if not keep:
+            self.close()
+
+    async def send(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
+        if self.closed or self.transport is None:
+            raise UpstreamClosed("connection already closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        head = [method.encode() + b" " + target + b" HTTP/1.1", b"host: worker"]
+        head.extend(
+            k + b": " + v
+            for k, v in headers
+            if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"content-length")
+        )
+        head.append(b"content-length: " + str(len(body)).encode())
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()

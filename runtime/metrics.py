@@ -1,0 +1,73 @@
+"""Prometheus metrics with Fission's names and labels (FISSION.md section 3), so the same
+PromQL serves the local runtime and a real Fission router."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+
+if TYPE_CHECKING:
+    from runtime.executor import Executor
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+CALL_LABELS = ("function_namespace", "function_name", "path", "method", "code")
+
+CALLS = Counter(
+    "fission_function_calls_total", "Function calls through the router.", CALL_LABELS, registry=REGISTRY
+)
+ERRORS = Counter(
+    "fission_function_errors_total", "Calls answered with a status >= 400.", CALL_LABELS, registry=REGISTRY
+)
+OVERHEAD = Histogram(
+    "fission_function_overhead_seconds",
+    "Whole round trip at the router, despite the name (as in Fission).",
+    CALL_LABELS,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+COLD_STARTS = Counter(
+    "fission_function_cold_starts_total", "Workers specialized or started for a call.",
+    ("function_name", "function_namespace"), registry=REGISTRY,
+)  # fmt: skip
+COLD_START_ERRORS = Counter(
+    "fission_function_cold_start_errors_total", "Cold starts that failed.",
+    ("function_name", "function_namespace"), registry=REGISTRY,
+)  # fmt: skip
+WORKERS = Gauge(
+    "runtime_workers", "Worker processes by executor and state.", ("executor", "state"), registry=REGISTRY
+)
+POOL_SIZE = Gauge(
+    "runtime_pool_warm_workers", "Warm generic workers per environment.",
+    ("namespace", "environment"), registry=REGISTRY,
+)  # fmt: skip
+POOL_TARGET = Gauge(
+    "runtime_pool_size",
+    "Configured poolsize per environment.",
+    ("namespace", "environment"),
+    registry=REGISTRY,
+)
+
+
+def observe_call(namespace: str, function: str, path: str, method: str, code: int, seconds: float) -> None:
+    labels = (namespace, function, path, method, str(code))
+    CALLS.labels(*labels).inc()
+    if code >= 400:
+        ERRORS.labels(*labels).inc()
+    OVERHEAD.labels(*labels).observe(seconds)
+
+
+def workers_changed(executor: Executor) -> None:
+    tally = Tally((w.executor, w.state) for w in executor.workers.values())
+    for executor_name in ("poolmgr", "newdeploy"):
+        for state in ("warm", "specializing", "specialized", "retiring"):
+            WORKERS.labels(executor_name, state).set(tally.get((executor_name, state), 0))
+    for (namespace, environment), size in executor.pool_sizes.items():
+        POOL_TARGET.labels(namespace, environment).set(size)
+        POOL_SIZE.labels(namespace, environment).set(len(executor.pools.get((namespace, environment), [])))
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

@@ -1,0 +1,317 @@
+"""Fission objects (fission.io/v1) as the runtime understands them, parsed and validated.
+
+Validation follows the CRDs in shared/fission-crds and FISSION.md section 1; every error
+names the field (``spec.functionref.functionweights``) so a caller knows what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import InvalidObject
+
+API_VERSION = "fission.io/v1"
+KINDS = {
+    "environments": "Environment",
+    "packages": "Package",
+    "functions": "Function",
+    "httptriggers": "HTTPTrigger",
+}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_RESERVED_PATHS = ("/router-healthz", "/readyz", "/_version", "/auth/login")
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
+_MEMORY_UNITS = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}  # fmt: skip
+
+
+def _get(obj: dict[str, Any], path: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    value: Any = obj
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            raise InvalidObject(f"{path} must be inside an object", field=path)
+        value = value.get(part)
+        if value is None:
+            return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InvalidObject(f"{path} must be of type {names}", field=path)
+    return value
+
+
+def _required(obj: dict[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
+    value = _get(obj, path, kind)
+    if value is None or value == "":
+        raise InvalidObject(f"{path} is required", field=path)
+    return value
+
+
+def _name(value: str, path: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise InvalidObject(f"{path} must be a DNS-1123 label (lowercase, digits, '-', <= 63)", field=path)
+    return value
+
+
+def parse_memory(value: Any, path: str) -> int | None:
+    """Kubernetes quantity (``128Mi``, ``1G``, ``1000000``) in bytes; None when absent."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kMGT]i?|)", str(value))
+    if not match:
+        raise InvalidObject(f"{path} must be a memory quantity such as 256Mi", field=path)
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Meta:
+    namespace: str
+    name: str
+    resource_version: str = ""
+
+
+def parse_meta(obj: dict[str, Any], namespace: str, kind: str) -> Meta:
+    if obj.get("apiVersion") != API_VERSION:
+        raise InvalidObject(f"apiVersion must be {API_VERSION}", field="apiVersion")
+    if obj.get("kind") != kind:
+        raise InvalidObject(f"kind must be {kind}", field="kind")
+    name = _name(_required(obj, "metadata.name", str), "metadata.name")
+    declared = _get(obj, "metadata.namespace", str)
+    if declared not in (None, namespace):
+        raise InvalidObject("metadata.namespace must match the URL's namespace", field="metadata.namespace")
+    return Meta(namespace=namespace, name=name)
+
+
+def _same_namespace_ref(obj: dict[str, Any], path: str, namespace: str) -> str:
+    name = _name(_required(obj, f"{path}.name", str), f"{path}.name")
+    ref_namespace = _get(obj, f"{path}.namespace", str, namespace)
+    if ref_namespace != namespace:
+        raise InvalidObject(f"{path}.namespace must be the object's own namespace", field=f"{path}.namespace")
+    return name
+
+
+@dataclass(frozen=True)
+class Environment:
+    meta: Meta
+    image: str
+    poolsize: int
+    memory_limit: int | None
+
+
+def parse_environment(obj: dict[str, Any], namespace: str) -> Environment:
+    meta = parse_meta(obj, namespace, "Environment")
+    version = _get(obj, "spec.version", int, 1)
+    if version not in (1, 2, 3):
+        raise InvalidObject("spec.version must be 1, 2 or 3", field="spec.version")
+    image = _required(obj, "spec.runtime.image", str)
+    poolsize = _get(obj, "spec.poolsize", int, 3)
+    if poolsize < 0:
+        raise InvalidObject("spec.poolsize must be >= 0", field="spec.poolsize")
+    memory = parse_memory(
+        _get(obj, "spec.resources.limits.memory", (str, int)), "spec.resources.limits.memory"
+    )
+    return Environment(meta=meta, image=image, poolsize=poolsize, memory_limit=memory)
+
+
+@dataclass(frozen=True)
+class Archive:
+    type: str
+    literal: str | None
+    url: str | None
+    checksum: str | None
+
+
+def _archive(obj: dict[str, Any], path: str) -> Archive | None:
+    raw = _get(obj, path, dict)
+    if not raw:
+        return None
+    kind = _get(obj, f"{path}.type", str, "literal" if raw.get("literal") else "url")
+    if kind not in ("literal", "url"):
+        raise InvalidObject(
+            f"{path}.type must be literal or url here (oci is not supported)", field=f"{path}.type"
+        )
+    literal = _get(obj, f"{path}.literal", str)
+    url = _get(obj, f"{path}.url", str)
+    checksum_type = _get(obj, f"{path}.checksum.type", str, "sha256")
+    checksum = _get(obj, f"{path}.checksum.sum", str)
+    if kind == "literal" and not literal:
+        raise InvalidObject(f"{path}.literal is required for a literal archive", field=f"{path}.literal")
+    if kind == "url" and not url:
+        raise InvalidObject(f"{path}.url is required for a url archive", field=f"{path}.url")
+    if kind == "url" and not checksum:
+        raise InvalidObject(
+            f"{path}.checksum.sum is required for a url archive", field=f"{path}.checksum.sum"
+        )
+    if checksum and (checksum_type != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", checksum)):
+        raise InvalidObject(f"{path}.checksum must be a sha256 hex digest", field=f"{path}.checksum")
+    return Archive(type=kind, literal=literal, url=url, checksum=checksum)
+
+
+@dataclass(frozen=True)
+class Package:
+    meta: Meta
+    environment: str
+    deployment: Archive
+
+
+def parse_package(obj: dict[str, Any], namespace: str) -> Package:
+    meta = parse_meta(obj, namespace, "Package")
+    environment = _same_namespace_ref(obj, "spec.environment", namespace)
+    deployment = _archive(obj, "spec.deployment")
+    if deployment is None:
+        # A source archive needs a builder; the local runtime only serves built packages.
+        raise InvalidObject(
+            "spec.deployment is required (the local runtime runs no builds)", field="spec.deployment"
+        )
+    return Package(meta=meta, environment=environment, deployment=deployment)
+
+
+@dataclass(frozen=True)
+class Function:
+    meta: Meta
+    environment: str
+    package: str
+    package_version: str
+    entrypoint: str
+    executor: str
+    min_scale: int
+    max_scale: int
+    timeout: float
+    idle_timeout: float
+    concurrency: int
+    requests_per_pod: int
+    memory_limit: int | None
+
+
+_STRATEGY = "spec.InvokeStrategy.ExecutionStrategy"
+
+
+def _function_limits(obj: dict[str, Any]) -> dict[str, Any]:
+    timeout = _get(obj, "spec.functionTimeout", int, 0)
+    idle = _get(obj, "spec.idletimeout", int, 120)
+    concurrency = _get(obj, "spec.concurrency", int, 0)
+    per_pod = _get(obj, "spec.requestsPerPod", int, 0)
+    for path, value in (("spec.functionTimeout", timeout), ("spec.idletimeout", idle),
+                        ("spec.concurrency", concurrency), ("spec.requestsPerPod", per_pod)):  # fmt: skip
+        if value < 0:
+            raise InvalidObject(f"{path} must be >= 0", field=path)
+    return {
+        "timeout": float(timeout or 60),
+        "idle_timeout": float(idle),
+        "concurrency": concurrency or 500,
+        "requests_per_pod": per_pod or 1,
+    }
+
+
+def _strategy(obj: dict[str, Any]) -> dict[str, Any]:
+    if _get(obj, "spec.InvokeStrategy.StrategyType", str) != "execution":
+        raise InvalidObject(
+            "spec.InvokeStrategy.StrategyType must be execution", field="spec.InvokeStrategy.StrategyType"
+        )
+    executor = _get(obj, f"{_STRATEGY}.ExecutorType", str)
+    if executor not in ("poolmgr", "newdeploy"):
+        raise InvalidObject(
+            f"{_STRATEGY}.ExecutorType must be poolmgr or newdeploy", field=f"{_STRATEGY}.ExecutorType"
+        )
+    min_scale = _get(obj, f"{_STRATEGY}.MinScale", int, 0)
+    max_scale = _get(obj, f"{_STRATEGY}.MaxScale", int, 1)
+    if min_scale < 0:
+        raise InvalidObject(f"{_STRATEGY}.MinScale must be >= 0", field=f"{_STRATEGY}.MinScale")
+    if max_scale <= 0 or max_scale < min_scale:
+        raise InvalidObject(
+            f"{_STRATEGY}.MaxScale must be > 0 and >= MinScale", field=f"{_STRATEGY}.MaxScale"
+        )
+    return {"executor": executor, "min_scale": min_scale, "max_scale": max_scale}
+
+
+def parse_function(obj: dict[str, Any], namespace: str) -> Function:
+    meta = parse_meta(obj, namespace, "Function")
+    environment = _same_namespace_ref(obj, "spec.environment", namespace)
+    package = _same_namespace_ref(obj, "spec.package.packageref", namespace)
+    version = str(_get(obj, "spec.package.packageref.resourceversion", (str, int), ""))
+    entrypoint = _get(obj, "spec.package.functionName", str, "")
+    memory = parse_memory(
+        _get(obj, "spec.resources.limits.memory", (str, int)), "spec.resources.limits.memory"
+    )
+    return Function(
+        meta=meta, environment=environment, package=package, package_version=version,
+        entrypoint=entrypoint, memory_limit=memory, **_strategy(obj), **_function_limits(obj),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HTTPTrigger:
+    meta: Meta
+    path: str
+    is_prefix: bool
+    keep_prefix: bool
+    methods: frozenset[str]
+    weights: dict[str, int] = field(default_factory=dict)
+
+
+def _trigger_path(obj: dict[str, Any]) -> tuple[str, bool]:
+    relative = _get(obj, "spec.relativeurl", str)
+    prefix = _get(obj, "spec.prefix", str)
+    if bool(relative) == bool(prefix):
+        raise InvalidObject(
+            "exactly one of spec.relativeurl and spec.prefix is required", field="spec.relativeurl"
+        )
+    path, where = (prefix, "spec.prefix") if prefix else (relative, "spec.relativeurl")
+    assert path is not None
+    if not path.startswith("/") or path == "/" or ".." in path.split("/"):
+        raise InvalidObject(f"{where} must start with '/', not be '/', and contain no '..'", field=where)
+    if path.startswith("/fission-function/") or path.rstrip("/") in _RESERVED_PATHS:
+        raise InvalidObject(f"{where} is reserved by the router", field=where)
+    return path, bool(prefix)
+
+
+def _weights(obj: dict[str, Any], namespace: str) -> dict[str, int]:
+    ref_type = _required(obj, "spec.functionref.type", str)
+    if ref_type == "name":
+        return {_name(_required(obj, "spec.functionref.name", str), "spec.functionref.name"): 100}
+    if ref_type != "function-weights":
+        raise InvalidObject(
+            "spec.functionref.type must be name or function-weights", field="spec.functionref.type"
+        )
+    raw = _required(obj, "spec.functionref.functionweights", dict)
+    weights: dict[str, int] = {}
+    for name, weight in raw.items():
+        _name(name, "spec.functionref.functionweights")
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+            raise InvalidObject("spec.functionref.functionweights values must be integers >= 0",
+                                field=f"spec.functionref.functionweights.{name}")  # fmt: skip
+        weights[name] = weight
+    if sum(weights.values()) <= 0:
+        raise InvalidObject("spec.functionref.functionweights must sum to more than 0",
+                            field="spec.functionref.functionweights")  # fmt: skip
+    return weights
+
+
+def parse_httptrigger(obj: dict[str, Any], namespace: str) -> HTTPTrigger:
+    meta = parse_meta(obj, namespace, "HTTPTrigger")
+    path, is_prefix = _trigger_path(obj)
+    methods = _get(obj, "spec.methods", list, [])
+    if not methods:
+        raise InvalidObject("spec.methods is required: an empty set matches nothing", field="spec.methods")
+    for index, method in enumerate(methods):
+        if method not in HTTP_METHODS:
+            raise InvalidObject(
+                f"spec.methods[{index}] must be one of {sorted(HTTP_METHODS)}", field=f"spec.methods[{index}]"
+            )
+    keep_prefix = bool(_get(obj, "spec.keepPrefix", bool, False))
+    return HTTPTrigger(
+        meta=meta, path=path, is_prefix=is_prefix, keep_prefix=keep_prefix,
+        methods=frozenset(methods), weights=_weights(obj, namespace),
+    )  # fmt: skip
+
+
+Parsed = Environment | Package | Function | HTTPTrigger
+PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
+    "environments": parse_environment,
+    "packages": parse_package,
+    "functions": parse_function,
+    "httptriggers": parse_httptrigger,
+}

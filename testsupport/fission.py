@@ -1,0 +1,115 @@
+"""Builders of fission.io/v1 objects for tests (the portal's manifests come later)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from typing import Any
+
+API = "fission.io/v1"
+
+
+def _meta(namespace: str, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace}
+
+
+def environment(namespace: str, name: str, *, poolsize: int = 1, memory: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "version": 3,
+        "runtime": {"image": "ghcr.io/fission/python-env"},
+        "poolsize": poolsize,
+        "terminationGracePeriod": 5,
+    }
+    if memory:
+        spec["resources"] = {"limits": {"memory": memory}}
+    return {"apiVersion": API, "kind": "Environment", "metadata": _meta(namespace, name), "spec": spec}
+
+
+def zip_bytes(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+    return buffer.getvalue()
+
+
+def package_literal(namespace: str, name: str, code: str | bytes, *, env: str = "python") -> dict[str, Any]:
+    data = code.encode() if isinstance(code, str) else code
+    return {
+        "apiVersion": API,
+        "kind": "Package",
+        "metadata": _meta(namespace, name),
+        "spec": {
+            "environment": {"namespace": namespace, "name": env},
+            "deployment": {
+                "type": "literal",
+                "literal": base64.b64encode(data).decode(),
+                "checksum": {"type": "sha256", "sum": hashlib.sha256(data).hexdigest()},
+            },
+        },
+    }
+
+
+def function(
+    namespace: str,
+    name: str,
+    *,
+    package: str,
+    entrypoint: str = "main",
+    env: str = "python",
+    executor: str = "poolmgr",
+    min_scale: int = 0,
+    max_scale: int = 1,
+    timeout: int = 60,
+    idle_timeout: int = 120,
+    concurrency: int = 0,
+    requests_per_pod: int = 0,
+    memory: str | None = None,
+    package_version: str = "1",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "environment": {"namespace": namespace, "name": env},
+        "package": {
+            "packageref": {"namespace": namespace, "name": package, "resourceversion": package_version},
+            "functionName": entrypoint,
+        },
+        "InvokeStrategy": {
+            "StrategyType": "execution",
+            "ExecutionStrategy": {
+                "ExecutorType": executor,
+                "MinScale": min_scale,
+                "MaxScale": max_scale,
+                "TargetCPUPercent": 80,
+                "SpecializationTimeout": 120,
+            },
+        },
+        "functionTimeout": timeout,
+        "idletimeout": idle_timeout,
+        "concurrency": concurrency,
+        "requestsPerPod": requests_per_pod,
+    }
+    if memory:
+        spec["resources"] = {"limits": {"memory": memory}}
+    return {"apiVersion": API, "kind": "Function", "metadata": _meta(namespace, name), "spec": spec}
+
+
+def httptrigger(
+    namespace: str,
+    name: str,
+    path: str,
+    *,
+    function_name: str | None = None,
+    weights: dict[str, int] | None = None,
+    methods: tuple[str, ...] = ("GET", "POST"),
+    prefix: bool = False,
+    keep_prefix: bool = False,
+) -> dict[str, Any]:
+    if weights:
+        ref: dict[str, Any] = {"type": "function-weights", "functionweights": weights}
+    else:
+        ref = {"type": "name", "name": function_name or name}
+    spec: dict[str, Any] = {"methods": list(methods), "functionref": ref, "keepPrefix": keep_prefix}
+    spec["prefix" if prefix else "relativeurl"] = path
+    return {"apiVersion": API, "kind": "HTTPTrigger", "metadata": _meta(namespace, name), "spec": spec}

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Only to load settings for commands that never connect (lint, collectstatic).
 OFFLINE_ENV := PORTAL_SECRET_KEY=offline DATABASE_URL=postgres://offline/none REDIS_URL=redis://offline:1/0
 
-.PHONY: setup run test lint bench format reset chromium
+.PHONY: setup run test lint bench format reset chromium wrk
 
 setup: $(VENV)/.installed node_modules/.installed static/dist/main.js .build/staticfiles/staticfiles.json
 
@@ -45,8 +45,11 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup
-	@echo "no benchmarks yet (bench/README.md)"
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+bench: setup wrk
+	$(PY) bench/runtime.py
 
 reset:
 	@echo "Deleting .data/ (database, Redis, secret key, admin password)."

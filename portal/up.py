@@ -2,7 +2,8 @@
 
 Usage: ``python -m portal.up``. PostgreSQL and Redis are embedded (data in ``PORTAL_DATA_DIR``,
 default ``.data/``) unless ``DATABASE_URL`` / ``REDIS_URL`` are set. The ASGI server, the Celery
-worker and Celery beat run under honcho, which stops all of them on Ctrl-C.
+worker, Celery beat and the local runtime (router on 127.0.0.1:8888) run under honcho, which
+stops all of them on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
     os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(data / "celerybeat-schedule"))
     if not os.environ.get("PORTAL_SECRET_KEY") and not os.environ.get("PORTAL_SECRET_KEY_FILE"):
         os.environ["PORTAL_SECRET_KEY"] = persistent_secret(data / "secret_key")
+    os.environ.setdefault("RUNTIME_STATE_DIR", str(data / "runtime"))
+    if not os.environ.get("RUNTIME_TOKEN") and not os.environ.get("RUNTIME_TOKEN_FILE"):
+        os.environ["RUNTIME_TOKEN"] = persistent_secret(data / "runtime-token")
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = embedded.start_postgres(data / "postgres")
     redis = None
@@ -64,6 +68,7 @@ def processes(host: str, port: int) -> dict[str, str]:
         "--ws websockets --lifespan off --no-access-log",
         "worker": f"{python} -m celery -A portal worker --loglevel INFO --concurrency 2",
         "beat": f"{python} -m celery -A portal beat --loglevel INFO",
+        "runtime": f"{python} -m runtime",
     }
 
 

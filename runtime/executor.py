@@ -95,6 +95,7 @@ class Executor:
         self.by_function: dict[FnKey, list[Worker]] = defaultdict(list)
         self.freed: dict[FnKey, asyncio.Event] = defaultdict(asyncio.Event)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
 
     # ------------------------------------------------------------ desired state
 
@@ -211,7 +212,9 @@ class Executor:
             "filepath": str(deployable.code_path),
             "functionName": function.entrypoint,
             "FunctionMetadata": {"name": function.meta.name, "namespace": function.meta.namespace},
+            # Extensions of Fission's body: a generic poolmgr worker learns its limits here.
             "concurrency": function.requests_per_pod,
+            "memory_bytes": function.memory_limit or deployable.environment.memory_limit,
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json")]
@@ -297,11 +300,14 @@ class Executor:
         worker.socket.unlink(missing_ok=True)
         shutil.rmtree(worker.workdir, ignore_errors=True)
         metrics.workers_changed(self)
-        self.background(self.fill_pools())
+        if not self.closing:
+            self.background(self.fill_pools())
 
     # ------------------------------------------------------------ keeping things warm
 
     async def fill_pools(self) -> None:
+        if self.closing:
+            return
         for env_key in list(self.pool_sizes):
             while len(self.pools[env_key]) < self.pool_sizes.get(env_key, 0):
                 try:
@@ -313,6 +319,8 @@ class Executor:
         metrics.workers_changed(self)
 
     async def keep_min_scale(self) -> None:
+        if self.closing:
+            return
         for key, deployable in list(self.deployables.items()):
             function = deployable.function
             while function.executor == "newdeploy" and len(self.by_function[key]) < function.min_scale:
@@ -348,5 +356,8 @@ class Executor:
         task.add_done_callback(self.tasks.discard)
 
     async def shutdown(self) -> None:
+        self.closing = True
+        for task in list(self.tasks):
+            task.cancel()
         for worker in list(self.workers.values()):
             self.destroy(worker, "runtime stopping")

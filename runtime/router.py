@@ -105,6 +105,7 @@ class Router:
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex.encode()
         response = await self._forward(request, route, function, params, request_id)
+        response.headers = [(k, v) for k, v in response.headers if k.lower() != b"x-fission-request-id"]
         response.headers.append((b"x-fission-request-id", request_id))
         response.head_only = request.method == "HEAD"
         metrics.observe_call(

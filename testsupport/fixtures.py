@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from testsupport.services import require
 
-pytest_plugins = ["testsupport.processes"]
+pytest_plugins = ["testsupport.processes", "testsupport.runtime"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,300 @@
+"""The local runtime end to end: a real ``python -m runtime``, real workers, real HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import signal
+
+import httpx
+import pytest
+import redis
+
+from runtime.logs import stream_name
+from testsupport.fission import environment, function, httptrigger, package_literal, zip_bytes
+from testsupport.processes import wait_until
+from testsupport.runtime import TOKEN, RuntimeProcess
+
+NS = "t-acme"
+HELLO = "def main():\n    return 'hello'\n"
+
+
+def deploy(runtime: RuntimeProcess, name: str, code: str | bytes, *, path: str | None = None,
+           env_memory: str | None = None, **fn: object) -> None:  # fmt: skip
+    assert runtime.apply(environment(NS, "python", poolsize=2, memory=env_memory)).status_code in (200, 201)
+    response = runtime.apply(package_literal(NS, f"{name}-pkg", code))
+    assert response.status_code in (200, 201), response.text
+    response = runtime.apply(function(NS, name, package=f"{name}-pkg", **fn))  # type: ignore[arg-type]
+    assert response.status_code in (200, 201), response.text
+    response = runtime.apply(httptrigger(NS, name, path or f"/{NS}/{name}", function_name=name))
+    assert response.status_code in (200, 201), response.text
+
+
+@pytest.mark.parametrize(
+    ("files", "entrypoint", "expected"),
+    [
+        ({"main.py": "def main():\n    return 'main.main'\n"}, "", "main.main"),
+        ({"main.py": "def func():\n    return 'main.func'\n"}, "func", "main.func"),
+        ({"foo.py": "def bar():\n    return 'foo.bar'\n"}, "foo.bar", "foo.bar"),
+        (
+            {"sub_mod/__init__.py": "", "sub_mod/altmain.py": "def entrypoint():\n    return 'alt'\n"},
+            "sub_mod.altmain.entrypoint",
+            "alt",
+        ),
+    ],
+)
+def test_entrypoints_of_zip_packages(runtime, files, entrypoint, expected):
+    deploy(runtime, "f", zip_bytes(files), entrypoint=entrypoint)
+    response = runtime.call(f"/{NS}/f")
+    assert (response.status_code, response.text) == (200, expected)
+
+
+def test_single_file_function(runtime):
+    deploy(runtime, "single", "def handler():\n    return 'single file'\n", entrypoint="whatever.handler")
+    assert runtime.call(f"/{NS}/single").text == "single file"
+
+
+ECHO = """
+from flask import request
+
+def main():
+    return {
+        "method": request.method,
+        "args": request.args.to_dict(),
+        "json": request.get_json(silent=True),
+        "param": request.headers.get("X-Fission-Params-item"),
+        "rid": request.headers.get("X-Fission-Request-ID"),
+        "path": request.path,
+    }
+"""
+
+
+def test_flask_request_params_and_request_id(runtime):
+    deploy(runtime, "echo", ECHO, path=f"/{NS}/items/{{item}}")
+    response = runtime.call(
+        f"/{NS}/items/42?q=x", "POST", json={"a": 1}, headers={"X-Fission-Request-ID": "abc-1"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"method": "POST", "args": {"q": "x"}, "json": {"a": 1}, "param": "42", "rid": "abc-1",
+                    "path": f"/{NS}/items/42"}  # fmt: skip
+    assert response.headers["x-fission-request-id"] == "abc-1"
+    generated = runtime.call(f"/{NS}/items/1").headers["x-fission-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+
+
+def test_prefix_routes_strip_or_keep(runtime):
+    deploy(runtime, "echo", ECHO, path=f"/{NS}/echo")
+    runtime.apply(httptrigger(NS, "strip", f"/{NS}/api", function_name="echo", prefix=True))
+    runtime.apply(httptrigger(NS, "keep", f"/{NS}/keep", function_name="echo", prefix=True, keep_prefix=True))
+    assert runtime.call(f"/{NS}/api/v1/x").json()["path"] == "/v1/x"
+    assert runtime.call(f"/{NS}/keep/v1/x").json()["path"] == f"/{NS}/keep/v1/x"
+
+
+def test_router_errors_are_clear_and_leak_nothing(runtime):
+    deploy(runtime, "hello", HELLO)
+    missing = runtime.call(f"/{NS}/nothing")
+    assert (missing.status_code, missing.text) == (404, "not found\n")
+    wrong = runtime.call(f"/{NS}/hello", "DELETE")
+    assert wrong.status_code == 405
+    big = runtime.call(f"/{NS}/hello", "POST", content=b"x" * (11 * 1024 * 1024))
+    assert big.status_code == 413
+    runtime.apply(httptrigger(NS, "ghost", f"/{NS}/ghost", function_name="nosuch"))
+    ghost = runtime.call(f"/{NS}/ghost")
+    assert ghost.status_code == 502
+    assert "Traceback" not in ghost.text
+
+
+def test_timeout_gives_504_while_others_are_served(runtime):
+    deploy(runtime, "sleepy", "import time\ndef main():\n    time.sleep(10)\n    return 'late'\n", timeout=1)
+    deploy(runtime, "hello", HELLO)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        slow = pool.submit(runtime.call, f"/{NS}/sleepy")
+        quick = [pool.submit(runtime.call, f"/{NS}/hello") for _ in range(3)]
+        assert all(f.result().status_code == 200 for f in quick)
+        assert slow.result().status_code == 504
+    assert runtime.call(f"/{NS}/hello").status_code == 200
+
+
+MEMORY = """
+from flask import request
+
+def main():
+    if request.args.get("big"):
+        hog = bytearray(512 * 1024 * 1024)
+        return str(len(hog))
+    return "small"
+"""
+
+
+def test_memory_limit_fails_only_that_request(runtime):
+    deploy(runtime, "hog", MEMORY, memory="128Mi")
+    assert runtime.call(f"/{NS}/hog?big=1").status_code >= 500
+    response = runtime.call(f"/{NS}/hog")
+    assert (response.status_code, response.text) == (200, "small")
+
+
+PID = "import os\ndef main():\n    return str(os.getpid())\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "zombie" not in status.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_killed_worker_is_replaced(runtime):
+    deploy(runtime, "pid", PID)
+    pid = int(runtime.call(f"/{NS}/pid").text)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _alive(pid))
+    response = runtime.call(f"/{NS}/pid")
+    assert response.status_code == 200
+    assert int(response.text) != pid
+
+
+def test_state_survives_a_restart(runtime):
+    deploy(runtime, "hello", HELLO)
+    assert runtime.call(f"/{NS}/hello").text == "hello"
+    runtime.stop()
+    runtime.start()
+    assert runtime.call(f"/{NS}/hello").text == "hello"
+
+
+def test_weights_split_2000_calls(runtime):
+    deploy(runtime, "v1", "def main():\n    return 'v1'\n")
+    deploy(runtime, "v2", "def main():\n    return 'v2'\n")
+    runtime.apply(httptrigger(NS, "live", f"/{NS}/live", weights={"v1": 90, "v2": 10}))
+    with httpx.Client(base_url=runtime.router, timeout=30) as client:
+        answers = [client.get(f"/{NS}/live").text for _ in range(2000)]
+    share = answers.count("v1") / len(answers)
+    assert abs(share - 0.9) <= 0.03, share
+    assert set(answers) == {"v1", "v2"}
+
+
+def test_concurrency_limit_answers_429(runtime):
+    deploy(runtime, "one", "import time\ndef main():\n    time.sleep(1)\n    return 'done'\n",
+           concurrency=1, requests_per_pod=1)  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = sorted(
+            f.result().status_code for f in [pool.submit(runtime.call, f"/{NS}/one") for _ in range(4)]
+        )
+    assert 200 in codes
+    assert 429 in codes
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_calls_by_code(runtime):
+    deploy(runtime, "hello", HELLO)
+    deploy(runtime, "fail", "def main():\n    return 'nope', 503\n")
+    for _ in range(5):
+        runtime.call(f"/{NS}/hello")
+    for _ in range(3):
+        runtime.call(f"/{NS}/fail")
+    text = httpx.get(runtime.control + "/metrics").text
+    assert _metric(text, "fission_function_calls_total", function_name="hello", code="200") == 5
+    assert _metric(text, "fission_function_calls_total", function_name="fail", code="503") == 3
+    assert _metric(text, "fission_function_errors_total", function_name="fail") == 3
+    assert _metric(text, "fission_function_errors_total", function_name="hello") == 0
+    assert (
+        _metric(text, "fission_function_overhead_seconds_count", function_name="hello", path=f"/{NS}/hello")
+        == 5
+    )
+    assert _metric(text, "fission_function_cold_starts_total", function_name="hello") == 1
+
+
+CHATTY = """
+import sys, time, logging
+from flask import request
+
+def main():
+    tag = request.args["tag"]
+    for i in range(5):
+        print(f"{tag} line {i}")
+        time.sleep(0.01)
+    print(f"{tag} to stderr", file=sys.stderr)
+    logging.warning("%s via logging", tag)
+    return tag
+"""
+
+
+def test_logs_are_per_request_in_redis(runtime):
+    deploy(runtime, "chatty", CHATTY, requests_per_pod=2)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda tag: runtime.call(f"/{NS}/chatty?tag={tag}"), ["aaa", "bbb"]))
+    ids = {r.text: r.headers["x-fission-request-id"] for r in responses}
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+
+    def records(tag: str) -> list[dict[str, str]]:
+        entries: list[dict[str, str]] = [fields for _, fields in client.xrange(stream_name(NS))]  # type: ignore[union-attr,misc]
+        return [e for e in entries if e["request_id"] == ids[tag]]
+
+    wait_until(lambda: len(records("aaa")) >= 7 and len(records("bbb")) >= 7, timeout=5)
+    for tag in ("aaa", "bbb"):
+        lines = records(tag)
+        assert all(tag in r["message"] for r in lines), lines
+        assert {r["function"] for r in lines} == {"chatty"}
+        assert {r["namespace"] for r in lines} == {NS}
+        assert [r["message"] for r in lines if r["stream"] == "stdout"] == [
+            f"{tag} line {i}" for i in range(5)
+        ]
+        assert any(r["stream"] == "stderr" and "to stderr" in r["message"] for r in lines)
+
+
+def test_workers_get_a_clean_environment(runtime):
+    deploy(runtime, "env", "import os\ndef main():\n    return dict(os.environ)\n")
+    seen = runtime.call(f"/{NS}/env").json()
+    assert "PORTAL_SECRET_KEY" not in seen
+    assert "REDIS_URL" not in seen
+    assert "RUNTIME_TOKEN" not in seen
+    assert "DATABASE_URL" not in seen
+
+
+def test_newdeploy_scales_from_zero_and_back(runtime):
+    deploy(runtime, "nd", PID, executor="newdeploy", min_scale=0, max_scale=2, idle_timeout=1)
+    assert runtime.call(f"/{NS}/nd").status_code == 200
+
+    def specialized() -> float:
+        text = httpx.get(runtime.control + "/metrics").text
+        return _metric(text, "runtime_workers", executor="newdeploy", state="specialized")
+
+    assert specialized() == 1
+    wait_until(lambda: specialized() == 0, timeout=10, message="newdeploy did not scale back to zero")
+    assert runtime.call(f"/{NS}/nd").status_code == 200
+
+
+def test_control_api_validates_and_needs_the_token(runtime):
+    base = f"{runtime.control}/apis/fission.io/v1/namespaces/{NS}/functions"
+    bad = function(NS, "f", package="p")
+    bad["spec"]["InvokeStrategy"]["ExecutionStrategy"]["ExecutorType"] = ""
+    assert httpx.post(base, json=bad).status_code == 401
+    response = httpx.post(base, json=bad, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 422
+    assert response.json()["error"]["detail"] == {
+        "field": "spec.InvokeStrategy.ExecutionStrategy.ExecutorType"
+    }
+    package = package_literal(NS, "p", HELLO)
+    package["spec"]["deployment"]["checksum"]["sum"] = "0" * 64
+    response = runtime.apply(package)
+    assert response.status_code == 422
+    assert "checksum mismatch" in response.json()["error"]["message"]
+    listing = httpx.get(f"{runtime.control}/apis/fission.io/v1/namespaces/{NS}/packages",
+                        headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert listing.json() == {"items": []}
+
+
+def test_poolmgr_reaps_idle_workers(runtime):
+    deploy(runtime, "brief", PID, idle_timeout=1)
+    first = runtime.call(f"/{NS}/brief").text
+    wait_until(lambda: not _alive(int(first)), timeout=10, message="idle worker was not reaped")
+    assert runtime.call(f"/{NS}/brief").text != first

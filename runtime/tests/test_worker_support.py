@@ -1,0 +1,319 @@
+"""Helpers for the worker and zygote tests (real processes, real sockets); holds no tests itself.
+
+- ``LogCollector``: a unix-socket log server collecting the JSON-line records workers send.
+- ``Zygote``: a ``python -m runtime.worker.zygote`` process and its JSON-line control connection.
+- ``http``: one HTTP/1.1 request over a unix socket.
+- ``wait_until``: poll with a deadline (tests never sleep to wait).
+- ``rig``: a zygote plus a log collector, spawning one worker per function under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
+    """The first truthy value ``probe`` returns, polling until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def short_tmpdir() -> Iterator[Path]:
+    """A temporary directory with a short path (unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="wk", dir="/tmp") as name:
+        yield Path(name)
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Create ``files`` (relative path -> source, dedented) under ``root``; return ``root``."""
+    for relative, source in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return root
+
+
+# HTTP over a unix socket
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(
+    path: str,
+    method: str = "GET",
+    url: str = "/",
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+    conn: UnixHTTPConnection | None = None,
+    timeout: float = 10.0,
+) -> Reply:
+    """One request on ``conn`` (kept open) or on a new connection (closed afterwards)."""
+    own = conn is None
+    connection = conn or UnixHTTPConnection(path, timeout)
+    try:
+        connection.request(method, url, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        if own:
+            connection.close()
+
+
+def specialize(path: str, filepath: str | Path, entrypoint: str = "", rid: str = "spec") -> Reply:
+    body = json.dumps(
+        {
+            "filepath": str(filepath),
+            "functionName": entrypoint,
+            "FunctionMetadata": {"name": "fn", "namespace": "default"},
+        }
+    )
+    return call(path, "POST", "/v2/specialize", body, {"X-Fission-Request-ID": rid})
+
+
+def healthy(path: str) -> bool:
+    """Whether ``GET /healthz`` answers 200 (False while the socket is not there yet)."""
+    try:
+        return call(path, url="/healthz", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+# Log collection
+
+
+class LogCollector:
+    """A log socket server: accepts any number of workers, keeps every record they send."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.records: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                record = json.loads(line)
+                with self._changed:
+                    self.records.append(record)
+                    self._changed.notify_all()
+
+    def for_request(self, rid: str) -> list[dict[str, Any]]:
+        with self._changed:
+            return [r for r in self.records if r["request_id"] == rid]
+
+    def messages(self, rid: str, stream: str | None = None) -> list[str]:
+        return [r["message"] for r in self.for_request(rid) if stream is None or r["stream"] == stream]
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0) -> None:
+        """Block until ``predicate(records)`` holds (AssertionError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.records):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"log records never matched; got {self.records!r}")
+                self._changed.wait(left)
+
+
+# Processes
+
+
+def start_worker(socket_path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python -m runtime.worker --socket PATH ARGS...``, healthy when this returns."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime.worker", "--socket", socket_path, *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: healthy(socket_path) or process.poll() is not None, 20, "the worker")
+    assert process.poll() is None, "the worker exited"
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    process.wait(10)
+
+
+class Zygote:
+    """A running zygote and one control connection to it."""
+
+    def __init__(self, control: Path) -> None:
+        self.control = str(control)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.worker.zygote", "--control", self.control], cwd=REPO
+        )
+        self._conn = wait_until(self._connect, 20, "the zygote's control socket")
+        self._lines = self._conn.makefile("rwb")
+
+    def _connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.control)
+        except OSError:
+            sock.close()
+            return None
+        sock.settimeout(10)
+        return sock
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._lines.write(json.dumps(message).encode() + b"\n")
+        self._lines.flush()
+        reply: dict[str, Any] = json.loads(self._lines.readline())
+        return reply
+
+    def spawn(
+        self,
+        socket_path: Path | str,
+        workdir: Path | str,
+        env: dict[str, str] | None = None,
+        memory_bytes: int | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """Spawn a worker; return its pid once it answers /healthz."""
+        reply = self.request(
+            {
+                "op": "spawn",
+                "id": "test",
+                "socket": str(socket_path),
+                "workdir": str(workdir),
+                "memory_bytes": memory_bytes,
+                "concurrency": concurrency,
+                "env": env or {},
+            }
+        )
+        assert "pid" in reply, reply
+        wait_until(lambda: healthy(str(socket_path)), 10, "the spawned worker")
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        self._lines.close()
+        self._conn.close()
+        stop(self.process)
+
+
+def kill_quietly(pid: int, signum: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter from /proc (``Z`` for a zombie), or None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+class Rig:
+    """A zygote and a log collector; ``worker`` spawns (and later stops) workers logging to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = LogCollector(root / "log.sock")
+        self.zygote = Zygote(root / "zygote.sock")
+        self.pids: list[int] = []
+        self._count = 0
+
+    def code(self, files: dict[str, str]) -> Path:
+        """A fresh directory holding ``files`` (a deployment)."""
+        self._count += 1
+        return write_files(self.root / f"code{self._count}", files)
+
+    def worker(self, concurrency: int = 1, env: dict[str, str] | None = None, **spawn: Any) -> str:
+        """Spawn a worker (cwd: the rig's directory); return its socket path."""
+        self._count += 1
+        path = str(self.root / f"w{self._count}.sock")
+        full_env = {"RUNTIME_LOG_SOCKET": self.logs.path, **(env or {})}
+        self.pids.append(self.zygote.spawn(path, self.root, full_env, concurrency=concurrency, **spawn))
+        return path
+
+    def function(self, files: dict[str, str], entrypoint: str = "", concurrency: int = 1) -> str:
+        """A worker specialized for ``files`` with ``entrypoint``; returns its socket path."""
+        path = self.worker(concurrency)
+        reply = specialize(path, self.code(files), entrypoint)
+        assert reply.status == 200, reply
+        return path
+
+    def close(self) -> None:
+        for pid in self.pids:
+            kill_quietly(pid, signal.SIGTERM)
+        self.zygote.close()
+        self.logs.close()
+
+
+@contextlib.contextmanager
+def rig() -> Iterator[Rig]:
+    with short_tmpdir() as root:
+        harness = Rig(root)
+        try:
+            yield harness
+        finally:
+            harness.close()

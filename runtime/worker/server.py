@@ -1,0 +1,559 @@
+"""The function host: HTTP/1.1 (keep-alive) on asyncio + uvloop + httptools, Flask semantics inside.
+
+Endpoints (as Fission's Python environment, FISSION.md section 2):
+
+- ``POST /v2/specialize`` ``{"filepath", "functionName", "FunctionMetadata"}``: load the function once;
+  200 ``{"status": "specialized"}``, 500 with a one-line message when loading fails, 409 when this
+  process is already specialized.
+- ``GET /healthz``: 200.
+- anything else: the function, called with no arguments inside a Flask request context; its return
+  value goes through ``Flask.make_response``. An uncaught exception gives 500 "Internal Server
+  Error" and its traceback as stderr log records of that request.
+
+Every response echoes the request's ``X-Fission-Request-ID``. With ``concurrency == 1`` the function
+runs inline on the event loop thread (no thread hop); otherwise on a pool of that many threads.
+Requests beyond that wait in the pool's queue (the router enforces limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
+from typing import Any, Final, NamedTuple, cast
+from urllib.parse import unquote_to_bytes
+
+import flask
+import httptools
+import uvloop
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from runtime.worker import capture as capture_module
+from runtime.worker.capture import Capture, request_id
+from runtime.worker.loader import LoadError, UserFunction, load_function
+
+Environ = dict[str, Any]
+Headers = list[tuple[str, str]]
+
+REQUEST_ID_HEADER: Final = "X-Fission-Request-ID"
+_REQUEST_ID_KEY: Final = "HTTP_X_FISSION_REQUEST_ID"
+_TEXT: Final = [("Content-Type", "text/plain; charset=utf-8")]
+_JSON: Final = [("Content-Type", "application/json")]
+# Hop-by-hop framing is ours to decide: the body is always buffered and sent with Content-Length.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+_MAX_PIPELINED: Final = 32  # requests queued on one connection before we stop reading it
+LISTEN_BACKLOG: Final = 1024
+
+
+class Reply(NamedTuple):
+    """A response ready to frame: status code, encoded status line + headers, complete body."""
+
+    code: int
+    head: bytes
+    body: bytes
+
+
+def make_reply(status: str, headers: Headers, body: bytes, head_request: bool = False) -> Reply:
+    """Encode ``status`` ("200 OK") and ``headers`` as HTTP/1.1 (raises for non-latin-1 text).
+
+    Framing headers are dropped (``render`` decides them), except a HEAD reply's Content-Length,
+    which describes the body a GET would have had.
+    """
+    lines = [b"HTTP/1.1 ", status.encode("latin-1"), b"\r\n"]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _FRAMING_HEADERS and not (head_request and lower == "content-length"):
+            continue
+        lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+    return Reply(int(status[:3]), b"".join(lines), body)
+
+
+def text_reply(status: str, message: str) -> Reply:
+    return make_reply(status, _TEXT, message.encode())
+
+
+INTERNAL_ERROR: Final = text_reply("500 INTERNAL SERVER ERROR", "Internal Server Error")
+_HEALTHY: Final = make_reply("200 OK", [], b"")
+
+
+class FunctionApp(flask.Flask):
+    """A Flask app without routes: the function answers every path.
+
+    Why: binding and matching the URL map costs about a quarter of a hello-world request and can
+    only fail here (there are no rules), so request contexts get no URL adapter.
+    """
+
+    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
+        if request is not None:
+            return None
+        return super().create_url_adapter(None)
+
+
+def new_app() -> FunctionApp:
+    return FunctionApp("fission_function", root_path=os.getcwd(), static_folder=None)
+
+
+class Worker:
+    """The process-wide state: the Flask app, the loaded function and the thread pool."""
+
+    def __init__(self, capture: Capture | None, concurrency: int = 1, app: FunctionApp | None = None) -> None:
+        """``app`` may be built ahead (the zygote builds it once, before forking)."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.capture = capture
+        self.concurrency = concurrency
+        self.executor = ThreadPoolExecutor(concurrency, "function") if concurrency > 1 else None
+        # A real Flask app, so request contexts and make_response behave exactly as under Flask.
+        self.app = app or new_app()
+        self.function: UserFunction | None = None
+        self.metadata: dict[str, Any] = {}
+
+    def in_request(self, rid: str, handler: Callable[..., Reply], *args: Any) -> Reply:
+        """Run ``handler(*args)`` with ``rid`` as the current request id, then flush its output."""
+        token = request_id.set(rid)
+        try:
+            return handler(*args)
+        finally:
+            request_id.reset(token)
+            if self.capture is not None:
+                self.capture.end_request(rid)
+
+    def specialize(self, body: bytes) -> Reply:
+        """Load the function described by the JSON ``body`` (once per process)."""
+        if self.function is not None:
+            return text_reply("409 CONFLICT", "already specialized")
+        try:
+            spec = json.loads(body)
+            filepath = spec["filepath"]
+            function_name = spec.get("functionName") or ""
+            if not isinstance(filepath, str) or not isinstance(function_name, str):
+                raise TypeError("filepath and functionName must be strings")
+            limits = _function_limits(spec)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
+        self.apply_limits(*limits)
+        try:
+            self.function = load_function(filepath, function_name)
+        except LoadError as exc:
+            traceback.print_exception(exc)  # to the stderr log stream, with this request's id
+            return text_reply("500 INTERNAL SERVER ERROR", str(exc))
+        metadata = spec.get("FunctionMetadata")
+        self.metadata = metadata if isinstance(metadata, dict) else {}
+        return make_reply("200 OK", _JSON, b'{"status":"specialized"}')
+
+    def apply_limits(self, memory_bytes: int | None, concurrency: int | None) -> None:
+        """The function's own limits, known only now for a generic (poolmgr) worker.
+
+        A process may always lower its own RLIMIT_AS, so the limit holds before any of the
+        function's code runs.
+        """
+        if memory_bytes:
+            soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+            if soft == resource.RLIM_INFINITY or memory_bytes < soft:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if concurrency and concurrency != self.concurrency:
+            self.concurrency = concurrency
+            self.executor = ThreadPoolExecutor(concurrency, "function") if concurrency > 1 else None
+
+    def invoke(self, environ: Environ) -> Reply:
+        """Call the function in a Flask request context built from ``environ``; buffer the reply."""
+        function = self.function
+        if function is None:
+            return text_reply("500 INTERNAL SERVER ERROR", "not specialized")
+        app = self.app
+        with app.request_context(environ):
+            try:
+                try:
+                    response = app.make_response(function())  # type: ignore[arg-type]
+                except HTTPException as exc:  # flask.abort(): Flask turns it into its response
+                    response = app.make_response(exc)
+                return buffer_response(response, environ)  # inside: a failing stream is a 500 too
+            except Exception:  # noqa: BLE001 - any error of the function is a 500, never a crash
+                traceback.print_exc()
+                return INTERNAL_ERROR
+
+
+def _function_limits(spec: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Optional ``memory_bytes`` and ``concurrency`` of a specialize request (extensions of
+    Fission's body, sent by our runtime)."""
+    memory, concurrency = spec.get("memory_bytes"), spec.get("concurrency")
+    for name, value in (("memory_bytes", memory), ("concurrency", concurrency)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive integer")
+    return memory, concurrency
+
+
+def buffer_response(response: WerkzeugResponse, environ: Environ) -> Reply:
+    """The WSGI view of ``response`` (HEAD and 204/304 have no body) with the body read fully.
+
+    Streamed (generator) and file responses are buffered here, inside the request context. Raises
+    whatever the stream raises, or UnicodeEncodeError for a header that is not latin-1.
+    """
+    app_iter, status, headers = response.get_wsgi_response(environ)
+    try:
+        body = b"".join(app_iter)
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+        response.close()
+    return make_reply(status, headers, body, environ["REQUEST_METHOD"] == "HEAD")
+
+
+class DateHeader:
+    """``Date`` header bytes, formatted at most once per second."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._value
+
+
+_date_header = DateHeader()
+
+
+def render(reply: Reply, rid: str, keep_alive: bool, head: bool) -> bytes:
+    """The HTTP/1.1 response bytes for ``reply``, framed with Content-Length.
+
+    No Content-Length of ours for HEAD (see ``make_reply``) and 1xx/204 (no body allowed).
+    """
+    code, head_bytes, body = reply
+    out = [head_bytes, _date_header()]
+    if not head and code >= 200 and code != 204:
+        out.append(b"Content-Length: %d\r\n" % len(body))
+    if rid:
+        out.append(f"{REQUEST_ID_HEADER}: {rid}\r\n".encode("latin-1"))
+    if not keep_alive:
+        out.append(b"Connection: close\r\n")
+    out.append(b"\r\n")
+    if not head:
+        out.append(body)
+    return b"".join(out)
+
+
+class Request:
+    """One parsed HTTP request."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+
+    def __init__(
+        self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+def split_url(url: bytes) -> tuple[bytes, bytes]:
+    """``(decoded path, raw query)`` of a request target (origin-form, or absolute-form from proxies)."""
+    if url.startswith(b"/"):
+        path, _, query = url.partition(b"?")
+    else:
+        parsed = httptools.parse_url(url)
+        path, query = parsed.path or b"/", parsed.query or b""
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    return path, query
+
+
+def build_environ(
+    request: Request, path: bytes, query: bytes, worker: Worker, server: tuple[str, str]
+) -> Environ:
+    """The WSGI environ (PEP 3333) for ``request``; the body is already complete (dechunked)."""
+    environ: Environ = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path.decode("latin-1"),
+        "QUERY_STRING": query.decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": server[1],
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": worker.executor is not None,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        # Why: without a Content-Length (chunked upload) Werkzeug only reads a terminated input.
+        "wsgi.input_terminated": True,
+    }
+    for raw_name, raw_value in request.headers:
+        key = raw_name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = raw_value.decode("latin-1")
+        if key in environ:  # repeated header: one comma-separated value (cookies use "; ")
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
+        environ[key] = value
+    return environ
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parses requests with httptools and answers them in order.
+
+    Requests pipelined on one connection are answered one after the other (HTTP/1.1 ordering);
+    concurrency comes from several connections.
+    """
+
+    def __init__(self, worker: Worker, server: tuple[str, str]) -> None:
+        self._worker = worker
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._pending: deque[Request | None] = deque()  # None: a parse error, answer 400 then close
+        self._busy = False
+        self._paused = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrades (websockets) here: the request is answered as a plain one
+        except httptools.HttpParserError:
+            self._pending.append(None)
+        self._process()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        # curl and others wait for "100 Continue" before sending a large body.
+        if (
+            len(name) == 6
+            and name.lower() == b"expect"
+            and value.lower() == b"100-continue"
+            and self._transport is not None
+        ):
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        self._pending.append(
+            Request(
+                parser.get_method().decode("latin-1"),
+                self._url,
+                self._headers,
+                b"".join(self._body),
+                parser.should_keep_alive(),
+            )
+        )
+
+    # dispatch
+
+    def _process(self) -> None:
+        """Answer queued requests until one goes to the thread pool or the queue is empty."""
+        while self._pending and not self._busy and self._transport is not None:
+            request = self._pending.popleft()
+            if request is None:
+                self._send(text_reply("400 BAD REQUEST", "bad request"), "", False, False)
+                return
+            self._dispatch(request)
+        self._flow_control()
+
+    def _dispatch(self, request: Request) -> None:
+        path, query = split_url(request.url)
+        worker = self._worker
+        environ = build_environ(request, path, query, worker, self._server)
+        # Repeated headers are joined with "," in the environ; a proxy appends its own id last.
+        rid = environ.get(_REQUEST_ID_KEY, "").rpartition(",")[2].strip()
+        head = request.method == "HEAD"
+        if path == b"/healthz":
+            self._send(_HEALTHY, rid, request.keep_alive, head)
+        elif path == b"/v2/specialize":
+            if request.method != "POST":
+                reply = text_reply("405 METHOD NOT ALLOWED", "use POST")
+            else:
+                reply = worker.in_request(rid, worker.specialize, request.body)
+            self._send(reply, rid, request.keep_alive, head)
+        elif worker.executor is None or worker.function is None:
+            self._send(worker.in_request(rid, worker.invoke, environ), rid, request.keep_alive, head)
+        else:
+            self._busy = True
+            future = asyncio.get_running_loop().run_in_executor(
+                worker.executor,
+                contextvars.copy_context().run,
+                worker.in_request,
+                rid,
+                worker.invoke,
+                environ,
+            )
+            future.add_done_callback(lambda f: self._finished(f, rid, request.keep_alive, head))
+
+    def _finished(self, future: asyncio.Future[Reply], rid: str, keep_alive: bool, head: bool) -> None:
+        self._busy = False
+        if self._transport is None:
+            return  # the client went away; the reply has nowhere to go
+        reply = INTERNAL_ERROR if future.cancelled() or future.exception() else future.result()
+        self._send(reply, rid, keep_alive, head)
+        self._process()
+
+    def _send(self, reply: Reply, rid: str, keep_alive: bool, head: bool) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        transport.write(render(reply, rid, keep_alive, head))
+        if not keep_alive:
+            transport.close()
+            self._transport = None
+            self._pending.clear()
+
+    def _flow_control(self) -> None:
+        """Stop reading a connection that pipelines faster than we answer (bounded memory)."""
+        transport = self._transport
+        if transport is None:
+            return
+        if len(self._pending) >= _MAX_PIPELINED and not self._paused:
+            transport.pause_reading()
+            self._paused = True
+        elif self._paused and len(self._pending) < _MAX_PIPELINED // 2:
+            transport.resume_reading()
+            self._paused = False
+
+
+# Serving
+
+
+class UnixListener:
+    """A bound, listening unix socket that is unlinked on close only if the path is still ours.
+
+    Why the inode check: after a restart the router may already have a new worker on the same path.
+    """
+
+    def __init__(self, sock: socket.socket, path: str) -> None:
+        self.sock = sock
+        self.path = path
+        stat = os.stat(path)
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    @classmethod
+    def bind(cls, path: str) -> UnixListener:
+        """Bind and listen on ``path`` (replacing a stale socket file), mode 0600."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            # Whoever can connect can run code as us (specialize, spawn): owner only. Before
+            # listen(), so nobody connects in between.
+            os.chmod(path, 0o600)
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, path)
+
+    def unlink(self) -> None:
+        try:
+            stat = os.stat(self.path)
+            if (stat.st_dev, stat.st_ino) == self._identity:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def serve(
+    *,
+    listener: UnixListener | None = None,
+    port: int | None = None,
+    concurrency: int = 1,
+    host: str = "127.0.0.1",
+    app: FunctionApp | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT on ``listener`` and/or TCP ``host:port``, on a fresh uvloop loop.
+
+    Installs the output capture first (``$RUNTIME_LOG_SOCKET``) and flushes it before returning.
+    """
+    if listener is None and port is None:
+        raise ValueError("give a unix socket, a TCP port, or both")
+    capture = capture_module.install()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = Worker(capture, concurrency, app)
+    try:
+        loop.run_until_complete(_serve_until_signal(worker, listener, port, host))
+    finally:
+        if worker.executor is not None:
+            worker.executor.shutdown(wait=False, cancel_futures=True)
+        if listener is not None:
+            listener.unlink()
+        loop.close()
+        capture.close()
+
+
+async def _serve_until_signal(
+    worker: Worker, listener: UnixListener | None, port: int | None, host: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    if listener is not None:
+        address = ("localhost", "80")
+        servers.append(
+            await loop.create_unix_server(lambda: HttpConnection(worker, address), sock=listener.sock)
+        )
+    if port is not None:
+        tcp_address = (host, str(port))
+        servers.append(
+            await loop.create_server(
+                lambda: HttpConnection(worker, tcp_address), host, port, backlog=LISTEN_BACKLOG
+            )
+        )
+    stop = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _set_once, stop)
+    await stop
+    for server in servers:
+        server.close()
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

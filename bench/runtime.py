@@ -133,7 +133,7 @@ def main() -> None:
             runtime.apply(environment(NS, "python", poolsize=poolsize))
             deploy(runtime, "hello", concurrency=0, requests_per_pod=0)
             url = f"{runtime.router}/hello"
-            wrk(url, 4)  # warm: specialize workers, fill caches
+            wrk(url, 32)  # warm: specialize a worker per connection, fill caches
             router_c1, router_c32 = wrk(url, 1), wrk(url, 32)
             worker, port = direct_worker(Path(tmp))
             wrk(f"http://127.0.0.1:{port}/", 1)

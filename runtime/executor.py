@@ -94,6 +94,8 @@ class Executor:
         self.deployables: dict[FnKey, Deployable] = {}
         self.by_function: dict[FnKey, list[Worker]] = defaultdict(list)
         self.freed: dict[FnKey, asyncio.Event] = defaultdict(asyncio.Event)
+        # Cold starts under way, counted against the limits before their first await.
+        self.starting: dict[FnKey, int] = defaultdict(int)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
@@ -165,7 +167,7 @@ class Executor:
                 worker.active += 1
                 return worker
             limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
-            if len(self.by_function[key]) < limit:
+            if len(self.by_function[key]) + self.starting[key] < limit:
                 return await self.cold_start(deployable)
             if function.executor == "poolmgr":
                 raise TooManyRequests()
@@ -192,7 +194,14 @@ class Executor:
         pool = self.pools.get(env_key) if function.executor == "poolmgr" else None
         worker = pool.pop() if pool else None
         if worker is None:
-            worker = await self.spawn(env_key, function.executor, function.memory_limit)
+            self.starting[key] += 1
+            try:
+                worker = await self.spawn(env_key, function.executor, function.memory_limit)
+            except Unavailable:
+                metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
+                raise
+            finally:
+                self.starting[key] -= 1
         worker.state, worker.function, worker.active = "specializing", key, 1
         self.by_function[key].append(worker)
         self.background(self.fill_pools())
@@ -323,7 +332,10 @@ class Executor:
             return
         for key, deployable in list(self.deployables.items()):
             function = deployable.function
-            while function.executor == "newdeploy" and len(self.by_function[key]) < function.min_scale:
+            while (
+                function.executor == "newdeploy"
+                and len(self.by_function[key]) + self.starting[key] < function.min_scale
+            ):
                 try:
                     worker = await self.cold_start(deployable)
                 except Unavailable:
@@ -348,6 +360,7 @@ class Executor:
         while True:
             await asyncio.sleep(every)
             self.reap_idle()
+            await self.keep_min_scale()  # also brings back a MinScale worker that died
 
     def background(self, coroutine: object) -> None:
         assert asyncio.iscoroutine(coroutine)

@@ -298,3 +298,58 @@ def test_poolmgr_reaps_idle_workers(runtime):
     first = runtime.call(f"/{NS}/brief").text
     wait_until(lambda: not _alive(int(first)), timeout=10, message="idle worker was not reaped")
     assert runtime.call(f"/{NS}/brief").text != first
+
+
+def test_url_package_is_fetched_and_verified(runtime, tmp_path):
+    import hashlib
+    import http.server
+    import threading
+
+    archive = zip_bytes({"main.py": "def main():\n    return 'from url'\n"})
+    (tmp_path / "pkg.zip").write_bytes(archive)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/pkg.zip"
+        package = package_literal(NS, "remote-pkg", "unused")
+        package["spec"]["deployment"] = {
+            "type": "url", "url": url, "checksum": {"type": "sha256", "sum": "1" * 64},
+        }  # fmt: skip
+        rejected = runtime.apply(package)
+        assert rejected.status_code == 422
+        assert "checksum mismatch" in rejected.json()["error"]["message"]
+        package["spec"]["deployment"]["checksum"]["sum"] = hashlib.sha256(archive).hexdigest()
+        assert runtime.apply(environment(NS, "python")).status_code in (200, 201)
+        assert runtime.apply(package).status_code == 201
+        runtime.apply(function(NS, "remote", package="remote-pkg", entrypoint="main.main"))
+        runtime.apply(httptrigger(NS, "remote", f"/{NS}/remote"))
+        assert runtime.call(f"/{NS}/remote").text == "from url"
+    finally:
+        server.shutdown()
+
+
+def test_crash_fails_only_the_request_in_flight(runtime):
+    crash = (
+        "import os\nfrom flask import request\n"
+        "def main():\n    if request.args.get('die'):\n        os._exit(3)\n    return 'alive'\n"
+    )
+    deploy(runtime, "crashy", crash)
+    assert runtime.call(f"/{NS}/crashy?die=1").status_code == 502
+    assert runtime.call(f"/{NS}/crashy").text == "alive"
+
+
+def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
+    slow = "import os, time\ndef main():\n    time.sleep(0.5)\n    return str(os.getpid())\n"
+    deploy(runtime, "nd", slow, executor="newdeploy", min_scale=1, max_scale=2)
+
+    def specialized() -> float:
+        return _metric(httpx.get(runtime.control + "/metrics").text, "runtime_workers", executor="newdeploy",
+                       state="specialized")  # fmt: skip
+
+    wait_until(lambda: specialized() == 1, timeout=10, message="MinScale 1 was not started ahead of calls")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: runtime.call(f"/{NS}/nd"), range(4)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 2  # two workers, never more than MaxScale
+    assert specialized() == 2

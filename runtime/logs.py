@@ -45,7 +45,7 @@ class LogCollector:
     async def start(self) -> None:
         self.path.unlink(missing_ok=True)
         self.server = await asyncio.start_unix_server(self._connection, path=str(self.path))
-        self.path.chmod(0o666)
+        self.path.chmod(0o600)  # workers run as this user; nobody else may inject lines
         asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -192,6 +192,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tenants.roles.Role",
         "TenantRoleEnum": "tenants.api.serializers.TENANT_ROLE_CHOICES",
+        "HttpMethodEnum": "functions.services.triggers.METHODS",
+        "DeploymentStateEnum": "functions.models.DeploymentState",
+        "BuildStateEnum": "functions.models.BuildState",
+        "TenantStateEnum": "tenants.models.TenantState",
     },
 }
 
@@ -211,7 +215,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tenants.resume_stuck",
         "schedule": 60.0,
     },
+    "functions-resume-stuck-deployments": {
+        "task": "functions.resume_stuck_deployments",
+        "schedule": 60.0,
+    },
 }
+
+MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
+
+# The local runtime (PORTAL_BACKEND=local): its control API, router and token.
+RUNTIME_URL = env_str("RUNTIME_URL", "http://127.0.0.1:8889")
+RUNTIME_ROUTER_URL = env_str("RUNTIME_ROUTER_URL", "http://127.0.0.1:8888")
+RUNTIME_TOKEN = env_str("RUNTIME_TOKEN", "")
+# Where the data plane fetches package archives from the portal (Fission's fetcher does too).
+PORTAL_INTERNAL_URL = env_str("PORTAL_INTERNAL_URL", "http://127.0.0.1:8000")
+BUILD_TIMEOUT_S = env_int("PORTAL_BUILD_TIMEOUT_S", 300, minimum=10)
 
 # Tenant namespaces on Kubernetes are "<prefix>-<slug>".
 TENANT_NAMESPACE_PREFIX = env_str("PORTAL_NAMESPACE_PREFIX", "faas")

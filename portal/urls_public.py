@@ -3,6 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from functions import views_internal
 from portal import views
 from tenants import views as tenant_views
 
@@ -13,6 +14,11 @@ urlpatterns = [
     path("account/password/", views.password_change, name="password_change"),
     path("platform/tenants/", tenant_views.platform_tenants, name="platform-tenants"),
     path("platform/tenants/<slug:slug>/", tenant_views.platform_tenant, name="platform-tenant"),
+    path(
+        "internal/packages/<str:schema>/<int:build_id>/<str:sha256>.zip",
+        views_internal.package_archive,
+        name="internal-package",
+    ),
     path("api/v1/", include(("portal.api.urls", "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

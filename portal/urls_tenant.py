@@ -2,12 +2,16 @@
 
 from django.urls import include, path
 
+from functions import views as function_views
 from tenants import views
 
 urlpatterns = [
     path("", views.dashboard, name="tenant-dashboard"),
     path("members/", views.members, name="tenant-members"),
     path("tokens/", views.tokens_page, name="tenant-tokens"),
+    path("functions/", function_views.function_list, name="function-list"),
+    path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
+    path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),
     path("api/v1/", include(("tenants.api.urls", "tenant-api"), namespace="tenant-api")),
 ]
 

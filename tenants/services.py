@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
-from django_tenants.utils import schema_exists
+from django_tenants.utils import schema_context, schema_exists
 
 from portal import notifier
 from portal.errors import Conflict, NotFound, ValidationFailed
@@ -96,6 +96,10 @@ def tenant_provision(*, tenant_id: int) -> Tenant | None:
             "migrate_schemas", tenant=True, schema_name=tenant.schema_name,
             interactive=False, verbosity=0,
         )  # fmt: skip
+        with schema_context(tenant.schema_name):
+            from functions.services.functions import environment_ensure_default
+
+            environment_ensure_default()
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         _set_state(tenant, TenantState.READY)
         return tenant

@@ -51,13 +51,21 @@ def _log_tail(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
-    """uvicorn serving portal.asgi (HTTP and websockets) on a free port."""
+def live_server_url(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any, runtime_session: Any
+) -> Iterator[str]:
+    """uvicorn serving portal.asgi (HTTP and websockets) on a free port, wired to the test
+    runtime; the runtime fetches package archives from it (PORTAL_INTERNAL_URL)."""
+    from django.conf import settings
+    from django.db import connection
+
     from testsupport.fixtures import ensure_public_tenant
 
     with django_db_blocker.unblock():
+        connection.set_schema_to_public()  # type: ignore[attr-defined]  # a test's request may have moved it
         ensure_public_tenant()  # the server routes nothing without it
     port = free_port()
+    os.environ["PORTAL_INTERNAL_URL"] = settings.PORTAL_INTERNAL_URL = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("web") / "web.log"
     cmd = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
@@ -84,7 +92,9 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any, tmp_path_fact
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None, tmp_path_factory: Any) -> Iterator[subprocess.Popen[Any]]:
+def celery_worker_process(
+    django_db_setup: None, tmp_path_factory: Any, live_server_url: str
+) -> Iterator[subprocess.Popen[Any]]:
     """A real ``celery worker`` consuming the test Redis (queue emptied first: earlier
     tests' committed tasks are not this test's business)."""
     from portal.celery import app

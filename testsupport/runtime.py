@@ -94,6 +94,22 @@ class RuntimeProcess:
         return httpx.request(method, self.router + path, timeout=kwargs.pop("timeout", 30), **kwargs)
 
 
+@pytest.fixture(scope="session")
+def runtime_session(tmp_path_factory: Any) -> Iterator[RuntimeProcess]:
+    """One runtime for the portal's end-to-end tests; the portal (in this process and in the
+    servers the tests start) is pointed at it through RUNTIME_URL, RUNTIME_ROUTER_URL and
+    RUNTIME_TOKEN."""
+    from django.conf import settings
+
+    process = RuntimeProcess(state_dir=tmp_path_factory.mktemp("runtime-session")).start()
+    urls = {"RUNTIME_URL": process.control, "RUNTIME_ROUTER_URL": process.router, "RUNTIME_TOKEN": TOKEN}
+    os.environ.update(urls)
+    for name, value in urls.items():
+        setattr(settings, name, value)
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[RuntimeProcess]:
     """A fresh runtime with its own state directory, stopped after the test."""

@@ -28,6 +28,7 @@ os.environ.setdefault(
     "PORTAL_STATIC_ROOT", str(Path(__file__).resolve().parent.parent / ".build" / "staticfiles")
 )
 os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(_tmp / "celerybeat-schedule"))
+os.environ.setdefault("PORTAL_MEDIA_ROOT", str(_tmp / "media"))
 
 if not os.environ.get("DATABASE_URL"):
     try:

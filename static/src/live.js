@@ -8,12 +8,21 @@ const describe = {
   "member.removed": (d) => `member ${d.username} removed`,
   "token.created": (d) => `token ${d.name} (${d.key_id}) created`,
   "token.revoked": (d) => `token ${d.key_id} revoked`,
+  "deployment.step": (d) => `deployment ${d.deployment}: ${d.state} — ${d.message}`,
+  "build.log": (d) => d.line,
+  "build.state": (d) => `build ${d.state}${d.reason ? `: ${d.reason}` : ""}`,
 };
 
 function render(element, event) {
   if (event.kind === "pong") return;
   if (event.kind === "tenant.state") {
     document.querySelectorAll("[data-tenant-state]").forEach((node) => {
+      node.textContent = event.data.state;
+      node.className = `badge state-${event.data.state}`;
+    });
+  }
+  if (event.kind === "deployment.step") {
+    document.querySelectorAll(`[data-deployment-state="${event.data.deployment}"]`).forEach((node) => {
       node.textContent = event.data.state;
       node.className = `badge state-${event.data.state}`;
     });

@@ -1,5 +1,6 @@
-// Browser entry point: htmx, and the live websocket feeds of tenant pages.
+// Browser entry point: htmx, the code editor, and the live websocket feeds.
 import htmx from "htmx.org";
+import { mountEditors } from "./editor.js";
 import { connectEvents } from "./live.js";
 
 window.htmx = htmx;
@@ -11,5 +12,6 @@ document.addEventListener("DOMContentLoaded", () => {
       if (switcher.value) window.location.assign(`/t/${switcher.value}/`);
     });
   }
+  mountEditors();
   document.querySelectorAll("[data-events-url]").forEach((element) => connectEvents(element));
 });

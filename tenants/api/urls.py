@@ -10,4 +10,5 @@ router.register("tokens", TokenViewSet, basename="token")
 urlpatterns = [
     path("me/", TenantMeViewSet.as_view({"get": "list"}), name="tenant-me"),
     path("", include(router.urls)),
+    path("", include("functions.api.urls")),
 ]

@@ -1,0 +1,284 @@
+"""The functions API under ``/t/<tenant>/api/v1/``: reads need viewer, writes developer.
+
+Every query runs in the tenant's schema (django-tenants set it from the path), so another
+tenant's objects do not exist here; TenantRole answers 404 to non-members before that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from functions import selectors
+from functions.api import serializers as s
+from functions.models import Alias, Build, Deployment, Environment, Function, Invocation, Trigger, Version
+from functions.services import builds as build_services
+from functions.services import deployments, functions, invocations, versions
+from functions.services import triggers as trigger_services
+from portal.api.schema import ERRORS
+from portal.api.views import TenantViewSet
+
+
+def _valid(serializer_class: type[Any], request: Request, partial: bool = False) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _username(request: Request) -> str:
+    return str(getattr(request.user, "username", ""))
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List environments", responses={200: s.EnvironmentSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get an environment", responses={200: s.EnvironmentSerializer, **ERRORS}),
+)
+class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    serializer_class = s.EnvironmentSerializer
+    lookup_field = "name"
+
+    def get_queryset(self) -> QuerySet[Environment]:
+        return selectors.environment_list()
+
+    @extend_schema(summary="Change an environment", request=s.EnvironmentSerializer,
+                   responses={200: s.EnvironmentSerializer, **ERRORS})  # fmt: skip
+    def partial_update(self, request: Request, name: str) -> Response:
+        serializer = s.EnvironmentSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        environment = functions.environment_update(environment=self.get_object(), **serializer.validated_data)
+        return Response(s.EnvironmentSerializer(environment).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List functions", responses={200: s.FunctionSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a function", responses={200: s.FunctionSerializer, **ERRORS}),
+)
+class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    serializer_class = s.FunctionSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
+
+    def get_queryset(self) -> QuerySet[Function]:
+        return selectors.function_list()
+
+    @extend_schema(summary="Create a function (with a hello-world draft)", request=s.FunctionCreateSerializer,
+                   responses={201: s.FunctionSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request) -> Response:
+        function = functions.function_create(**_valid(s.FunctionCreateSerializer, request))
+        return Response(s.FunctionSerializer(function).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change a function's settings (redeploys)", request=s.FunctionUpdateSerializer,
+                   responses={200: s.FunctionSerializer, **ERRORS})  # fmt: skip
+    def partial_update(self, request: Request, name: str) -> Response:
+        function = functions.function_update(
+            function=self.get_object(), **_valid(s.FunctionUpdateSerializer, request)
+        )
+        deployments.deployment_create(function=function, cause="settings changed", user=_username(request))
+        return Response(s.FunctionSerializer(function).data)
+
+    @extend_schema(
+        summary="Delete a function and remove it from the data plane", responses={204: None, **ERRORS}
+    )
+    def destroy(self, request: Request, name: str) -> Response:
+        deployments.function_delete(function=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="The draft's files", responses={200: s.CodeSerializer, **ERRORS})
+    @action(detail=True, methods=["get"])
+    def code(self, request: Request, name: str) -> Response:
+        draft = self.get_object().draft
+        return Response(
+            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
+        )
+
+    @extend_schema(summary="Replace the draft's files", request=s.CodeSerializer,
+                   responses={200: s.CodeSerializer, **ERRORS})  # fmt: skip
+    @code.mapping.put
+    def put_code(self, request: Request, name: str) -> Response:
+        draft = functions.draft_update_files(
+            function=self.get_object(), files=_valid(s.CodeSerializer, request)["files"]
+        )
+        return Response(
+            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
+        )
+
+    @extend_schema(
+        summary="Upload the draft: one .py file or a .zip",
+        request={"multipart/form-data": s.UploadSerializer},
+        responses={200: s.CodeSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
+    def upload(self, request: Request, name: str) -> Response:
+        upload = _valid(s.UploadSerializer, request)["file"]
+        draft = functions.draft_upload(
+            function=self.get_object(), filename=upload.name or "", data=upload.read()
+        )
+        return Response(
+            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
+        )
+
+    @extend_schema(summary="Call the function through the router (a test call)", request=s.InvokeSerializer,
+                   responses={201: s.InvocationSerializer, **ERRORS})  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def invoke(self, request: Request, name: str) -> Response:
+        invocation = invocations.invocation_create(
+            function=self.get_object(), user=_username(request), **_valid(s.InvokeSerializer, request)
+        )
+        return Response(s.InvocationSerializer(invocation).data, status=status.HTTP_201_CREATED)
+
+
+class FunctionChildViewSet(TenantViewSet):
+    """A viewset under ``functions/<function_name>/``."""
+
+    @property
+    def function(self) -> Function:
+        if self.schema_only:
+            return Function()
+        return get_object_or_404(Function, name=self.kwargs["function_name"])
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List builds", responses={200: s.BuildSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="Get a build with its log", responses={200: s.BuildDetailSerializer, **ERRORS}
+    ),
+)
+class BuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    def get_serializer_class(self) -> type[Any]:
+        return s.BuildDetailSerializer if self.action == "retrieve" else s.BuildSerializer
+
+    def get_queryset(self) -> QuerySet[Build]:
+        return Build.objects.none() if self.schema_only else selectors.build_list(function=self.function)
+
+    @extend_schema(
+        summary="Build the draft (queued)", request=None, responses={202: s.BuildSerializer, **ERRORS}
+    )
+    def create(self, request: Request, function_name: str) -> Response:
+        build = build_services.build_create(function=self.function)
+        return Response(s.BuildSerializer(build).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List versions", responses={200: s.VersionSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a version", responses={200: s.VersionSerializer, **ERRORS}),
+)
+class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    serializer_class = s.VersionSerializer
+    lookup_field = "number"
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet[Version]:
+        return Version.objects.none() if self.schema_only else selectors.version_list(function=self.function)
+
+    @extend_schema(summary="Publish the built draft as the next version", request=s.PublishSerializer,
+                   responses={201: s.VersionSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        data = _valid(s.PublishSerializer, request)
+        version = versions.version_publish(function=self.function, user=_username(request), **data)
+        return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List aliases", responses={200: s.AliasSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get an alias", responses={200: s.AliasSerializer, **ERRORS}),
+)
+class AliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    serializer_class = s.AliasSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
+
+    def get_queryset(self) -> QuerySet[Alias]:
+        return Alias.objects.none() if self.schema_only else selectors.alias_list(function=self.function)
+
+    @extend_schema(summary="Create or change an alias (redeploys)", request=s.AliasWriteSerializer,
+                   responses={200: s.AliasSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        alias = versions.alias_set(function=self.function, **_valid(s.AliasWriteSerializer, request))
+        deployments.deployment_create(function=self.function, cause=f"alias {alias.name} changed",
+                                      user=_username(request))  # fmt: skip
+        return Response(s.AliasSerializer(alias).data)
+
+    @extend_schema(summary="Delete an alias (redeploys)", responses={204: None, **ERRORS})
+    def destroy(self, request: Request, function_name: str, name: str) -> Response:
+        versions.alias_delete(alias=self.get_object())
+        deployments.deployment_create(
+            function=self.function, cause=f"alias {name} deleted", user=_username(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List HTTP triggers", responses={200: s.TriggerSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get an HTTP trigger", responses={200: s.TriggerSerializer, **ERRORS}),
+)
+class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    serializer_class = s.TriggerSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
+
+    def get_queryset(self) -> QuerySet[Trigger]:
+        return Trigger.objects.none() if self.schema_only else selectors.trigger_list(function=self.function)
+
+    @extend_schema(summary="Create an HTTP trigger (redeploys)", request=s.TriggerWriteSerializer,
+                   responses={201: s.TriggerSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        trigger = trigger_services.trigger_save(
+            function=self.function, **_valid(s.TriggerWriteSerializer, request)
+        )
+        deployments.deployment_create(function=self.function, cause=f"trigger {trigger.name} added",
+                                      user=_username(request))  # fmt: skip
+        return Response(s.TriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Delete an HTTP trigger (redeploys)", responses={204: None, **ERRORS})
+    def destroy(self, request: Request, function_name: str, name: str) -> Response:
+        trigger_services.trigger_delete(trigger=self.get_object())
+        deployments.deployment_create(
+            function=self.function, cause=f"trigger {name} deleted", user=_username(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List deployments", responses={200: s.DeploymentSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a deployment", responses={200: s.DeploymentSerializer, **ERRORS}),
+)
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    serializer_class = s.DeploymentSerializer
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return (
+            Deployment.objects.none()
+            if self.schema_only
+            else selectors.deployment_list(function=self.function)
+        )
+
+    @extend_schema(summary="Deploy: build the draft if needed, apply, wait until it serves", request=None,
+                   responses={202: s.DeploymentSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        deployment = deployments.deployment_create(
+            function=self.function, cause="deploy", user=_username(request)
+        )
+        return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Test-call history", responses={200: s.InvocationSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a test call", responses={200: s.InvocationSerializer, **ERRORS}),
+)
+class InvocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    serializer_class = s.InvocationSerializer
+
+    def get_queryset(self) -> QuerySet[Invocation]:
+        return (
+            Invocation.objects.none()
+            if self.schema_only
+            else selectors.invocation_list(function=self.function)
+        )

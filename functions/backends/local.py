@@ -1,0 +1,143 @@
+"""LocalBackend: the project's own runtime (``runtime/``), through its control API and router.
+
+# Reference: runtime/control.py (Kubernetes-style paths for fission.io/v1 objects).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import redis
+from django.conf import settings
+
+from functions.backends.base import (
+    InvokeResult,
+    LogRecord,
+    NotFound,
+    ObjectRef,
+    PermanentError,
+    TransientError,
+)
+
+PLURALS = {
+    "Environment": "environments",
+    "Package": "packages",
+    "Function": "functions",
+    "HTTPTrigger": "httptriggers",
+}
+LOG_STREAM_PREFIX = "runtime:logs:"  # runtime/logs.py
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self, control_url: str | None = None, router_url: str | None = None, token: str | None = None
+    ):
+        self.control_url = (control_url or settings.RUNTIME_URL).rstrip("/")
+        self.router_url = (router_url or settings.RUNTIME_ROUTER_URL).rstrip("/")
+        self.token = token if token is not None else settings.RUNTIME_TOKEN
+
+    def _url(self, namespace: str, kind: str, name: str | None = None) -> str:
+        base = f"{self.control_url}/apis/fission.io/v1/namespaces/{namespace}/{PLURALS[kind]}"
+        return f"{base}/{name}" if name else base
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            response = httpx.request(method, url, headers=headers, timeout=60, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the runtime is unreachable: {exc}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"the runtime answered {response.status_code}")
+        return response
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            response = self._request("PUT", self._url(namespace, obj["kind"], name), json=obj)
+            if response.status_code == 404:
+                response = self._request("POST", self._url(namespace, obj["kind"]), json=obj)
+                if response.status_code == 409:  # created meanwhile: replace it
+                    response = self._request("PUT", self._url(namespace, obj["kind"], name), json=obj)
+            if response.status_code >= 400:
+                raise PermanentError(_message(response, f"{obj['kind']} {name}"))
+
+    def delete(self, ref: ObjectRef) -> None:
+        response = self._request("DELETE", self._url(ref.namespace, ref.kind, ref.name))
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PermanentError(_message(response, f"{ref.kind} {ref.name}"))
+
+    def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
+        response = self._request("GET", self._url(namespace, kind))
+        if response.status_code >= 400:
+            raise PermanentError(_message(response, kind))
+        refs = []
+        for item in response.json()["items"]:
+            item_labels = item["metadata"].get("labels") or {}
+            if all(item_labels.get(k) == v for k, v in labels.items()):
+                refs.append(ObjectRef(kind, namespace, item["metadata"]["name"], item_labels))
+        return refs
+
+    def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
+        """The runtime accepts a Function only once its package is fetched and verified, so
+        an object that reads back is ready to specialize."""
+        for name in functions:
+            response = self._request("GET", self._url(namespace, "Function", name))
+            if response.status_code == 404:
+                raise NotFound(f"function {name} is not on the runtime")
+
+    def invoke(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+    ) -> InvokeResult:
+        started = time.perf_counter()
+        try:
+            response = httpx.request(
+                method, self.router_url + path, headers=headers, content=body, timeout=timeout_s
+            )
+        except httpx.TimeoutException:
+            raise TransientError("the call timed out") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the router is unreachable: {exc}") from None
+        return InvokeResult(
+            status=response.status_code,
+            headers=dict(response.headers),
+            body=response.content,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            request_id=response.headers.get("x-fission-request-id", ""),
+        )
+
+    def logs(self, namespace: str, *, request_id: str | None = None, limit: int = 200) -> list[LogRecord]:
+        client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=2)
+        try:
+            entries = client.xrevrange(LOG_STREAM_PREFIX + namespace, count=5000 if request_id else limit)
+        except redis.RedisError as exc:
+            raise TransientError(f"logs are unavailable: {exc}") from None
+        finally:
+            client.close()
+        records = [_record(fields) for _, fields in reversed(entries)]  # type: ignore[arg-type]
+        if request_id:
+            records = [r for r in records if r.request_id == request_id]
+        return records[-limit:]
+
+
+def _record(fields: dict[str, str]) -> LogRecord:
+    return LogRecord(
+        time=float(fields.get("time", 0)),
+        namespace=fields.get("namespace", ""),
+        function=fields.get("function", ""),
+        request_id=fields.get("request_id", ""),
+        stream=fields.get("stream", ""),
+        message=fields.get("message", ""),
+    )
+
+
+def _message(response: httpx.Response, what: str) -> str:
+    try:
+        error = response.json()["error"]
+        field = (error.get("detail") or {}).get("field")
+        return f"{what}: {error['message']}" + (f" ({field})" if field else "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{what}: the runtime answered {response.status_code}"

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from functions.models import Executor, TargetKind
+from functions.services.triggers import METHODS
+
+
+class FunctionCreateForm(forms.Form):
+    name = forms.CharField(max_length=40, help_text="Lowercase letters, digits and '-'.")
+
+
+class SettingsForm(forms.Form):
+    entrypoint = forms.CharField(max_length=200, required=False)
+    executor = forms.ChoiceField(choices=Executor.choices)
+    min_scale = forms.IntegerField(min_value=0, max_value=100)
+    max_scale = forms.IntegerField(min_value=1, max_value=100)
+    concurrency = forms.IntegerField(min_value=1, max_value=5000)
+    requests_per_pod = forms.IntegerField(min_value=1, max_value=1000)
+    timeout_s = forms.IntegerField(min_value=1, max_value=3600, label="Timeout (s)")
+    idle_timeout_s = forms.IntegerField(min_value=1, max_value=86400, label="Idle timeout (s)")
+    memory_mb = forms.IntegerField(min_value=64, required=False, label="Memory limit (MB)")
+
+
+class CodeForm(forms.Form):
+    main_py = forms.CharField(
+        widget=forms.Textarea(attrs={"data-code-editor": "python", "rows": 18}), strip=False
+    )
+    requirements_txt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(help_text="One .py file, or a .zip (optionally with requirements.txt).")
+
+
+class AliasForm(forms.Form):
+    name = forms.CharField(max_length=30)
+    version = forms.IntegerField(min_value=1)
+    canary_version = forms.IntegerField(min_value=1, required=False)
+    canary_weight = forms.IntegerField(min_value=0, max_value=100, required=False)
+
+
+class TriggerForm(forms.Form):
+    name = forms.CharField(max_length=50)
+    path = forms.CharField(max_length=200, initial="/")
+    methods = forms.MultipleChoiceField(choices=[(m, m) for m in METHODS], initial=["GET", "POST"],
+                                        widget=forms.CheckboxSelectMultiple)  # fmt: skip
+    is_prefix = forms.BooleanField(required=False)
+    target_kind = forms.ChoiceField(choices=TargetKind.choices)
+    alias = forms.CharField(max_length=30, required=False)
+    version = forms.IntegerField(min_value=1, required=False)
+
+
+class InvokeForm(forms.Form):
+    method = forms.ChoiceField(choices=[(m, m) for m in METHODS], initial="GET")
+    path = forms.CharField(max_length=500, initial="/")
+    headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, initial="{}")
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
+
+    def clean_headers(self) -> dict[str, str]:
+        raw = self.cleaned_data.get("headers") or "{}"
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("Headers must be a JSON object.") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise forms.ValidationError("Headers must be a JSON object of strings.")
+        return value

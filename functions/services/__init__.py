@@ -1,0 +1,1 @@
+"""Writes about functions (CONVENTIONS.md 2), one module per entity group."""

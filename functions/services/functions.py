@@ -1,0 +1,121 @@
+"""Environments, functions and their drafts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from functions.archives import ArchiveLimits, inspect_zip, python_module_name
+from functions.models import Draft, Environment, Function
+from functions.services.common import full_clean
+from portal.errors import Conflict, ValidationFailed
+
+DEFAULT_ENVIRONMENT = "python"
+HELLO = '''from flask import request
+
+
+def main():
+    """Called for every request; return anything a Flask view may return."""
+    name = request.args.get("name", "world")
+    return {"hello": name}
+'''
+FUNCTION_FIELDS = (
+    "entrypoint", "executor", "min_scale", "max_scale", "target_cpu", "concurrency",
+    "requests_per_pod", "timeout_s", "idle_timeout_s", "memory_mb", "cpu_millis",
+)  # fmt: skip
+MAX_DRAFT_FILE_BYTES = 512 * 1024
+MAX_DRAFT_FILES = 50
+
+
+def environment_ensure_default() -> Environment:
+    """The tenant's default Python environment. Idempotent (natural key: the name)."""
+    environment, _ = Environment.objects.get_or_create(name=DEFAULT_ENVIRONMENT)
+    return environment
+
+
+@transaction.atomic
+def environment_update(*, environment: Environment, **fields: Any) -> Environment:
+    for name, value in fields.items():
+        setattr(environment, name, value)
+    full_clean(environment)
+    environment.save()
+    return environment
+
+
+@transaction.atomic
+def function_create(*, name: str, environment: Environment | None = None, **config: Any) -> Function:
+    """A function with a hello-world draft; not deployed until asked."""
+    if Function.objects.filter(name=name).exists():
+        raise Conflict("A function with this name exists.", detail={"name": ["Already taken."]})
+    function = Function(name=name, environment=environment or environment_ensure_default())
+    _apply_config(function, config)
+    full_clean(function)
+    function.save()
+    Draft.objects.create(function=function, files={"main.py": HELLO})
+    return function
+
+
+@transaction.atomic
+def function_update(*, function: Function, **config: Any) -> Function:
+    """Change settings; the draft picks them up at the next deployment, versions never do."""
+    if "environment" in config:
+        function.environment = config.pop("environment")
+    _apply_config(function, config)
+    full_clean(function)
+    function.save()
+    return function
+
+
+def _apply_config(function: Function, config: dict[str, Any]) -> None:
+    unknown = set(config) - set(FUNCTION_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            "Unknown fields.", detail={name: ["Unknown field."] for name in sorted(unknown)}
+        )
+    for name, value in config.items():
+        setattr(function, name, value)
+
+
+def _check_files(files: dict[str, str]) -> None:
+    if not files or len(files) > MAX_DRAFT_FILES:
+        raise ValidationFailed("A draft has 1 to 50 files.", detail={"files": ["1 to 50 files."]})
+    for path, text in files.items():
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            raise ValidationFailed("Invalid file path.", detail={"files": [f"{path}: use a relative path."]})
+        if len(text.encode()) > MAX_DRAFT_FILE_BYTES:
+            raise ValidationFailed("File too large.", detail={"files": [f"{path}: at most 512 KiB."]})
+
+
+@transaction.atomic
+def draft_update_files(*, function: Function, files: dict[str, str]) -> Draft:
+    """Replace the draft with inline files (the editor). Bumps the draft's revision."""
+    _check_files(files)
+    draft = Draft.objects.select_for_update().get(function=function)
+    draft.files, draft.archive, draft.archive_name = files, None, ""
+    draft.revision += 1
+    draft.save()
+    return draft
+
+
+@transaction.atomic
+def draft_upload(*, function: Function, filename: str, data: bytes) -> Draft:
+    """Replace the draft with an upload: one ``.py`` file, or a ``.zip`` (checked, not unpacked)."""
+    if filename.endswith(".py"):
+        python_module_name(filename)  # refuses names Python could not import
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise ValidationFailed("A .py file must be UTF-8.", detail={"file": ["Not UTF-8."]}) from None
+        # As in Fission, a single file is the module whatever its name: only the function
+        # part of the entrypoint matters, so it becomes main.py.
+        return draft_update_files(function=function, files={"main.py": text})
+    if not filename.endswith(".zip"):
+        raise ValidationFailed("Upload one .py file or a .zip.", detail={"file": ["Use .py or .zip."]})
+    inspect_zip(data, ArchiveLimits())
+    draft = Draft.objects.select_for_update().get(function=function)
+    draft.files, draft.archive, draft.archive_name = {}, data, filename
+    draft.revision += 1
+    draft.save()
+    return draft

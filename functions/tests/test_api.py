@@ -1,0 +1,228 @@
+"""The functions API: every endpoint against auth, roles and other tenants; bad input."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django_tenants.utils import schema_context
+
+from functions.models import Build, BuildState, Draft, Function, Trigger
+from functions.services import functions as function_services
+from functions.services import versions
+from testsupport.fixtures import error_of
+
+pytestmark = pytest.mark.django_db
+API = "/t/{t}/api/v1/functions"
+
+
+@pytest.fixture
+def fn(world: Any) -> Function:
+    """Function ``hello`` in acme with a succeeded build, version 1 and alias ``live``."""
+    with schema_context(world.acme.schema_name):
+        function = function_services.function_create(name="hello")
+        revision = Draft.objects.get(function=function).revision
+        Build.objects.create(
+            function=function, draft_revision=revision, state=BuildState.SUCCEEDED, sha256="a" * 64
+        )
+        versions.version_publish(function=function)
+        versions.alias_set(function=function, name="live", version=1)
+        Trigger.objects.create(function=function, name="hello", methods=["GET"], path="/hello")
+    return function
+
+
+# (method, path under /functions, body, format, a persona it works for, status, {persona: refusal})
+ENDPOINTS = [
+    ("get", "/", None, "json", "vera", 200, {}),
+    ("post", "/", {"name": "newfn"}, "json", "bob", 201, {"vera": 403}),
+    ("get", "/hello/", None, "json", "vera", 200, {}),
+    ("patch", "/hello/", {"timeout_s": 30}, "json", "bob", 200, {"vera": 403}),
+    ("get", "/hello/code/", None, "json", "vera", 200, {}),
+    (
+        "put",
+        "/hello/code/",
+        {"files": {"main.py": "def main():\n    return 1\n"}},
+        "json",
+        "bob",
+        200,
+        {"vera": 403},
+    ),
+    ("get", "/hello/builds/", None, "json", "vera", 200, {}),
+    ("post", "/hello/builds/", None, "json", "bob", 202, {"vera": 403}),
+    ("get", "/hello/versions/", None, "json", "vera", 200, {}),
+    ("get", "/hello/versions/1/", None, "json", "vera", 200, {}),
+    ("post", "/hello/versions/", {"description": "x"}, "json", "bob", 201, {"vera": 403}),
+    ("get", "/hello/aliases/", None, "json", "vera", 200, {}),
+    ("get", "/hello/aliases/live/", None, "json", "vera", 200, {}),
+    ("post", "/hello/aliases/", {"name": "beta", "version": 1}, "json", "bob", 200, {"vera": 403}),
+    ("get", "/hello/triggers/", None, "json", "vera", 200, {}),
+    ("get", "/hello/triggers/hello/", None, "json", "vera", 200, {}),
+    (
+        "post",
+        "/hello/triggers/",
+        {"name": "t2", "methods": ["GET"], "path": "/t2"},
+        "json",
+        "bob",
+        201,
+        {"vera": 403},
+    ),
+    ("delete", "/hello/triggers/hello/", None, "json", "bob", 204, {"vera": 403}),
+    ("get", "/hello/deployments/", None, "json", "vera", 200, {}),
+    ("post", "/hello/deployments/", None, "json", "bob", 202, {"vera": 403}),
+    ("get", "/hello/invocations/", None, "json", "vera", 200, {}),
+    ("delete", "/hello/", None, "json", "bob", 204, {"vera": 403}),
+]
+
+
+def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
+    if body is None:
+        return getattr(client, method)(url)
+    return getattr(client, method)(url, body, format=fmt)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "fmt", "allowed", "ok", "refused"), ENDPOINTS)
+def test_endpoint_matrix(
+    world, api, fn, django_capture_on_commit_callbacks, method, path, body, fmt, allowed, ok, refused
+):
+    url = API.format(t="acme") + path
+    assert _call(api(), method, url, body, fmt).status_code == 401
+    outsider = _call(api(world.oscar), method, url, body, fmt)
+    assert outsider.status_code == 404
+    assert outsider.json() == _call(api(world.oscar), method, API.format(t="nosuch") + path, body, fmt).json()
+    for persona, status in refused.items():
+        response = _call(api(getattr(world, persona)), method, url, body, fmt)
+        assert response.status_code == status, (persona, response.content)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _call(api(getattr(world, allowed)), method, url, body, fmt)
+    assert response.status_code == ok, response.content
+
+
+def test_other_tenants_functions_do_not_exist_here(world, api, fn):
+    # globex's admin, in globex, cannot reach acme's function by name
+    response = api(world.oscar).get(API.format(t="globex") + "/hello/")
+    assert response.status_code == 404
+    assert api(world.oscar).get(API.format(t="globex") + "/").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "Bad_Name"}, "name"),
+        ({"name": "ok", "executor": "lambda"}, "executor"),
+        ({"name": "ok", "min_scale": 3, "max_scale": 1}, "max_scale"),
+        ({"name": "ok", "timeout_s": 0}, "timeout_s"),
+        ({"name": 5}, "name"),
+        ({"name": "ok", "entrypoint": "a..b"}, "entrypoint"),
+        ({"name": "ok", "memory_mb": 1}, "memory_mb"),
+    ],
+)
+def test_bad_function_input_is_400_naming_the_field(world, api, body, field):
+    response = api(world.bob).post(API.format(t="acme") + "/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in error_of(response)["detail"]
+    with schema_context(world.acme.schema_name):
+        assert not Function.objects.exists()
+
+
+def _zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = 0o120777 << 16
+            archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+MALICIOUS = {
+    "absolute path": (_zip({"/etc/cron.d/evil": b"x"}), "archive_unsafe_path", 400),
+    "parent directory": (_zip({"../evil.py": b"x"}), "archive_unsafe_path", 400),
+    "symlink": (_zip({"main.py": b"x"}, symlink="link"), "archive_link", 400),
+    "zip bomb": (_zip({"bomb.txt": b"\0" * (200 * 1024 * 1024)}), "archive_bomb", 400),
+    "oversized upload": (b"PK" + b"\0" * (21 * 1024 * 1024), "too_large", 413),  # the request limit
+    "too many files": (_zip({f"f{i}.py": b"" for i in range(2100)}), "archive_too_many_files", 400),
+    "not a zip": (b"PK\x03\x04 definitely not a zip", "archive_invalid", 400),
+}
+
+
+@pytest.mark.parametrize("kind", MALICIOUS)
+def test_malicious_archives_are_refused_and_nothing_is_stored(world, api, fn, kind):
+    data, code, status = MALICIOUS[kind]
+    with schema_context(world.acme.schema_name):
+        before = Draft.objects.get(function__name="hello")
+    upload = SimpleUploadedFile("evil.zip", data, content_type="application/zip")
+    response = api(world.bob).post(
+        API.format(t="acme") + "/hello/upload/", {"file": upload}, format="multipart"
+    )
+    assert response.status_code == status, response.content
+    assert error_of(response)["code"] == code
+    assert error_of(response)["message"]
+    with schema_context(world.acme.schema_name):
+        after = Draft.objects.get(function__name="hello")
+    assert (after.revision, after.files, after.archive) == (before.revision, before.files, before.archive)
+
+
+def test_single_py_upload_becomes_the_draft(world, api, fn):
+    upload = SimpleUploadedFile("handler.py", b"def main():\n    return 'up'\n")
+    response = api(world.bob).post(
+        API.format(t="acme") + "/hello/upload/", {"file": upload}, format="multipart"
+    )
+    assert response.status_code == 200
+    assert response.json()["files"] == {"main.py": "def main():\n    return 'up'\n"}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"name": "x", "methods": ["GET"], "path": "no-slash"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/a/../b"}, 400),
+        ({"name": "x", "methods": [], "path": "/a"}, 400),
+        ({"name": "x", "methods": ["FETCH"], "path": "/a"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/a", "target_kind": "alias", "alias": "nope"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/a", "target_kind": "version", "version": 9}, 404),
+    ],
+)
+def test_bad_triggers(world, api, fn, body, code):
+    response = api(world.bob).post(API.format(t="acme") + "/hello/triggers/", body, format="json")
+    assert response.status_code == code, response.content
+    error_of(response)
+
+
+def test_alias_weights_are_checked(world, api, fn):
+    url = API.format(t="acme") + "/hello/aliases/"
+    assert (
+        api(world.bob).post(url, {"name": "x", "version": 1, "canary_weight": 10}, format="json").status_code
+        == 400
+    )
+    assert api(world.bob).post(url, {"name": "x", "version": 1, "canary_version": 1, "canary_weight": 10},
+                               format="json").status_code == 400  # fmt: skip
+    assert api(world.bob).post(url, {"name": "x", "version": 7}, format="json").status_code == 404
+
+
+def test_publish_needs_a_build_of_the_current_draft(world, api, fn):
+    api(world.bob).put(
+        API.format(t="acme") + "/hello/code/", {"files": {"main.py": "x = 1\n"}}, format="json"
+    )
+    response = api(world.bob).post(API.format(t="acme") + "/hello/versions/", {}, format="json")
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "not_built"
+
+
+def test_versions_are_immutable(world, api, fn):
+    url = API.format(t="acme") + "/hello/versions/1/"
+    assert api(world.alice).patch(url, {"description": "changed"}, format="json").status_code == 405
+    assert api(world.alice).delete(url).status_code == 405
+
+
+def test_suspended_tenant_cannot_change_functions(world, api, fn):
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(pk=world.acme.pk).update(suspended=True)
+    response = api(world.bob).post(API.format(t="acme") + "/hello/deployments/")
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "tenant_suspended"

@@ -1,0 +1,121 @@
+"""Functions end to end: API -> real Celery worker -> build -> local runtime -> router."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import httpx
+import pytest
+
+from testsupport.processes import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+API = "/t/acme/api/v1/functions"
+
+
+@pytest.fixture
+def stack(celery_worker_process: Any, live_server_url: str, runtime_session: Any) -> Any:
+    return runtime_session
+
+
+def _latest_deployment(client: Any, name: str) -> dict[str, Any]:
+    return client.get(f"{API}/{name}/deployments/").json()["results"][0]
+
+
+def _deploy_and_wait(client: Any, name: str) -> dict[str, Any]:
+    response = client.post(f"{API}/{name}/deployments/")
+    assert response.status_code == 202, response.content
+    deployment_id = response.json()["id"]
+
+    def finished() -> dict[str, Any] | None:
+        body = client.get(f"{API}/{name}/deployments/{deployment_id}/").json()
+        return body if body["state"] in ("live", "failed") else None
+
+    deployment = wait_until(finished, timeout=120, interval=0.2, message="the deployment did not finish")
+    assert deployment["state"] == "live", deployment
+    assert [s["state"] for s in deployment["steps"]][-3:] == ["applying", "waiting", "live"]
+    return deployment
+
+
+def _create(client: Any, name: str, files: dict[str, str], path: str) -> None:
+    assert client.post(f"{API}/", {"name": name}, format="json").status_code == 201
+    assert client.put(f"{API}/{name}/code/", {"files": files}, format="json").status_code == 200
+    trigger = {"name": name, "methods": ["GET", "POST"], "path": path, "target_kind": "draft"}
+    assert client.post(f"{API}/{name}/triggers/", trigger, format="json").status_code == 201
+
+
+def test_create_deploy_call_and_test_call(world, api, stack):
+    alice = api(world.alice)
+    code = (
+        "from flask import request\n\ndef main():\n    print('hello log', request.args.get('who'))\n"
+        "    return 'hi ' + request.args.get('who', 'nobody')\n"
+    )
+    _create(alice, "hello", {"main.py": code}, "/hello")
+    _deploy_and_wait(alice, "hello")
+
+    response = httpx.get(f"{stack.router}/acme/hello?who=curl", timeout=30)
+    assert (response.status_code, response.text) == (200, "hi curl")
+
+    call = alice.post(f"{API}/hello/invoke/", {"method": "GET", "path": "/hello?who=panel"}, format="json")
+    assert call.status_code == 201
+    body = call.json()
+    assert (body["status"], body["response_body"]) == (200, "hi panel")
+    assert body["duration_ms"] > 0
+    assert [line["message"] for line in body["logs"]] == ["hello log panel"]
+    history = alice.get(f"{API}/hello/invocations/").json()
+    assert history["count"] == 1
+
+
+def test_zip_with_requirements_is_built_with_pip(world, api, stack):
+    alice = api(world.alice)
+    assert alice.post(f"{API}/", {"name": "withsix"}, format="json").status_code == 201
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("main.py", "import six\n\ndef main():\n    return 'six ' + six.__version__\n")
+        z.writestr("requirements.txt", "six==1.16.0\n")
+    upload = alice.post(
+        f"{API}/withsix/upload/", {"file": _named(archive.getvalue(), "fn.zip")}, format="multipart"
+    )
+    assert upload.status_code == 200, upload.content
+    trigger = {"name": "withsix", "methods": ["GET"], "path": "/six", "target_kind": "draft"}
+    assert alice.post(f"{API}/withsix/triggers/", trigger, format="json").status_code == 201
+    _deploy_and_wait(alice, "withsix")
+    build = alice.get(f"{API}/withsix/builds/").json()["results"][0]
+    log = alice.get(f"{API}/withsix/builds/{build['id']}/").json()["log"]
+    assert "six" in log
+    response = httpx.get(f"{stack.router}/acme/six", timeout=30)
+    assert (response.status_code, response.text) == (200, "six 1.16.0")
+
+
+def test_alias_90_10_splits_2000_calls(world, api, stack):
+    alice = api(world.alice)
+    _create(alice, "canary", {"main.py": "def main():\n    return 'v1'\n"}, "/canary-draft")
+    _deploy_and_wait(alice, "canary")
+    assert alice.post(f"{API}/canary/versions/", {"description": "first"}, format="json").status_code == 201
+    alice.put(f"{API}/canary/code/", {"files": {"main.py": "def main():\n    return 'v2'\n"}}, format="json")
+    _deploy_and_wait(alice, "canary")
+    assert alice.post(f"{API}/canary/versions/", {}, format="json").json()["number"] == 2
+    alias = {"name": "live", "version": 1, "canary_version": 2, "canary_weight": 10}
+    assert alice.post(f"{API}/canary/aliases/", alias, format="json").status_code == 200
+    trigger = {
+        "name": "canary-live",
+        "methods": ["GET"],
+        "path": "/canary",
+        "target_kind": "alias",
+        "alias": "live",
+    }
+    assert alice.post(f"{API}/canary/triggers/", trigger, format="json").status_code == 201
+    _deploy_and_wait(alice, "canary")
+    with httpx.Client(base_url=stack.router, timeout=30) as client:
+        answers = [client.get("/acme/canary").text for _ in range(2000)]
+    share = answers.count("v1") / 2000
+    assert abs(share - 0.9) <= 0.03, share
+    assert set(answers) == {"v1", "v2"}
+
+
+def _named(data: bytes, name: str) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data, content_type="application/zip")

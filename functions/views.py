@@ -1,0 +1,169 @@
+"""Function pages: the list, and one page per function (editor, settings, versions,
+aliases, triggers, deployments, test calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from functions import forms, selectors
+from functions.models import Function
+from functions.services import deployments, functions, invocations, versions
+from functions.services import triggers as trigger_services
+from portal.errors import DomainError
+from portal.pages import tenant_page
+
+
+def _user(request: HttpRequest) -> str:
+    return str(getattr(request.user, "username", ""))
+
+
+@tenant_page()
+def function_list(request: HttpRequest) -> HttpResponse:
+    form = forms.FunctionCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            function = functions.function_create(name=form.cleaned_data["name"])
+        except DomainError as error:
+            messages.error(request, f"{error.message} {error.detail or ''}")
+        else:
+            messages.success(request, f"Function {function.name} created with a hello-world draft.")
+            return redirect("function-detail", name=function.name)
+    context = {"functions": selectors.function_list(), "form": form}
+    return render(request, "functions/list.html", context)
+
+
+def _save_code(request: HttpRequest, function: Function) -> str:
+    form = forms.CodeForm(request.POST)
+    if not form.is_valid():
+        return "The code form is incomplete."
+    files = {"main.py": form.cleaned_data["main_py"]}
+    if form.cleaned_data["requirements_txt"].strip():
+        files["requirements.txt"] = form.cleaned_data["requirements_txt"]
+    functions.draft_update_files(function=function, files=files)
+    if request.POST.get("deploy"):
+        deployments.deployment_create(function=function, cause="deploy from the editor", user=_user(request))
+        return "Saved; deploying."
+    return "Draft saved."
+
+
+def _upload(request: HttpRequest, function: Function) -> str:
+    form = forms.UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return "Choose a file to upload."
+    upload = form.cleaned_data["file"]
+    functions.draft_upload(function=function, filename=upload.name or "", data=upload.read())
+    return f"Uploaded {upload.name}. Deploy to build it."
+
+
+def _settings(request: HttpRequest, function: Function) -> str:
+    form = forms.SettingsForm(request.POST)
+    if not form.is_valid():
+        return "Check the settings: " + "; ".join(
+            f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()
+        )
+    functions.function_update(function=function, **form.cleaned_data)
+    deployments.deployment_create(function=function, cause="settings changed", user=_user(request))
+    return "Settings saved; redeploying."
+
+
+def _deploy(request: HttpRequest, function: Function) -> str:
+    deployments.deployment_create(function=function, cause="deploy", user=_user(request))
+    return "Deployment queued."
+
+
+def _publish(request: HttpRequest, function: Function) -> str:
+    description = request.POST.get("description", "")[:200]
+    version = versions.version_publish(function=function, description=description, user=_user(request))
+    return f"Published version {version.number}."
+
+
+def _alias(request: HttpRequest, function: Function) -> str:
+    form = forms.AliasForm(request.POST)
+    if not form.is_valid():
+        return "Check the alias: name and version are required."
+    data = form.cleaned_data
+    alias = versions.alias_set(
+        function=function, name=data["name"], version=data["version"],
+        canary_version=data.get("canary_version"), canary_weight=data.get("canary_weight") or 0,
+    )  # fmt: skip
+    deployments.deployment_create(function=function, cause=f"alias {alias.name} changed", user=_user(request))
+    return f"Alias {alias.name} saved; redeploying."
+
+
+def _trigger(request: HttpRequest, function: Function) -> str:
+    form = forms.TriggerForm(request.POST)
+    if not form.is_valid():
+        return "Check the trigger: " + "; ".join(
+            f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()
+        )
+    data = form.cleaned_data
+    trigger = trigger_services.trigger_save(
+        function=function, name=data["name"], methods=data["methods"], path=data["path"],
+        is_prefix=data["is_prefix"], target_kind=data["target_kind"], alias=data.get("alias") or None,
+        version=data.get("version"),
+    )  # fmt: skip
+    deployments.deployment_create(
+        function=function, cause=f"trigger {trigger.name} added", user=_user(request)
+    )
+    return f"Trigger {trigger.name} added; redeploying."
+
+
+ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
+    "code": _save_code, "upload": _upload, "settings": _settings, "deploy": _deploy,
+    "publish": _publish, "alias": _alias, "trigger": _trigger,
+}  # fmt: skip
+
+
+def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
+    draft = function.draft
+    code = {
+        "main_py": draft.files.get("main.py", ""),
+        "requirements_txt": draft.files.get("requirements.txt", ""),
+    }
+    settings_initial = {f: getattr(function, f) for f in forms.SettingsForm.base_fields}
+    return {
+        "function": function,
+        "draft": draft,
+        "code_form": forms.CodeForm(initial=code),
+        "upload_form": forms.UploadForm(),
+        "settings_form": forms.SettingsForm(initial=settings_initial),
+        "alias_form": forms.AliasForm(),
+        "trigger_form": forms.TriggerForm(),
+        "invoke_form": forms.InvokeForm(),
+        "versions": selectors.version_list(function=function),
+        "aliases": selectors.alias_list(function=function),
+        "triggers": selectors.trigger_list(function=function),
+        "deployments": selectors.deployment_list(function=function)[:10],
+        "builds": selectors.build_list(function=function)[:5],
+        "invocations": selectors.invocation_list(function=function)[:10],
+    }
+
+
+@tenant_page()
+def function_detail(request: HttpRequest, name: str) -> HttpResponse:
+    function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
+    action = ACTIONS.get(request.POST.get("action", ""))
+    if request.method == "POST" and action is not None:
+        try:
+            messages.success(request, action(request, function))
+        except DomainError as error:
+            detail = f" {error.detail}" if error.detail else ""
+            messages.error(request, f"{error.message}{detail}")
+        return redirect("function-detail", name=function.name)
+    return render(request, "functions/detail.html", _detail_context(request, function))
+
+
+@tenant_page()
+def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
+    """The test panel's call (htmx): the result fragment."""
+    function = get_object_or_404(Function, name=name)
+    form = forms.InvokeForm(request.POST)
+    if not form.is_valid():
+        return render(request, "functions/_invocation.html", {"errors": form.errors}, status=400)
+    invocation = invocations.invocation_create(function=function, user=_user(request), **form.cleaned_data)
+    return render(request, "functions/_invocation.html", {"invocation": invocation})

@@ -80,6 +80,8 @@ def main() -> int:
         manager = Manager()
         host = os.environ.get("PORTAL_HOST", "127.0.0.1")
         port = int(os.environ.get("PORTAL_PORT", "8000"))
+        # The runtime fetches package archives from here (as Fission's fetcher does).
+        os.environ.setdefault("PORTAL_INTERNAL_URL", f"http://{host}:{port}")
         for name, cmd in processes(host, port).items():
             manager.add_process(name, cmd, env=dict(os.environ), cwd=str(BASE_DIR))
         print(f"\nfaas-portal: http://{host}:{port}/  (data in {data}; Ctrl-C stops everything)\n")

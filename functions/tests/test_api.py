@@ -36,6 +36,9 @@ def fn(world: Any) -> Function:
 
 # (method, path under /functions, body, format, a persona it works for, status, {persona: refusal})
 ENDPOINTS = [
+    ("get", "/../environments/", None, "json", "vera", 200, {}),
+    ("get", "/../environments/python/", None, "json", "vera", 200, {}),
+    ("patch", "/../environments/python/", {"poolsize": 2}, "json", "bob", 200, {"vera": 403}),
     ("get", "/", None, "json", "vera", 200, {}),
     ("post", "/", {"name": "newfn"}, "json", "bob", 201, {"vera": 403}),
     ("get", "/hello/", None, "json", "vera", 200, {}),
@@ -77,6 +80,12 @@ ENDPOINTS = [
 ]
 
 
+def _url(tenant: str, path: str) -> str:
+    if path.startswith("/../"):  # environments sit beside functions
+        return f"/t/{tenant}/api/v1/{path[4:]}"
+    return API.format(t=tenant) + path
+
+
 def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
     if body is None:
         return getattr(client, method)(url)
@@ -87,11 +96,11 @@ def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
 def test_endpoint_matrix(
     world, api, fn, django_capture_on_commit_callbacks, method, path, body, fmt, allowed, ok, refused
 ):
-    url = API.format(t="acme") + path
+    url = _url("acme", path)
     assert _call(api(), method, url, body, fmt).status_code == 401
     outsider = _call(api(world.oscar), method, url, body, fmt)
     assert outsider.status_code == 404
-    assert outsider.json() == _call(api(world.oscar), method, API.format(t="nosuch") + path, body, fmt).json()
+    assert outsider.json() == _call(api(world.oscar), method, _url("nosuch", path), body, fmt).json()
     for persona, status in refused.items():
         response = _call(api(getattr(world, persona)), method, url, body, fmt)
         assert response.status_code == status, (persona, response.content)

@@ -119,3 +119,28 @@ def _named(data: bytes, name: str) -> Any:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data, content_type="application/zip")
+
+
+def test_a_deployment_left_by_a_killed_worker_completes(world, api, stack):
+    """As if a worker died mid-deployment: the beat task re-queues it and it goes live."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from functions.models import Deployment, Function
+    from functions.tasks import resume_stuck_deployments
+
+    alice = api(world.alice)
+    _create(alice, "orphan", {"main.py": "def main():\n    return 'recovered'\n"}, "/orphan")
+    with schema_context(world.acme.schema_name):
+        function = Function.objects.get(name="orphan")
+        wait_until(
+            lambda: not Deployment.objects.filter(function=function).exclude(state__in=["live", "failed"])
+        )
+        stuck = Deployment.objects.create(function=function, state="applying", cause="killed worker")
+        Deployment.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert resume_stuck_deployments() >= 1
+    with schema_context(world.acme.schema_name):
+        wait_until(lambda: Deployment.objects.get(pk=stuck.pk).state == "live", timeout=60)
+    assert httpx.get(f"{stack.router}/acme/orphan", timeout=30).text == "recovered"

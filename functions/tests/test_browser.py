@@ -1,0 +1,154 @@
+"""A function's whole life in a real browser: Chromium (Playwright) against the ASGI server,
+with the Celery worker building and deploying to the local runtime.
+
+See ``portal/tests/test_browser.py`` for how Playwright, the server processes and the
+database meet; its module-scoped Playwright fixtures are imported here by name, so
+Playwright lives for this module only as well.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from functions.models import Deployment, Function
+from portal.tests.test_browser import (  # the fixtures are found by name
+    LIVE,
+    PASSWORD,
+    UI,
+    WORKER,
+    browser,  # noqa: F401
+    browser_context_args,  # noqa: F401
+    browser_type,  # noqa: F401
+    browser_type_launch_args,  # noqa: F401
+    login,
+    mark_document,
+    playwright,  # noqa: F401
+    still_same_document,
+)
+from testsupport.fixtures import slow_password
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("allow_async_orm"),
+]
+
+# Typed line by line into CodeMirror, which indents after "def main():" by itself.
+CODE_LINES = [
+    "from flask import request",
+    "",
+    "def main():",
+    'name = request.args.get("name", "world")',
+    'print("greeting " + name)',
+    'return "Hello, " + name + "!"',
+]
+CODE = (
+    "from flask import request\n"
+    "\n"
+    "def main():\n"
+    '    name = request.args.get("name", "world")\n'
+    '    print("greeting " + name)\n'
+    '    return "Hello, " + name + "!"'
+)
+
+
+def form_of(page: Page, action: str) -> Locator:
+    """The function page's form that posts ``action``."""
+    return page.locator("form").filter(has=page.locator(f"input[name='action'][value='{action}']"))
+
+
+def type_code(page: Page, lines: list[str]) -> None:
+    """Replace the editor's text by typing, as a person would (Escape closes any completion
+    popup, so Enter makes a new line instead of accepting a suggestion)."""
+    page.locator(".code-editor .cm-content").click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.press("Delete")
+    for number, line in enumerate(lines):
+        if number:
+            page.keyboard.press("Escape")
+            page.keyboard.press("Enter")
+        page.keyboard.type(line)
+    page.keyboard.press("Escape")
+
+
+def editor_text(page: Page) -> str:
+    return str(page.evaluate("window.codeEditors['main_py'].state.doc.toString()"))
+
+
+def test_create_edit_deploy_and_call_a_function(
+    page: Page, live_server_url: str, world: Any, celery_worker_process: Any, runtime_session: Any
+) -> None:
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+
+    # the list, and the "New function" form
+    page.goto(f"{live_server_url}/t/acme/functions/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Functions")
+    page.get_by_label("Name").fill("greet")
+    page.get_by_role("button", name="Create function").click()
+    expect(page).to_have_url(f"{live_server_url}/t/acme/functions/greet/", timeout=UI)
+    expect(page.get_by_role("status")).to_have_text("Function greet created with a hello-world draft.")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("greet")
+
+    # the editor replaces the textarea; type the code into it and save the draft
+    expect(page.locator(".code-editor")).to_have_count(1, timeout=UI)
+    expect(page.locator("textarea[name='main_py']")).to_be_hidden()
+    type_code(page, CODE_LINES)
+    assert editor_text(page) == CODE
+    assert page.locator("textarea[name='main_py']").input_value() == CODE
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status")).to_have_text("Draft saved.", timeout=UI)
+    expect(page.locator(".code-editor .cm-content")).to_contain_text('print("greeting " + name)')
+    assert editor_text(page) == CODE
+    assert Function.objects.get(name="greet").draft.files["main.py"] == CODE
+    assert not Deployment.objects.exists()
+
+    # an HTTP trigger on the draft, GET only: adding it queues a deployment
+    trigger = form_of(page, "trigger")
+    trigger.get_by_label("Name", exact=True).fill("greet")
+    trigger.get_by_label("Path", exact=True).fill("/greet")
+    trigger.get_by_label("Target").select_option("draft")
+    trigger.get_by_label("GET", exact=True).check()
+    trigger.get_by_label("POST", exact=True).uncheck()
+    trigger.get_by_role("button", name="Add trigger").click()
+    expect(page.get_by_role("status")).to_have_text("Trigger greet added; redeploying.", timeout=UI)
+    row = page.get_by_role("row").filter(has=page.locator("code", has_text="/acme/greet"))
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("GET")
+    expect(row).not_to_contain_text("POST")
+    expect(row).to_contain_text("draft")
+
+    # the deployment goes live on this page, through its websocket
+    deployment = Deployment.objects.get()
+    badge = page.locator(f"[data-deployment-state='{deployment.pk}']")
+    expect(badge).to_have_count(1)
+    expect(page.locator("[data-connection]")).to_have_text("live", timeout=LIVE)
+    mark_document(page)
+    expect(badge).to_have_text("live", timeout=WORKER)
+    expect(badge).to_have_class(re.compile(r"\bstate-live\b"))
+    expect(page.locator("[data-feed] li[data-kind='deployment.step']").first).to_contain_text(
+        f"deployment {deployment.pk}: live"
+    )
+    assert still_same_document(page)
+    deployment.refresh_from_db()
+    assert deployment.state == "live", deployment.steps
+
+    # the "Test call" panel (htmx): status, body and the request's own log line
+    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    test_call.get_by_label("Method").select_option("GET")
+    test_call.get_by_label("Path").fill("/greet?name=web")
+    test_call.get_by_role("button", name="Send").click()
+    result = test_call.locator("[data-invocation]")
+    expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
+    expect(result.locator("[data-body]")).to_have_text("Hello, web!")
+    expect(result.locator("[data-logs]")).to_contain_text("greeting web")
+    assert still_same_document(page)
+
+    # and the route itself, through the runtime's router
+    response = httpx.get(runtime_session.router + "/acme/greet?name=curl", timeout=30)
+    assert (response.status_code, response.text) == (200, "Hello, curl!")

@@ -1,0 +1,98 @@
+"""Function pages: access by role, other tenants invisible, the forms drive the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django_tenants.utils import schema_context
+
+from functions.models import Deployment, Function, Trigger
+from functions.services import functions as function_services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hello(world: Any) -> Function:
+    with schema_context(world.acme.schema_name):
+        return function_services.function_create(name="hello")
+
+
+def test_members_see_the_pages(world, client, hello):
+    for user in (world.alice, world.bob, world.vera):
+        client.force_login(user)
+        listing = client.get("/t/acme/functions/")
+        assert listing.status_code == 200
+        assert b"hello" in listing.content
+        detail = client.get("/t/acme/functions/hello/")
+        assert detail.status_code == 200
+        assert b"data-events-url" in detail.content
+
+
+def test_editor_is_only_for_developers(world, client, hello):
+    client.force_login(world.vera)
+    assert b"data-code-editor" not in client.get("/t/acme/functions/hello/").content
+    client.force_login(world.bob)
+    assert b"data-code-editor" in client.get("/t/acme/functions/hello/").content
+
+
+def test_outsider_gets_404(world, client, hello):
+    client.force_login(world.oscar)
+    assert client.get("/t/acme/functions/hello/").status_code == 404
+    assert client.get("/t/globex/functions/hello/").status_code == 404
+
+
+def test_viewer_cannot_post(world, client, hello):
+    client.force_login(world.vera)
+    response = client.post("/t/acme/functions/", {"name": "nope"})
+    assert response.status_code == 403
+    with schema_context(world.acme.schema_name):
+        assert not Function.objects.filter(name="nope").exists()
+
+
+def test_create_edit_and_add_trigger_through_the_pages(world, client, django_capture_on_commit_callbacks):
+    client.force_login(world.bob)
+    response = client.post("/t/acme/functions/", {"name": "greet"})
+    assert response.status_code == 302
+    assert response["Location"] == "/t/acme/functions/greet/"
+    code = "def main():\n    return 'hi'\n"
+    client.post("/t/acme/functions/greet/", {"action": "code", "main_py": code, "requirements_txt": ""})
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(
+            "/t/acme/functions/greet/",
+            {
+                "action": "trigger",
+                "name": "greet",
+                "path": "/greet",
+                "methods": ["GET"],
+                "target_kind": "draft",
+            },
+        )
+    with schema_context(world.acme.schema_name):
+        function = Function.objects.get(name="greet")
+        assert function.draft.files == {"main.py": code}
+        assert Trigger.objects.get(name="greet").path == "/greet"
+        assert Deployment.objects.filter(function=function).count() == 1
+
+
+def test_bad_trigger_in_the_page_is_a_message_not_an_error(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/",
+        {"action": "trigger", "name": "x", "path": "../etc", "methods": ["GET"], "target_kind": "draft"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert b"The path must start with" in response.content
+    with schema_context(world.acme.schema_name):
+        assert not Trigger.objects.exists()
+
+
+def test_invoke_panel_shows_errors_of_the_form(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/invoke/", {"method": "GET", "path": "/", "headers": "[1]"}
+    )
+    assert response.status_code == 400
+    assert b"Headers must be a JSON object" in response.content

@@ -52,6 +52,19 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
     return redis
 
 
+ENV_FILE = "running.env"
+SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "PORTAL_SECRET_KEY", "RUNTIME_TOKEN", "PORTAL_DEBUG")
+
+
+def write_running_env(data: Path) -> None:
+    """Let ``manage.py`` in another shell reach the embedded services while this runs."""
+    path = data / ENV_FILE
+    path.write_text(
+        "".join(f"{name}={os.environ[name]}\n" for name in SHARED_VARIABLES if name in os.environ)
+    )
+    path.chmod(0o600)
+
+
 def set_up_database(data: Path) -> None:
     import django
     from django.core.management import call_command
@@ -75,6 +88,7 @@ def processes(host: str, port: int) -> dict[str, str]:
 def main() -> int:
     data = data_dir()
     redis = prepare_environment(data)
+    write_running_env(data)
     try:
         set_up_database(data)
         manager = Manager()
@@ -88,6 +102,7 @@ def main() -> int:
         manager.loop()
         return int(manager.returncode or 0)
     finally:
+        (data / ENV_FILE).unlink(missing_ok=True)
         if redis is not None:
             redis.stop()
 

@@ -31,6 +31,13 @@ class CodeForm(forms.Form):
     )
     requirements_txt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
 
+    # Browsers post a textarea's lines CRLF-separated; store the code as the API stores it.
+    def clean_main_py(self) -> str:
+        return str(self.cleaned_data["main_py"]).replace("\r\n", "\n")
+
+    def clean_requirements_txt(self) -> str:
+        return str(self.cleaned_data["requirements_txt"]).replace("\r\n", "\n")
+
 
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="One .py file, or a .zip (optionally with requirements.txt).")

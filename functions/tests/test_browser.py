@@ -9,14 +9,17 @@ Playwright lives for this module only as well.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 from playwright.sync_api import Locator, Page, expect
 
-from functions.models import Deployment, Function
+from functions.models import Build, Deployment, Function
 from portal.tests.test_browser import (  # the fixtures are found by name
     LIVE,
     PASSWORD,
@@ -53,10 +56,23 @@ CODE = (
     "from flask import request\n"
     "\n"
     "def main():\n"
-    '  name = request.args.get("name", "world")\n'
-    '  print("greeting " + name)\n'
-    '  return "Hello, " + name + "!"'
+    '    name = request.args.get("name", "world")\n'
+    '    print("greeting " + name)\n'
+    '    return "Hello, " + name + "!"'
 )
+
+
+@contextmanager
+def builds_held(schema_name: str) -> Iterator[None]:
+    """Keep the worker from starting a build in the tenant until the block ends.
+
+    Inserting a Build row waits for this transaction's SHARE lock on the table, so a
+    deployment of an unbuilt draft stops at "building"; pages only read the table.
+    """
+    table = connection.ops.quote_name(Build._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f'LOCK TABLE "{schema_name}".{table} IN SHARE MODE')
+        yield
 
 
 def form_of(page: Page, action: str) -> Locator:
@@ -114,36 +130,39 @@ def test_create_edit_deploy_and_call_a_function(
     assert editor_text(page) == CODE
     with schema_context(world.acme.schema_name):
         saved = Function.objects.get(name="greet").draft.files["main.py"]
-        assert saved.replace("\r\n", "\n") == CODE  # a textarea posts its lines CRLF-separated
+        assert saved == CODE  # CRLF from the textarea is normalised on save
         assert not Deployment.objects.exists()
 
-    # an HTTP trigger on the draft, GET only: adding it queues a deployment
-    trigger = form_of(page, "trigger")
-    trigger.get_by_label("Name", exact=True).fill("greet")
-    trigger.get_by_label("Path", exact=True).fill("/greet")
-    trigger.get_by_label("Target").select_option("draft")
-    trigger.get_by_label("GET", exact=True).check()
-    trigger.get_by_label("POST", exact=True).uncheck()
-    trigger.get_by_role("button", name="Add trigger").click()
-    expect(message(page)).to_have_text("Trigger greet added; redeploying.", timeout=UI)
-    row = page.get_by_role("row").filter(has=page.locator("code", has_text="/acme/greet"))
-    expect(row).to_have_count(1)
-    expect(row).to_contain_text("GET")
-    expect(row).not_to_contain_text("POST")
-    expect(row).to_contain_text("draft")
+    # an HTTP trigger on the draft, GET only: adding it queues a deployment, which waits to
+    # build until this page is subscribed to its events
+    with builds_held(world.acme.schema_name):
+        trigger = form_of(page, "trigger")
+        trigger.get_by_label("Name", exact=True).fill("greet")
+        trigger.get_by_label("Path", exact=True).fill("/greet")
+        trigger.get_by_label("Target").select_option("draft")
+        trigger.get_by_label("GET", exact=True).check()
+        trigger.get_by_label("POST", exact=True).uncheck()
+        trigger.get_by_role("button", name="Add trigger").click()
+        expect(message(page)).to_have_text("Trigger greet added; redeploying.", timeout=UI)
+        row = page.get_by_role("row").filter(has=page.locator("code", has_text="/acme/greet"))
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("GET")
+        expect(row).not_to_contain_text("POST")
+        expect(row).to_contain_text("draft")
 
-    # the deployment goes live on this page, through its websocket
-    with schema_context(world.acme.schema_name):
-        deployment = Deployment.objects.get()
-    badge = page.locator(f"[data-deployment-state='{deployment.pk}']")
-    expect(badge).to_have_count(1)
-    expect(page.locator("[data-connection]")).to_have_text("live", timeout=LIVE)
-    mark_document(page)
+        with schema_context(world.acme.schema_name):
+            deployment = Deployment.objects.get()
+        badge = page.locator(f"[data-deployment-state='{deployment.pk}']")
+        expect(badge).to_have_text(re.compile(r"^(queued|building)$"))
+        expect(page.locator("[data-connection]")).to_have_text("live", timeout=LIVE)
+        mark_document(page)
+
+    # ...and goes live on this page, through its websocket
     expect(badge).to_have_text("live", timeout=WORKER)
     expect(badge).to_have_class(re.compile(r"\bstate-live\b"))
-    expect(page.locator("[data-feed] li[data-kind='deployment.step']").first).to_contain_text(
-        f"deployment {deployment.pk}: live"
-    )
+    steps = page.locator("[data-feed] li[data-kind='deployment.step']")
+    expect(steps.first).to_contain_text(f"deployment {deployment.pk}: live")
+    expect(steps.filter(has_text=f"deployment {deployment.pk}: applying")).to_have_count(1)
     assert still_same_document(page)
     with schema_context(world.acme.schema_name):
         deployment.refresh_from_db()

@@ -1,6 +1,7 @@
 // A CodeMirror editor (Python highlighting) for every <textarea data-code-editor>.
 // The textarea stays the form field: the editor writes back to it on every change.
 import { basicSetup, EditorView } from "codemirror";
+import { indentUnit } from "@codemirror/language";
 import { python } from "@codemirror/lang-python";
 
 export function mountEditors(root = document) {
@@ -12,6 +13,7 @@ export function mountEditors(root = document) {
       extensions: [
         basicSetup,
         python(),
+        indentUnit.of("    "), // PEP 8
         EditorView.updateListener.of((update) => {
           if (update.docChanged) textarea.value = update.state.doc.toString();
         }),

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import schema_context
 
-from functions.models import Build, BuildState, Draft, Function, Trigger
+from functions.models import Build, BuildState, Deployment, Draft, Function, Invocation, Trigger
 from functions.services import functions as function_services
 from functions.services import versions
 from testsupport.fixtures import error_of
@@ -31,7 +31,22 @@ def fn(world: Any) -> Function:
         versions.version_publish(function=function)
         versions.alias_set(function=function, name="live", version=1)
         Trigger.objects.create(function=function, name="hello", methods=["GET"], path="/hello")
+        Deployment.objects.create(function=function, state="live", cause="fixture")
+        Invocation.objects.create(function=function, method="GET", path="/hello", request_id="r1", status=200)
     return function
+
+
+def _ids(world: Any) -> dict[str, int]:
+    with schema_context(world.acme.schema_name):
+        return {
+            "build": Build.objects.values_list("pk", flat=True).first() or 0,
+            "deployment": Deployment.objects.values_list("pk", flat=True).first() or 0,
+            "invocation": Invocation.objects.values_list("pk", flat=True).first() or 0,
+        }
+
+
+def _upload() -> dict[str, Any]:
+    return {"file": SimpleUploadedFile("main.py", b"def main():\n    return 'up'\n")}
 
 
 # (method, path under /functions, body, format, a persona it works for, status, {persona: refusal})
@@ -76,6 +91,11 @@ ENDPOINTS = [
     ("get", "/hello/deployments/", None, "json", "vera", 200, {}),
     ("post", "/hello/deployments/", None, "json", "bob", 202, {"vera": 403}),
     ("get", "/hello/invocations/", None, "json", "vera", 200, {}),
+    ("get", "/hello/invocations/{invocation}/", None, "json", "vera", 200, {}),
+    ("get", "/hello/builds/{build}/", None, "json", "vera", 200, {}),
+    ("get", "/hello/deployments/{deployment}/", None, "json", "vera", 200, {}),
+    ("post", "/hello/upload/", _upload, "multipart", "bob", 200, {"vera": 403}),
+    ("post", "/hello/invoke/", {"method": "GET", "path": "/hello"}, "json", "bob", 201, {"vera": 403}),
     ("delete", "/hello/", None, "json", "bob", 204, {"vera": 403}),
 ]
 
@@ -87,6 +107,8 @@ def _url(tenant: str, path: str) -> str:
 
 
 def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
+    if callable(body):  # a fresh upload for every call
+        body = body()
     if body is None:
         return getattr(client, method)(url)
     return getattr(client, method)(url, body, format=fmt)
@@ -96,6 +118,7 @@ def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
 def test_endpoint_matrix(
     world, api, fn, django_capture_on_commit_callbacks, method, path, body, fmt, allowed, ok, refused
 ):
+    path = path.format(**_ids(world))
     url = _url("acme", path)
     assert _call(api(), method, url, body, fmt).status_code == 401
     outsider = _call(api(world.oscar), method, url, body, fmt)

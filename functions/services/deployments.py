@@ -3,6 +3,8 @@ that applies a function's manifests to the data plane and waits until it serves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -50,7 +52,31 @@ def _record(deployment: Deployment, state: str, message: str) -> None:
 def deployment_run(*, deployment_id: int) -> Deployment | None:
     """Run (or resume) a deployment. Idempotent: a finished one is left alone, and every step
     is safe to repeat (the build is reused, apply is create-or-replace), so a worker killed
-    half-way leaves nothing to undo. ``TransientError`` propagates for the task to retry."""
+    half-way leaves nothing to undo. ``TransientError`` propagates for the task to retry.
+
+    One deployment per function at a time (a PostgreSQL advisory lock on the function), so
+    two changes in a row do not build the same draft twice or race on stale objects.
+    """
+    function_id = Deployment.objects.filter(pk=deployment_id).values_list("function_id", flat=True).first()
+    if function_id is None:
+        return None
+    with _function_lock(function_id):
+        return _run(deployment_id)
+
+
+@contextmanager
+def _function_lock(function_id: int) -> Iterator[None]:
+    key = f"{connection.schema_name}.deploy.{function_id}"  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def _run(deployment_id: int) -> Deployment | None:
     deployment = Deployment.objects.select_related("function__environment").filter(pk=deployment_id).first()
     if deployment is None or deployment.state in FINAL:
         return deployment

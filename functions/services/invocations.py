@@ -13,6 +13,7 @@ from functions.backends import get_backend
 from functions.backends.base import BackendError, LogRecord
 from functions.models import Function, Invocation
 from functions.services.common import current_tenant
+from portal.errors import ValidationFailed
 
 MAX_BODY_CHARS = 64 * 1024
 LOG_SETTLE_S = 1.0  # log records travel worker -> runtime -> Redis; wait this long at most
@@ -23,6 +24,9 @@ def invocation_create(
     *, function: Function, method: str, path: str, headers: dict[str, str], body: str, user: str = ""
 ) -> Invocation:
     """Call ``/<tenant><path>`` on the router and record status, body, duration and logs."""
+    # "/acme" + "2/x" would be tenant acme2's route: the path must start a new segment.
+    if not path.startswith("/") or ".." in path.split("?")[0].split("/"):
+        raise ValidationFailed("The path must start with '/' and contain no '..'.", detail={"path": [path]})
     tenant = current_tenant()
     request_id = uuid.uuid4().hex
     sent = {k: v for k, v in headers.items() if k.lower() not in _HIDDEN_HEADERS}

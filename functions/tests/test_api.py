@@ -258,3 +258,12 @@ def test_suspended_tenant_cannot_change_functions(world, api, fn):
     response = api(world.bob).post(API.format(t="acme") + "/hello/deployments/")
     assert response.status_code == 403
     assert error_of(response)["code"] == "tenant_suspended"
+
+
+@pytest.mark.parametrize("path", ["2/other-tenant", "hello", "/../acme2/x"])
+def test_test_calls_cannot_leave_the_tenant(world, api, fn, path):
+    response = api(world.bob).post(API.format(t="acme") + "/hello/invoke/", {"path": path}, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["detail"] == {"path": [path]}
+    with schema_context(world.acme.schema_name):
+        assert Invocation.objects.count() == 1  # only the fixture's

@@ -24,13 +24,7 @@ from functions.services import builds as build_services
 from functions.services import deployments, functions, invocations, versions
 from functions.services import triggers as trigger_services
 from portal.api.schema import ERRORS
-from portal.api.views import TenantViewSet
-
-
-def _valid(serializer_class: type[Any], request: Request, partial: bool = False) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+from portal.api.views import TenantViewSet, valid_data
 
 
 def _username(request: Request) -> str:
@@ -72,14 +66,14 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     @extend_schema(summary="Create a function (with a hello-world draft)", request=s.FunctionCreateSerializer,
                    responses={201: s.FunctionSerializer, **ERRORS})  # fmt: skip
     def create(self, request: Request) -> Response:
-        function = functions.function_create(**_valid(s.FunctionCreateSerializer, request))
+        function = functions.function_create(**valid_data(s.FunctionCreateSerializer, request))
         return Response(s.FunctionSerializer(function).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Change a function's settings (redeploys)", request=s.FunctionUpdateSerializer,
                    responses={200: s.FunctionSerializer, **ERRORS})  # fmt: skip
     def partial_update(self, request: Request, name: str) -> Response:
         function = functions.function_update(
-            function=self.get_object(), **_valid(s.FunctionUpdateSerializer, request)
+            function=self.get_object(), **valid_data(s.FunctionUpdateSerializer, request)
         )
         deployments.deployment_create(function=function, cause="settings changed", user=_username(request))
         return Response(s.FunctionSerializer(function).data)
@@ -104,7 +98,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     @code.mapping.put
     def put_code(self, request: Request, name: str) -> Response:
         draft = functions.draft_update_files(
-            function=self.get_object(), files=_valid(s.CodeSerializer, request)["files"]
+            function=self.get_object(), files=valid_data(s.CodeSerializer, request)["files"]
         )
         return Response(
             {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
@@ -117,7 +111,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
     def upload(self, request: Request, name: str) -> Response:
-        upload = _valid(s.UploadSerializer, request)["file"]
+        upload = valid_data(s.UploadSerializer, request)["file"]
         draft = functions.draft_upload(
             function=self.get_object(), filename=upload.name or "", data=upload.read()
         )
@@ -130,7 +124,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     @action(detail=True, methods=["post"])
     def invoke(self, request: Request, name: str) -> Response:
         invocation = invocations.invocation_create(
-            function=self.get_object(), user=_username(request), **_valid(s.InvokeSerializer, request)
+            function=self.get_object(), user=_username(request), **valid_data(s.InvokeSerializer, request)
         )
         return Response(s.InvocationSerializer(invocation).data, status=status.HTTP_201_CREATED)
 
@@ -181,7 +175,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
     @extend_schema(summary="Publish the built draft as the next version", request=s.PublishSerializer,
                    responses={201: s.VersionSerializer, **ERRORS})  # fmt: skip
     def create(self, request: Request, function_name: str) -> Response:
-        data = _valid(s.PublishSerializer, request)
+        data = valid_data(s.PublishSerializer, request)
         version = versions.version_publish(function=self.function, user=_username(request), **data)
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
@@ -201,7 +195,7 @@ class AliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChi
     @extend_schema(summary="Create or change an alias (redeploys)", request=s.AliasWriteSerializer,
                    responses={200: s.AliasSerializer, **ERRORS})  # fmt: skip
     def create(self, request: Request, function_name: str) -> Response:
-        alias = versions.alias_set(function=self.function, **_valid(s.AliasWriteSerializer, request))
+        alias = versions.alias_set(function=self.function, **valid_data(s.AliasWriteSerializer, request))
         deployments.deployment_create(function=self.function, cause=f"alias {alias.name} changed",
                                       user=_username(request))  # fmt: skip
         return Response(s.AliasSerializer(alias).data)
@@ -231,7 +225,7 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
                    responses={201: s.TriggerSerializer, **ERRORS})  # fmt: skip
     def create(self, request: Request, function_name: str) -> Response:
         trigger = trigger_services.trigger_save(
-            function=self.function, **_valid(s.TriggerWriteSerializer, request)
+            function=self.function, **valid_data(s.TriggerWriteSerializer, request)
         )
         deployments.deployment_create(function=self.function, cause=f"trigger {trigger.name} added",
                                       user=_username(request))  # fmt: skip

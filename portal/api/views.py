@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import viewsets
+from rest_framework.request import Request
 
 from portal.api.permissions import TenantRole, request_tenant
 from tenants.models import ApiToken, Tenant
@@ -37,3 +38,10 @@ class TenantViewSet(viewsets.GenericViewSet):
     def token(self) -> ApiToken | None:
         auth: Any = self.request.auth
         return auth if isinstance(auth, ApiToken) else None
+
+
+def valid_data(serializer_class: type[Any], request: Request) -> dict[str, Any]:
+    """The request body validated by ``serializer_class`` (400 in the error shape otherwise)."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

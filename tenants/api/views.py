@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -12,7 +10,7 @@ from rest_framework.views import APIView
 
 from portal.api.permissions import PlatformAdmin, PublicAuthenticated
 from portal.api.schema import ERRORS, error_responses
-from portal.api.views import TenantViewSet
+from portal.api.views import TenantViewSet, valid_data
 from portal.errors import PermissionDenied
 from portal.models import User
 from tenants import selectors, services
@@ -45,7 +43,7 @@ class PlatformTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         responses={202: s.TenantSerializer, **error_responses(400, 401, 403, 409)},
     )
     def create(self, request: Request) -> Response:
-        data = _valid(s.TenantCreateSerializer, request)
+        data = valid_data(s.TenantCreateSerializer, request)
         tenant = services.tenant_create(slug=data["slug"], name=data["name"], admin=_user(request))
         return Response(s.TenantSerializer(tenant).data, status=status.HTTP_202_ACCEPTED)
 
@@ -56,7 +54,7 @@ class PlatformTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     )
     def partial_update(self, request: Request, slug: str) -> Response:
         tenant = self.get_object()
-        data = _valid(s.TenantUpdateSerializer, request)
+        data = valid_data(s.TenantUpdateSerializer, request)
         if "name" in data:
             Tenant.objects.filter(pk=tenant.pk).update(name=data["name"])
             tenant.name = data["name"]
@@ -143,7 +141,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         responses={201: s.MembershipCreatedSerializer, **ERRORS},
     )
     def create(self, request: Request) -> Response:
-        data = _valid(s.MembershipCreateSerializer, request)
+        data = valid_data(s.MembershipCreateSerializer, request)
         new = services.membership_add(tenant=self.tenant, **data)
         body = {**s.MembershipSerializer(new.membership).data, "initial_password": new.initial_password}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -154,7 +152,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         responses={200: s.MembershipSerializer, **ERRORS},
     )
     def partial_update(self, request: Request, pk: str) -> Response:
-        data = _valid(s.MembershipUpdateSerializer, request)
+        data = valid_data(s.MembershipUpdateSerializer, request)
         membership = services.membership_set_role(membership=self.get_object(), role=data["role"])
         return Response(s.MembershipSerializer(membership).data)
 
@@ -186,7 +184,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         responses={201: s.TokenCreatedSerializer, **ERRORS},
     )
     def create(self, request: Request) -> Response:
-        data = _valid(s.TokenCreateSerializer, request)
+        data = valid_data(s.TokenCreateSerializer, request)
         if self.token is not None and not at_least(self.token.role, data["role"]):
             raise PermissionDenied("A token cannot create a token with more rights than itself.")
         issued = services.token_create(tenant=self.tenant, user=_user(request), **data)
@@ -197,12 +195,6 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     def destroy(self, request: Request, pk: str) -> Response:
         services.token_revoke(token=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def _user(request: Request) -> User:

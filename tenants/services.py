@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -153,7 +154,18 @@ def tenant_delete_request(*, tenant: Tenant, confirm: str) -> Tenant:
 
 
 def tenant_delete(*, tenant_id: int) -> None:
-    """Drop the tenant's schema and its rows. Idempotent: a missing tenant is a no-op."""
+    """Remove the tenant from the data plane, then drop its schema and its rows.
+
+    Idempotent: a missing tenant is a no-op. The data plane goes first so a slug reused
+    later can never inherit old routes; its transient errors propagate for a retry.
+    """
+    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.DELETING).first()
+    if tenant is None:
+        return
+    from functions import manifests
+    from functions.backends import get_backend
+
+    get_backend().delete_namespace(manifests.namespace_for(tenant.slug, settings.TENANT_NAMESPACE_PREFIX))
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
         if tenant is None or tenant.state != TenantState.DELETING:

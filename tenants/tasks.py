@@ -11,6 +11,7 @@ from datetime import timedelta
 from celery import Task, shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
+from functions.backends.base import TransientError
 from tenants import services
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
     name="tenants.delete",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
+    autoretry_for=(*TRANSIENT, TransientError),
     max_retries=10,
     retry_backoff=2,
     retry_backoff_max=120,

@@ -90,6 +90,13 @@ class RuntimeProcess:
             response = httpx.put(f"{base}/{name}", json=obj, headers=headers, timeout=60)
         return response
 
+    def list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        url = f"{self.control}/apis/fission.io/v1/namespaces/{namespace}/{plural}"
+        response = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
     def call(self, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.router + path, timeout=kwargs.pop("timeout", 30), **kwargs)
 

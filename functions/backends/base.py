@@ -67,6 +67,9 @@ class Backend(Protocol):
     def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
         """Objects of ``kind`` in ``namespace`` carrying all of ``labels``."""
 
+    def delete_namespace(self, namespace: str) -> None:
+        """Remove everything of a tenant from the data plane. Idempotent."""
+
     def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
         """Return once the functions can serve; TransientError when not yet after timeout."""
 

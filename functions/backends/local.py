@@ -81,6 +81,12 @@ class LocalBackend:
                 refs.append(ObjectRef(kind, namespace, item["metadata"]["name"], item_labels))
         return refs
 
+    def delete_namespace(self, namespace: str) -> None:
+        """Remove every object of the namespace (a deleted tenant's routes must not survive)."""
+        for kind in ("HTTPTrigger", "Function", "Package", "Environment"):
+            for ref in self.list_objects(namespace, kind, {}):
+                self.delete(ref)
+
     def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
         """The runtime accepts a Function only once its package is fetched and verified, so
         an object that reads back is ready to specialize."""

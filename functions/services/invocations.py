@@ -17,6 +17,7 @@ from portal.errors import ValidationFailed
 
 MAX_BODY_CHARS = 64 * 1024
 LOG_SETTLE_S = 1.0  # log records travel worker -> runtime -> Redis; wait this long at most
+QUIET_S = 0.3  # ...but not when none has arrived by then
 _HIDDEN_HEADERS = {"authorization", "cookie", "x-fission-request-id"}
 
 
@@ -54,14 +55,15 @@ def invocation_create(
 def _logs_of(backend: object, slug: str, request_id: str) -> list[LogRecord]:
     """The request's log records, once no new one arrived for a moment (bounded wait)."""
     namespace = manifests.namespace_for(slug, settings.TENANT_NAMESPACE_PREFIX)
-    deadline, seen, records = time.monotonic() + LOG_SETTLE_S, -1, []
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    seen, records = -1, []
+    while time.monotonic() - started < LOG_SETTLE_S:
         try:
             records = backend.logs(namespace, request_id=request_id)  # type: ignore[attr-defined]
         except BackendError:
             return []
-        if records and len(records) == seen:
-            break
+        if len(records) == seen and (records or time.monotonic() - started > QUIET_S):
+            break  # settled; or nothing at all after a moment: the function printed nothing
         seen = len(records)
         time.sleep(0.1)
     return records

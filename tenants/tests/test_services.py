@@ -56,7 +56,7 @@ def test_mark_failed_then_retry(db, django_capture_on_commit_callbacks):
         services.tenant_retry(tenant=tenant)
 
 
-def test_delete_drops_schema_and_rows(world, token_for):
+def test_delete_drops_schema_and_rows(world, token_for, runtime_session):
     token_for(world.alice, world.acme, "admin")
     with pytest.raises(ValidationFailed):
         services.tenant_delete_request(tenant=world.acme, confirm="wrong")
@@ -68,6 +68,19 @@ def test_delete_drops_schema_and_rows(world, token_for):
     assert not ApiToken.objects.filter(tenant_id=world.acme.pk).exists()
     services.tenant_delete(tenant_id=world.acme.pk)  # idempotent
     assert schema_exists("t_globex")
+
+
+def test_delete_removes_the_tenants_objects_from_the_runtime(world, runtime_session):
+    from testsupport.fission import environment, httptrigger
+
+    runtime_session.apply(environment("faas-acme", "python"))
+    runtime_session.apply(httptrigger("faas-acme", "route", "/acme/route", function_name="f"))
+    runtime_session.apply(environment("faas-globex", "python"))
+    services.tenant_delete_request(tenant=world.acme, confirm="acme")
+    services.tenant_delete(tenant_id=world.acme.pk)
+    assert runtime_session.list("faas-acme", "httptriggers") == []
+    assert runtime_session.list("faas-acme", "environments") == []
+    assert [o["metadata"]["name"] for o in runtime_session.list("faas-globex", "environments")] == ["python"]
 
 
 def test_delete_of_a_tenant_not_marked_deleting_does_nothing(world):

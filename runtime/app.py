@@ -14,7 +14,7 @@ from runtime.errors import PackageUnavailable
 from runtime.executor import Deployable, Executor
 from runtime.http import ServerProtocol
 from runtime.logs import LogCollector
-from runtime.objects import Environment, Function, HTTPTrigger, Package
+from runtime.objects import Environment, Function, HTTPTrigger, LimitRange, Package, ResourceQuota
 from runtime.packages import Packages
 from runtime.router import Router
 from runtime.spawner import Zygote
@@ -83,6 +83,9 @@ class Runtime:
     async def apply(self) -> None:
         """Make workers and routes match the stored objects. Safe to call any time."""
         async with self.apply_lock:
+            quotas: list[ResourceQuota] = list(self.store.items("resourcequotas"))
+            ranges: list[LimitRange] = list(self.store.items("limitranges"))
+            self.executor.set_quotas(quotas, ranges)  # first: the pools below fill up to them
             environments: list[Environment] = list(self.store.items("environments"))
             self.executor.set_environments(environments)
             self.executor.set_deployables(await self._deployables(environments))

@@ -1,7 +1,9 @@
-"""The control API: Kubernetes-style paths for fission.io/v1 objects, bearer-token protected.
+"""The control API: Kubernetes-style paths for fission.io/v1 objects and for the core/v1
+ResourceQuota and LimitRange of a namespace, bearer-token protected.
 
-``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]``: GET (read, list), POST (create),
-PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
+``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]`` and
+``/api/v1/namespaces/<ns>/{resourcequotas,limitranges}[/<name>]``: GET (read, list), POST
+(create), PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
 ``/metrics`` (Prometheus) and ``/healthz`` need no token.
 """
 
@@ -17,13 +19,14 @@ from aiohttp import web
 
 from runtime import metrics
 from runtime.errors import InvalidObject, NotFound, RuntimeProblem
-from runtime.objects import KINDS
+from runtime.objects import CORE_KINDS, KINDS
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
 
 log = logging.getLogger(__name__)
 BASE = "/apis/fission.io/v1/namespaces/{namespace}/{plural}"
+CORE_BASE = "/api/v1/namespaces/{namespace}/{plural}"
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 
 
@@ -36,7 +39,7 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
     async def guard(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path.startswith("/apis/"):
+        if request.path.startswith(("/apis/", "/api/")):
             offered = request.headers.get("Authorization", "")
             if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
                 return problem(401, "not_authenticated", "A valid bearer token is required.")
@@ -52,11 +55,12 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
     handlers = Handlers(runtime)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_get(BASE, handlers.list)
-    app.router.add_post(BASE, handlers.create)
-    app.router.add_get(BASE + "/{name}", handlers.read)
-    app.router.add_put(BASE + "/{name}", handlers.replace)
-    app.router.add_delete(BASE + "/{name}", handlers.delete)
+    for base in (BASE, CORE_BASE):
+        app.router.add_get(base, handlers.list)
+        app.router.add_post(base, handlers.create)
+        app.router.add_get(base + "/{name}", handlers.read)
+        app.router.add_put(base + "/{name}", handlers.replace)
+        app.router.add_delete(base + "/{name}", handlers.delete)
     return app
 
 
@@ -68,6 +72,7 @@ class Handlers:
         return web.json_response({"status": "ok"})
 
     async def metrics(self, request: web.Request) -> web.Response:
+        metrics.quotas_observed(self.runtime.executor)
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def list(self, request: web.Request) -> web.Response:
@@ -97,9 +102,11 @@ class Handlers:
 
 
 def _plural(request: web.Request) -> str:
+    """The URL's plural, which must belong to its API group (core/v1 or fission.io/v1)."""
     plural = request.match_info["plural"]
-    if plural not in KINDS:
-        raise NotFound(f"unknown kind {plural!r}: one of {', '.join(KINDS)}")
+    kinds = CORE_KINDS if request.path.startswith("/api/v1/") else KINDS
+    if plural not in kinds:
+        raise NotFound(f"unknown kind {plural!r}: one of {', '.join(kinds)}")
     return plural
 
 

@@ -2,7 +2,8 @@
 newdeploy (dedicated workers between MinScale and MaxScale), with Fission's semantics.
 
 Everything runs on the runtime's event loop; no locks are needed because no ``await``
-sits between reading and updating a worker's counters.
+sits between reading and updating a worker's counters, nor between admitting a worker
+against its namespace's quota and counting it (``spawning``, then ``workers``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from runtime import metrics
 from runtime.http import Response, UpstreamClosed, UpstreamConnection
-from runtime.objects import Environment, Function
+from runtime.objects import Environment, Function, LimitRange, ResourceQuota
+from runtime.quota import DEFAULT_MEMORY, QuotaExhausted, Quotas
 from runtime.spawner import Zygote, kill
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Worker:
     workdir: Path
     env_key: EnvKey
     executor: str
+    memory_charge: int  # bytes counted against the namespace's limits.memory quota
     state: str = "warm"  # warm, specializing, specialized, retiring, dead
     function: FnKey | None = None
     active: int = 0
@@ -96,10 +99,17 @@ class Executor:
         self.freed: dict[FnKey, asyncio.Event] = defaultdict(asyncio.Event)
         # Cold starts under way, counted against the limits before their first await.
         self.starting: dict[FnKey, int] = defaultdict(int)
+        self.quotas = Quotas()
+        # (namespace, memory charge) of workers the zygote is forking, counted against the quota.
+        self.spawning: list[tuple[str, int]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
     # ------------------------------------------------------------ desired state
+
+    def set_quotas(self, quotas: list[ResourceQuota], ranges: list[LimitRange]) -> None:
+        """New limits apply to the next worker; running ones stay (Kubernetes does not evict)."""
+        self.quotas.set(quotas, ranges)
 
     def set_environments(self, environments: list[Environment]) -> None:
         self.environments = {(e.meta.namespace, e.meta.name): e for e in environments}
@@ -187,21 +197,19 @@ class Executor:
         self.freed[key].set()
 
     async def cold_start(self, deployable: Deployable) -> Worker:
-        """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy)."""
+        """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy).
+
+        Raises QuotaExhausted, before anything is started or counted as a cold start, when the
+        worker does not fit the namespace's quota."""
         key, function = deployable.key, deployable.function
-        metrics.COLD_STARTS.labels(function.meta.name, function.meta.namespace).inc()
         env_key = (function.meta.namespace, function.environment)
-        pool = self.pools.get(env_key) if function.executor == "poolmgr" else None
-        worker = pool.pop() if pool else None
+        charge = self.memory_limit(deployable) or DEFAULT_MEMORY
+        worker = self.take_warm(env_key, charge) if function.executor == "poolmgr" else None
         if worker is None:
-            self.starting[key] += 1
-            try:
-                worker = await self.spawn(env_key, function.executor, function.memory_limit)
-            except Unavailable:
-                metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
-                raise
-            finally:
-                self.starting[key] -= 1
+            self.admit(env_key[0], charge)
+        metrics.COLD_STARTS.labels(function.meta.name, function.meta.namespace).inc()
+        if worker is None:
+            worker = await self.spawn_for(deployable)
         worker.state, worker.function, worker.active = "specializing", key, 1
         self.by_function[key].append(worker)
         self.background(self.fill_pools())
@@ -215,6 +223,31 @@ class Executor:
         metrics.workers_changed(self)
         return worker
 
+    async def spawn_for(self, deployable: Deployable) -> Worker:
+        """A new worker for the function, counted in ``starting`` while it forks."""
+        key, function = deployable.key, deployable.function
+        memory = self.memory_limit(deployable)
+        self.starting[key] += 1
+        try:
+            env_key = (function.meta.namespace, function.environment)
+            return await self.spawn(env_key, function.executor, memory, memory or DEFAULT_MEMORY)
+        except Unavailable:
+            metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
+            raise
+        finally:
+            self.starting[key] -= 1
+
+    def take_warm(self, env_key: EnvKey, charge: int) -> Worker | None:
+        """Pop a warm worker of the pool, re-charged at the function's ``charge``; None when the
+        pool is empty, QuotaExhausted when the function's larger memory limit does not fit."""
+        pool = self.pools.get(env_key)
+        if not pool:
+            return None
+        self.admit(env_key[0], charge - pool[-1].memory_charge, pods=0)
+        worker = pool.pop()
+        worker.memory_charge = charge
+        return worker
+
     async def specialize(self, worker: Worker, deployable: Deployable) -> None:
         function = deployable.function
         body = json.dumps({
@@ -223,7 +256,7 @@ class Executor:
             "FunctionMetadata": {"name": function.meta.name, "namespace": function.meta.namespace},
             # Extensions of Fission's body: a generic poolmgr worker learns its limits here.
             "concurrency": function.requests_per_pod,
-            "memory_bytes": function.memory_limit or deployable.environment.memory_limit,
+            "memory_bytes": self.memory_limit(deployable),
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json")]
@@ -235,22 +268,55 @@ class Executor:
             raise Unavailable(response.body.decode(errors="replace").strip()[:500])
         worker.connections.append(connection)
 
+    # ------------------------------------------------------------ quota
+
+    def memory_limit(self, deployable: Deployable) -> int | None:
+        """The function's memory limit, else its environment's, else the namespace's LimitRange
+        default (as Kubernetes' admission fills in a container's limit); None means none."""
+        function, environment = deployable.function, deployable.environment
+        default = self.quotas.of(function.meta.namespace).default_memory
+        return function.memory_limit or environment.memory_limit or default
+
+    def pool_memory(self, env_key: EnvKey) -> tuple[int | None, int]:
+        """(memory limit, memory charge) of a warm worker: its environment's limit, else the
+        LimitRange default, else DEFAULT_MEMORY for the charge only (no limit is imposed)."""
+        environment = self.environments.get(env_key)
+        memory = environment.memory_limit if environment else None
+        return memory, memory or self.quotas.of(env_key[0]).default_memory or DEFAULT_MEMORY
+
+    def usage(self, namespace: str) -> tuple[int, int]:
+        """(worker processes, bytes charged) of the namespace, counting workers still forking."""
+        charges = [w.memory_charge for w in self.workers.values() if w.env_key[0] == namespace]
+        charges += [memory for owner, memory in self.spawning if owner == namespace]
+        return len(charges), sum(charges)
+
+    def admit(self, namespace: str, memory: int, pods: int = 1) -> None:
+        """Raise QuotaExhausted unless ``pods`` more workers charging ``memory`` more bytes fit."""
+        self.quotas.admit(namespace, pods=pods, memory=memory, usage=lambda: self.usage(namespace))
+
     # ------------------------------------------------------------ worker processes
 
-    async def spawn(self, env_key: EnvKey, executor: str, memory: int | None) -> Worker:
+    async def spawn(self, env_key: EnvKey, executor: str, memory: int | None, charge: int) -> Worker:
+        """Fork a worker with ``memory`` as its RLIMIT_AS, charging ``charge`` bytes to its namespace.
+
+        Raises QuotaExhausted (before forking) when it does not fit the quota, Unavailable when
+        it does not start."""
+        self.admit(env_key[0], charge)
         worker_id = f"w{next(self.ids)}"
         workdir = self.run_dir / "workers" / worker_id
         workdir.mkdir(parents=True, exist_ok=True)
         socket = self.run_dir / f"{worker_id}.sock"
-        environment = self.environments.get(env_key)
-        memory = memory or (environment.memory_limit if environment else None)
-        pid = await self.zygote.spawn(
-            worker_id=worker_id, socket=socket, workdir=workdir, memory=memory, concurrency=1,
-            env={"RUNTIME_LOG_SOCKET": str(self.log_socket), "HOME": str(workdir)},
-        )  # fmt: skip
-        worker = Worker(
-            id=worker_id, pid=pid, socket=socket, workdir=workdir, env_key=env_key, executor=executor
-        )
+        reservation = (env_key[0], charge)
+        self.spawning.append(reservation)
+        try:
+            pid = await self.zygote.spawn(
+                worker_id=worker_id, socket=socket, workdir=workdir, memory=memory, concurrency=1,
+                env={"RUNTIME_LOG_SOCKET": str(self.log_socket), "HOME": str(workdir)},
+            )  # fmt: skip
+        finally:
+            self.spawning.remove(reservation)
+        worker = Worker(id=worker_id, pid=pid, socket=socket, workdir=workdir, env_key=env_key,
+                        executor=executor, memory_charge=charge)  # fmt: skip
         self.workers[worker_id] = worker
         self.by_pid[pid] = worker
         self.watch(worker)
@@ -315,12 +381,17 @@ class Executor:
     # ------------------------------------------------------------ keeping things warm
 
     async def fill_pools(self) -> None:
+        """Top every pool up to its poolsize, stopping short at the namespace's quota: a worker
+        leaving or a quota change calls this again, so nothing retries in a loop."""
         if self.closing:
             return
         for env_key in list(self.pool_sizes):
+            memory, charge = self.pool_memory(env_key)
             while len(self.pools[env_key]) < self.pool_sizes.get(env_key, 0):
                 try:
-                    worker = await self.spawn(env_key, "poolmgr", None)
+                    worker = await self.spawn(env_key, "poolmgr", memory, charge)
+                except QuotaExhausted:
+                    break
                 except (Unavailable, RuntimeError, OSError):
                     log.exception("could not fill the pool of %s", env_key)
                     return
@@ -338,6 +409,8 @@ class Executor:
             ):
                 try:
                     worker = await self.cold_start(deployable)
+                except QuotaExhausted:
+                    break  # tried again on the reaper's next tick
                 except Unavailable:
                     log.exception("could not keep %s at MinScale", key)
                     break

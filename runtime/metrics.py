@@ -3,6 +3,7 @@ PromQL serves the local runtime and a real Fission router."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,17 @@ POOL_TARGET = Gauge(
     registry=REGISTRY,
 )
 
+# Like kube-state-metrics' kube_resourcequota{resource, type}: resource is pods (worker processes),
+# limits.memory (bytes: the sum of the workers' memory limits) or concurrency (requests in flight).
+QUOTA_LABELS = ("namespace", "resource")
+QUOTA_HARD = Gauge(
+    "runtime_quota_hard", "A namespace's quota, when it has one.", QUOTA_LABELS, registry=REGISTRY
+)
+QUOTA_USED = Gauge(
+    "runtime_quota_used", "What a namespace uses of what its quota bounds.", QUOTA_LABELS, registry=REGISTRY
+)
+_quota_namespaces: set[str] = set()
+
 
 def observe_call(namespace: str, function: str, path: str, method: str, code: int, seconds: float) -> None:
     labels = (namespace, function, path, method, str(code))
@@ -71,3 +83,22 @@ def workers_changed(executor: Executor) -> None:
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+
+def quotas_observed(executor: Executor) -> None:
+    """Set the quota gauges from the live counts; called when /metrics is scraped, so that the
+    router's hot path only moves an integer. A namespace seen once keeps its ``used`` series."""
+    quotas = executor.quotas
+    _quota_namespaces.update(w.env_key[0] for w in executor.workers.values())
+    _quota_namespaces.update(quotas.limits, quotas.in_flight)
+    for namespace in _quota_namespaces:
+        limits, (pods, memory) = quotas.of(namespace), executor.usage(namespace)
+        in_flight = quotas.in_flight.get(namespace, 0)
+        for resource, used, hard in (("pods", pods, limits.pods), ("limits.memory", memory, limits.memory),
+                                     ("concurrency", in_flight, limits.concurrency)):  # fmt: skip
+            QUOTA_USED.labels(namespace, resource).set(used)
+            if hard is not None:
+                QUOTA_HARD.labels(namespace, resource).set(hard)
+            else:
+                with contextlib.suppress(KeyError):  # no quota (any more): no series
+                    QUOTA_HARD.remove(namespace, resource)

@@ -1,4 +1,5 @@
-"""Fission objects (fission.io/v1) as the runtime understands them, parsed and validated.
+"""Fission objects (fission.io/v1), plus the core/v1 ResourceQuota and LimitRange of a tenant's
+namespace, as the runtime understands them, parsed and validated.
 
 Validation follows the CRDs in shared/fission-crds and FISSION.md section 1; every error
 names the field (``spec.functionref.functionweights``) so a caller knows what to fix.
@@ -20,6 +21,8 @@ KINDS = {
     "functions": "Function",
     "httptriggers": "HTTPTrigger",
 }
+# Served under /api/v1: the namespace's quota, which the executor and router enforce.
+CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange"}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RESERVED_PATHS = ("/router-healthz", "/readyz", "/_version", "/auth/login")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
@@ -66,6 +69,16 @@ def parse_memory(value: Any, path: str) -> int | None:
     return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
 
 
+def parse_cpu(value: Any, path: str) -> int | None:
+    """Kubernetes cpu quantity (``2``, ``0.5``, ``500m``) in millicores; None when absent."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m?)", str(value))
+    if not match:
+        raise InvalidObject(f"{path} must be a cpu quantity such as 500m or 2", field=path)
+    return int(float(match.group(1)) * (1 if match.group(2) else 1000))
+
+
 @dataclass(frozen=True)
 class Meta:
     namespace: str
@@ -73,9 +86,9 @@ class Meta:
     resource_version: str = ""
 
 
-def parse_meta(obj: dict[str, Any], namespace: str, kind: str) -> Meta:
-    if obj.get("apiVersion") != API_VERSION:
-        raise InvalidObject(f"apiVersion must be {API_VERSION}", field="apiVersion")
+def parse_meta(obj: dict[str, Any], namespace: str, kind: str, api_version: str = API_VERSION) -> Meta:
+    if obj.get("apiVersion") != api_version:
+        raise InvalidObject(f"apiVersion must be {api_version}", field="apiVersion")
     if obj.get("kind") != kind:
         raise InvalidObject(f"kind must be {kind}", field="kind")
     name = _name(_required(obj, "metadata.name", str), "metadata.name")
@@ -308,10 +321,97 @@ def parse_httptrigger(obj: dict[str, Any], namespace: str) -> HTTPTrigger:
     )  # fmt: skip
 
 
-Parsed = Environment | Package | Function | HTTPTrigger
+CORE_API_VERSION = "v1"
+CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
+_LIMIT_TYPES = ("Container", "Pod", "PersistentVolumeClaim")
+_LIMIT_MAPS = ("default", "defaultRequest", "max", "min", "maxLimitRequestRatio")
+
+
+def _quantity(resource: str, value: Any, path: str) -> int | None:
+    """One quantity of a ResourceQuota or LimitRange, by what its resource name measures: bytes
+    (memory, storage), millicores (cpu), or else a count (pods, ``count/<plural>.<group>``)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidObject(f"{path} must be a quantity string", field=path)
+    if resource.endswith(("memory", "storage")):
+        return parse_memory(value, path)
+    if resource.endswith("cpu"):
+        return parse_cpu(value, path)
+    if not re.fullmatch(r"\d+", str(value)):
+        raise InvalidObject(f"{path} must be a count: an integer >= 0", field=path)
+    return int(value)
+
+
+def _quantities(raw: Any, path: str) -> dict[str, int | None]:
+    """A ``resource name -> quantity`` map (``spec.hard``, a limit's ``default``); {} when absent."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidObject(f"{path} must be an object", field=path)
+    return {resource: _quantity(resource, value, f"{path}[{resource}]") for resource, value in raw.items()}
+
+
+@dataclass(frozen=True)
+class ResourceQuota:
+    """The limits the runtime enforces; the other ``spec.hard`` entries are validated and kept."""
+
+    meta: Meta
+    pods: int | None
+    memory_limit: int | None
+    concurrency: int | None
+
+
+def _concurrency(obj: dict[str, Any]) -> int | None:
+    path = f"metadata.annotations[{CONCURRENCY_ANNOTATION}]"
+    annotations = _get(obj, "metadata.annotations", dict, {})
+    value = annotations.get(CONCURRENCY_ANNOTATION)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d+", value):
+        raise InvalidObject(f"{path} must be a string holding an integer >= 0", field=path)
+    return int(value)
+
+
+def parse_resourcequota(obj: dict[str, Any], namespace: str) -> ResourceQuota:
+    meta = parse_meta(obj, namespace, "ResourceQuota", CORE_API_VERSION)
+    hard = _quantities(_get(obj, "spec.hard", dict), "spec.hard")
+    concurrency = _concurrency(obj)
+    return ResourceQuota(meta=meta, pods=hard.get("pods"), memory_limit=hard.get("limits.memory"),
+                         concurrency=concurrency)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LimitRange:
+    """Only the container default memory limit matters to the runtime: it is the memory limit of a
+    worker whose function and environment declare none, as Kubernetes' admission would set it."""
+
+    meta: Meta
+    default_memory: int | None
+
+
+def _container_default_memory(item: Any, path: str) -> int | None:
+    """Validate one ``spec.limits`` entry; its default memory limit when it is a Container's."""
+    if not isinstance(item, dict):
+        raise InvalidObject(f"{path} must be an object", field=path)
+    if item.get("type") not in _LIMIT_TYPES:
+        raise InvalidObject(f"{path}.type must be one of {', '.join(_LIMIT_TYPES)}", field=f"{path}.type")
+    maps = {name: _quantities(item.get(name), f"{path}.{name}") for name in _LIMIT_MAPS}
+    return maps["default"].get("memory") if item["type"] == "Container" else None
+
+
+def parse_limitrange(obj: dict[str, Any], namespace: str) -> LimitRange:
+    meta = parse_meta(obj, namespace, "LimitRange", CORE_API_VERSION)
+    limits = _required(obj, "spec.limits", list)
+    defaults = [_container_default_memory(item, f"spec.limits[{i}]") for i, item in enumerate(limits)]
+    default_memory = next((memory for memory in defaults if memory is not None), None)
+    return LimitRange(meta=meta, default_memory=default_memory)
+
+
+Parsed = Environment | Package | Function | HTTPTrigger | ResourceQuota | LimitRange
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "environments": parse_environment,
     "packages": parse_package,
     "functions": parse_function,
     "httptriggers": parse_httptrigger,
+    "resourcequotas": parse_resourcequota,
+    "limitranges": parse_limitrange,
 }

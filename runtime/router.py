@@ -2,6 +2,7 @@
 
 Exact ``relativeurl`` first, then ``{var}`` templates, then prefixes (longest first). A path
 that matches but not for this method is 405. ``function-weights`` are drawn per request.
+A namespace's ``faas-portal/concurrency`` quota bounds its requests in flight (429 beyond).
 Error answers are short and generic: internals go to the runtime's log, not to callers.
 """
 
@@ -18,6 +19,7 @@ from runtime import metrics
 from runtime.executor import Executor, TooManyRequests, Unavailable
 from runtime.http import Request, Response
 from runtime.objects import HTTPTrigger
+from runtime.quota import QuotaExhausted
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -104,7 +106,7 @@ class Router:
         request_id = request.header(b"x-fission-request-id")
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex.encode()
-        response = await self._forward(request, route, function, params, request_id)
+        response = await self._admit(request, route, function, params, request_id)
         response.headers = [(k, v) for k, v in response.headers if k.lower() != b"x-fission-request-id"]
         response.headers.append((b"x-fission-request-id", request_id))
         response.head_only = request.method == "HEAD"
@@ -117,6 +119,18 @@ class Router:
             time.perf_counter() - started,
         )
         return response
+
+    async def _admit(
+        self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
+    ) -> Response:
+        """Forward unless the namespace already has as many requests in flight as its quota allows."""
+        quotas, namespace = self.executor.quotas, route.trigger.meta.namespace
+        if not quotas.enter(namespace):
+            return Response(429, TEXT, b"too many requests: the namespace's concurrency quota is exhausted\n")
+        try:
+            return await self._forward(request, route, function, params, request_id)
+        finally:
+            quotas.leave(namespace)
 
     async def _forward(
         self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
@@ -138,6 +152,9 @@ class Router:
             return await self.executor.call(
                 (trigger.meta.namespace, function), method, target, headers, request.body
             )
+        except QuotaExhausted as exc:
+            message = f"too many requests: the namespace's {exc.resource} quota is exhausted\n"
+            return Response(429, TEXT, message.encode())
         except TooManyRequests:
             return Response(429, TEXT, b"too many requests: the function is at its concurrency limit\n")
         except Unavailable as exc:

@@ -234,6 +234,20 @@ BUILD_TIMEOUT_S = env_int("PORTAL_BUILD_TIMEOUT_S", 300, minimum=10)
 # Tenant namespaces on Kubernetes are "<prefix>-<slug>".
 TENANT_NAMESPACE_PREFIX = env_str("PORTAL_NAMESPACE_PREFIX", "faas")
 
+# The kubernetes backend (PORTAL_BACKEND=kubernetes; docs/kubernetes.md). Without KUBECONFIG the
+# portal uses its pod's service account (in-cluster configuration).
+KUBECONFIG = env_str("KUBECONFIG", "")
+KUBERNETES_CONTEXT = env_str("KUBERNETES_CONTEXT", "")
+KUBERNETES_TIMEOUT_S = env_int("KUBERNETES_TIMEOUT_S", 10, minimum=1)
+KUBERNETES_ROUTER_URL = env_str("KUBERNETES_ROUTER_URL", "http://router.fission.svc.cluster.local")
+FISSION_NAMESPACE = env_str("FISSION_NAMESPACE", "fission")
+FISSION_ROUTER_NAMESPACE = env_str("FISSION_ROUTER_NAMESPACE", "fission")
+KUBERNETES_DNS_NAMESPACE = env_str("KUBERNETES_DNS_NAMESPACE", "kube-system")
+KUBERNETES_API_SERVER_CIDRS = env_list("KUBERNETES_API_SERVER_CIDRS", [])
+# Where the portal itself runs, so that Fission's fetcher in tenant namespaces may download archives.
+PORTAL_K8S_NAMESPACE = env_str("PORTAL_K8S_NAMESPACE", "")
+PORTAL_K8S_PORT = env_int("PORTAL_K8S_PORT", 8000, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -257,9 +257,16 @@ def _get(obj: Any, path: Path) -> Any:
 
 
 def _delete(obj: Obj, path: Path) -> None:
-    parent = _get(obj, path[:-1])
-    if isinstance(parent, dict):
+    """Remove the field at ``path``, then each map above it left empty (a map exists in an
+    applied configuration only through its fields, as in the real server's field sets)."""
+    while path:
+        parent = _get(obj, path[:-1])
+        if not isinstance(parent, dict):
+            return
         parent.pop(path[-1], None)
+        if parent or len(path) == 1:
+            return
+        path = path[:-1]
 
 
 def _deep_merge(target: Obj, source: Obj) -> Obj:
@@ -983,9 +990,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer_fault(self, fake: FakeKubernetes, method: str, path: str, fault: _Fault) -> None:
         if fault.status == "timeout":
+            fake.record(method, path, 0)  # at once: the client gives up before the hold ends
             fake.stopping.wait(fault.hold_seconds)
             self.close_connection = True
-            fake.record(method, path, 0)
             return
         response = fault_response(int(fault.status))
         fake.record(method, path, response.status)
@@ -1033,6 +1040,36 @@ def fake_kubernetes() -> Iterator[FakeKubernetes]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def kubernetes_portal(
+    fake_kubernetes: FakeKubernetes, settings: Any, tmp_path: Any
+) -> Iterator[FakeKubernetes]:
+    """The portal in this process on ``PORTAL_BACKEND=kubernetes``, pointed at the fake through a
+    kubeconfig file (``KUBECONFIG``), as an operator would point it at a cluster."""
+    from functions.backends import _adapter
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(fake_kubernetes)))
+    settings.PORTAL_BACKEND = "kubernetes"
+    settings.KUBECONFIG = str(kubeconfig)
+    settings.KUBERNETES_CONTEXT = ""
+    settings.KUBERNETES_TIMEOUT_S = 1  # the fake holds a "timeout" fault for longer
+    _adapter.cache_clear()
+    yield fake_kubernetes
+    _adapter.cache_clear()
+
+
+def kubeconfig_for(server: FakeKubernetes) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+        "users": [{"name": "portal", "user": {"token": "fake-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "portal"}}],
+        "current-context": "fake",
+    }
 
 
 def kube_client(server: FakeKubernetes, *, retries: int | bool = False) -> Any:

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from testsupport.services import require
 
-pytest_plugins = ["testsupport.processes", "testsupport.runtime"]
+pytest_plugins = ["testsupport.processes", "testsupport.runtime", "testsupport.fake_kubernetes"]
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +102,16 @@ def make_user(db: None) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def make_tenant(db: None) -> Callable[..., Any]:
-    """A provisioned (ready) tenant, its schema created synchronously."""
+def make_tenant(db: None, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A provisioned (ready) tenant, its schema and data plane created synchronously: on the
+    session's runtime, or on the fake API server when a test selects the kubernetes backend."""
+    from django.conf import settings
+
     from tenants import services
 
     def make(slug: str, *, admin: Any = None) -> Any:
+        if settings.PORTAL_BACKEND == "local":
+            request.getfixturevalue("runtime_session")
         tenant = services.tenant_create(slug=slug, name=slug.title(), admin=admin)
         services.tenant_provision(tenant_id=tenant.pk)
         tenant.refresh_from_db()

@@ -7,7 +7,10 @@ Errors are our own types: callers retry ``TransientError`` with backoff and repo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tenants.manifests import TenantQuota
 
 
 class BackendError(Exception):
@@ -26,6 +29,14 @@ class PermanentError(BackendError):
 
 class NotFound(BackendError):
     pass
+
+
+class Conflict(TransientError):
+    """A concurrent change or a stale write (409): reading and writing again resolves it."""
+
+
+class Forbidden(PermanentError):
+    """The portal's own credentials may not do this (401/403): an operator must grant it."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class Backend(Protocol):
     def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
         """Objects of ``kind`` in ``namespace`` carrying all of ``labels``."""
 
+    def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
+        """Create or update the tenant's namespace, quota and fences. Idempotent."""
+
     def delete_namespace(self, namespace: str) -> None:
         """Remove everything of a tenant from the data plane. Idempotent."""
 
@@ -78,5 +92,14 @@ class Backend(Protocol):
     ) -> InvokeResult:
         """Call through the router like real traffic."""
 
-    def logs(self, namespace: str, *, request_id: str | None = None, limit: int = 200) -> list[LogRecord]:
-        """Recent log records of the namespace, optionally of one request."""
+    def logs(
+        self,
+        namespace: str,
+        *,
+        request_id: str | None = None,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
+        """Recent log records of the namespace, of one request or one portal function if given,
+        written at or after ``since`` (epoch seconds)."""

@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import redis
 from django.conf import settings
 
+from functions import manifests
 from functions.backends.base import (
     InvokeResult,
     LogRecord,
@@ -20,13 +20,19 @@ from functions.backends.base import (
     PermanentError,
     TransientError,
 )
+from functions.backends.router import invoke_router
+from tenants import manifests as tenant_manifests
+from tenants.manifests import TenantQuota
 
 PLURALS = {
     "Environment": "environments",
     "Package": "packages",
     "Function": "functions",
     "HTTPTrigger": "httptriggers",
+    "ResourceQuota": "resourcequotas",
+    "LimitRange": "limitranges",
 }
+CORE_KINDS = ("ResourceQuota", "LimitRange")  # served at /api/v1 like Kubernetes' core group
 LOG_STREAM_PREFIX = "runtime:logs:"  # runtime/logs.py
 
 
@@ -41,7 +47,8 @@ class LocalBackend:
         self.token = token if token is not None else settings.RUNTIME_TOKEN
 
     def _url(self, namespace: str, kind: str, name: str | None = None) -> str:
-        base = f"{self.control_url}/apis/fission.io/v1/namespaces/{namespace}/{PLURALS[kind]}"
+        group = "api/v1" if kind in CORE_KINDS else "apis/fission.io/v1"
+        base = f"{self.control_url}/{group}/namespaces/{namespace}/{PLURALS[kind]}"
         return f"{base}/{name}" if name else base
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -81,9 +88,18 @@ class LocalBackend:
                 refs.append(ObjectRef(kind, namespace, item["metadata"]["name"], item_labels))
         return refs
 
+    def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
+        """The runtime has no namespaces to create or networks to fence; it takes the tenant's
+        ResourceQuota and LimitRange and bounds workers, memory and concurrency by them."""
+        prefix = settings.TENANT_NAMESPACE_PREFIX
+        self.apply([
+            tenant_manifests.resource_quota_manifest(slug, prefix=prefix, quota=quota),
+            tenant_manifests.limit_range_manifest(slug, prefix=prefix, quota=quota),
+        ])  # fmt: skip
+
     def delete_namespace(self, namespace: str) -> None:
         """Remove every object of the namespace (a deleted tenant's routes must not survive)."""
-        for kind in ("HTTPTrigger", "Function", "Package", "Environment"):
+        for kind in ("HTTPTrigger", "Function", "Package", "Environment", "ResourceQuota", "LimitRange"):
             for ref in self.list_objects(namespace, kind, {}):
                 self.delete(ref)
 
@@ -98,35 +114,41 @@ class LocalBackend:
     def invoke(
         self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
     ) -> InvokeResult:
-        started = time.perf_counter()
-        try:
-            response = httpx.request(
-                method, self.router_url + path, headers=headers, content=body, timeout=timeout_s
-            )
-        except httpx.TimeoutException:
-            raise TransientError("the call timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransientError(f"the router is unreachable: {exc}") from None
-        return InvokeResult(
-            status=response.status_code,
-            headers=dict(response.headers),
-            body=response.content,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            request_id=response.headers.get("x-fission-request-id", ""),
-        )
+        return invoke_router(self.router_url, method, path, headers, body, timeout_s)
 
-    def logs(self, namespace: str, *, request_id: str | None = None, limit: int = 200) -> list[LogRecord]:
+    def logs(
+        self,
+        namespace: str,
+        *,
+        request_id: str | None = None,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
         client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=2)
         try:
-            entries = client.xrevrange(LOG_STREAM_PREFIX + namespace, count=5000 if request_id else limit)
+            entries = client.xrevrange(
+                LOG_STREAM_PREFIX + namespace, count=5000 if request_id or function or since else limit
+            )
         except redis.RedisError as exc:
             raise TransientError(f"logs are unavailable: {exc}") from None
         finally:
             client.close()
         records = [_record(fields) for _, fields in reversed(entries)]  # type: ignore[arg-type]
-        if request_id:
-            records = [r for r in records if r.request_id == request_id]
+        records = [
+            r for r in records
+            if (not request_id or r.request_id == request_id)
+            and (function is None or _owner(r.function) == function)
+            and (since is None or r.time >= since)
+        ]  # fmt: skip
         return records[-limit:]
+
+
+def _owner(fission_function: str) -> str:
+    try:
+        return manifests.portal_function(fission_function)
+    except ValueError:
+        return fission_function
 
 
 def _record(fields: dict[str, str]) -> LogRecord:

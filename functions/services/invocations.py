@@ -10,7 +10,7 @@ from django.conf import settings
 
 from functions import manifests
 from functions.backends import get_backend
-from functions.backends.base import BackendError, LogRecord
+from functions.backends.base import Backend, BackendError, LogRecord
 from functions.models import Function, Invocation
 from functions.services.common import current_tenant
 from portal.errors import ValidationFailed
@@ -35,7 +35,7 @@ def invocation_create(
         function=function, method=method, path=path, request_headers=sent, request_body=body[:MAX_BODY_CHARS],
         request_id=request_id, invoked_by=user,
     )  # fmt: skip
-    backend = get_backend()
+    backend, called_at = get_backend(), time.time()
     try:
         result = backend.invoke(
             method, f"/{tenant.slug}{path}", {**sent, "X-Fission-Request-ID": request_id}, body.encode(),
@@ -47,19 +47,23 @@ def invocation_create(
         invocation.status, invocation.duration_ms = result.status, round(result.duration_ms, 2)
         invocation.response_headers = {k: v for k, v in result.headers.items() if k.lower() != "set-cookie"}
         invocation.response_body = result.body.decode(errors="replace")[:MAX_BODY_CHARS]
-        invocation.logs = [asdict(r) for r in _logs_of(backend, tenant.slug, request_id)]
+        records = _logs_of(backend, tenant.slug, request_id, function.name, called_at)
+        invocation.logs = [asdict(r) for r in records]
     invocation.save()
     return invocation
 
 
-def _logs_of(backend: object, slug: str, request_id: str) -> list[LogRecord]:
-    """The request's log records, once no new one arrived for a moment (bounded wait)."""
+def _logs_of(backend: Backend, slug: str, request_id: str, function: str, since: float) -> list[LogRecord]:
+    """The request's log records, once no new one arrived for a moment (bounded wait).
+
+    The local runtime knows which request wrote a line; Kubernetes does not, so there the
+    function's lines since the call are what the caller gets."""
     namespace = manifests.namespace_for(slug, settings.TENANT_NAMESPACE_PREFIX)
     started = time.monotonic()
     seen, records = -1, []
     while time.monotonic() - started < LOG_SETTLE_S:
         try:
-            records = backend.logs(namespace, request_id=request_id)  # type: ignore[attr-defined]
+            records = backend.logs(namespace, request_id=request_id, function=function, since=since - 1)
         except BackendError:
             return []
         if len(records) == seen and (records or time.monotonic() - started > QUIET_S):

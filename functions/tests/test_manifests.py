@@ -8,26 +8,17 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from functions import manifests
 from functions.manifests import ArchiveRef, EnvironmentSpec, FunctionSpec, TriggerSpec
 from runtime.objects import PARSERS, parse_function, parse_httptrigger
+from testsupport.schemas import CRDS, PLURALS, crd_errors, crd_schema, strip_extensions
 
 # The repository's parent holds shared/ (/work/main -> /work/shared; in CI, the clone's sibling).
-CRDS = Path(__file__).resolve().parents[3] / "shared" / "fission-crds"
-PLURALS = {
-    "Environment": "environments",
-    "Package": "packages",
-    "Function": "functions",
-    "HTTPTrigger": "httptriggers",
-}
 TENANT = "acme"
 NS = manifests.namespace_for(TENANT)
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -121,50 +112,6 @@ every_object = pytest.mark.parametrize("obj", OBJECTS, ids=object_id)
 # --- strict CRD validation -----------------------------------------------------------------------
 
 
-@cache
-def crd_schema(plural: str) -> dict[str, Any]:
-    """``spec.versions[0].schema.openAPIV3Schema`` of ``fission.io_<plural>.yaml``, as shipped."""
-    crd = yaml.safe_load((CRDS / f"fission.io_{plural}.yaml").read_text())
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
-
-
-def strip_extensions(node: Any) -> Any:
-    """The schema without ``x-kubernetes-*`` keys, which JSON Schema does not know."""
-    if isinstance(node, dict):
-        return {k: strip_extensions(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if isinstance(node, list):
-        return [strip_extensions(item) for item in node]
-    return node
-
-
-def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:
-    """Paths of keys the schema does not declare. Kubernetes prunes (or, with strict field
-    validation, refuses) them, while plain JSON Schema lets them through silently."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            yield from unknown_fields(item, schema["items"], f"{path}[{index}]")
-    if not isinstance(value, dict):
-        return
-    properties, extra = schema.get("properties"), schema.get("additionalProperties")
-    for key, item in value.items():
-        if properties is not None and key in properties:
-            yield from unknown_fields(item, properties[key], f"{path}.{key}")
-        elif isinstance(extra, dict):
-            yield from unknown_fields(item, extra, f"{path}.{key}")
-        elif properties is not None and extra in (None, False):
-            yield f"{path}.{key}"
-
-
-def crd_errors(obj: dict[str, Any]) -> list[str]:
-    schema = crd_schema(PLURALS[obj["kind"]])
-    validator = jsonschema.Draft7Validator(strip_extensions(schema))
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
-    return errors + [f"{field}: not in the CRD" for field in unknown_fields(obj, schema)]
-
-
 def test_crds_are_found() -> None:
     assert all((CRDS / f"fission.io_{plural}.yaml").is_file() for plural in PLURALS.values())
 
@@ -232,6 +179,15 @@ def test_environment_rules() -> None:
     for env in (python, plain):
         assert env["spec"]["version"] == 3
         assert env["spec"]["runtime"]["image"] == "ghcr.io/fission/python-env"
+        podspec = env["spec"]["runtime"]["podspec"]
+        assert podspec["securityContext"]["runAsNonRoot"] is True
+        assert podspec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = podspec["containers"]
+        assert container["name"] == env["metadata"]["name"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
         assert env["spec"]["terminationGracePeriod"] == 30
         assert env["spec"]["allowedFunctionsPerContainer"] == "single"
         assert env["spec"]["keeparchive"] is False

@@ -1,0 +1,215 @@
+"""KubernetesBackend: a cluster running Fission >= 1.27 (``tenancy.mode: dynamic``).
+
+Same interface as LocalBackend. Everything goes through ``KubeAdapter`` (the only importer of the
+``kubernetes`` package), which retries transient errors; what reaches this module is final.
+
+- Status: a Function is ready when it exists, its Package has not failed to build, and, for
+  newdeploy with MinScale >= 1, one of its pods is Ready. A pod stuck pulling its image or crash
+  looping fails the deployment with the kubelet's reason instead of waiting forever.
+- Logs: ``pods/log`` of the pods Fission labels ``functionName`` (FISSION.md section 5), skipping
+  the ``fetcher`` container, with the kubelet's timestamps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from functions import manifests
+from functions.backends import kube_adapter
+from functions.backends.base import (
+    InvokeResult,
+    LogRecord,
+    ObjectRef,
+    PermanentError,
+    TransientError,
+)
+from functions.backends.k8s_adapter import KubeAdapter
+from functions.backends.router import invoke_router
+from tenants import manifests as tenant_manifests
+
+FUNCTION_POD_LABEL = "functionName"  # set by Fission on function pods
+FETCHER_CONTAINER = "fetcher"
+_STUCK_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError"}
+)
+Obj = dict[str, Any]
+
+
+def network_options(*, internet_egress: bool) -> tenant_manifests.NetworkOptions:
+    return tenant_manifests.NetworkOptions(
+        router_namespace=settings.FISSION_ROUTER_NAMESPACE,
+        internet_egress=internet_egress,
+        dns_namespace=settings.KUBERNETES_DNS_NAMESPACE,
+        api_server_cidrs=tuple(settings.KUBERNETES_API_SERVER_CIDRS),
+        portal_namespace=settings.PORTAL_K8S_NAMESPACE or None,
+        portal_port=settings.PORTAL_K8S_PORT,
+    )
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        adapter: KubeAdapter | None = None,
+        *,
+        router_url: str | None = None,
+        poll_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.adapter = adapter or kube_adapter()
+        self.router_url = router_url or settings.KUBERNETES_ROUTER_URL
+        self.poll_s = poll_s
+        self._clock = clock
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    def provision_tenant(
+        self, slug: str, quota: tenant_manifests.TenantQuota, *, internet_egress: bool
+    ) -> None:
+        """Apply the tenant's namespace and fences (idempotent), and drop optional policies that
+        are no longer wanted (internet egress switched off)."""
+        prefix = settings.TENANT_NAMESPACE_PREFIX
+        objects = tenant_manifests.tenant_manifests(
+            slug, prefix=prefix, quota=quota, network=network_options(internet_egress=internet_egress),
+            fission_namespace=settings.FISSION_NAMESPACE,
+        )  # fmt: skip
+        for obj in objects:
+            self.adapter.apply(obj)
+        namespace = tenant_manifests.tenant_namespace(slug, prefix)
+        wanted = {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
+        for name in set(tenant_manifests.NETWORK_POLICIES) - wanted:
+            self.adapter.delete("NetworkPolicy", namespace, name)
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Offboard the namespace from Fission (its FissionTenant), then delete the Namespace with
+        everything in it. Idempotent: both deletes accept an object already gone."""
+        self.adapter.delete("FissionTenant", None, namespace)
+        self.adapter.delete("Namespace", None, namespace)
+
+    # -- objects -------------------------------------------------------------------------------
+
+    def apply(self, objects: list[Obj]) -> None:
+        for obj in objects:
+            self.adapter.apply(obj)
+
+    def delete(self, ref: ObjectRef) -> None:
+        self.adapter.delete(ref.kind, ref.namespace, ref.name, propagation="Background")
+
+    def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
+        return [
+            ObjectRef(kind, namespace, item["metadata"]["name"], item["metadata"].get("labels") or {})
+            for item in self.adapter.list(kind, namespace, labels)
+        ]
+
+    # -- status --------------------------------------------------------------------------------
+
+    def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
+        deadline = self._clock() + timeout_s
+        waiting = list(functions)
+        while True:
+            waiting = [name for name in waiting if not self._ready(namespace, name)]
+            if not waiting:
+                return
+            if self._clock() >= deadline:
+                raise TransientError(f"not ready after {timeout_s:.0f} s: {', '.join(waiting)}")
+            time.sleep(self.poll_s)
+
+    def _ready(self, namespace: str, name: str) -> bool:
+        function = self.adapter.get("Function", namespace, name)
+        if function is None:
+            return False
+        spec = function.get("spec") or {}
+        package_name = ((spec.get("package") or {}).get("packageref") or {}).get("name", "")
+        package = self.adapter.get("Package", namespace, package_name) if package_name else None
+        if package is None:
+            return False
+        status = package.get("status") or {}
+        if status.get("buildstatus") == "failed":
+            raise PermanentError(
+                f"package {package_name} failed to build: {status.get('buildlog', '')[-2000:]}"
+            )
+        strategy = ((spec.get("InvokeStrategy") or {}).get("ExecutionStrategy")) or {}
+        if strategy.get("ExecutorType") != "newdeploy" or int(strategy.get("MinScale") or 0) < 1:
+            return True  # poolmgr, or newdeploy from zero: pods start on the first call
+        pods = self.adapter.list("Pod", namespace, {FUNCTION_POD_LABEL: name})
+        for pod in pods:
+            _raise_if_stuck(name, pod)
+        return any(_pod_ready(pod) for pod in pods)
+
+    # -- traffic and logs ----------------------------------------------------------------------
+
+    def invoke(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+    ) -> InvokeResult:
+        return invoke_router(self.router_url, method, path, headers, body, timeout_s)
+
+    def logs(
+        self,
+        namespace: str,
+        *,
+        request_id: str | None = None,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
+        """Recent lines of the namespace's function pods (of one portal ``function`` if given).
+
+        Kubernetes does not know which request printed a line, so ``request_id`` cannot select;
+        callers narrow with ``function`` and ``since`` (epoch seconds) instead.
+        """
+        since_s = int(time.time() - since) + 1 if since else None
+        records: list[LogRecord] = []
+        for pod in self.adapter.list("Pod", namespace, FUNCTION_POD_LABEL):
+            fission_name = (pod["metadata"].get("labels") or {}).get(FUNCTION_POD_LABEL, "")
+            owner = _portal_function(fission_name)
+            if function is not None and owner != function:
+                continue
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                if container.get("name") == FETCHER_CONTAINER:
+                    continue
+                text = self.adapter.pod_log(
+                    namespace, pod["metadata"]["name"], container["name"], tail_lines=limit, since_s=since_s
+                )
+                records += [_record(namespace, owner, line) for line in text.splitlines() if line]
+        records.sort(key=lambda r: r.time)
+        return [r for r in records if since is None or r.time >= since][-limit:]
+
+
+def _portal_function(fission_name: str) -> str:
+    try:
+        return manifests.portal_function(fission_name)
+    except ValueError:
+        return fission_name
+
+
+def _pod_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _raise_if_stuck(function: str, pod: Obj) -> None:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _STUCK_REASONS:
+            detail = waiting.get("message") or ""
+            raise PermanentError(
+                f"{function}: container {container.get('name')} is {waiting['reason']}: {detail}".rstrip(": ")
+            )
+
+
+def _record(namespace: str, function: str, line: str) -> LogRecord:
+    """A ``timestamps=true`` log line: ``2026-11-23T10:00:00.123456789Z message``."""
+    stamp, _, message = line.partition(" ")
+    try:
+        when = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        when, message = time.time(), line
+    return LogRecord(
+        time=when, namespace=namespace, function=function, request_id="", stream="stdout", message=message
+    )

@@ -182,6 +182,31 @@ def resources(memory_mb: int | None, cpu_millis: int | None) -> dict[str, Any]:
 # --- Environment, Package, Function ----------------------------------------------------------------
 
 
+RUN_AS_USER = 10001  # any non-root uid: images that default to root still pass PSA ``restricted``
+
+
+def restricted_podspec(container: str) -> dict[str, Any]:
+    """What Pod Security ``restricted`` demands of a pod (tenant namespaces enforce it): non-root,
+    RuntimeDefault seccomp, and for the runtime container (Fission names it after the Environment
+    and merges this podspec into the pods it creates) no privilege escalation and no capabilities.
+    Fission's own ``fetcher`` container gets the same through its Helm values (docs/kubernetes.md)."""
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": container,
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+    }
+
+
 def environment_manifest(
     namespace: str, env: EnvironmentSpec, *, tenant: str | None = None
 ) -> dict[str, Any]:
@@ -192,7 +217,7 @@ def environment_manifest(
         raise ValueError(f"poolsize must be >= 0, got {env.poolsize}")
     spec: dict[str, Any] = {
         "version": 3,
-        "runtime": {"image": env.image},
+        "runtime": {"image": env.image, "podspec": restricted_podspec(env.name)},
         "poolsize": env.poolsize,
         "terminationGracePeriod": TERMINATION_GRACE_PERIOD_S,
         "allowedFunctionsPerContainer": "single",

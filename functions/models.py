@@ -57,7 +57,9 @@ class Function(models.Model):
         default=80, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
     concurrency = models.PositiveIntegerField(
-        default=500, validators=[MinValueValidator(1), MaxValueValidator(5000)]
+        # Fission's own default is 500 pods; a tenant's quota reserves concurrency x memory.
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
     )
     requests_per_pod = models.PositiveIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]

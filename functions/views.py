@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -150,7 +151,8 @@ def function_detail(request: HttpRequest, name: str) -> HttpResponse:
     action = ACTIONS.get(request.POST.get("action", ""))
     if request.method == "POST" and action is not None:
         try:
-            messages.success(request, action(request, function))
+            with transaction.atomic():  # a refused redeploy (quota) undoes the change before it
+                messages.success(request, action(request, function))
         except DomainError as error:
             detail = f" {error.detail}" if error.detail else ""
             messages.error(request, f"{error.message}{detail}")

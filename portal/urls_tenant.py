@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.dashboard, name="tenant-dashboard"),
     path("members/", views.members, name="tenant-members"),
     path("tokens/", views.tokens_page, name="tenant-tokens"),
+    path("quota/", views.quota_page, name="tenant-quota"),
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
     path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from django import forms
 
+from tenants.manifests import TenantQuota
 from tenants.roles import TENANT_ROLES
 
 ROLE_CHOICES = [(r.value, r.label) for r in TENANT_ROLES]
@@ -32,3 +36,20 @@ class TokenCreateForm(forms.Form):
     expires_at = forms.DateTimeField(
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
+
+
+class QuotaForm(forms.Form):
+    """Every TenantQuota field, plus internet egress; validated by quota_from in the service."""
+
+    def __init__(self, *args: Any, quota: TenantQuota, internet_egress: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in dataclasses.fields(TenantQuota):
+            value = getattr(quota, field.name)
+            label = field.name.replace("_", " ")
+            if isinstance(value, int):
+                self.fields[field.name] = forms.IntegerField(label=label, min_value=0, initial=value)
+            else:
+                self.fields[field.name] = forms.CharField(label=label, max_length=20, initial=value)
+        self.fields["internet_egress"] = forms.BooleanField(
+            label="internet egress", required=False, initial=internet_egress
+        )

@@ -89,22 +89,26 @@ class TenantQuota:
 
     ``*_requests``/``*_limits`` bound the namespace's totals (ResourceQuota); ``max_container_*`` and
     ``default_container_*`` bound and fill in each container (LimitRange), so that a function without
-    resources still fits. Construction raises ValueError naming the first bad field.
+    resources still fits. ``package_size`` bounds each deployment archive and ``concurrency`` the
+    requests in flight across the tenant; both are enforced by the portal (and the local runtime),
+    not by Kubernetes. Construction raises ValueError naming the first bad field.
     """
 
-    cpu_requests: str = "2"
-    cpu_limits: str = "4"
-    memory_requests: str = "2Gi"
-    memory_limits: str = "4Gi"
-    pods: int = 20
+    cpu_requests: str = "4"
+    cpu_limits: str = "16"
+    memory_requests: str = "8Gi"
+    memory_limits: str = "16Gi"
+    pods: int = 50
     functions: int = 50
     packages: int = 100
     httptriggers: int = 50
     environments: int = 5
+    concurrency: int = 200
+    package_size: str = "64Mi"
     max_container_cpu: str = "1"
     max_container_memory: str = "1Gi"
-    default_container_cpu_request: str = "100m"
-    default_container_cpu_limit: str = "500m"
+    default_container_cpu_request: str = "50m"
+    default_container_cpu_limit: str = "250m"
     default_container_memory_request: str = "128Mi"
     default_container_memory_limit: str = "256Mi"
 
@@ -122,7 +126,10 @@ class TenantQuota:
                 raise ValueError(f"{smaller}: {low!r} exceeds {larger} ({high!r})")
 
 
-_COUNT_FIELDS = frozenset({"pods", "functions", "packages", "httptriggers", "environments"})
+_COUNT_FIELDS = frozenset({"pods", "functions", "packages", "httptriggers", "environments", "concurrency"})
+CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
+"""Requests in flight at once across the tenant: enforced by the portal's checks and the local
+runtime's router; Kubernetes has no such quota, so on a cluster it is an annotation only."""
 # (a, b): a <= b. A container default above the maximum, or a maximum above the namespace's total,
 # is a quota no pod could ever satisfy.
 _ORDERING = (
@@ -246,7 +253,9 @@ def resource_quota_manifest(
         "count/httptriggers.fission.io": str(quota.httptriggers),
         "count/environments.fission.io": str(quota.environments),
     }
-    return {**_core("ResourceQuota", _metadata(slug, prefix, RESOURCE_QUOTA)), "spec": {"hard": hard}}
+    metadata = _metadata(slug, prefix, RESOURCE_QUOTA)
+    metadata["annotations"] = {CONCURRENCY_ANNOTATION: str(quota.concurrency)}
+    return {**_core("ResourceQuota", metadata), "spec": {"hard": hard}}
 
 
 def limit_range_manifest(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -43,6 +44,9 @@ class Tenant(TenantMixin):
     )
     state_reason: models.TextField[str, str] = models.TextField(blank=True, default="")
     suspended: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    # The platform admin's ceiling: overrides of tenants.manifests.TenantQuota's defaults.
+    quota: models.JSONField[dict[str, Any], dict[str, Any]] = models.JSONField(default=dict, blank=True)
+    internet_egress: models.BooleanField[bool, bool] = models.BooleanField(default=False)
     created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
     state_changed_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
 

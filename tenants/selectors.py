@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from tenants import tokens
+from tenants.manifests import TenantQuota, quota_from
 from tenants.models import ApiToken, Membership, Tenant
 
 
@@ -54,3 +55,8 @@ def token_resolve(raw: str) -> ApiToken | None:
     if token is None or not tokens.matches(raw, token.digest):
         return None
     return token
+
+
+def tenant_quota(tenant: Tenant) -> TenantQuota:
+    """The platform admin's quota ceiling for ``tenant`` (the defaults where it sets nothing)."""
+    return quota_from(tenant.quota or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from django_tenants.utils import schema_context, schema_exists
 from portal import notifier
 from portal.errors import Conflict, NotFound, ValidationFailed
 from portal.models import User
+from tenants import manifests as tenant_manifests
 from tenants import tokens
 from tenants.access import member_role
 from tenants.models import (
@@ -29,6 +31,7 @@ from tenants.models import (
     slug_validator,
 )
 from tenants.roles import TENANT_ROLES, Role, at_least, rank
+from tenants.selectors import tenant_quota
 
 # ---------------------------------------------------------------- tenants
 
@@ -79,31 +82,51 @@ def tenant_create(*, slug: str, name: str, admin: User | None = None) -> Tenant:
 
 
 def tenant_provision(*, tenant_id: int) -> Tenant | None:
-    """Create and migrate the tenant's schema, then mark it ``ready``.
+    """Create and migrate the tenant's schema, provision its namespace, then mark it ``ready``.
 
-    Idempotent by an atomic claim on the row (``select_for_update``) and state check: a
-    tenant that is not ``provisioning`` is left alone; a schema left half-made by a killed
-    worker is migrated to completion (migrations are idempotent). Returns None when the
-    tenant is gone.
+    Idempotent: each step is safe to repeat. The schema step claims the row
+    (``select_for_update``) and skips a tenant that is no longer provisioning; a schema left
+    half-made by a killed worker is migrated to completion. The data-plane step runs outside
+    the transaction (it may retry for a while) and is an idempotent apply; its TransientError
+    propagates for the task to retry. Returns None when the tenant is gone.
     """
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
         if tenant is None or tenant.state != TenantState.PROVISIONING:
             return tenant
-        if not schema_exists(tenant.schema_name):
-            with connection.cursor() as cursor:
-                cursor.execute(f'CREATE SCHEMA "{tenant.schema_name}"')
-        call_command(
-            "migrate_schemas", tenant=True, schema_name=tenant.schema_name,
-            interactive=False, verbosity=0,
-        )  # fmt: skip
-        with schema_context(tenant.schema_name):
-            from functions.services.functions import environment_ensure_default
-
-            environment_ensure_default()
-        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        _create_schema(tenant)
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    tenant_apply_data_plane(tenant=tenant)
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+        if tenant is None or tenant.state != TenantState.PROVISIONING:
+            return tenant
         _set_state(tenant, TenantState.READY)
         return tenant
+
+
+def _create_schema(tenant: Tenant) -> None:
+    if not schema_exists(tenant.schema_name):
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA "{tenant.schema_name}"')
+    call_command(
+        "migrate_schemas", tenant=True, schema_name=tenant.schema_name, interactive=False, verbosity=0,
+    )  # fmt: skip
+    with schema_context(tenant.schema_name):
+        from functions.services.functions import environment_ensure_default
+
+        environment_ensure_default()
+
+
+def tenant_apply_data_plane(*, tenant: Tenant) -> None:
+    """Apply the tenant's namespace, quota and fences. A suspended tenant gets ``pods: 0``, so
+    nothing of it can start again until it is resumed."""
+    from functions.backends import get_backend
+
+    quota = tenant_quota(tenant)
+    if tenant.suspended:
+        quota = dataclasses.replace(quota, pods=0)
+    get_backend().provision_tenant(tenant.slug, quota, internet_egress=tenant.internet_egress)
 
 
 @transaction.atomic
@@ -130,12 +153,66 @@ def tenant_retry(*, tenant: Tenant) -> Tenant:
 
 @transaction.atomic
 def tenant_set_suspended(*, tenant: Tenant, suspended: bool) -> Tenant:
-    """Suspend (read-only) or resume a tenant. Idempotent."""
+    """Suspend (read-only, functions scaled to zero, calls refused) or resume a tenant.
+
+    Idempotent; a task brings the data plane in line with the flag afterwards."""
     Tenant.objects.filter(pk=tenant.pk).update(suspended=suspended)
     tenant.suspended = suspended
     schema = tenant.schema_name
     transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.suspended", suspended=suspended))
+    if tenant.state == TenantState.READY:
+        _enqueue("tenant_suspension_task", tenant.pk)
     return tenant
+
+
+def tenant_sync_suspension(*, tenant_id: int) -> None:
+    """Make the data plane match the tenant's ``suspended`` flag as it is now (so two quick
+    toggles end in the last one's state): suspended, its quota allows no pods and its functions
+    and routes are removed; resumed, the quota is restored and live functions are redeployed."""
+    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.READY).first()
+    if tenant is None:
+        return
+    tenant_apply_data_plane(tenant=tenant)
+    from functions.services import deployments
+
+    with schema_context(tenant.schema_name):
+        if tenant.suspended:
+            deployments.tenant_scale_to_zero()
+        else:
+            deployments.tenant_redeploy(cause="tenant resumed")
+
+
+@transaction.atomic
+def tenant_set_quota(
+    *, tenant: Tenant, quota: dict[str, object] | None = None, internet_egress: bool | None = None
+) -> Tenant:
+    """Change the tenant's quota ceiling (``quota`` overrides some fields; the rest stay) and
+    network options, then re-apply its ResourceQuota, LimitRange and policies. ValidationFailed
+    names a bad field."""
+    if quota is not None:
+        try:
+            manifests_quota = tenant_manifests.quota_from(
+                quota, tenant_manifests.quota_from(tenant.quota or {})
+            )
+        except ValueError as exc:
+            field = str(exc).split(":", 1)[0]
+            raise ValidationFailed(f"Invalid quota: {exc}", detail={f"quota.{field}": [str(exc)]}) from None
+        defaults = dataclasses.asdict(tenant_manifests.TenantQuota())
+        tenant.quota = {k: v for k, v in dataclasses.asdict(manifests_quota).items() if defaults[k] != v}
+    if internet_egress is not None:
+        tenant.internet_egress = internet_egress
+    tenant.save(update_fields=["quota", "internet_egress"])
+    if tenant.state == TenantState.READY:
+        _enqueue("tenant_apply_task", tenant.pk)
+    schema = tenant.schema_name
+    transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.quota", quota=tenant.quota))
+    return tenant
+
+
+def tenant_reapply(*, tenant_id: int) -> None:
+    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.READY).first()
+    if tenant is not None:
+        tenant_apply_data_plane(tenant=tenant)
 
 
 @transaction.atomic

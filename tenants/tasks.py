@@ -11,7 +11,7 @@ from datetime import timedelta
 from celery import Task, shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from functions.backends.base import TransientError
+from functions.backends.base import BackendError, TransientError
 from tenants import services
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,14 @@ def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
     with backoff and jitter; anything else, or running out of retries, marks it failed."""
     try:
         services.tenant_provision(tenant_id=tenant_id)
-    except TRANSIENT as exc:
+    except (*TRANSIENT, TransientError) as exc:
         if self.request.retries < (self.max_retries or 0):
             raise self.retry(exc=exc) from exc
-        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database unavailable: {exc}")
+        services.tenant_mark_failed(
+            tenant_id=tenant_id, reason=f"The data plane or database kept failing: {exc}"
+        )
+    except BackendError as exc:  # permanent: a missing permission, a refused object
+        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"The data plane refused: {exc.message}")
     except DatabaseError as exc:
         log.exception("provisioning tenant %s failed", tenant_id)
         services.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database error: {exc}")
@@ -56,6 +60,37 @@ def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
 def tenant_delete_task(tenant_id: int) -> None:
     """Delete a tenant. Idempotent: tenant_delete does nothing once the row is gone."""
     services.tenant_delete(tenant_id=tenant_id)
+
+
+@shared_task(
+    name="tenants.apply",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(*TRANSIENT, TransientError),
+    max_retries=10,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+)
+def tenant_apply_task(tenant_id: int) -> None:
+    """Re-apply a tenant's quota and fences after a change. Idempotent (server-side apply)."""
+    services.tenant_reapply(tenant_id=tenant_id)
+
+
+@shared_task(
+    name="tenants.suspension",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(*TRANSIENT, TransientError),
+    max_retries=10,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+)
+def tenant_suspension_task(tenant_id: int) -> None:
+    """Scale a suspended tenant to zero, or bring a resumed one back. Idempotent: it reads the
+    flag when it runs."""
+    services.tenant_sync_suspension(tenant_id=tenant_id)
 
 
 @shared_task(name="tenants.resume_stuck")

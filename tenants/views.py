@@ -55,7 +55,24 @@ def platform_tenants(request: HttpRequest) -> HttpResponse:
     return render(request, "platform/tenants.html", {"form": form, "tenants": tenants})
 
 
-_PLATFORM_ACTIONS = ("suspend", "resume", "retry", "delete")
+_PLATFORM_ACTIONS = ("suspend", "resume", "retry", "delete", "quota")
+
+
+def _quota_form(tenant: Any, data: Any = None) -> forms.QuotaForm:
+    return forms.QuotaForm(data, quota=selectors.tenant_quota(tenant), internet_egress=tenant.internet_egress)
+
+
+def _save_quota(request: HttpRequest, tenant: Any) -> HttpResponse | None:
+    form = _quota_form(tenant, request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
+        messages.error(request, f"Check the quota: {problems}")
+        return None
+    data = dict(form.cleaned_data)
+    egress = bool(data.pop("internet_egress"))
+    services.tenant_set_quota(tenant=tenant, quota=data, internet_egress=egress)
+    messages.success(request, f"Quota of {tenant.slug} saved; applying it.")
+    return None
 
 
 def _platform_action(request: HttpRequest, tenant: Any, action: str) -> HttpResponse | None:
@@ -65,6 +82,8 @@ def _platform_action(request: HttpRequest, tenant: Any, action: str) -> HttpResp
         services.tenant_delete_request(tenant=tenant, confirm=confirm)
         messages.success(request, f"Tenant {tenant.slug} is being deleted.")
         return redirect("platform-tenants")
+    if action == "quota":
+        return _save_quota(request, tenant)
     if action == "retry":
         services.tenant_retry(tenant=tenant)
     else:
@@ -88,7 +107,7 @@ def platform_tenant(request: HttpRequest, slug: str) -> HttpResponse:
             if response is not None:
                 return response
         return redirect("platform-tenant", slug=tenant.slug)
-    context = {"tenant": tenant, "delete_form": forms.ConfirmDeleteForm()}
+    context = {"tenant": tenant, "delete_form": forms.ConfirmDeleteForm(), "quota_form": _quota_form(tenant)}
     return render(request, "platform/tenant.html", context)
 
 
@@ -103,6 +122,24 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "tokens_count": selectors.token_list(tenant=tenant).filter(revoked_at__isnull=True).count(),
     }
     return render(request, "tenants/dashboard.html", context)
+
+
+@tenant_page()
+def quota_page(request: HttpRequest) -> HttpResponse:
+    from functions.services import quotas
+
+    rows = [{**row, **_shown(row)} for row in quotas.usage()]
+    return render(request, "tenants/quota.html", {"rows": rows})
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    def show(value: int) -> str:
+        if row["unit"] == "bytes":
+            return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value / 1024:.1f} KiB"
+        return f"{value / 1000:g} cores" if row["unit"] == "millicores" else str(value)
+
+    percent = round(100 * row["used"] / row["limit"]) if row["limit"] else (100 if row["used"] else 0)
+    return {"used_shown": show(row["used"]), "limit_shown": show(row["limit"]), "percent": min(percent, 100)}
 
 
 def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:

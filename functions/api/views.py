@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -44,6 +45,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
     @extend_schema(summary="Change an environment", request=s.EnvironmentSerializer,
                    responses={200: s.EnvironmentSerializer, **ERRORS})  # fmt: skip
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def partial_update(self, request: Request, name: str) -> Response:
         serializer = s.EnvironmentSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -71,6 +73,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
 
     @extend_schema(summary="Change a function's settings (redeploys)", request=s.FunctionUpdateSerializer,
                    responses={200: s.FunctionSerializer, **ERRORS})  # fmt: skip
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def partial_update(self, request: Request, name: str) -> Response:
         function = functions.function_update(
             function=self.get_object(), **valid_data(s.FunctionUpdateSerializer, request)
@@ -194,6 +197,7 @@ class AliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChi
 
     @extend_schema(summary="Create or change an alias (redeploys)", request=s.AliasWriteSerializer,
                    responses={200: s.AliasSerializer, **ERRORS})  # fmt: skip
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def create(self, request: Request, function_name: str) -> Response:
         alias = versions.alias_set(function=self.function, **valid_data(s.AliasWriteSerializer, request))
         deployments.deployment_create(function=self.function, cause=f"alias {alias.name} changed",
@@ -201,6 +205,7 @@ class AliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChi
         return Response(s.AliasSerializer(alias).data)
 
     @extend_schema(summary="Delete an alias (redeploys)", responses={204: None, **ERRORS})
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def destroy(self, request: Request, function_name: str, name: str) -> Response:
         versions.alias_delete(alias=self.get_object())
         deployments.deployment_create(
@@ -223,6 +228,7 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
 
     @extend_schema(summary="Create an HTTP trigger (redeploys)", request=s.TriggerWriteSerializer,
                    responses={201: s.TriggerSerializer, **ERRORS})  # fmt: skip
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def create(self, request: Request, function_name: str) -> Response:
         trigger = trigger_services.trigger_save(
             function=self.function, **valid_data(s.TriggerWriteSerializer, request)
@@ -232,6 +238,7 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
         return Response(s.TriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Delete an HTTP trigger (redeploys)", responses={204: None, **ERRORS})
+    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def destroy(self, request: Request, function_name: str, name: str) -> Response:
         trigger_services.trigger_delete(trigger=self.get_object())
         deployments.deployment_create(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,17 @@ from django.utils import timezone
 from functions import builder, manifests
 from functions.backends import get_backend
 from functions.backends.base import ObjectRef, PermanentError
-from functions.models import Build, BuildState, Deployment, DeploymentState, Function, TargetKind, Version
+from functions.models import (
+    Build,
+    BuildState,
+    Deployment,
+    DeploymentState,
+    Environment,
+    Function,
+    TargetKind,
+    Version,
+)
+from functions.services import quotas
 from functions.services.builds import build_create, build_current, build_run
 from functions.services.common import current_tenant
 from functions.services.specs import archive_ref, environment_spec, function_spec, spec_from_config
@@ -27,6 +38,7 @@ KINDS = ("HTTPTrigger", "Function", "Package")  # deletion order: routes first
 
 @transaction.atomic
 def deployment_create(*, function: Function, cause: str, user: str = "") -> Deployment:
+    quotas.enforce(deploying=function, what=f"deploying {function.name}")
     deployment = Deployment.objects.create(function=function, cause=cause[:200], requested_by=user)
     _record(deployment, DeploymentState.QUEUED, f"queued: {cause}")
     from functions import tasks
@@ -82,14 +94,21 @@ def _run(deployment_id: int) -> Deployment | None:
         return deployment
     Deployment.objects.filter(pk=deployment.pk).update(attempts=deployment.attempts + 1)
     function = deployment.function
+    if current_tenant().suspended:  # queued before the suspension: a suspended tenant stays at zero
+        _record(deployment, DeploymentState.FAILED, "the tenant is suspended")
+        return deployment
     try:
         build = _ensure_build(deployment, function)
+        _check_quota(function, build)  # the quota may have changed since the request
         _record(deployment, DeploymentState.APPLYING, "applying the manifests")
         names = _apply(function, build)
         _record(deployment, DeploymentState.WAITING, f"waiting for {', '.join(names) or 'routes'}")
         get_backend().wait_ready(_namespace(), names, timeout_s=60)
     except (PermanentError, builder.BuildFailed) as exc:
         _record(deployment, DeploymentState.FAILED, str(exc))
+        return deployment
+    except quotas.QuotaExceeded as exc:
+        _record(deployment, DeploymentState.FAILED, exc.message)
         return deployment
     _record(deployment, DeploymentState.LIVE, "serving")
     return deployment
@@ -114,6 +133,12 @@ def _ensure_build(deployment: Deployment, function: Function) -> Build:
     return build
 
 
+def _check_quota(function: Function, draft_build: Build) -> None:
+    quotas.enforce(deploying=function, what=f"deploying {function.name}")
+    versions = referenced_versions(function)
+    quotas.enforce_package_size([draft_build, *(v.build for v in versions)])
+
+
 def _namespace() -> str:
     return manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
 
@@ -129,7 +154,7 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
         objects += manifests.version_manifests(
             namespace, function.name, None, draft, archive_ref(draft_build, schema), tenant=slug
         )
-    for version in _referenced_versions(function):
+    for version in referenced_versions(function):
         spec, archive = spec_from_config(version.config), archive_ref(version.build, schema)
         objects += manifests.version_manifests(
             namespace, function.name, version.number, spec, archive, tenant=slug
@@ -143,7 +168,7 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
     return objects
 
 
-def _referenced_versions(function: Function) -> list[Version]:
+def referenced_versions(function: Function) -> list[Version]:
     numbers: set[int] = set()
     for alias in function.aliases.select_related("version", "canary_version"):
         numbers.update(alias.weights())
@@ -170,6 +195,37 @@ def _apply(function: Function, draft_build: Build) -> list[str]:
             if (ref.kind, ref.name) not in wanted:
                 backend.delete(ObjectRef(kind, namespace, ref.name))
     return [o["metadata"]["name"] for o in objects if o["kind"] == "Function"]
+
+
+def tenant_scale_to_zero() -> None:
+    """Remove every route and Function of the tenant from the data plane and empty its warm
+    pools: nothing answers, nothing runs. Packages stay, so resuming needs no rebuild."""
+    backend, namespace = get_backend(), _namespace()
+    managed = {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY}
+    for kind in ("HTTPTrigger", "Function"):
+        for ref in backend.list_objects(namespace, kind, managed):
+            backend.delete(ObjectRef(kind, namespace, ref.name))
+    present = {ref.name for ref in backend.list_objects(namespace, "Environment", managed)}
+    slug = current_tenant().slug
+    backend.apply([
+        manifests.environment_manifest(namespace, replace(environment_spec(env), poolsize=0), tenant=slug)
+        for env in Environment.objects.filter(name__in=present)
+    ])  # fmt: skip
+
+
+def tenant_redeploy(*, cause: str) -> int:
+    """Queue a deployment of every function that was live (after a resume). A function that no
+    longer fits the quota gets a failed deployment saying so. Returns how many were queued."""
+    queued = 0
+    for function in Function.objects.filter(deployments__state=DeploymentState.LIVE).distinct():
+        try:
+            with transaction.atomic():
+                deployment_create(function=function, cause=cause)
+            queued += 1
+        except quotas.QuotaExceeded as exc:
+            failed = Deployment.objects.create(function=function, cause=cause[:200])
+            _record(failed, DeploymentState.FAILED, exc.message)
+    return queued
 
 
 def function_undeploy(*, function_name: str) -> None:

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from functions.archives import ArchiveLimits, inspect_zip, python_module_name
 from functions.models import Draft, Environment, Function
+from functions.services import quotas
 from functions.services.common import full_clean
 from portal.errors import Conflict, ValidationFailed
 
@@ -40,6 +41,7 @@ def environment_update(*, environment: Environment, **fields: Any) -> Environmen
         setattr(environment, name, value)
     full_clean(environment)
     environment.save()
+    quotas.enforce(what=f"environment {environment.name}")
     return environment
 
 
@@ -52,6 +54,7 @@ def function_create(*, name: str, environment: Environment | None = None, **conf
     _apply_config(function, config)
     full_clean(function)
     function.save()
+    quotas.enforce_function_count()
     Draft.objects.create(function=function, files={"main.py": HELLO})
     return function
 

@@ -1,20 +1,36 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rest_framework import serializers
 
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.roles import TENANT_ROLES, Role
+from tenants.selectors import tenant_quota
 
 TENANT_ROLE_CHOICES = [(r.value, r.label) for r in TENANT_ROLES]
 
 
 class TenantSerializer(serializers.ModelSerializer[Tenant]):
+    quota = serializers.SerializerMethodField(help_text="The tenant's quota ceiling, every field.")
+
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "state", "state_reason", "suspended", "created_at"]
-        read_only_fields = ["state", "state_reason", "suspended", "created_at"]
+        fields = [
+            "slug",
+            "name",
+            "state",
+            "state_reason",
+            "suspended",
+            "internet_egress",
+            "quota",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_quota(self, tenant: Tenant) -> dict[str, Any]:
+        return dataclasses.asdict(tenant_quota(tenant))
 
 
 class TenantCreateSerializer(serializers.Serializer[Any]):
@@ -25,6 +41,23 @@ class TenantCreateSerializer(serializers.Serializer[Any]):
 class TenantUpdateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100, required=False)
     suspended = serializers.BooleanField(required=False)
+    internet_egress = serializers.BooleanField(required=False)
+    quota = serializers.DictField(
+        required=False,
+        help_text='Quota fields to change, e.g. {"pods": 20, "memory_limits": "8Gi"}; the rest stay.',
+    )
+
+
+class QuotaItemSerializer(serializers.Serializer[Any]):
+    quota = serializers.CharField(help_text="The quota's field name, as in error details.")
+    used = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    unit = serializers.ChoiceField(choices=["count", "bytes", "millicores"])
+
+
+class QuotaUsageSerializer(serializers.Serializer[Any]):
+    suspended = serializers.BooleanField()
+    items = QuotaItemSerializer(many=True)
 
 
 class MembershipSerializer(serializers.ModelSerializer[Membership]):

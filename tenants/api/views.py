@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -48,13 +49,18 @@ class PlatformTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         return Response(s.TenantSerializer(tenant).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        summary="Rename, suspend or resume a tenant",
+        summary="Rename, suspend or resume a tenant, or change its quota and internet egress",
         request=s.TenantUpdateSerializer,
         responses={200: s.TenantSerializer, **ERRORS},
     )
+    @transaction.atomic
     def partial_update(self, request: Request, slug: str) -> Response:
         tenant = self.get_object()
         data = valid_data(s.TenantUpdateSerializer, request)
+        if "quota" in data or "internet_egress" in data:
+            tenant = services.tenant_set_quota(
+                tenant=tenant, quota=data.get("quota"), internet_egress=data.get("internet_egress")
+            )
         if "name" in data:
             Tenant.objects.filter(pk=tenant.pk).update(name=data["name"])
             tenant.name = data["name"]
@@ -104,6 +110,18 @@ class MeView(APIView):
 
 
 # ------------------------------------------------------------ tenant API
+
+
+class QuotaViewSet(TenantViewSet):
+    @extend_schema(
+        summary="The tenant's quota and what it uses of it",
+        responses={200: s.QuotaUsageSerializer, **ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        from functions.services import quotas
+
+        body = {"suspended": self.tenant.suspended, "items": quotas.usage()}
+        return Response(s.QuotaUsageSerializer(body).data)
 
 
 class TenantMeViewSet(TenantViewSet):

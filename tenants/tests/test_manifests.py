@@ -189,11 +189,11 @@ def test_namespace_enforces_pod_security_restricted() -> None:
 def test_quota_has_every_key() -> None:
     (quota,) = of_kind("ResourceQuota")
     assert quota["spec"]["hard"] == {
-        "requests.cpu": "2",
-        "requests.memory": "2Gi",
-        "limits.cpu": "4",
-        "limits.memory": "4Gi",
-        "pods": "20",
+        "requests.cpu": "4",
+        "requests.memory": "8Gi",
+        "limits.cpu": "16",
+        "limits.memory": "16Gi",
+        "pods": "50",
         "count/functions.fission.io": "50",
         "count/packages.fission.io": "100",
         "count/httptriggers.fission.io": "50",
@@ -201,6 +201,7 @@ def test_quota_has_every_key() -> None:
     }
     for key, value in quota["spec"]["hard"].items():
         manifests.parse_quantity(value, key)
+    assert quota["metadata"]["annotations"] == {manifests.CONCURRENCY_ANNOTATION: "200"}
 
 
 def test_quota_follows_the_tenant_quota() -> None:
@@ -263,10 +264,12 @@ def test_bad_quantity(value: str) -> None:
         ({"functions": "50"}, "functions"),
         ({"packages": True}, "packages"),
         ({"nodes": 3}, "nodes"),
-        ({"cpu_requests": "5"}, "cpu_requests"),  # above cpu_limits
+        ({"cpu_requests": "17"}, "cpu_requests"),  # above cpu_limits
         ({"default_container_memory_limit": "2Gi"}, "default_container_memory_limit"),  # above the max
         ({"default_container_cpu_request": "600m"}, "default_container_cpu_request"),  # above its limit
-        ({"max_container_cpu": "8"}, "max_container_cpu"),  # above the namespace's limits
+        ({"max_container_cpu": "32"}, "max_container_cpu"),  # above the namespace's limits
+        ({"package_size": "0"}, "package_size"),
+        ({"concurrency": -5}, "concurrency"),
     ],
 )
 def test_bad_quota_names_the_field(overrides: dict[str, object], field: str) -> None:

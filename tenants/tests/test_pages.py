@@ -8,7 +8,7 @@ from tenants.models import ApiToken, Membership, Tenant
 
 pytestmark = pytest.mark.django_db
 
-TENANT_PAGES = ["/t/acme/", "/t/acme/members/", "/t/acme/tokens/"]
+TENANT_PAGES = ["/t/acme/", "/t/acme/members/", "/t/acme/tokens/", "/t/acme/quota/"]
 
 
 @pytest.mark.parametrize("path", TENANT_PAGES)
@@ -157,3 +157,44 @@ def test_revoke_someone_elses_token_through_the_page_is_404(world, client, token
     assert response.status_code == 404
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+def test_the_quota_page_shows_usage_against_the_limit(world, client):
+    Tenant.objects.filter(slug="acme").update(quota={"pods": 30})
+    client.force_login(world.vera)
+
+    response = client.get("/t/acme/quota/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<tr data-quota="pods">' in html
+    assert "<td>0</td><td>30</td>" in html
+    assert "16384 MiB" in html  # the default memory_limits
+
+
+def test_the_platform_admin_saves_a_quota_in_the_page(world, client, django_capture_on_commit_callbacks):
+    client.force_login(world.admin)
+    page = client.get("/platform/tenants/acme/")
+    form = page.context["quota_form"]
+    data = {name: field.initial for name, field in form.fields.items()}
+    data.update(action="quota", pods=12, memory_limits="12Gi", internet_egress="on")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/platform/tenants/acme/", data)
+
+    assert response.status_code == 302
+    tenant = Tenant.objects.get(slug="acme")
+    assert tenant.quota == {"pods": 12, "memory_limits": "12Gi"}
+    assert tenant.internet_egress is True
+
+
+def test_a_bad_quota_in_the_page_changes_nothing(world, client):
+    client.force_login(world.admin)
+    form = client.get("/platform/tenants/acme/").context["quota_form"]
+    data = {name: field.initial for name, field in form.fields.items()}
+    data.update(action="quota", memory_limits="1Mi")  # below the requests
+
+    response = client.post("/platform/tenants/acme/", data, follow=True)
+
+    assert "memory_requests" in response.content.decode()
+    assert Tenant.objects.get(slug="acme").quota == {}

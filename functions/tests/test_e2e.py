@@ -144,3 +144,30 @@ def test_a_deployment_left_by_a_killed_worker_completes(world, api, stack):
     with schema_context(world.acme.schema_name):
         wait_until(lambda: Deployment.objects.get(pk=stuck.pk).state == "live", timeout=60)
     assert httpx.get(f"{stack.router}/acme/orphan", timeout=30).text == "recovered"
+
+
+def test_suspending_a_tenant_stops_its_calls_and_resuming_restores_them(world, api, stack):
+    alice, admin = api(world.alice), api(world.admin)
+    _create(alice, "hello", {"main.py": "def main():\n    return 'up'\n"}, "/hello")
+    _deploy_and_wait(alice, "hello")
+    assert httpx.get(f"{stack.router}/acme/hello", timeout=30).text == "up"
+
+    assert admin.patch("/api/v1/tenants/acme/", {"suspended": True}, format="json").status_code == 200
+
+    wait_until(
+        lambda: httpx.get(f"{stack.router}/acme/hello", timeout=30).status_code == 404,
+        timeout=60, interval=0.2, message="the suspended tenant's route still answers",
+    )  # fmt: skip
+    assert stack.list("faas-acme", "functions") == []
+    assert [e["spec"]["poolsize"] for e in stack.list("faas-acme", "environments")] == [0]
+    call = alice.post(f"{API}/hello/invoke/", {"method": "GET", "path": "/hello"}, format="json")
+    assert call.status_code == 403
+    assert call.json()["error"]["code"] == "tenant_suspended"
+
+    assert admin.patch("/api/v1/tenants/acme/", {"suspended": False}, format="json").status_code == 200
+
+    wait_until(
+        lambda: httpx.get(f"{stack.router}/acme/hello", timeout=30).text == "up",
+        timeout=120, interval=0.2, message="the resumed tenant's route did not come back",
+    )  # fmt: skip
+    assert _latest_deployment(alice, "hello")["cause"] == "tenant resumed"

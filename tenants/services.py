@@ -151,6 +151,14 @@ def tenant_retry(*, tenant: Tenant) -> Tenant:
     return tenant
 
 
+def tenant_requeue(*, tenant: Tenant) -> None:
+    """Queue provisioning or deletion again (after a restart); both tasks are idempotent."""
+    if tenant.state == TenantState.PROVISIONING:
+        _enqueue("tenant_provision_task", tenant.pk)
+    elif tenant.state == TenantState.DELETING:
+        _enqueue("tenant_delete_task", tenant.pk)
+
+
 @transaction.atomic
 def tenant_set_suspended(*, tenant: Tenant, suspended: bool) -> Tenant:
     """Suspend (read-only, functions scaled to zero, calls refused) or resume a tenant.

@@ -37,11 +37,18 @@ def test_tokens_create_refuses_bad_requests(world, args):
     assert not ApiToken.objects.exists()
 
 
-def test_bootstrap_is_idempotent(db, tmp_path):
+def test_bootstrap_is_idempotent(db, tmp_path, runtime_session, django_capture_on_commit_callbacks):
     password_file = tmp_path / "pw"
     for _ in range(2):
-        call_command("bootstrap", password_file=str(password_file), stdout=StringIO())
+        with django_capture_on_commit_callbacks(execute=False) as queued:
+            call_command("bootstrap", password_file=str(password_file), stdout=StringIO())
+        assert len(queued) == 1  # provisioning, queued again while it has not run
     demo = Tenant.objects.get(slug="demo")
+    assert demo.state == "provisioning"  # the worker provisions it once the runtime is up
+    from tenants import services
+
+    services.tenant_provision(tenant_id=demo.pk)
+    demo.refresh_from_db()
     assert demo.state == "ready"
     assert Membership.objects.filter(tenant=demo, user__username="admin", role="admin").count() == 1
     from portal.models import User

@@ -49,9 +49,13 @@ class Command(BaseCommand):
         return admin
 
     def _demo(self, slug: str, admin: Any) -> None:
+        """The demo tenant. Its provisioning (schema and data plane) is a queued task: the data
+        plane, the runtime, starts after this command, and the task retries until it answers."""
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             tenant = services.tenant_create(slug=slug, name="Demo", admin=None)
+        elif tenant.state == TenantState.PROVISIONING:
+            services.tenant_requeue(tenant=tenant)  # left half-way by an earlier run
+        elif tenant.state == TenantState.FAILED:
+            services.tenant_retry(tenant=tenant)
         Membership.objects.get_or_create(user=admin, tenant=tenant, defaults={"role": Role.ADMIN})
-        # Provision inline so the demo is usable at once; the queued task then finds it ready.
-        services.tenant_provision(tenant_id=tenant.pk)

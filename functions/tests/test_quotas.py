@@ -91,6 +91,10 @@ EXCEEDING = [
     ({"httptriggers": 0},
      ("post", "/functions/hello/triggers/", {"name": "t", "methods": ["GET"], "path": "/t"}), "httptriggers"),
     ({}, ("patch", "/functions/hello/", {"memory_mb": 2048}), "max_container_memory"),
+    ({"packages": 0}, ("post", "/functions/hello/deployments/", None), "packages"),
+    ({"environments": 0}, ("post", "/functions/hello/deployments/", None), "environments"),
+    ({"memory_requests": "1Gi"}, ("patch", "/functions/hello/", {"memory_mb": 256}), "memory_requests"),
+    ({}, ("patch", "/functions/hello/", {"cpu_millis": 1500}), "max_container_cpu"),
     ({}, ("patch", "/environments/python/", {"poolsize": 49}), "pods"),
 ]  # fmt: skip
 

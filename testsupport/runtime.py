@@ -97,6 +97,15 @@ class RuntimeProcess:
         items: list[dict[str, Any]] = response.json()["items"]
         return items
 
+    def wipe(self, namespace: str) -> None:
+        """Delete every Fission object of ``namespace`` (routes first), so that a test sharing
+        the session's runtime starts from an empty namespace."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for plural in ("httptriggers", "functions", "packages", "environments"):
+            for item in self.list(namespace, plural):
+                url = f"{self.control}/apis/fission.io/v1/namespaces/{namespace}/{plural}/"
+                httpx.delete(url + item["metadata"]["name"], headers=headers, timeout=30)
+
     def call(self, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.router + path, timeout=kwargs.pop("timeout", 30), **kwargs)
 

@@ -820,8 +820,13 @@ class FakeKubernetes:
             log = self._logs.setdefault((namespace, pod, container), _PodLog())
             text = log.text
             sent = len(text)
-        if "tailLines" in query:
-            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
+        if "sinceTime" in query:  # lines stamped at or after it (the test's lines carry stamps)
+            text = "".join(
+                line for line in text.splitlines(keepends=True) if _stamp(line) >= _stamp(query["sinceTime"])
+            )
+        elif "tailLines" in query:  # tailLines=0 is nothing, as on a real API server
+            lines = int(query["tailLines"])
+            text = "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else ""
         if query.get("follow") != "true":
             return Response(200, text)
         return Response(200, stream=self._follow(log, text, sent))
@@ -1082,3 +1087,11 @@ def kube_client(server: FakeKubernetes, *, retries: int | bool = False) -> Any:
     configuration.verify_ssl = False
     configuration.retries = retries
     return k8s.ApiClient(configuration)
+
+
+def _stamp(line: str) -> float:
+    """The RFC 3339 time a test's log line starts with (0 without one)."""
+    try:
+        return datetime.fromisoformat(line.split(" ", 1)[0].strip()[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0

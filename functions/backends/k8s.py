@@ -6,34 +6,33 @@ Same interface as LocalBackend. Everything goes through ``KubeAdapter`` (the onl
 - Status: a Function is ready when it exists, its Package has not failed to build, and, for
   newdeploy with MinScale >= 1, one of its pods is Ready. A pod stuck pulling its image or crash
   looping fails the deployment with the kubelet's reason instead of waiting forever.
-- Logs: ``pods/log`` of the pods Fission labels ``functionName`` (FISSION.md section 5), skipping
-  the ``fetcher`` container, with the kubelet's timestamps.
+- Logs: ``pods/log`` of the pods Fission labels ``functionName`` (functions/backends/k8s_logs.py).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
 
-from functions import manifests
-from functions.backends import kube_adapter
+from functions.backends import k8s_logs, kube_adapter
 from functions.backends.base import (
     InvokeResult,
+    LogPage,
+    LogQuery,
     LogRecord,
     ObjectRef,
     PermanentError,
     TransientError,
 )
 from functions.backends.k8s_adapter import KubeAdapter
+from functions.backends.k8s_logs import FUNCTION_POD_LABEL
 from functions.backends.router import invoke_router
 from tenants import manifests as tenant_manifests
 
-FUNCTION_POD_LABEL = "functionName"  # set by Fission on function pods
-FETCHER_CONTAINER = "fetcher"
 _STUCK_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError"}
 )
@@ -163,29 +162,16 @@ class KubernetesBackend:
         Kubernetes does not know which request printed a line, so ``request_id`` cannot select;
         callers narrow with ``function`` and ``since`` (epoch seconds) instead.
         """
-        since_s = int(time.time() - since) + 1 if since else None
-        records: list[LogRecord] = []
-        for pod in self.adapter.list("Pod", namespace, FUNCTION_POD_LABEL):
-            fission_name = (pod["metadata"].get("labels") or {}).get(FUNCTION_POD_LABEL, "")
-            owner = _portal_function(fission_name)
-            if function is not None and owner != function:
-                continue
-            for container in (pod.get("spec") or {}).get("containers") or []:
-                if container.get("name") == FETCHER_CONTAINER:
-                    continue
-                text = self.adapter.pod_log(
-                    namespace, pod["metadata"]["name"], container["name"], tail_lines=limit, since_s=since_s
-                )
-                records += [_record(namespace, owner, line) for line in text.splitlines() if line]
-        records.sort(key=lambda r: r.time)
-        return [r for r in records if since is None or r.time >= since][-limit:]
+        query = LogQuery(function=function, since=since)
+        return k8s_logs.recent(self.adapter, namespace, query, tail=limit)[-limit:]
 
+    def search_logs(self, namespace: str, query: LogQuery) -> LogPage:
+        return k8s_logs.search(self.adapter, namespace, query)
 
-def _portal_function(fission_name: str) -> str:
-    try:
-        return manifests.portal_function(fission_name)
-    except ValueError:
-        return fission_name
+    def tail_logs(
+        self, namespace: str, stop: threading.Event, since: float | None = None
+    ) -> Iterator[list[LogRecord]]:
+        return k8s_logs.tail(self.adapter, namespace, stop, since)
 
 
 def _pod_ready(pod: Obj) -> bool:
@@ -201,15 +187,3 @@ def _raise_if_stuck(function: str, pod: Obj) -> None:
             raise PermanentError(
                 f"{function}: container {container.get('name')} is {waiting['reason']}: {detail}".rstrip(": ")
             )
-
-
-def _record(namespace: str, function: str, line: str) -> LogRecord:
-    """A ``timestamps=true`` log line: ``2026-11-23T10:00:00.123456789Z message``."""
-    stamp, _, message = line.partition(" ")
-    try:
-        when = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
-    except ValueError:
-        when, message = time.time(), line
-    return LogRecord(
-        time=when, namespace=namespace, function=function, request_id="", stream="stdout", message=message
-    )

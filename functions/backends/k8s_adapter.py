@@ -179,12 +179,23 @@ class KubeAdapter:
         return text if isinstance(text, str) else ""
 
     def follow_pod_log(
-        self, namespace: str, pod: str, container: str, *, tail_lines: int = 0
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        tail_lines: int = 0,
+        since_time: str | None = None,
+        idle_timeout_s: float | None = None,
     ) -> Iterator[str]:
-        """Lines of the container's log as they are written (timestamped), until the stream ends."""
-        query = {"container": container, "timestamps": "true", "follow": "true", "tailLines": str(tail_lines)}
+        """Lines of the container's log as they are written (timestamped), until the stream ends;
+        from ``since_time`` (RFC 3339) if given, else the last ``tail_lines``. TransientError
+        when the stream breaks or stays silent longer than ``idle_timeout_s``."""
+        query = {"container": container, "timestamps": "true", "follow": "true"}
+        query |= {"sinceTime": since_time} if since_time else {"tailLines": str(tail_lines)}
         path = kind_of("Pod").path(namespace, pod) + "/log"
-        response = self._open("GET", path, f"log of {pod}/{container}", query, None, "", stream=True)
+        what = f"log of {pod}/{container}"
+        response = self._open("GET", path, what, query, None, "", stream=True, read_timeout=idle_timeout_s)
         pending = b""
         try:
             for chunk in response.response.stream(4096, decode_content=True):
@@ -193,6 +204,8 @@ class KubeAdapter:
                 yield from (line.decode(errors="replace") for line in lines)
             if pending:
                 yield pending.decode(errors="replace")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientError(f"{what}: the stream broke ({exc})") from None
         finally:
             response.response.release_conn()
 
@@ -225,10 +238,11 @@ class KubeAdapter:
         content_type: str,
         *,
         stream: bool = False,
+        read_timeout: float | None = None,
     ) -> Any:
         for attempt in range(self.retry.attempts):
             try:
-                response = self._send(method, path, query, body, content_type, stream)
+                response = self._send(method, path, query, body, content_type, stream, read_timeout)
             except (urllib3.exceptions.HTTPError, OSError, k8s.ApiException) as exc:
                 error: BackendError = TransientError(f"{what}: the Kubernetes API did not answer ({exc})")
                 retry_after = None
@@ -249,13 +263,14 @@ class KubeAdapter:
         body: Obj | None,
         content_type: str,
         stream: bool,
+        read_timeout: float | None = None,
     ) -> Any:
         headers = {"Accept": "application/json, */*", "Content-Type": content_type}
         method, url, headers, body_out, post = self.api.param_serialize(
             method, path, query_params=list(query.items()), header_params=headers, body=body,
             auth_settings=["BearerToken"],
         )  # fmt: skip
-        timeout = (self.timeout_s, None if stream else self.timeout_s)
+        timeout = (self.timeout_s, read_timeout if stream else self.timeout_s)
         return self.api.call_api(method, url, headers, body_out, post, _request_timeout=timeout)
 
 

@@ -5,15 +5,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import redis
 from django.conf import settings
 
-from functions import manifests
+from functions.backends import redis_logs
 from functions.backends.base import (
     InvokeResult,
+    LogPage,
+    LogQuery,
     LogRecord,
     NotFound,
     ObjectRef,
@@ -33,7 +36,6 @@ PLURALS = {
     "LimitRange": "limitranges",
 }
 CORE_KINDS = ("ResourceQuota", "LimitRange")  # served at /api/v1 like Kubernetes' core group
-LOG_STREAM_PREFIX = "runtime:logs:"  # runtime/logs.py
 
 
 class LocalBackend:
@@ -125,41 +127,16 @@ class LocalBackend:
         since: float | None = None,
         limit: int = 200,
     ) -> list[LogRecord]:
-        client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=2)
-        try:
-            entries = client.xrevrange(
-                LOG_STREAM_PREFIX + namespace, count=5000 if request_id or function or since else limit
-            )
-        except redis.RedisError as exc:
-            raise TransientError(f"logs are unavailable: {exc}") from None
-        finally:
-            client.close()
-        records = [_record(fields) for _, fields in reversed(entries)]  # type: ignore[arg-type]
-        records = [
-            r for r in records
-            if (not request_id or r.request_id == request_id)
-            and (function is None or _owner(r.function) == function)
-            and (since is None or r.time >= since)
-        ]  # fmt: skip
-        return records[-limit:]
+        query = LogQuery(function=function, request_id=request_id, since=since, limit=limit)
+        return list(reversed(redis_logs.search(namespace, query).records))
 
+    def search_logs(self, namespace: str, query: LogQuery) -> LogPage:
+        return redis_logs.search(namespace, query)
 
-def _owner(fission_function: str) -> str:
-    try:
-        return manifests.portal_function(fission_function)
-    except ValueError:
-        return fission_function
-
-
-def _record(fields: dict[str, str]) -> LogRecord:
-    return LogRecord(
-        time=float(fields.get("time", 0)),
-        namespace=fields.get("namespace", ""),
-        function=fields.get("function", ""),
-        request_id=fields.get("request_id", ""),
-        stream=fields.get("stream", ""),
-        message=fields.get("message", ""),
-    )
+    def tail_logs(
+        self, namespace: str, stop: threading.Event, since: float | None = None
+    ) -> Iterator[list[LogRecord]]:
+        return redis_logs.tail(namespace, stop, since)
 
 
 def _message(response: httpx.Response, what: str) -> str:

@@ -256,8 +256,64 @@ def test_logs_come_from_function_pods_without_the_fetcher(
     kubernetes_portal.set_pod_log(NS, "hello-draft-abc", "python", "2026-11-23T10:00:01.5Z hello from v1\n")
 
     (record,) = get_backend().logs(NS, function="hello")
-    assert (record.function, record.message, record.time) == ("hello", "hello from v1", 1795428001.5)
+    # As on the local runtime: the data plane's name (the draft or a version) of the function.
+    assert (record.function, record.message, record.time) == ("hello-draft", "hello from v1", 1795428001.5)
     assert get_backend().logs(NS, function="other") == []
+
+
+def test_log_search_filters_and_pages_through_pod_logs(
+    kubernetes_portal: FakeKubernetes, acme: Tenant
+) -> None:
+    from functions.backends import get_backend
+    from functions.backends.base import LogQuery
+
+    kubernetes_portal.seed(_pod("hello-v1-abc", "hello-v1", ready=True))
+    kubernetes_portal.seed(_pod("other-draft-abc", "other-draft", ready=True))
+    lines = "".join(f"2026-11-23T10:00:0{i}Z line {i}{' boom' if i % 2 else ''}\n" for i in range(6))
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "python", lines)
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "fetcher", "2026-11-23T10:00:00Z fetched boom\n")
+    kubernetes_portal.set_pod_log(NS, "other-draft-abc", "python", "2026-11-23T10:00:03Z other boom\n")
+    backend = get_backend()
+
+    first = backend.search_logs(NS, LogQuery(function="hello", text="BOOM", limit=2))
+    assert [r.message for r in first.records] == ["line 5 boom", "line 3 boom"]
+    assert first.cursor is not None
+    rest = backend.search_logs(NS, LogQuery(function="hello", text="boom", limit=2, cursor=first.cursor))
+    assert ([r.message for r in rest.records], rest.cursor) == (["line 1 boom"], None)
+    everything = backend.search_logs(NS, LogQuery(text="boom"))
+    assert [r.message for r in everything.records] == [
+        "line 5 boom",
+        "other boom",
+        "line 3 boom",
+        "line 1 boom",
+    ]
+    assert backend.search_logs(NS, LogQuery(fission_name="hello-v2")).records == []
+    assert backend.search_logs(NS, LogQuery(request_id="abc")).records == []  # Kubernetes has none
+
+
+def test_log_tail_follows_function_pods_from_now_on(kubernetes_portal: FakeKubernetes, acme: Tenant) -> None:
+    import threading
+
+    from functions.backends import get_backend
+
+    kubernetes_portal.seed(_pod("hello-v1-abc", "hello-v1", ready=True))
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "python", "2026-11-23T10:00:00Z before the tail\n")
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "fetcher", "")
+    stop = threading.Event()
+    tail = get_backend().tail_logs(NS, stop, since=1795428000.5)  # 2026-11-23T10:00:00.5Z
+    try:
+        assert next(tail) == []  # the follower connects; nothing new yet
+        kubernetes_portal.append_pod_log(NS, "hello-v1-abc", "python", "2026-11-23T10:00:01Z printed\n")
+        kubernetes_portal.append_pod_log(NS, "hello-v1-abc", "fetcher", "2026-11-23T10:00:01Z not ours\n")
+        seen: list[str] = []
+        for _, batch in zip(range(10), tail, strict=False):  # each batch waits at most 1 s
+            seen += [f"{r.function}: {r.message}" for r in batch]
+            if seen:
+                break
+        assert seen == ["hello-v1: printed"]
+    finally:
+        stop.set()
+        kubernetes_portal.end_pod_log(NS, "hello-v1-abc", "python")
 
 
 def test_suspension_scales_to_zero_and_resuming_redeploys(

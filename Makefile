@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Only to load settings for commands that never connect (lint, collectstatic).
 OFFLINE_ENV := PORTAL_SECRET_KEY=offline DATABASE_URL=postgres://offline/none REDIS_URL=redis://offline:1/0
 
-.PHONY: setup run test lint bench format reset chromium wrk
+.PHONY: setup run test lint bench format reset chromium wrk prometheus
 
 setup: $(VENV)/.installed node_modules/.installed static/dist/main.js .build/staticfiles/staticfiles.json
 
@@ -29,10 +29,14 @@ static/dist/main.js: node_modules/.installed $(wildcard static/src/*)
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Debian's Prometheus for the metrics tests (make run uses it too when it is there).
+prometheus:
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 run: setup
 	$(PY) -m portal.up
 
-test: setup chromium
+test: setup chromium prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -48,7 +52,7 @@ format: setup
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
-bench: setup wrk
+bench: setup wrk prometheus
 	$(PY) bench/runtime.py
 
 reset:

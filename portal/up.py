@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,7 +55,9 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
 
 
 ENV_FILE = "running.env"
-SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "PORTAL_SECRET_KEY", "RUNTIME_TOKEN", "PORTAL_DEBUG")
+SHARED_VARIABLES = (
+    "DATABASE_URL", "REDIS_URL", "PORTAL_SECRET_KEY", "RUNTIME_TOKEN", "PORTAL_DEBUG", "PROMETHEUS_URL",
+)  # fmt: skip
 
 
 def write_running_env(data: Path) -> None:
@@ -85,9 +89,61 @@ def processes(host: str, port: int) -> dict[str, str]:
     }
 
 
+# The portal's processes sum their metrics through this directory; the runtime keeps its own.
+PORTAL_PROCESSES = ("web", "worker", "beat")
+
+
+def prepare_metrics(data: Path) -> None:
+    """The token Prometheus scrapes the portal with, and a clean multiprocess directory (files
+    of processes from an earlier run would be summed in)."""
+    if not os.environ.get("PORTAL_METRICS_TOKEN") and not os.environ.get("PORTAL_METRICS_TOKEN_FILE"):
+        os.environ["PORTAL_METRICS_TOKEN"] = persistent_secret(data / "metrics-token")
+    multiproc = data / "metrics-multiproc"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+
+
+def prometheus_process(data: Path, portal: str) -> str | None:
+    """The command of a Prometheus scraping the runtime and the portal every 5 s, if its binary
+    is installed and PROMETHEUS_URL does not point elsewhere; sets PROMETHEUS_URL."""
+    binary = embedded.prometheus_binary()
+    if os.environ.get("PROMETHEUS_URL") or binary is None:
+        return None
+    home = data / "prometheus"
+    home.mkdir(parents=True, exist_ok=True)
+    token_file = home / "portal-token"
+    token_file.write_text(os.environ["PORTAL_METRICS_TOKEN"])
+    token_file.chmod(0o600)
+    runtime = f"127.0.0.1:{os.environ.get('RUNTIME_CONTROL_PORT', '8889')}"
+    targets = [
+        embedded.ScrapeTarget("runtime", runtime),
+        embedded.ScrapeTarget("portal", portal, token_file=token_file),
+    ]
+    config = home / "prometheus.yml"
+    config.write_text(embedded.prometheus_config(targets, interval_s=5))
+    port = 9090 if embedded.port_free(9090) else embedded.free_port()
+    os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["METRICS_SCRAPE_INTERVAL_S"] = "5"
+    return shlex.join(embedded.prometheus_command(binary, config, home / "data", port))
+
+
+def _metrics_line(started: bool) -> str:
+    url = os.environ.get("PROMETHEUS_URL")
+    if started:
+        return f"Prometheus: {url} (scrapes the runtime and the portal every 5 s)"
+    if url:
+        return f"Prometheus: {url} (PROMETHEUS_URL)"
+    return (
+        "Prometheus: not found, so metrics pages will say metrics are unavailable. "
+        "Install it (Debian: apt-get install --no-install-recommends prometheus) or set PROMETHEUS_URL."
+    )
+
+
 def main() -> int:
     data = data_dir()
     redis = prepare_environment(data)
+    prepare_metrics(data)
     write_running_env(data)
     try:
         set_up_database(data)
@@ -96,9 +152,18 @@ def main() -> int:
         port = int(os.environ.get("PORTAL_PORT", "8000"))
         # The runtime fetches package archives from here (as Fission's fetcher does).
         os.environ.setdefault("PORTAL_INTERNAL_URL", f"http://{host}:{port}")
-        for name, cmd in processes(host, port).items():
-            manager.add_process(name, cmd, env=dict(os.environ), cwd=str(BASE_DIR))
-        print(f"\nfaas-portal: http://{host}:{port}/  (data in {data}; Ctrl-C stops everything)\n")
+        commands = processes(host, port)
+        prometheus = prometheus_process(data, f"{host}:{port}")
+        if prometheus is not None:
+            commands["prometheus"] = prometheus
+            write_running_env(data)  # now with PROMETHEUS_URL
+        for name, cmd in commands.items():
+            env = dict(os.environ)
+            if name not in PORTAL_PROCESSES:
+                env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            manager.add_process(name, cmd, env=env, cwd=str(BASE_DIR))
+        print(f"\nfaas-portal: http://{host}:{port}/  (data in {data}; Ctrl-C stops everything)")
+        print(_metrics_line(prometheus is not None) + "\n")
         manager.loop()
         return int(manager.returncode or 0)
     finally:

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from functions import views as function_views
+from metrics import views as metric_views
 from tenants import views
 
 urlpatterns = [
@@ -13,6 +14,9 @@ urlpatterns = [
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
     path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),
+    path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
+    path("metrics/top/", metric_views.top_functions, name="tenant-top-functions"),
+    path("logs/", metric_views.log_list, name="tenant-logs"),
     path("api/v1/", include(("tenants.api.urls", "tenant-api"), namespace="tenant-api")),
 ]
 

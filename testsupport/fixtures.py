@@ -18,7 +18,10 @@ from rest_framework.test import APIClient
 
 from testsupport.services import require
 
-pytest_plugins = ["testsupport.processes", "testsupport.runtime", "testsupport.fake_kubernetes"]
+pytest_plugins = [
+    "testsupport.processes", "testsupport.runtime", "testsupport.fake_kubernetes", "testsupport.prometheus",
+    "testsupport.e2e",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

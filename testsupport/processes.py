@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,16 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
+_MULTIPROC = Path(tempfile.mkdtemp(prefix="portal-metrics-"))
+
+
 def _environment() -> dict[str, str]:
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), PYTHONUNBUFFERED="1")
+    """As ``make run`` gives its portal processes: the ASGI server and the Celery worker sum
+    their metrics in one multiprocess directory (the test process keeps its own registry)."""
+    env = dict(
+        os.environ, DATABASE_URL=_test_database_url(), PYTHONUNBUFFERED="1",
+        PROMETHEUS_MULTIPROC_DIR=str(_MULTIPROC),
+    )  # fmt: skip
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return env
 

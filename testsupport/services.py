@@ -30,6 +30,15 @@ os.environ.setdefault(
 os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(_tmp / "celerybeat-schedule"))
 os.environ.setdefault("PORTAL_MEDIA_ROOT", str(_tmp / "media"))
 
+# Metrics: a Prometheus at a fixed address (started by the ``prometheus`` fixture when a test
+# needs it), scraping every second; the portal's own /metrics token.
+PROMETHEUS_PORT = embedded.free_port()
+os.environ.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROMETHEUS_PORT}")
+os.environ.setdefault("METRICS_SCRAPE_INTERVAL_S", "1")
+os.environ.setdefault("PORTAL_METRICS_TOKEN", "test-metrics-token")
+if embedded.prometheus_binary() is None:
+    SERVICE_ERRORS["prometheus"] = "no prometheus binary (make test installs Debian's prometheus)"
+
 if not os.environ.get("DATABASE_URL"):
     try:
         os.environ["DATABASE_URL"] = embedded.start_postgres(_tmp / "postgres", on_exit="delete")

@@ -9,43 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from testsupport.e2e import create_function as _create
+from testsupport.e2e import deploy_and_wait as _deploy_and_wait
+from testsupport.e2e import latest_deployment as _latest_deployment
 from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 API = "/t/acme/api/v1/functions"
-
-
-@pytest.fixture
-def stack(celery_worker_process: Any, live_server_url: str, runtime_session: Any) -> Any:
-    for namespace in ("faas-acme", "faas-globex"):  # what earlier tests deployed is not ours
-        runtime_session.wipe(namespace)
-    return runtime_session
-
-
-def _latest_deployment(client: Any, name: str) -> dict[str, Any]:
-    return client.get(f"{API}/{name}/deployments/").json()["results"][0]
-
-
-def _deploy_and_wait(client: Any, name: str) -> dict[str, Any]:
-    response = client.post(f"{API}/{name}/deployments/")
-    assert response.status_code == 202, response.content
-    deployment_id = response.json()["id"]
-
-    def finished() -> dict[str, Any] | None:
-        body = client.get(f"{API}/{name}/deployments/{deployment_id}/").json()
-        return body if body["state"] in ("live", "failed") else None
-
-    deployment = wait_until(finished, timeout=120, interval=0.2, message="the deployment did not finish")
-    assert deployment["state"] == "live", deployment
-    assert [s["state"] for s in deployment["steps"]][-3:] == ["applying", "waiting", "live"]
-    return deployment
-
-
-def _create(client: Any, name: str, files: dict[str, str], path: str) -> None:
-    assert client.post(f"{API}/", {"name": name}, format="json").status_code == 201
-    assert client.put(f"{API}/{name}/code/", {"files": files}, format="json").status_code == 200
-    trigger = {"name": name, "methods": ["GET", "POST"], "path": path, "target_kind": "draft"}
-    assert client.post(f"{API}/{name}/triggers/", trigger, format="json").status_code == 201
 
 
 def test_create_deploy_call_and_test_call(world, api, stack):

@@ -29,6 +29,7 @@ _DESCRIPTIONS = {
     404: "Not found (or not visible to you)",
     409: "Conflict (state, duplicate)",
     413: "Body too large",
+    503: "A dependency is unavailable (Prometheus, the log store); retry later",
 }
 
 

@@ -2,6 +2,8 @@
 import htmx from "htmx.org";
 import { mountEditors } from "./editor.js";
 import { connectEvents } from "./live.js";
+import { mountLogTail } from "./logs.js";
+import { mountMetrics } from "./metrics.js";
 
 window.htmx = htmx;
 
@@ -14,4 +16,6 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   mountEditors();
   document.querySelectorAll("[data-events-url]").forEach((element) => connectEvents(element));
+  document.querySelectorAll("[data-metrics]").forEach((section) => mountMetrics(section));
+  document.querySelectorAll("[data-log-tail]").forEach((section) => mountLogTail(section));
 });

@@ -11,5 +11,6 @@ urlpatterns = [
     path("me/", TenantMeViewSet.as_view({"get": "list"}), name="tenant-me"),
     path("quota/", QuotaViewSet.as_view({"get": "list"}), name="tenant-quota"),
     path("", include(router.urls)),
+    path("", include("metrics.api.urls")),
     path("", include("functions.api.urls")),
 ]

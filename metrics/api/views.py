@@ -1,0 +1,105 @@
+"""Metrics and logs under ``/t/<tenant>/api/v1/``: any member may read them.
+
+Prometheus or the log store being away is a 503 in the error shape, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from functions.models import Function
+from metrics import logs, selectors
+from metrics.api import serializers as s
+from portal.api.schema import ERRORS, error_responses
+from portal.api.views import TenantViewSet
+
+READ_ERRORS = {**ERRORS, **error_responses(503)}
+
+
+def _query(serializer_class: type[Any], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class FunctionMetricsViewSet(TenantViewSet):
+    def _function(self) -> Function:
+        return get_object_or_404(Function, name=self.kwargs["function_name"])
+
+    @extend_schema(
+        summary="A function's calls, errors, latency percentiles and cold starts",
+        description="Of the whole function, or one version, alias or trigger path; optionally broken "
+        "down. Counts are exact for the window (no extrapolation).",
+        parameters=[s.StatsQuery], responses={200: s.FunctionStatsSerializer, **READ_ERRORS},
+    )  # fmt: skip
+    def stats(self, request: Request, function_name: str) -> Response:
+        query = _query(s.StatsQuery, request)
+        stats = selectors.function_stats(
+            self._function(), time_range=selectors.TimeRange(query.pop("range")),
+            by=selectors.Breakdown(query["by"]) if query.get("by") else None,
+            version=query.get("version"), alias=query.get("alias"), path=query.get("path"),
+        )  # fmt: skip
+        body = {
+            "function": stats.function, "range": stats.range.value, "at": stats.at,
+            "totals": stats.totals.as_dict(), "by": stats.by.value if stats.by else None,
+            "breakdown": [_row(row) for row in stats.breakdown],
+        }  # fmt: skip
+        return Response(s.FunctionStatsSerializer(body).data)
+
+    @extend_schema(
+        summary="A function's metrics over time, for charts",
+        parameters=[s.ScopeQuery], responses={200: s.FunctionSeriesSerializer, **READ_ERRORS},
+    )  # fmt: skip
+    def series(self, request: Request, function_name: str) -> Response:
+        query = _query(s.ScopeQuery, request)
+        found = selectors.function_series(
+            self._function(), time_range=selectors.TimeRange(query.pop("range")), **query
+        )
+        body = {
+            "function": found.function, "range": found.range.value, "start": found.start,
+            "end": found.end, "step_s": found.step_s, "series": found.series,
+        }  # fmt: skip
+        return Response(body)
+
+
+class TenantMetricsViewSet(TenantViewSet):
+    @extend_schema(
+        summary="The tenant's totals and its top functions by calls and by errors",
+        parameters=[s.RangeQuery], responses={200: s.TenantOverviewSerializer, **READ_ERRORS},
+    )  # fmt: skip
+    def list(self, request: Request) -> Response:
+        query = _query(s.RangeQuery, request)
+        overview = selectors.tenant_overview(time_range=selectors.TimeRange(query["range"]))
+        body = {
+            "range": overview.range.value, "at": overview.at, "totals": overview.totals.as_dict(),
+            "top_by_calls": [_row(r) for r in overview.top_by_calls],
+            "top_by_errors": [_row(r) for r in overview.top_by_errors],
+        }  # fmt: skip
+        return Response(s.TenantOverviewSerializer(body).data)
+
+
+class LogViewSet(TenantViewSet):
+    @extend_schema(
+        summary="Search the tenant's function logs, newest first",
+        description="Filter by function, version, request id, stream, time range and text; pass "
+        "`cursor` back for the next page. On Kubernetes, lines carry no request id or stream.",
+        parameters=[s.LogsQuery], responses={200: s.LogPageSerializer, **READ_ERRORS},
+    )  # fmt: skip
+    def list(self, request: Request) -> Response:
+        results = logs.log_search(**_query(s.LogsQuery, request))
+        following = None
+        if results.cursor is not None:
+            params = request.query_params.copy()
+            params["cursor"] = results.cursor
+            following = request.build_absolute_uri(request.path + "?" + params.urlencode())
+        body = {"results": results.records, "cursor": results.cursor, "next": following}
+        return Response(s.LogPageSerializer(body).data)
+
+
+def _row(row: selectors.Row) -> dict[str, Any]:
+    return {"key": row.key, "calls": row.calls, "errors": row.errors, "error_rate": row.error_rate}

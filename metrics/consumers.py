@@ -1,0 +1,218 @@
+"""Live metrics and log tails at ``/t/<tenant>/ws/live/``: one socket, many subscriptions.
+
+Client messages (JSON):
+- ``{"type": "subscribe", "id": "a", "stream": "metrics", "function": "hello", "interval": 5,
+  "range": "1h"}``
+- ``{"type": "subscribe", "id": "b", "stream": "logs", "function": "hello", "version": "v2",
+  "log_stream": "stderr"}`` (every filter optional: the whole tenant by default)
+- ``{"type": "unsubscribe", "key": "..."}``, ``{"type": "ping"}``
+
+Server frames: ``subscribed`` (with the ``key`` later frames carry), ``metrics``, ``logs``,
+``error`` (``{"error": {"code", "message", "detail"}}``, the API's shape), ``pong``.
+
+Access: the tenant's members (viewer and up) may watch. It is checked at connect, at every
+client message, whenever the tenant's members or tokens change (the consumer listens to the
+tenant's events) and every minute; a connection that lost it is closed with 4403. A function
+is looked up in the tenant's own schema, so another tenant's function is simply not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django_tenants.utils import schema_context
+from rest_framework import serializers
+
+from functions import manifests
+from functions.models import Function
+from metrics.hub import LogFilter, MetricsTopic, hub
+from metrics.logs import fission_name
+from metrics.selectors import TimeRange
+from portal.errors import error_body
+from portal.notifier import tenant_events_group
+from tenants.access import effective_role
+from tenants.consumers import CLOSE_NOT_FOUND, CLOSE_REVOKED
+from tenants.models import ApiToken, Tenant
+from tenants.selectors import token_is_active
+
+INTERVALS = (1, 2, 5, 10, 30, 60)
+MAX_SUBSCRIPTIONS = 20
+OUTBOX_FRAMES = 256
+RECHECK_S = 60.0
+
+
+class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
+    id = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    stream = serializers.ChoiceField(choices=("metrics", "logs"))
+    function = serializers.RegexField(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", required=False)
+    interval = serializers.ChoiceField(choices=INTERVALS, default=5)
+    range = serializers.ChoiceField(choices=[r.value for r in TimeRange], default=TimeRange.H1.value)
+    version = serializers.RegexField(r"^(draft|v[1-9][0-9]{0,5})$", required=False)
+    log_stream = serializers.ChoiceField(choices=("stdout", "stderr"), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["stream"] == "metrics" and not attrs.get("function"):
+            raise serializers.ValidationError({"function": ["A metrics subscription names a function."]})
+        if attrs.get("version") and not attrs.get("function"):
+            raise serializers.ValidationError({"version": ["A version belongs to a function: name it."]})
+        return attrs
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    tenant: Tenant | None = None
+
+    async def connect(self) -> None:
+        self.tenant = self.scope.get("tenant")
+        self.subscriptions: dict[str, MetricsTopic | LogFilter] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.events_group = ""
+        if self.tenant is None or not self.tenant.is_ready or await self._role() is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_FRAMES)
+        self.dropped = 0
+        await self.accept()
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._send_forever()), loop.create_task(self._recheck_forever())]
+        self.events_group = tenant_events_group(self.tenant.schema_name)
+        await self.channel_layer.group_add(self.events_group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for key in list(getattr(self, "subscriptions", {})):
+            await self._unsubscribe(key)
+        if self.events_group:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(self.events_group, self.channel_name)
+
+    # -- what the hub calls ----------------------------------------------------------------------
+
+    def deliver(self, frame: str) -> None:
+        """Queue a frame; a client that does not keep up loses its oldest frames, never the hub."""
+        if self.outbox.full():
+            self.outbox.get_nowait()
+            self.dropped += 1
+        self.outbox.put_nowait(frame)
+
+    async def _send_forever(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            await self.send(text_data=frame)
+
+    # -- client messages ---------------------------------------------------------------------------
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not await self._still_allowed():
+            return
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "subscribe":
+            await self._subscribe(content)
+        elif kind == "unsubscribe":
+            await self._unsubscribe(str(content.get("key", "")))
+            self._reply({"type": "unsubscribed", "key": str(content.get("key", ""))})
+        elif kind == "ping":
+            self._reply({"type": "pong"})
+        else:
+            self._error("", "invalid", "Unknown message: send subscribe, unsubscribe or ping.")
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        try:
+            await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
+        except (ValueError, TypeError):
+            self._error("", "malformed", "Messages are JSON objects.")
+
+    async def _subscribe(self, content: dict[str, Any]) -> None:
+        request = SubscribeSerializer(data=content)
+        if not request.is_valid():
+            self._error(
+                str(content.get("id", ""))[:64], "invalid", "The subscription is invalid.", request.errors
+            )
+            return
+        data = request.validated_data
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            self._error(data["id"], "too_many", f"At most {MAX_SUBSCRIPTIONS} subscriptions per connection.")
+            return
+        if data.get("function") and not await self._function_exists(data["function"]):
+            self._error(data["id"], "not_found", f"There is no function {data['function']!r}.")
+            return
+        topic = self._topic(data)
+        if topic.key not in self.subscriptions:
+            self.subscriptions[topic.key] = topic
+            if isinstance(topic, MetricsTopic):
+                await hub().subscribe_metrics(topic, self)
+            else:
+                await hub().subscribe_logs(topic, self)
+        self._reply({"type": "subscribed", "id": data["id"], "key": topic.key, "stream": data["stream"]})
+
+    def _topic(self, data: dict[str, Any]) -> MetricsTopic | LogFilter:
+        assert self.tenant is not None
+        schema, namespace = self.tenant.schema_name, self._namespace()
+        function: str | None = data.get("function")
+        if data["stream"] == "metrics":
+            assert function is not None
+            return MetricsTopic(schema, namespace, function, int(data["interval"]), data["range"])
+        version = data.get("version")
+        fission = fission_name(function, version) if function and version else None
+        return LogFilter(schema, namespace, function, fission, data.get("log_stream"))
+
+    def _namespace(self) -> str:
+        from django.conf import settings
+
+        assert self.tenant is not None
+        return manifests.namespace_for(self.tenant.slug, settings.TENANT_NAMESPACE_PREFIX)
+
+    async def _unsubscribe(self, key: str) -> None:
+        topic = self.subscriptions.pop(key, None)
+        if isinstance(topic, MetricsTopic):
+            await hub().unsubscribe_metrics(topic, self)
+        elif isinstance(topic, LogFilter):
+            await hub().unsubscribe_logs(topic, self)
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        self.deliver(json.dumps(body))
+
+    def _error(self, request_id: str, code: str, message: str, detail: Any = None) -> None:
+        self._reply({"type": "error", "id": request_id, **error_body(code, message, detail)})
+
+    # -- access ----------------------------------------------------------------------------------
+
+    async def event_push(self, message: dict[str, Any]) -> None:
+        """The tenant's events: a member or token change may have taken this client's access."""
+        kind = str((message.get("event") or {}).get("kind", ""))
+        if kind.startswith(("member.", "token.", "tenant.")):
+            await self._still_allowed()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)  # also catches a token that expired meanwhile
+            await self._still_allowed()
+
+    async def _still_allowed(self) -> bool:
+        if await self._role() is None:
+            await self.close(code=CLOSE_REVOKED)
+            return False
+        return True
+
+    @database_sync_to_async
+    def _role(self) -> str | None:
+        assert self.tenant is not None
+        token: ApiToken | None = self.scope.get("token")
+        with schema_context("public"):
+            if token is not None and not token_is_active(token_id=token.pk):
+                return None
+            tenant = Tenant.objects.filter(pk=self.tenant.pk).first()
+            return None if tenant is None else effective_role(self.scope["user"], tenant, token)
+
+    @database_sync_to_async
+    def _function_exists(self, name: str) -> bool:
+        assert self.tenant is not None
+        with schema_context(self.tenant.schema_name):
+            return Function.objects.filter(name=name).exists()

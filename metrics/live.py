@@ -1,0 +1,35 @@
+"""What a live metrics frame carries (metrics/hub.py polls it once per topic and tick)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from metrics.hub import MetricsTopic
+from metrics.queries import Scope
+from metrics.selectors import TimeRange, totals
+
+
+def poll(topic: MetricsTopic) -> dict[str, Any]:
+    """The function's totals over the topic's range, and the latest chart point: the counts and
+    percentiles of the last chart step, so a chart of that range can append it as it is.
+
+    Needs no database: the topic was built from a function the consumer found in the tenant's
+    schema. Raises MetricsUnavailable."""
+    time_range = TimeRange(topic.range)
+    scope = Scope(topic.namespace, function=topic.function)
+    at = time.time()
+    point = totals(scope, time_range.step_s, at)
+    return {
+        "function": topic.function,
+        "range": time_range.value,
+        "step_s": time_range.step_s,
+        "totals": totals(scope, time_range.seconds, at).as_dict(),
+        "point": {
+            "t": at,
+            "calls": point.calls,
+            "errors": point.errors,
+            "cold_starts": point.cold_starts,
+            **point.latency_ms,
+        },
+    }

@@ -1,0 +1,87 @@
+"""Log search in the current tenant's namespace, through the data plane's backend.
+
+The namespace comes from the tenant whose schema the connection is in, never from the request, so
+a search cannot reach another tenant's records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from functions import manifests
+from functions.backends import get_backend
+from functions.backends.base import InvalidCursor, LogQuery, LogRecord, TransientError, portal_function_of
+from functions.services.common import current_tenant
+from portal.errors import DomainError, ValidationFailed
+
+DRAFT = "draft"
+
+
+class LogsUnavailable(DomainError):
+    status = 503
+    code = "logs_unavailable"
+
+
+@dataclass(frozen=True)
+class LogResults:
+    records: list[dict[str, Any]]
+    cursor: str | None
+
+
+def log_record_json(record: LogRecord) -> dict[str, Any]:
+    """A record as the API and the streams show it: the portal function and its version."""
+    function = portal_function_of(record.function)
+    version = record.function[len(function) + 1 :] if record.function != function else ""
+    return {
+        "id": record.id,
+        "time": record.time,
+        "function": function,
+        "version": version,
+        "request_id": record.request_id,
+        "stream": record.stream,
+        "message": record.message,
+    }
+
+
+def fission_name(function: str, version: str) -> str:
+    """``f-v3`` or ``f-draft`` for version ``v3`` or ``draft`` of ``f``."""
+    return manifests.fission_name(function, None if version == DRAFT else int(version.removeprefix("v")))
+
+
+def log_search(
+    *,
+    function: str | None = None,
+    version: str | None = None,
+    request_id: str | None = None,
+    stream: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> LogResults:
+    """One page of the tenant's log records, newest first. ValidationFailed for a cursor this
+    API did not give; LogsUnavailable (503) when the log store cannot be read."""
+    query = LogQuery(
+        function=function,
+        fission_name=fission_name(function, version) if function and version else None,
+        request_id=request_id,
+        stream=stream,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        text=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    namespace = manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
+    try:
+        page = get_backend().search_logs(namespace, query)
+    except InvalidCursor as exc:
+        raise ValidationFailed("The cursor is invalid.", detail={"cursor": [exc.message]}) from None
+    except TransientError as exc:
+        raise LogsUnavailable(f"Logs are unavailable: {exc.message}") from None
+    return LogResults([log_record_json(r) for r in page.records], page.cursor)

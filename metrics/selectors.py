@@ -1,0 +1,306 @@
+"""Function and tenant statistics from Prometheus, in the current tenant's namespace.
+
+Every query is scoped to the namespace of the tenant whose schema the connection is in, and to
+functions, versions, aliases and paths read from that schema: nothing a user typed reaches
+PromQL unchecked, and no other tenant's series can be selected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+
+from functions import manifests
+from functions.models import Alias, Function, Trigger, Version
+from functions.services.common import current_tenant
+from metrics import queries
+from metrics.prometheus import Sample, prometheus
+from metrics.queries import GroupBy, Scope
+from portal.errors import NotFound, ValidationFailed
+
+TOP_FUNCTIONS = 10
+NO_ROUTE = "/-/no-route"
+
+
+class TimeRange(StrEnum):
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+    H6 = "6h"
+    H24 = "24h"
+    D7 = "7d"
+
+    @property
+    def seconds(self) -> int:
+        return _RANGES[self][0]
+
+    @property
+    def step_s(self) -> int:
+        """About 60-170 points per chart, never finer than Prometheus scrapes."""
+        return max(_RANGES[self][1], settings.METRICS_SCRAPE_INTERVAL_S)
+
+
+_RANGES = {
+    TimeRange.M5: (300, 5),
+    TimeRange.M15: (900, 15),
+    TimeRange.H1: (3600, 30),
+    TimeRange.H6: (21600, 180),
+    TimeRange.H24: (86400, 600),
+    TimeRange.D7: (604800, 3600),
+}
+
+
+class Breakdown(StrEnum):
+    VERSION = "version"
+    ALIAS = "alias"
+    PATH = "path"
+
+
+@dataclass(frozen=True)
+class Totals:
+    calls: int = 0
+    errors: int = 0
+    cold_starts: int = 0
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float | None:
+        return round(self.errors / self.calls, 4) if self.calls else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "cold_starts": self.cold_starts,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    calls: int
+    errors: int
+
+    @property
+    def error_rate(self) -> float | None:
+        return round(self.errors / self.calls, 4) if self.calls else None
+
+
+@dataclass(frozen=True)
+class FunctionStats:
+    function: str
+    range: TimeRange
+    at: float
+    totals: Totals
+    by: Breakdown | None = None
+    breakdown: list[Row] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FunctionSeries:
+    function: str
+    range: TimeRange
+    start: float
+    end: float
+    step_s: int
+    # name -> [(epoch seconds, value or None)]: calls, errors, cold_starts per step; p50/p95/p99 in ms
+    series: dict[str, list[tuple[float, float | None]]]
+
+
+@dataclass(frozen=True)
+class TenantOverview:
+    range: TimeRange
+    at: float
+    totals: Totals
+    top_by_calls: list[Row]
+    top_by_errors: list[Row]
+
+
+def _namespace() -> str:
+    return manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
+
+
+def _route(path: str) -> str:
+    return manifests.tenant_route(current_tenant().slug, path)
+
+
+def _strip_route(route: str) -> str:
+    prefix = f"/{current_tenant().slug}"
+    return (route[len(prefix) :] or "/") if route.startswith(prefix) else route
+
+
+DRAFT = "draft"
+
+
+def function_scope(
+    function: Function, *, version: str | None = None, alias: str | None = None, path: str | None = None
+) -> Scope:
+    """The series of ``function``, or of one of its versions (``"v3"``, or ``"draft"``), aliases
+    or trigger paths. NotFound for a version, alias or path the function does not have."""
+    if sum(x is not None for x in (version, alias, path)) > 1:
+        raise ValidationFailed("Give at most one of version, alias and path.")
+    base = Scope(_namespace(), function=function.name)
+    if version is not None:
+        number = None if version == DRAFT else int(version.removeprefix("v"))
+        if number is not None and not Version.objects.filter(function=function, number=number).exists():
+            raise NotFound(f"Function {function.name} has no version {version}.")
+        return Scope(base.namespace, function.name, (manifests.fission_name(function.name, number),))
+    if alias is not None:
+        found = Alias.objects.filter(function=function, name=alias).first()
+        if found is None:
+            raise NotFound(f"Function {function.name} has no alias {alias!r}.")
+        routes = tuple(_route(t.path) for t in Trigger.objects.filter(function=function, alias=found))
+        # An alias no trigger serves gets no traffic: a path no route can have selects nothing.
+        return Scope(base.namespace, function.name, paths=routes or (NO_ROUTE,))
+    if path is not None:
+        if not Trigger.objects.filter(function=function, path=path).exists():
+            raise NotFound(f"Function {function.name} has no trigger on {path!r}.")
+        return Scope(base.namespace, function.name, paths=(_route(path),))
+    return base
+
+
+def _value(samples: list[Sample]) -> float | None:
+    return samples[0].value if samples else None
+
+
+def _count(samples: list[Sample]) -> int:
+    return round(sum(s.value or 0 for s in samples))
+
+
+def totals(scope: Scope, window_s: int, at: float) -> Totals:
+    """Calls, errors, cold starts and latency percentiles of ``scope`` in the ``window_s``
+    seconds before ``at``. MetricsUnavailable when Prometheus cannot answer."""
+    client = prometheus()
+    latency = {
+        f"p{round(q * 100)}": _ms(_value(client.instant(queries.quantile(q, scope, window_s), at=at)))
+        for q in queries.QUANTILES
+    }
+    return Totals(
+        calls=_count(client.instant(queries.calls(scope, window_s), at=at)),
+        errors=_count(client.instant(queries.errors(scope, window_s), at=at)),
+        cold_starts=_count(client.instant(queries.cold_starts(scope, window_s), at=at)),
+        latency_ms=latency,
+    )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _grouped(scope: Scope, window_s: int, at: float, group: GroupBy) -> dict[str, tuple[int, int]]:
+    client = prometheus()
+    rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for index, query in enumerate((queries.calls, queries.errors)):
+        for sample in client.instant(query(scope, window_s, group), at=at):
+            rows[sample.labels.get(group.value, "")][index] += round(sample.value or 0)
+    return {key: (calls, errs) for key, (calls, errs) in rows.items()}
+
+
+def function_stats(
+    function: Function,
+    *,
+    time_range: TimeRange,
+    by: Breakdown | None = None,
+    version: str | None = None,
+    alias: str | None = None,
+    path: str | None = None,
+) -> FunctionStats:
+    """Calls, errors, error rate, latency percentiles and cold starts of ``function`` (or one
+    version, alias or trigger path) during ``time_range``, optionally broken down.
+
+    Raises MetricsUnavailable (503) when Prometheus cannot answer."""
+    scope = function_scope(function, version=version, alias=alias, path=path)
+    at = time.time()
+    summed = totals(scope, time_range.seconds, at)
+    rows = _breakdown(function, scope, time_range.seconds, at, by) if by else []
+    return FunctionStats(function.name, time_range, at, summed, by, rows)
+
+
+def _breakdown(function: Function, scope: Scope, window_s: int, at: float, by: Breakdown) -> list[Row]:
+    if by is Breakdown.VERSION:
+        grouped = _grouped(scope, window_s, at, GroupBy.FUNCTION)
+        rows = [Row(_version_key(name), *counts) for name, counts in grouped.items()]
+    else:
+        by_path = {_strip_route(k): v for k, v in _grouped(scope, window_s, at, GroupBy.PATH).items()}
+        if by is Breakdown.PATH:
+            rows = [Row(path, *counts) for path, counts in by_path.items()]
+        else:
+            rows = _alias_rows(function, by_path)
+    return sorted(rows, key=lambda r: (-r.calls, r.key))
+
+
+def _version_key(fission_name: str) -> str:
+    return fission_name.rsplit("-", 1)[-1]  # "v2" or "draft"
+
+
+def _alias_rows(function: Function, by_path: dict[str, tuple[int, int]]) -> list[Row]:
+    totals: dict[str, list[int]] = {a.name: [0, 0] for a in Alias.objects.filter(function=function)}
+    for trigger in Trigger.objects.filter(function=function, alias__isnull=False).select_related("alias"):
+        calls, errs = by_path.get(trigger.path, (0, 0))
+        assert trigger.alias is not None
+        totals[trigger.alias.name][0] += calls
+        totals[trigger.alias.name][1] += errs
+    return [Row(name, calls, errs) for name, (calls, errs) in totals.items()]
+
+
+def function_series(
+    function: Function, *, time_range: TimeRange, version: str | None = None, alias: str | None = None,
+    path: str | None = None,
+) -> FunctionSeries:  # fmt: skip
+    """Per-step counts (calls, errors, cold starts) and latency percentiles (ms) for charts."""
+    scope = function_scope(function, version=version, alias=alias, path=path)
+    step = time_range.step_s
+    end = float(int(time.time() // step * step))
+    start = end - time_range.seconds
+    client = prometheus()
+    wanted = {
+        "calls": queries.calls(scope, step),
+        "errors": queries.errors(scope, step),
+        "cold_starts": queries.cold_starts(scope, step),
+        **{f"p{round(q * 100)}": queries.quantile(q, scope, step) for q in queries.QUANTILES},
+    }
+    series: dict[str, list[tuple[float, float | None]]] = {}
+    for name, query in wanted.items():
+        found = client.range(query, start=start, end=end, step_s=step)
+        points = dict(found[0].points) if found else {}
+        if name.startswith("p"):  # no calls in a step: no latency, not zero latency
+            series[name] = [(t, _ms(points.get(t))) for t in _steps(start, end, step)]
+        else:  # no series yet: nothing was counted
+            series[name] = [(t, round(points.get(t) or 0)) for t in _steps(start, end, step)]
+    return FunctionSeries(function.name, time_range, start, end, step, series)
+
+
+def _steps(start: float, end: float, step: int) -> list[float]:
+    return [start + i * step for i in range(int((end - start) // step) + 1)]
+
+
+def tenant_overview(*, time_range: TimeRange) -> TenantOverview:
+    """The tenant's totals and its top functions by calls and by errors."""
+    scope = Scope(_namespace())
+    at = time.time()
+    summed = totals(scope, time_range.seconds, at)
+    known = set(Function.objects.values_list("name", flat=True))
+    per_function: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for name, (calls, errs) in _grouped(scope, time_range.seconds, at, GroupBy.FUNCTION).items():
+        owner = _owner(name)
+        if owner in known:  # a deleted function's old series are not shown
+            per_function[owner][0] += calls
+            per_function[owner][1] += errs
+    rows = [Row(name, calls, errs) for name, (calls, errs) in per_function.items()]
+    by_calls = sorted((r for r in rows if r.calls), key=lambda r: (-r.calls, r.key))[:TOP_FUNCTIONS]
+    by_errors = sorted((r for r in rows if r.errors), key=lambda r: (-r.errors, r.key))[:TOP_FUNCTIONS]
+    return TenantOverview(time_range, at, summed, by_calls, by_errors)
+
+
+def _owner(fission_name: str) -> str:
+    try:
+        return manifests.portal_function(fission_name)
+    except ValueError:
+        return ""

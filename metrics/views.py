@@ -1,0 +1,99 @@
+"""Pages: a function's charts, the tenant's top functions, and the logs with filters.
+
+Each renders without Prometheus or the log store: it says plainly that metrics (or logs) are
+unavailable, and the rest of the page works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from functions.models import Function
+from metrics import logs, selectors
+from metrics.prometheus import MetricsUnavailable
+from portal.errors import DomainError
+from portal.pages import tenant_page
+
+LIVE_INTERVAL_S = 5
+RANGES = [r.value for r in selectors.TimeRange]
+
+
+def _range(request: HttpRequest) -> selectors.TimeRange:
+    raw = request.GET.get("range", selectors.TimeRange.H1.value)
+    return selectors.TimeRange(raw) if raw in RANGES else selectors.TimeRange.H1
+
+
+@tenant_page()
+def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
+    function = get_object_or_404(Function, name=name)
+    time_range = _range(request)
+    context: dict[str, Any] = {
+        "function": function, "range": time_range.value, "ranges": RANGES,
+        "interval": LIVE_INTERVAL_S, "series": None, "stats": None, "unavailable": None,
+    }  # fmt: skip
+    try:
+        context["stats"] = selectors.function_stats(
+            function, time_range=time_range, by=selectors.Breakdown.VERSION
+        )
+        series = selectors.function_series(function, time_range=time_range)
+        context["series"] = {"step_s": series.step_s, "series": series.series}
+    except MetricsUnavailable as exc:
+        context["unavailable"] = exc.message
+    return render(request, "metrics/function.html", context)
+
+
+@tenant_page()
+def top_functions(request: HttpRequest) -> HttpResponse:
+    """The overview's "top functions" panel (loaded by htmx, so the page never waits for it)."""
+    time_range = _range(request)
+    context: dict[str, Any] = {"range": time_range.value, "ranges": RANGES, "overview": None}
+    try:
+        context["overview"] = selectors.tenant_overview(time_range=time_range)
+    except MetricsUnavailable as exc:
+        context["unavailable"] = exc.message
+    return render(request, "metrics/_top.html", context)
+
+
+class LogFilterForm(forms.Form):
+    function = forms.RegexField(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", required=False)
+    version = forms.RegexField(r"^(draft|v[1-9][0-9]{0,5})$", required=False,
+                               help_text="v3 or draft (with a function)")  # fmt: skip
+    request_id = forms.CharField(max_length=128, required=False, label="Request id")
+    stream = forms.ChoiceField(
+        choices=[("", "any"), ("stdout", "stdout"), ("stderr", "stderr")], required=False
+    )
+    q = forms.CharField(max_length=200, required=False, label="Text")
+    since = forms.DateTimeField(required=False, help_text="e.g. 2026-12-01 10:00 (UTC)")
+    until = forms.DateTimeField(required=False)
+    cursor = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("version") and not data.get("function"):
+            self.add_error("version", "A version belongs to a function: name it.")
+        return data
+
+
+@tenant_page()
+def log_list(request: HttpRequest) -> HttpResponse:
+    form = LogFilterForm(request.GET or None)
+    context: dict[str, Any] = {
+        "form": form, "functions": Function.objects.values_list("name", flat=True), "results": None,
+    }  # fmt: skip
+    if form.is_bound and not form.is_valid():
+        return render(request, "metrics/logs.html", context, status=400)
+    filters = {k: v for k, v in (form.cleaned_data if form.is_bound else {}).items() if v not in (None, "")}
+    try:
+        context["results"] = logs.log_search(limit=100, **filters)
+    except DomainError as exc:  # the log store is away (503), or a cursor we never gave (400)
+        context["unavailable"] = exc.message
+    if context["results"] is not None and context["results"].cursor:
+        params = request.GET.copy()
+        params["cursor"] = context["results"].cursor
+        context["next_query"] = params.urlencode()
+    context["live"] = {k: filters.get(k, "") for k in ("function", "version", "stream")}
+    return render(request, "metrics/logs.html", context)

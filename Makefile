@@ -54,6 +54,7 @@ wrk:
 
 bench: setup wrk prometheus
 	$(PY) bench/runtime.py
+	$(PY) bench/ws_fanout.py
 
 reset:
 	@echo "Deleting .data/ (database, Redis, secret key, admin password)."

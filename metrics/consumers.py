@@ -144,13 +144,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self._error(data["id"], "not_found", f"There is no function {data['function']!r}.")
             return
         topic = self._topic(data)
+        # The reply first: the hub may hand over its last frame at once, and it must come after.
+        self._reply({"type": "subscribed", "id": data["id"], "key": topic.key, "stream": data["stream"]})
         if topic.key not in self.subscriptions:
             self.subscriptions[topic.key] = topic
             if isinstance(topic, MetricsTopic):
                 await hub().subscribe_metrics(topic, self)
             else:
                 await hub().subscribe_logs(topic, self)
-        self._reply({"type": "subscribed", "id": data["id"], "key": topic.key, "stream": data["stream"]})
 
     def _topic(self, data: dict[str, Any]) -> MetricsTopic | LogFilter:
         assert self.tenant is not None

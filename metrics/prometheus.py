@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
@@ -85,7 +86,11 @@ class Prometheus:
             result = call(self._client)
         except requests.Timeout:
             raise MetricsUnavailable(f"Prometheus did not answer within {self.timeout_s:g} s.") from None
+        except requests.JSONDecodeError:  # also a RequestException: the server answered, not JSON
+            raise MetricsUnavailable("Prometheus answered something that is not a query result.") from None
         except requests.RequestException as exc:
+            if _timed_out(exc):
+                raise MetricsUnavailable(f"Prometheus did not answer within {self.timeout_s:g} s.") from None
             raise MetricsUnavailable(f"Prometheus is unreachable ({type(exc).__name__}).") from None
         except PrometheusApiClientException as exc:
             raise MetricsUnavailable(f"Prometheus refused the query: {str(exc)[:300]}") from None
@@ -94,6 +99,13 @@ class Prometheus:
         if not isinstance(result, list):
             raise MetricsUnavailable("Prometheus answered something that is not a query result.")
         return result
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    """A read timeout after the retries is a ConnectionError wrapping urllib3's timeout."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a ConnectTimeoutError, oddly
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not refused
 
 
 _local = threading.local()

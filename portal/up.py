@@ -82,7 +82,7 @@ def processes(host: str, port: int) -> dict[str, str]:
     python = sys.executable
     return {
         "web": f"{python} -m uvicorn portal.asgi:application --host {host} --port {port} "
-        "--ws websockets --lifespan off --no-access-log",
+        "--ws websockets-sansio --lifespan off --no-access-log",
         "worker": f"{python} -m celery -A portal worker --loglevel INFO --concurrency 2",
         "beat": f"{python} -m celery -A portal beat --loglevel INFO",
         "runtime": f"{python} -m runtime",

@@ -78,7 +78,7 @@ def live_server_url(
     log = tmp_path_factory.mktemp("web") / "web.log"
     cmd = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+        "--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT)

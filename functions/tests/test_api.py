@@ -96,6 +96,9 @@ ENDPOINTS = [
     ("get", "/hello/deployments/{deployment}/", None, "json", "vera", 200, {}),
     ("post", "/hello/upload/", _upload, "multipart", "bob", 200, {"vera": 403}),
     ("post", "/hello/invoke/", {"method": "GET", "path": "/hello"}, "json", "bob", 201, {"vera": 403}),
+    # No Prometheus answers in this test: past the access checks, metrics are 503 (metrics/tests).
+    ("get", "/hello/metrics/", None, "json", "vera", 503, {}),
+    ("get", "/hello/metrics/series/", None, "json", "vera", 503, {}),
     ("delete", "/hello/", None, "json", "bob", 204, {"vera": 403}),
 ]
 

@@ -45,6 +45,9 @@ ENDPOINTS = [
     ("post", "/t/{t}/api/v1/tokens/", {"name": "n", "role": "viewer"}, "vera", 201, {}),
     # vera's token: its owner and admins may revoke it; other members do not even see it
     ("delete", "/t/{t}/api/v1/tokens/{token}/", None, "alice", 204, {"bob": 404}),
+    ("get", "/t/{t}/api/v1/logs/", None, "vera", 200, {}),
+    # No Prometheus answers in this test: past the access checks, metrics are 503 (metrics/tests).
+    ("get", "/t/{t}/api/v1/metrics/", None, "vera", 503, {}),
 ]
 
 

@@ -1,0 +1,90 @@
+"""Metrics and logs pages: members only, plain notices when Prometheus or the log store is away,
+filters checked, and the rest of the portal unaffected."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django_tenants.utils import schema_context
+
+from functions.services import functions as function_services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hello(world: Any) -> None:
+    with schema_context(world.acme.schema_name):
+        function_services.function_create(name="hello")
+
+
+def test_without_prometheus_the_metrics_page_says_so(world: Any, client: Any, hello: None) -> None:
+    client.force_login(world.vera)
+    page = client.get("/t/acme/functions/hello/metrics/")
+    assert page.status_code == 200
+    assert b"data-metrics-unavailable" in page.content
+    assert b"Metrics are unavailable right now" in page.content
+    assert b"data-chart" not in page.content
+    assert client.get("/t/acme/functions/hello/").status_code == 200  # the function page still works
+
+
+def test_without_prometheus_the_top_functions_panel_says_so(world: Any, client: Any, hello: None) -> None:
+    client.force_login(world.vera)
+    overview = client.get("/t/acme/")
+    assert b'hx-get="/t/acme/metrics/top/"' in overview.content  # loaded after the page, never blocking it
+    panel = client.get("/t/acme/metrics/top/?range=24h")
+    assert panel.status_code == 200
+    assert b"data-metrics-unavailable" in panel.content
+
+
+def test_metrics_pages_are_for_members_only(world: Any, client: Any, hello: None) -> None:
+    client.force_login(world.oscar)
+    for path in ("/t/acme/functions/hello/metrics/", "/t/acme/metrics/top/", "/t/acme/logs/"):
+        assert client.get(path).status_code == 404
+    client.force_login(world.vera)
+    assert client.get("/t/acme/functions/nope/metrics/").status_code == 404
+    client.logout()
+    assert client.get("/t/acme/logs/").status_code == 302
+
+
+def _print(namespace: str, function: str, message: str) -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    fields = {"time": f"{time.time():.6f}", "namespace": namespace, "function": function,
+              "request_id": "req-9", "stream": "stdout", "message": message}  # fmt: skip
+    client.xadd(f"runtime:logs:{namespace}", fields)  # type: ignore[arg-type]
+    client.close()
+
+
+def test_the_logs_page_searches_and_offers_the_live_tail(world: Any, client: Any, hello: None) -> None:
+    redis.Redis.from_url(settings.REDIS_URL).delete("runtime:logs:faas-acme")
+    _print("faas-acme", "hello-v1", "<script>alert(1)</script> printed")
+    _print("faas-acme", "other-v1", "not this one")
+    _print("faas-globex", "hello-v1", "globex's line")
+    client.force_login(world.vera)
+    page = client.get("/t/acme/logs/?function=hello&q=PRINTED")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; printed" in text  # escaped, never markup
+    assert "not this one" not in text
+    assert "globex" not in text.split("<h1>Logs</h1>", 1)[1].split("data-log-tail", 1)[1]
+    assert 'data-log-tail data-live-url="/t/acme/ws/live/" data-function="hello"' in text
+
+
+def test_bad_log_filters_are_400_and_say_why(world: Any, client: Any, hello: None) -> None:
+    client.force_login(world.vera)
+    page = client.get("/t/acme/logs/?version=v2")
+    assert page.status_code == 400
+    assert b"A version belongs to a function" in page.content
+    assert client.get("/t/acme/logs/?since=not-a-time").status_code == 400
+
+
+def test_without_redis_the_logs_page_says_so(world: Any, client: Any, hello: None, settings: Any) -> None:
+    client.force_login(world.vera)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    page = client.get("/t/acme/logs/")
+    assert page.status_code == 200
+    assert b"data-logs-unavailable" in page.content

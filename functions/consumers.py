@@ -9,10 +9,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 
 from functions.models import Function
-from tenants.access import effective_role
+from tenants.access import connection_role
 from tenants.consumers import CLOSE_NOT_FOUND, CLOSE_REVOKED
-from tenants.models import ApiToken
-from tenants.selectors import token_is_active
 
 
 class FunctionEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -49,15 +47,14 @@ class FunctionEventsConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self.close(code=CLOSE_REVOKED)
 
-    @database_sync_to_async
-    def _allowed(self) -> bool:
-        tenant, token = self.scope.get("tenant"), self.scope.get("token")
+    async def _allowed(self) -> bool:
+        tenant = self.scope.get("tenant")
         if tenant is None:
             return False
-        with schema_context("public"):
-            if isinstance(token, ApiToken) and not token_is_active(token_id=token.pk):
-                return False
-            return effective_role(self.scope["user"], tenant, token) is not None
+        role = await database_sync_to_async(connection_role)(
+            self.scope["user"], tenant.pk, self.scope.get("token")
+        )
+        return role is not None
 
     @database_sync_to_async
     def _function_id(self) -> int | None:

@@ -35,10 +35,10 @@ from metrics.logs import fission_name
 from metrics.selectors import TimeRange
 from portal.errors import error_body
 from portal.notifier import tenant_events_group
-from tenants.access import effective_role
+from tenants.access import connection_role
 from tenants.consumers import CLOSE_NOT_FOUND, CLOSE_REVOKED
-from tenants.models import ApiToken, Tenant
-from tenants.selectors import token_is_active
+from tenants.models import Tenant
+from tenants.roles import Role
 
 INTERVALS = (1, 2, 5, 10, 30, 60)
 MAX_SUBSCRIPTIONS = 20
@@ -202,15 +202,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return False
         return True
 
-    @database_sync_to_async
-    def _role(self) -> str | None:
+    async def _role(self) -> Role | None:
         assert self.tenant is not None
-        token: ApiToken | None = self.scope.get("token")
-        with schema_context("public"):
-            if token is not None and not token_is_active(token_id=token.pk):
-                return None
-            tenant = Tenant.objects.filter(pk=self.tenant.pk).first()
-            return None if tenant is None else effective_role(self.scope["user"], tenant, token)
+        return await database_sync_to_async(connection_role)(
+            self.scope["user"], self.tenant.pk, self.scope.get("token")
+        )
 
     @database_sync_to_async
     def _function_exists(self, name: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import threading
@@ -67,7 +68,10 @@ class MetricsTopic:
 
     @property
     def group(self) -> str:
-        return f"{self.schema}.metrics.{self.function}.{self.interval_s}.{self.range}"
+        """``<schema>.metrics.<digest>``: a channel-layer group name stays under 100 characters
+        whatever the function's name."""
+        digest = hashlib.blake2s(self.key.encode(), digest_size=8).hexdigest()
+        return f"{self.schema}.metrics.{digest}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,17 @@ class Hub:
         if not feed.subscribers:
             del self.metrics[topic], self._by_group[topic.group]
             await feed.stop()
+        if not self.metrics:
+            await self._stop_receiving()
+
+    async def _stop_receiving(self) -> None:
+        """Nothing to receive any more: end the receive loop (it holds the channel layer's
+        receive lock) until a metrics topic is watched again."""
+        receiver, self._receiver, self.channel = self._receiver, None, None
+        if receiver is not None:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
 
     async def _ensure_channel(self) -> None:
         if self.channel is None and self.layer is not None:

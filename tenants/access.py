@@ -41,3 +41,20 @@ def effective_role(
     if token.tenant_id != tenant.pk:
         return None
     return lowest(role, token.role)
+
+
+def connection_role(
+    user: AbstractBaseUser | AnonymousUser, tenant_id: int, token: ApiToken | None
+) -> Role | None:
+    """The role a long-lived connection (a websocket) still has now: the tenant, the membership
+    and the token are read again, so a removed member, a revoked or expired token or a deleted
+    tenant gives None. Reads the public schema whatever the connection's schema is."""
+    from django_tenants.utils import schema_context
+
+    from tenants.selectors import token_is_active
+
+    with schema_context("public"):
+        if token is not None and not token_is_active(token_id=token.pk):
+            return None
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        return None if tenant is None else effective_role(user, tenant, token)

@@ -9,10 +9,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 
 from portal.notifier import TenantEvent, tenant_events_group
-from tenants.access import effective_role
-from tenants.models import ApiToken, Tenant
+from tenants.access import connection_role
+from tenants.models import Tenant
 from tenants.roles import Role
-from tenants.selectors import token_is_active
 
 # Close codes (4000-4999 are the application's): the browser can tell them apart.
 CLOSE_NOT_FOUND = 4404
@@ -60,14 +59,11 @@ class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
             return False
         return True
 
-    @database_sync_to_async
-    def _role(self) -> Role | None:
+    async def _role(self) -> Role | None:
         assert self.tenant is not None
-        token: ApiToken | None = self.scope.get("token")
-        with schema_context("public"):
-            if token is not None and not token_is_active(token_id=token.pk):
-                return None
-            return effective_role(self.scope["user"], self.tenant, token)
+        return await database_sync_to_async(connection_role)(
+            self.scope["user"], self.tenant.pk, self.scope.get("token")
+        )
 
     @database_sync_to_async
     def _snapshot(self) -> dict[str, Any]:

@@ -81,3 +81,13 @@ def prometheus(
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+@pytest.fixture
+def no_prometheus(settings: Any) -> str:
+    """This process' portal reads metrics from an address where nothing listens, whether or not
+    the session's Prometheus runs (another test may have started it)."""
+    from portal.embedded import free_port
+
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    return str(settings.PROMETHEUS_URL)

@@ -119,8 +119,9 @@ def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
 
 @pytest.mark.parametrize(("method", "path", "body", "fmt", "allowed", "ok", "refused"), ENDPOINTS)
 def test_endpoint_matrix(
-    world, api, fn, django_capture_on_commit_callbacks, method, path, body, fmt, allowed, ok, refused
-):
+    world, api, fn, django_capture_on_commit_callbacks, no_prometheus, method, path, body, fmt, allowed, ok,
+    refused,
+):  # fmt: skip
     path = path.format(**_ids(world))
     url = _url("acme", path)
     assert _call(api(), method, url, body, fmt).status_code == 401

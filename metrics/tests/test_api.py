@@ -1,8 +1,7 @@
 """The metrics and logs API: shapes, filters, pagination, errors, and tenant isolation.
 
 Log records are appended to the runtime's Redis streams exactly as its collector does; metrics
-run against a Prometheus that is not there (the suite's PROMETHEUS_URL has no server unless a
-test asks for the ``prometheus`` fixture): 503 in the error shape, never a 500.
+run against a Prometheus that is not there: 503 in the error shape, never a 500.
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ def test_logs_without_redis_are_503(api: Any, world: Any, settings: Any) -> None
 
 
 @pytest.fixture
-def hello(world: Any) -> None:
+def hello(world: Any, no_prometheus: str) -> None:
     from functions.services.functions import function_create
 
     with schema_context(world.acme.schema_name):

@@ -137,9 +137,10 @@ async def test_a_revoked_token_is_cut_off(world, token_for):
     await sync_to_async(revoke)()
     closed = await ws.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4403}
+    await ws.disconnect()
 
 
-async def test_metrics_without_prometheus_say_so(world, token_for):
+async def test_metrics_without_prometheus_say_so(world, token_for, no_prometheus):
     await sync_to_async(_function)(world.acme, "hello")
     vera = await sync_to_async(token_for)(world.vera, world.acme, "viewer")
     ws, _, _ = await _connect("acme", vera)
@@ -147,7 +148,7 @@ async def test_metrics_without_prometheus_say_so(world, token_for):
         ws, {"type": "subscribe", "stream": "metrics", "function": "hello", "interval": 1}
     )
     assert subscribed["key"] == "metrics:hello:1:1h"
-    frame = await ws.receive_json_from(timeout=5)  # nothing listens at PROMETHEUS_URL here
+    frame = await ws.receive_json_from(timeout=5)
     assert frame["type"] == "metrics"
     assert frame["error"]["code"] == "metrics_unavailable"
     await ws.disconnect()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def hello(world: Any) -> None:
+def hello(world: Any, no_prometheus: str) -> None:
     with schema_context(world.acme.schema_name):
         function_services.function_create(name="hello")
 

@@ -60,7 +60,7 @@ def _call(client: Any, method: str, path: str, body: Any) -> Any:
 
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed", "ok", "refused"), ENDPOINTS)
-def test_endpoint_matrix(world, api, method, path, body, allowed, ok, refused):
+def test_endpoint_matrix(world, api, method, path, body, allowed, ok, refused, no_prometheus):
     ids = _ids(world)
     url = path.format(t="acme", **ids)
     # requires authentication

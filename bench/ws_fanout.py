@@ -12,6 +12,7 @@ object on the last line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -44,10 +45,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def start_services(tmp: Path) -> dict[str, Any]:
-    """PostgreSQL, Redis, the runtime and Prometheus; returns what must be stopped."""
+def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
+    """PostgreSQL, Redis, the runtime and Prometheus, each stopped by ``stack`` when it closes."""
     os.environ["DATABASE_URL"] = embedded.start_postgres(tmp / "postgres", on_exit="delete")
     redis = embedded.start_redis(tmp / "redis", persist=False)
+    stack.callback(redis.stop)
     os.environ.update(
         REDIS_URL=redis.url, PORTAL_SECRET_KEY="bench-only-" + "x" * 40, DJANGO_SETTINGS_MODULE="portal.settings",
         PORTAL_MEDIA_ROOT=str(tmp / "media"), METRICS_SCRAPE_INTERVAL_S="1",
@@ -55,6 +57,7 @@ def start_services(tmp: Path) -> dict[str, Any]:
     from testsupport.runtime import TOKEN, RuntimeProcess
 
     runtime = RuntimeProcess(state_dir=tmp / "runtime").start()
+    stack.callback(runtime.stop)
     os.environ.update(RUNTIME_URL=runtime.control, RUNTIME_ROUTER_URL=runtime.router, RUNTIME_TOKEN=TOKEN)
     binary = embedded.prometheus_binary()
     if binary is None:
@@ -67,8 +70,17 @@ def start_services(tmp: Path) -> dict[str, Any]:
         embedded.prometheus_command(binary, config, tmp / "prometheus", port, retention="1d"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    stack.callback(_stop, prometheus)
     os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
-    return {"redis": redis, "runtime": runtime, "prometheus": prometheus}
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def set_up_tenant() -> str:
@@ -97,21 +109,23 @@ def set_up_tenant() -> str:
     return services.token_create(tenant=tenant, user=user, name="bench", role="viewer").secret
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(tmp: Path, stack: contextlib.ExitStack) -> tuple[str, int]:
+    """uvicorn serving portal.asgi as ``make run`` does; its websocket URL and pid."""
     port = embedded.free_port()
     command = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    log = (tmp / "web.log").open("wb")
+    log = stack.enter_context((tmp / "web.log").open("wb"))
     server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    stack.callback(_stop, server)
     import httpx
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server, f"ws://127.0.0.1:{port}/t/bench/ws/live/"
+                return f"ws://127.0.0.1:{port}/t/bench/ws/live/", server.pid
         except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit("the ASGI server did not start:\n" + (tmp / "web.log").read_text()[-2000:])
@@ -176,24 +190,14 @@ async def measure(url: str, token: str, size: int, server: psutil.Process) -> di
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ws-fanout-"))
-    services = start_services(tmp)
-    server = None
-    try:
+    with contextlib.ExitStack() as stack:  # every process stops, whatever fails
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        start_services(tmp, stack)
         token = set_up_tenant()
-        server, url = start_server(tmp)
+        url, pid = start_server(tmp, stack)
+        server = psutil.Process(pid)
         # uvloop for the clients too: 1,000 of them in one process must not be the bottleneck measured
-        results = {size: uvloop.run(measure(url, token, size, psutil.Process(server.pid))) for size in SIZES}
-    finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        services["prometheus"].terminate()
-        services["runtime"].stop()
-        services["redis"].stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        results = {size: uvloop.run(measure(url, token, size, server)) for size in SIZES}
     report(results)
 
 

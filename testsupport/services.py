@@ -8,6 +8,7 @@ that need it skip, or fail when ``REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -21,6 +22,9 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 SERVICE_ERRORS: dict[str, str] = {}
 _redis: embedded.Redis | None = None
 _tmp = Path(tempfile.mkdtemp(prefix="portal-test-"))
+# Registered before the embedded PostgreSQL's own exit handler, so it runs after it (atexit is
+# last in, first out): the server has deleted its data by then, and nothing else is left behind.
+atexit.register(shutil.rmtree, _tmp, ignore_errors=True)
 
 os.environ.setdefault("PORTAL_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")

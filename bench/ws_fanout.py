@@ -52,7 +52,7 @@ def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
     stack.callback(redis.stop)
     os.environ.update(
         REDIS_URL=redis.url, PORTAL_SECRET_KEY="bench-only-" + "x" * 40, DJANGO_SETTINGS_MODULE="portal.settings",
-        PORTAL_MEDIA_ROOT=str(tmp / "media"), METRICS_SCRAPE_INTERVAL_S="1",
+        PORTAL_MEDIA_ROOT=str(tmp / "media"), METRICS_SCRAPE_INTERVAL_S="1", METRICS_JOB="runtime",
     )  # fmt: skip
     from testsupport.runtime import TOKEN, RuntimeProcess
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -44,6 +45,8 @@ INTERVALS = (1, 2, 5, 10, 30, 60)
 MAX_SUBSCRIPTIONS = 20
 OUTBOX_FRAMES = 256
 RECHECK_S = 60.0
+CLOSE_UNAVAILABLE = 1011
+log = logging.getLogger(__name__)
 
 
 class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
@@ -58,6 +61,11 @@ class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["stream"] == "metrics" and not attrs.get("function"):
             raise serializers.ValidationError({"function": ["A metrics subscription names a function."]})
+        slowest = TimeRange(attrs["range"]).min_live_interval_s
+        if attrs["stream"] == "metrics" and int(attrs["interval"]) < slowest:
+            raise serializers.ValidationError(
+                {"interval": [f"At least {slowest} s for a {attrs['range']} range."]}
+            )
         if attrs.get("version") and not attrs.get("function"):
             raise serializers.ValidationError({"version": ["A version belongs to a function: name it."]})
         return attrs
@@ -108,6 +116,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # -- client messages ---------------------------------------------------------------------------
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Never raises: a consumer that crashed would never run disconnect(), and the hub would
+        go on polling for it. A database or Redis failure is an error frame; the client retries."""
+        try:
+            await self._handle(content)
+        except Exception:
+            log.exception("live socket message failed")
+            request_id = str(content.get("id", ""))[:64] if isinstance(content, dict) else ""
+            self._error(request_id, "unavailable", "The portal could not handle this message now; try again.")
+
+    async def _handle(self, content: Any) -> None:
         if not await self._still_allowed():
             return
         kind = content.get("type") if isinstance(content, dict) else None
@@ -159,7 +177,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         function: str | None = data.get("function")
         if data["stream"] == "metrics":
             assert function is not None
-            return MetricsTopic(schema, namespace, function, int(data["interval"]), data["range"])
+            born = self.tenant.created_at.timestamp()
+            return MetricsTopic(schema, namespace, function, int(data["interval"]), data["range"], born)
         version = data.get("version")
         fission = fission_name(function, version) if function and version else None
         return LogFilter(schema, namespace, function, fission, data.get("log_stream"))
@@ -189,12 +208,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """The tenant's events: a member or token change may have taken this client's access."""
         kind = str((message.get("event") or {}).get("kind", ""))
         if kind.startswith(("member.", "token.", "tenant.")):
-            await self._still_allowed()
+            await self._recheck()
 
     async def _recheck_forever(self) -> None:
         while True:
             await asyncio.sleep(RECHECK_S)  # also catches a token that expired meanwhile
+            await self._recheck()
+
+    async def _recheck(self) -> None:
+        """Access again; when it cannot be checked (the database is away), the connection ends
+        with 1011 and the page reconnects, to be checked again at connect."""
+        try:
             await self._still_allowed()
+        except Exception:
+            log.warning("could not re-check a live socket's access; closing it", exc_info=True)
+            await self.close(code=CLOSE_UNAVAILABLE)
 
     async def _still_allowed(self) -> bool:
         if await self._role() is None:

@@ -25,6 +25,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +37,9 @@ from functions.backends.base import LogQuery, LogRecord
 from metrics.logs import log_record_json
 
 log = logging.getLogger(__name__)
+# Polls wait on Prometheus: their own few threads, so that a slow Prometheus never holds up the
+# threads every other async-to-sync call of the process needs (database queries among them).
+POLLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="live-poll")
 LEASE_PREFIX = "portal:live:lease:"
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
@@ -60,6 +64,7 @@ class MetricsTopic:
     function: str
     interval_s: int
     range: str
+    born: float = 0.0  # the tenant's creation: nothing before it counts (metrics/selectors.py)
 
     @property
     def key(self) -> str:
@@ -159,7 +164,8 @@ class Hub:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis away: the feeds poll locally meanwhile
+            except Exception:  # Redis away: the feeds poll and deliver locally meanwhile
+                log.warning("the live hub cannot receive; retrying in %.1f s", pause, exc_info=True)
                 await asyncio.sleep(pause)
                 pause = min(5.0, pause * 2)
                 continue
@@ -211,8 +217,11 @@ class _MetricsFeed:
                 await self.task
         with contextlib.suppress(Exception):  # best effort: the lease expires anyway
             await self.hub.redis.eval(_RELEASE, 1, LEASE_PREFIX + self.topic.group, self.token)
-            if self.hub.layer is not None and self.hub.channel is not None:
-                await self.hub.layer.group_discard(self.topic.group, self.hub.channel)
+        channel = self.hub.channel
+        if self.hub.layer is None or channel is None or self.topic.group in self.hub._by_group:
+            return  # a new feed of the same topic took over meanwhile: its membership stays
+        with contextlib.suppress(Exception):  # a stale membership only costs a dropped message
+            await self.hub.layer.group_discard(self.topic.group, channel)
 
     def fan_out(self, frame: str) -> None:
         self.last_frame = frame
@@ -258,7 +267,8 @@ class _MetricsFeed:
 
         body: dict[str, Any] = {"type": "metrics", "key": self.topic.key}
         try:
-            body["data"] = await asyncio.to_thread(self.hub.poll, self.topic)
+            loop = asyncio.get_running_loop()
+            body["data"] = await loop.run_in_executor(POLLS, self.hub.poll, self.topic)
         except MetricsUnavailable as exc:
             body["error"] = {"code": exc.code, "message": exc.message, "detail": None}
         body["at"] = time.time()  # when it leaves: the bench measures delivery from here

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
+
 from metrics.hub import MetricsTopic
 from metrics.queries import Scope
-from metrics.selectors import TimeRange, totals
+from metrics.selectors import TimeRange, lifetime_window, totals
 
 
 def poll(topic: MetricsTopic) -> dict[str, Any]:
@@ -17,14 +19,14 @@ def poll(topic: MetricsTopic) -> dict[str, Any]:
     Needs no database: the topic was built from a function the consumer found in the tenant's
     schema. Raises MetricsUnavailable."""
     time_range = TimeRange(topic.range)
-    scope = Scope(topic.namespace, function=topic.function)
+    scope = Scope(topic.namespace, function=topic.function, job=settings.METRICS_JOB)
     at = time.time()
-    point = totals(scope, time_range.step_s, at)
+    point = totals(scope, lifetime_window(time_range.step_s, at, topic.born), at)
     return {
         "function": topic.function,
         "range": time_range.value,
         "step_s": time_range.step_s,
-        "totals": totals(scope, time_range.seconds, at).as_dict(),
+        "totals": totals(scope, lifetime_window(time_range.seconds, at, topic.born), at).as_dict(),
         "point": {
             "t": at,
             "calls": point.calls,

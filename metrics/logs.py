@@ -14,7 +14,7 @@ from django.conf import settings
 
 from functions import manifests
 from functions.backends import get_backend
-from functions.backends.base import InvalidCursor, LogQuery, LogRecord, TransientError, portal_function_of
+from functions.backends.base import BackendError, InvalidCursor, LogQuery, LogRecord, portal_function_of
 from functions.services.common import current_tenant
 from portal.errors import DomainError, ValidationFailed
 
@@ -48,8 +48,12 @@ def log_record_json(record: LogRecord) -> dict[str, Any]:
 
 
 def fission_name(function: str, version: str) -> str:
-    """``f-v3`` or ``f-draft`` for version ``v3`` or ``draft`` of ``f``."""
-    return manifests.fission_name(function, None if version == DRAFT else int(version.removeprefix("v")))
+    """``f-v3`` or ``f-draft`` for version ``v3`` or ``draft`` of ``f``; ValidationFailed for a
+    pair no function can have (too long a name)."""
+    try:
+        return manifests.fission_name(function, None if version == DRAFT else int(version.removeprefix("v")))
+    except ValueError as exc:
+        raise ValidationFailed("No function has that version.", detail={"version": [str(exc)]}) from None
 
 
 def log_search(
@@ -65,23 +69,28 @@ def log_search(
     cursor: str | None = None,
 ) -> LogResults:
     """One page of the tenant's log records, newest first. ValidationFailed for a cursor this
-    API did not give; LogsUnavailable (503) when the log store cannot be read."""
+    API did not give; LogsUnavailable (503) when the log store cannot be read.
+
+    Nothing from before the tenant existed is searched: a namespace (a slug) may have been used
+    by a deleted tenant."""
+    tenant = current_tenant()
+    born = tenant.created_at.timestamp()
     query = LogQuery(
         function=function,
         fission_name=fission_name(function, version) if function and version else None,
         request_id=request_id,
         stream=stream,
-        since=since.timestamp() if since else None,
+        since=max(since.timestamp(), born) if since else born,
         until=until.timestamp() if until else None,
         text=q,
         limit=limit,
         cursor=cursor,
     )
-    namespace = manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
+    namespace = manifests.namespace_for(tenant.slug, settings.TENANT_NAMESPACE_PREFIX)
     try:
         page = get_backend().search_logs(namespace, query)
     except InvalidCursor as exc:
         raise ValidationFailed("The cursor is invalid.", detail={"cursor": [exc.message]}) from None
-    except TransientError as exc:
+    except BackendError as exc:  # transient, or the portal may not read pod logs (an operator's fix)
         raise LogsUnavailable(f"Logs are unavailable: {exc.message}") from None
     return LogResults([log_record_json(r) for r in page.records], page.cursor)

@@ -3,12 +3,16 @@
 The metric names and labels are Fission's router metrics (FISSION.md section 3), which the local
 runtime exports too, so the same queries serve both backends.
 
-Counts are exact rather than extrapolated: Prometheus' ``increase()`` extrapolates to the window's
-edges and misses what a series counted before its first scrape (a function's counter is born on
-its first call), so a window's count is ``last - value at the start``, or the last value for a
-series born inside the window, or after a counter reset (a runtime restart):
+Counts are exact rather than extrapolated. Prometheus' ``increase()`` extrapolates to the
+window's edges and misses what a series counted before its first scrape (a function's counter
+is born on its first call), so for each series a window's count is, in this order:
 
-    (last_over_time(x[w]) - x offset w) >= 0 or last_over_time(x[w])
+- ``last - before``: its last value in the window minus its last value before the window (looked
+  for a whole window back, so a scrape gap at the start does not count as a birth), when the
+  series did not reset inside the window and the difference is not negative;
+- ``increase()`` when it reset inside the window (a runtime restart): an estimate, but one that
+  sees the reset;
+- its last value, for a series born inside the window (or that reset right at its start).
 
 Reference: https://prometheus.io/docs/prometheus/latest/querying/basics/ (selectors, offset,
 set operators) and https://prometheus.io/docs/prometheus/latest/querying/functions/.
@@ -28,6 +32,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*")
+_JOB = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # The runtime and Fission both name version N of f ``f-vN`` and the draft ``f-draft``.
 _VERSIONS = "(draft|v[0-9]+)"
 
@@ -62,6 +67,7 @@ class Scope:
     function: str | None = None
     fission_names: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    job: str = ""  # the scrape job of the router: then no other target's series can count
 
     def __post_init__(self) -> None:
         for value in (self.namespace, *filter(None, [self.function]), *self.fission_names):
@@ -70,9 +76,13 @@ class Scope:
         for path in self.paths:
             if not _PATH.fullmatch(path) or len(path) > 300:
                 raise ValueError(f"{path!r} is not a route path")
+        if self.job and not _JOB.fullmatch(self.job):
+            raise ValueError(f"{self.job!r} is not a job name")
 
     def matchers(self, *, with_paths: bool = True) -> str:
         parts = [f"function_namespace={_string(self.namespace)}"]
+        if self.job:
+            parts.append(f"job={_string(self.job)}")
         if self.fission_names:
             parts.append(f"function_name=~{_string(_alternatives(self.fission_names))}")
         elif self.function:
@@ -104,10 +114,14 @@ def _by(group: GroupBy, extra: str = "") -> str:
 
 
 def _window_count(metric: str, scope: Scope, window_s: int, *, with_paths: bool = True) -> str:
+    """Per series, what it counted in the window (see the module's docstring)."""
     selector = metric + scope.matchers(with_paths=with_paths)
     w = duration(window_s)
     last = f"last_over_time({selector}[{w}])"
-    return f"(({last} - {selector} offset {w}) >= 0 or {last})"
+    before = f"last_over_time({selector}[{w}] offset {w})"
+    reset = f"(resets({selector}[{w}]) > 0)"
+    exact = f"((({last} - {before}) >= 0) unless {reset})"
+    return f"({exact} or (increase({selector}[{w}]) and {reset}) or {last})"
 
 
 def count(metric: str, scope: Scope, window_s: int, group: GroupBy = GroupBy.NONE) -> PromQL:

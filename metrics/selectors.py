@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from functions import manifests
-from functions.models import Alias, Function, Trigger, Version
+from functions.models import Alias, Function, TargetKind, Trigger, Version
 from functions.services.common import current_tenant
 from metrics import queries
 from metrics.prometheus import Sample, prometheus
@@ -38,6 +38,12 @@ class TimeRange(StrEnum):
     @property
     def seconds(self) -> int:
         return _RANGES[self][0]
+
+    @property
+    def min_live_interval_s(self) -> int:
+        """How often a live stream of this range may poll at most: a long range's totals barely
+        move between scrapes, and polling them often only loads Prometheus."""
+        return {"5m": 1, "15m": 1, "1h": 5, "6h": 30, "24h": 60, "7d": 60}[self.value]
 
     @property
     def step_s(self) -> int:
@@ -127,6 +133,21 @@ def _namespace() -> str:
     return manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
 
 
+def tenant_scope(**narrowing: Any) -> Scope:
+    """The current tenant's namespace, read only from the router's scrape job if configured."""
+    return Scope(_namespace(), job=settings.METRICS_JOB, **narrowing)
+
+
+def lifetime_window(seconds: int, at: float, born: float) -> int:
+    """``seconds``, or less for a tenant younger than that: a namespace (or slug) used before
+    this tenant existed left series behind, and none of them may count as this tenant's."""
+    return max(1, min(seconds, int(at - born)))
+
+
+def _born() -> float:
+    return current_tenant().created_at.timestamp()
+
+
 def _route(path: str) -> str:
     return manifests.tenant_route(current_tenant().slug, path)
 
@@ -143,27 +164,52 @@ def function_scope(
     function: Function, *, version: str | None = None, alias: str | None = None, path: str | None = None
 ) -> Scope:
     """The series of ``function``, or of one of its versions (``"v3"``, or ``"draft"``), aliases
-    or trigger paths. NotFound for a version, alias or path the function does not have."""
+    or trigger paths. NotFound for a version, alias or path the function does not have.
+
+    An alias or a path selects the calls of its routes; its cold starts are those of the versions
+    it sends traffic to (cold starts carry no path)."""
     if sum(x is not None for x in (version, alias, path)) > 1:
         raise ValidationFailed("Give at most one of version, alias and path.")
-    base = Scope(_namespace(), function=function.name)
     if version is not None:
         number = None if version == DRAFT else int(version.removeprefix("v"))
         if number is not None and not Version.objects.filter(function=function, number=number).exists():
             raise NotFound(f"Function {function.name} has no version {version}.")
-        return Scope(base.namespace, function.name, (manifests.fission_name(function.name, number),))
+        return tenant_scope(
+            function=function.name, fission_names=(manifests.fission_name(function.name, number),)
+        )
     if alias is not None:
-        found = Alias.objects.filter(function=function, name=alias).first()
+        found = (
+            Alias.objects.filter(function=function, name=alias)
+            .select_related("version", "canary_version")
+            .first()
+        )
         if found is None:
             raise NotFound(f"Function {function.name} has no alias {alias!r}.")
         routes = tuple(_route(t.path) for t in Trigger.objects.filter(function=function, alias=found))
         # An alias no trigger serves gets no traffic: a path no route can have selects nothing.
-        return Scope(base.namespace, function.name, paths=routes or (NO_ROUTE,))
+        return tenant_scope(function=function.name, fission_names=_alias_names(function, found),
+                            paths=routes or (NO_ROUTE,))  # fmt: skip
     if path is not None:
-        if not Trigger.objects.filter(function=function, path=path).exists():
+        trigger = (
+            Trigger.objects.filter(function=function, path=path).select_related("alias", "version").first()
+        )
+        if trigger is None:
             raise NotFound(f"Function {function.name} has no trigger on {path!r}.")
-        return Scope(base.namespace, function.name, paths=(_route(path),))
-    return base
+        return tenant_scope(function=function.name, fission_names=_trigger_names(function, trigger),
+                            paths=(_route(path),))  # fmt: skip
+    return tenant_scope(function=function.name)
+
+
+def _alias_names(function: Function, alias: Alias) -> tuple[str, ...]:
+    return tuple(manifests.fission_name(function.name, number) for number in alias.weights())
+
+
+def _trigger_names(function: Function, trigger: Trigger) -> tuple[str, ...]:
+    if trigger.target_kind == TargetKind.ALIAS and trigger.alias is not None:
+        return _alias_names(function, trigger.alias)
+    if trigger.target_kind == TargetKind.VERSION and trigger.version is not None:
+        return (manifests.fission_name(function.name, trigger.version.number),)
+    return (manifests.fission_name(function.name, None),)
 
 
 def _value(samples: list[Sample]) -> float | None:
@@ -218,8 +264,9 @@ def function_stats(
     Raises MetricsUnavailable (503) when Prometheus cannot answer."""
     scope = function_scope(function, version=version, alias=alias, path=path)
     at = time.time()
-    summed = totals(scope, time_range.seconds, at)
-    rows = _breakdown(function, scope, time_range.seconds, at, by) if by else []
+    window = lifetime_window(time_range.seconds, at, _born())
+    summed = totals(scope, window, at)
+    rows = _breakdown(function, scope, window, at, by) if by else []
     return FunctionStats(function.name, time_range, at, summed, by, rows)
 
 
@@ -259,6 +306,8 @@ def function_series(
     step = time_range.step_s
     end = float(int(time.time() // step * step))
     start = end - time_range.seconds
+    # Steps before the tenant existed are empty, whatever the namespace held then.
+    first = max(start, float(int(_born() // step * step + step)))
     client = prometheus()
     wanted = {
         "calls": queries.calls(scope, step),
@@ -268,8 +317,9 @@ def function_series(
     }
     series: dict[str, list[tuple[float, float | None]]] = {}
     for name, query in wanted.items():
-        found = client.range(query, start=start, end=end, step_s=step)
-        points = dict(found[0].points) if found else {}
+        # Always asked, even for a tenant younger than a step: an unavailable Prometheus says so.
+        found = client.range(query, start=min(first, end), end=end, step_s=step)
+        points = {t: v for t, v in found[0].points if t >= first} if found else {}
         if name.startswith("p"):  # no calls in a step: no latency, not zero latency
             series[name] = [(t, _ms(points.get(t))) for t in _steps(start, end, step)]
         else:  # no series yet: nothing was counted
@@ -283,12 +333,13 @@ def _steps(start: float, end: float, step: int) -> list[float]:
 
 def tenant_overview(*, time_range: TimeRange) -> TenantOverview:
     """The tenant's totals and its top functions by calls and by errors."""
-    scope = Scope(_namespace())
+    scope = tenant_scope()
     at = time.time()
-    summed = totals(scope, time_range.seconds, at)
+    window = lifetime_window(time_range.seconds, at, _born())
+    summed = totals(scope, window, at)
     known = set(Function.objects.values_list("name", flat=True))
     per_function: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for name, (calls, errs) in _grouped(scope, time_range.seconds, at, GroupBy.FUNCTION).items():
+    for name, (calls, errs) in _grouped(scope, window, at, GroupBy.FUNCTION).items():
         owner = _owner(name)
         if owner in known:  # a deleted function's old series are not shown
             per_function[owner][0] += calls

@@ -33,7 +33,8 @@ def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
     time_range = _range(request)
     context: dict[str, Any] = {
         "function": function, "range": time_range.value, "ranges": RANGES,
-        "interval": LIVE_INTERVAL_S, "series": None, "stats": None, "unavailable": None,
+        "interval": max(LIVE_INTERVAL_S, time_range.min_live_interval_s),
+        "series": None, "stats": None, "unavailable": None,
     }  # fmt: skip
     try:
         context["stats"] = selectors.function_stats(

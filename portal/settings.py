@@ -258,6 +258,8 @@ PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
 PROMETHEUS_TIMEOUT_S = env_int("PROMETHEUS_TIMEOUT_S", 5, minimum=1)
 # The bearer token Prometheus scrapes the portal's own /metrics with; empty: no /metrics at all.
 PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
+# The scrape job of the router (Fission's, or the runtime): only its series count. Empty: any.
+METRICS_JOB = env_str("METRICS_JOB", "")
 # How often Prometheus scrapes: charts never step finer than this.
 METRICS_SCRAPE_INTERVAL_S = env_int("METRICS_SCRAPE_INTERVAL_S", 5, minimum=1)
 

@@ -125,6 +125,7 @@ def prometheus_process(data: Path, portal: str) -> str | None:
     port = 9090 if embedded.port_free(9090) else embedded.free_port()
     os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
     os.environ["METRICS_SCRAPE_INTERVAL_S"] = "5"
+    os.environ["METRICS_JOB"] = "runtime"  # only the runtime's series are function metrics
     return shlex.join(embedded.prometheus_command(binary, config, home / "data", port))
 
 

@@ -49,6 +49,7 @@ def connection_role(
     """The role a long-lived connection (a websocket) still has now: the tenant, the membership
     and the token are read again, so a removed member, a revoked or expired token or a deleted
     tenant gives None. Reads the public schema whatever the connection's schema is."""
+    from django.contrib.auth import get_user_model
     from django_tenants.utils import schema_context
 
     from tenants.selectors import token_is_active
@@ -57,4 +58,8 @@ def connection_role(
         if token is not None and not token_is_active(token_id=token.pk):
             return None
         tenant = Tenant.objects.filter(pk=tenant_id).first()
-        return None if tenant is None else effective_role(user, tenant, token)
+        # As it is now: deactivated, or no longer a platform admin, since the socket opened.
+        current = get_user_model().objects.filter(pk=user.pk).first() if user.is_authenticated else None
+        if tenant is None or current is None:
+            return None
+        return effective_role(current, tenant, token)

@@ -57,6 +57,18 @@ def _services_and_public_tenant(request: pytest.FixtureRequest) -> Iterator[None
                 cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test gets channel layers of its own. channels_redis binds its receive lock to the
+    event loop that received first, and pytest-asyncio runs a loop per test: a receive left
+    pending when one test's loop closed would otherwise break every later test that receives."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 def ensure_public_tenant() -> None:
     """django-tenants' row for the public schema (a transactional test's flush deletes it)."""
     from tenants.models import Tenant, TenantState

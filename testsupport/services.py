@@ -39,6 +39,7 @@ os.environ.setdefault("PORTAL_MEDIA_ROOT", str(_tmp / "media"))
 PROMETHEUS_PORT = embedded.free_port()
 os.environ.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROMETHEUS_PORT}")
 os.environ.setdefault("METRICS_SCRAPE_INTERVAL_S", "1")
+os.environ.setdefault("METRICS_JOB", "runtime")  # the job testsupport/prometheus.py scrapes it as
 os.environ.setdefault("PORTAL_METRICS_TOKEN", "test-metrics-token")
 if embedded.prometheus_binary() is None:
     SERVICE_ERRORS["prometheus"] = "no prometheus binary (make test installs Debian's prometheus)"

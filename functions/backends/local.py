@@ -100,10 +100,12 @@ class LocalBackend:
         ])  # fmt: skip
 
     def delete_namespace(self, namespace: str) -> None:
-        """Remove every object of the namespace (a deleted tenant's routes must not survive)."""
+        """Remove every object of the namespace and its log stream (a deleted tenant's routes
+        and lines must not survive into a tenant that reuses the slug)."""
         for kind in ("HTTPTrigger", "Function", "Package", "Environment", "ResourceQuota", "LimitRange"):
             for ref in self.list_objects(namespace, kind, {}):
                 self.delete(ref)
+        redis_logs.drop(namespace)
 
     def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
         """The runtime accepts a Function only once its package is fetched and verified, so

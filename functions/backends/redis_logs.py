@@ -7,6 +7,7 @@ Reference: https://redis.io/docs/latest/commands/xrevrange/ and https://redis.io
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ STREAM_PREFIX = "runtime:logs:"
 BATCH = 1000
 APPEND_DELAY_S = 60
 SCAN_LIMIT = 50_000  # records read for one page at most; the cursor continues from there
-_STREAM_ID = "0123456789-"
+_CURSOR = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # a stream id, within Redis' 64-bit parts
 Entries = list[tuple[str, dict[str, str]]]  # what XRANGE and XREAD give with decode_responses
 
 
@@ -44,7 +45,7 @@ def _bounds(query: LogQuery) -> tuple[str, str]:
     appended after it was printed, so no id below ``since`` can match; but one printed before
     ``until`` may have been appended up to APPEND_DELAY_S later (the collector retries)."""
     if query.cursor is not None:
-        if not query.cursor or set(query.cursor) - set(_STREAM_ID) or query.cursor.count("-") != 1:
+        if not _CURSOR.fullmatch(query.cursor):
             raise InvalidCursor("the cursor is not one this API gave")
         high = "(" + query.cursor
     else:
@@ -77,6 +78,17 @@ def search(namespace: str, query: LogQuery) -> LogPage:
     finally:
         client.close()
     return LogPage(found, str(last_id) if last_id else None)
+
+
+def drop(namespace: str) -> None:
+    """Delete the namespace's stream (its tenant is gone: a tenant reusing the slug starts empty)."""
+    client = _client()
+    try:
+        client.delete(STREAM_PREFIX + namespace)
+    except redis.RedisError as exc:
+        raise TransientError(f"the log stream could not be deleted: {exc}") from None
+    finally:
+        client.close()
 
 
 def tail(namespace: str, stop: threading.Event, since: float | None = None) -> Iterator[list[LogRecord]]:

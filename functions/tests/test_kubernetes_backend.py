@@ -291,6 +291,41 @@ def test_log_search_filters_and_pages_through_pod_logs(
     assert backend.search_logs(NS, LogQuery(request_id="abc")).records == []  # Kubernetes has none
 
 
+def test_log_pages_split_lines_of_one_instant_exactly_once(
+    kubernetes_portal: FakeKubernetes, acme: Tenant
+) -> None:
+    from functions.backends import get_backend
+    from functions.backends.base import LogQuery
+
+    kubernetes_portal.seed(_pod("hello-v1-abc", "hello-v1", ready=True))
+    traceback = "".join(f"2026-11-23T10:00:01Z frame {i}\n" for i in range(5))  # one stamp, five lines
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "python", traceback)
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "fetcher", "")
+    backend, seen, cursor = get_backend(), [], None
+    for _ in range(5):
+        page = backend.search_logs(NS, LogQuery(limit=2, cursor=cursor))
+        seen += [r.message for r in page.records]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"frame {i}" for i in range(5)]  # none skipped, none twice
+
+
+def test_log_search_skips_pods_gone_or_not_started_and_reports_forbidden(
+    kubernetes_portal: FakeKubernetes, in_acme: Tenant
+) -> None:
+    from metrics.logs import LogsUnavailable, log_search
+
+    kubernetes_portal.seed(_pod("hello-v1-abc", "hello-v1", ready=True))
+    kubernetes_portal.set_pod_log(NS, "hello-v1-abc", "python", "2099-01-01T00:00:00Z still here\n")
+    kubernetes_portal.seed(_pod("hello-v1-new", "hello-v1", ready=False))
+    kubernetes_portal.inject(400, times=1, path_contains="/pods/hello-v1-new/log")  # container waiting
+    assert [r["message"] for r in log_search(function="hello").records] == ["still here"]
+    kubernetes_portal.inject(403, times=10, path_contains="/log")
+    with pytest.raises(LogsUnavailable, match="may not read"):
+        log_search(function="hello")
+
+
 def test_log_tail_follows_function_pods_from_now_on(kubernetes_portal: FakeKubernetes, acme: Tenant) -> None:
     import threading
 

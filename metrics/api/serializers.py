@@ -92,8 +92,11 @@ class TenantOverviewSerializer(serializers.Serializer[Any]):
     top_by_errors = RowSerializer(many=True)
 
 
+FUNCTION = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"  # functions.models.Function.name: at most 40
+
+
 class LogsQuery(serializers.Serializer[dict[str, Any]]):
-    function = serializers.RegexField(NAME, required=False)
+    function = serializers.RegexField(FUNCTION, required=False)
     version = serializers.RegexField(VERSION, required=False, help_text="`v3` or `draft`; needs function")
     request_id = serializers.CharField(max_length=128, required=False)
     stream = serializers.ChoiceField(choices=("stdout", "stderr"), required=False)

@@ -39,15 +39,15 @@ def _line(
 @pytest.fixture
 def acme_logs(world: Any) -> float:
     redis.Redis.from_url(settings.REDIS_URL).delete("runtime:logs:faas-acme", "runtime:logs:faas-globex")
-    now = time.time()
+    now = time.time()  # after the tenants were created: nothing older is theirs
     _append("faas-acme", [
-        _line("hello-v1", "starting up", at=now - 50, request="a"),
-        _line("hello-v1", "ERROR: disk full", at=now - 40, stream="stderr", request="b"),
-        _line("hello-v2", "served /hello", at=now - 30, request="c"),
-        _line("other-draft", "other function", at=now - 20, request="d"),
-        _line("hello-draft", "draft says Error too", at=now - 10, stream="stderr", request="e"),
+        _line("hello-v1", "starting up", at=now + 0.01, request="a"),
+        _line("hello-v1", "ERROR: disk full", at=now + 0.02, stream="stderr", request="b"),
+        _line("hello-v2", "served /hello", at=now + 0.03, request="c"),
+        _line("other-draft", "other function", at=now + 0.04, request="d"),
+        _line("hello-draft", "draft says Error too", at=now + 0.05, stream="stderr", request="e"),
     ])  # fmt: skip
-    _append("faas-globex", [_line("hello-v1", "globex secret", at=now - 5)])
+    _append("faas-globex", [_line("hello-v1", "globex secret", at=now + 0.06)])
     return now
 
 
@@ -88,8 +88,8 @@ def test_logs_filter(api: Any, world: Any, acme_logs: float, query: str, expecte
 def test_logs_filter_by_time_range(api: Any, world: Any, acme_logs: float) -> None:
     from datetime import UTC, datetime
 
-    since = datetime.fromtimestamp(acme_logs - 45, UTC).isoformat()
-    until = datetime.fromtimestamp(acme_logs - 15, UTC).isoformat()
+    since = datetime.fromtimestamp(acme_logs + 0.015, UTC).isoformat()
+    until = datetime.fromtimestamp(acme_logs + 0.045, UTC).isoformat()
     response = api(world.vera).get(LOGS, {"since": since, "until": until})
     assert _messages(response) == ["other function", "served /hello", "ERROR: disk full"]
 
@@ -110,7 +110,9 @@ def test_logs_page_with_a_cursor_until_the_end(api: Any, world: Any, acme_logs: 
     [
         ("limit=0", "limit"), ("limit=501", "limit"), ("stream=stdin", "stream"), ("version=v1", "version"),
         ("function=Bad_Name", "function"), ("since=yesterday", "since"), ("cursor=not-a-cursor", "cursor"),
-        ("cursor=1-2-3", "cursor"),
+        ("cursor=1-2-3", "cursor"), ("cursor=5-", "cursor"), ("cursor=-", "cursor"),
+        ("cursor=99999999999999999999-1", "cursor"), (f"function={'f' * 41}", "function"),
+        (f"function={'f' * 40}&version=v1234567", "version"),
     ],
 )  # fmt: skip
 def test_bad_log_queries_are_400_naming_the_field(
@@ -119,6 +121,21 @@ def test_bad_log_queries_are_400_naming_the_field(
     response = api(world.vera).get(f"{LOGS}?{query}")
     assert response.status_code == 400
     assert field in error_of(response)["detail"]
+
+
+def test_a_deleted_tenants_lines_never_reach_the_tenant_that_reuses_its_slug(
+    api: Any, world: Any, make_tenant: Any
+) -> None:
+    from tenants import services
+
+    old = time.time()
+    _append("faas-globex", [_line("hello-v1", "the old globex's line", at=old)])
+    services.tenant_delete_request(tenant=world.globex, confirm="globex")
+    services.tenant_delete(tenant_id=world.globex.pk)
+    assert not redis.Redis.from_url(settings.REDIS_URL).exists("runtime:logs:faas-globex")  # dropped
+    _append("faas-globex", [_line("hello-v1", "written before the new tenant existed", at=time.time())])
+    make_tenant("globex", admin=world.oscar)
+    assert _messages(api(world.oscar).get("/t/globex/api/v1/logs/")) == []
 
 
 def test_another_tenants_logs_stay_out_of_reach(api: Any, world: Any, acme_logs: float) -> None:

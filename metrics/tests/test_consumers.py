@@ -145,10 +145,67 @@ async def test_metrics_without_prometheus_say_so(world, token_for, no_prometheus
     vera = await sync_to_async(token_for)(world.vera, world.acme, "viewer")
     ws, _, _ = await _connect("acme", vera)
     subscribed = await _reply(
-        ws, {"type": "subscribe", "stream": "metrics", "function": "hello", "interval": 1}
+        ws, {"type": "subscribe", "stream": "metrics", "function": "hello", "interval": 1, "range": "5m"}
     )
-    assert subscribed["key"] == "metrics:hello:1:1h"
+    assert subscribed["key"] == "metrics:hello:1:5m"
     frame = await ws.receive_json_from(timeout=5)
     assert frame["type"] == "metrics"
     assert frame["error"]["code"] == "metrics_unavailable"
+    await ws.disconnect()
+
+
+async def test_a_deactivated_user_is_cut_off_at_the_next_message(world, token_for):
+    secret = await sync_to_async(token_for)(world.vera, world.acme, "viewer")
+    ws, connected, _ = await _connect("acme", secret)
+    assert connected
+
+    def deactivate() -> None:
+        world.vera.is_active = False
+        world.vera.save(update_fields=["is_active"])
+
+    await sync_to_async(deactivate)()
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await ws.disconnect()
+
+
+async def test_long_ranges_need_slower_polls(world, token_for):
+    await sync_to_async(_function)(world.acme, "hello")
+    vera = await sync_to_async(token_for)(world.vera, world.acme, "viewer")
+    ws, _, _ = await _connect("acme", vera)
+    subscription = {
+        "type": "subscribe",
+        "stream": "metrics",
+        "function": "hello",
+        "range": "7d",
+        "interval": 5,
+    }
+    refused = await _reply(ws, subscription)
+    assert refused["error"]["detail"] == {"interval": ["At least 60 s for a 7d range."]}
+    assert (await _reply(ws, subscription | {"interval": 60}))["type"] == "subscribed"
+    await ws.disconnect()
+
+
+async def test_a_demoted_platform_admin_is_cut_off(world):
+    from django.test import Client
+
+    def session_cookie() -> tuple[bytes, bytes]:
+        client = Client()
+        client.force_login(world.admin)
+        return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    cookie = await sync_to_async(session_cookie)()
+    ws = WebsocketCommunicator(
+        application, LIVE.format("acme"), headers=[cookie, (b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await ws.connect(timeout=5)
+    assert connected  # platform admins act as admin in every tenant
+
+    def demote() -> None:
+        world.admin.is_superuser = False
+        world.admin.save(update_fields=["is_superuser"])
+
+    await sync_to_async(demote)()
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
     await ws.disconnect()

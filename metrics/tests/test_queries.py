@@ -39,20 +39,27 @@ def test_anything_unchecked_is_refused(bad: dict[str, object]) -> None:
 
 def test_a_count_is_exact_over_the_window() -> None:
     query = queries.calls(Scope("faas-acme", "hello"), 3600, GroupBy.FUNCTION).text
-    selector = (
-        'fission_function_calls_total{function_namespace="faas-acme",function_name=~"hello-(draft|v[0-9]+)"}'
-    )
+    matchers = '{function_namespace="faas-acme",function_name=~"hello-(draft|v[0-9]+)"}'
+    x = "fission_function_calls_total" + matchers
+    last, before = f"last_over_time({x}[3600s])", f"last_over_time({x}[3600s] offset 3600s)"
+    reset = f"(resets({x}[3600s]) > 0)"
     assert query == (
-        f"sum by (function_name) ((last_over_time({selector}[3600s]) - {selector} offset 3600s) >= 0 "
-        f"or last_over_time({selector}[3600s]))"
+        f"sum by (function_name) (((({last} - {before}) >= 0) unless {reset}) "
+        f"or (increase({x}[3600s]) and {reset}) or {last})"
     )
+
+
+def test_a_job_pins_the_router() -> None:
+    assert Scope("faas-acme", job="runtime").matchers() == '{function_namespace="faas-acme",job="runtime"}'
+    with pytest.raises(ValueError, match="not a job"):
+        Scope("faas-acme", job='x"}')
 
 
 def test_errors_quantiles_and_cold_starts() -> None:
     scope = Scope("faas-acme", "hello", paths=("/acme/hello",))
-    assert queries.errors(scope, 60).text.startswith("sum ((last_over_time(fission_function_errors_total{")
+    assert queries.errors(scope, 60).text.startswith("sum ((((last_over_time(fission_function_errors_total{")
     latency = queries.quantile(0.95, scope, 60).text
-    assert latency.startswith("histogram_quantile(0.95, sum by (le) ((last_over_time(")
+    assert latency.startswith("histogram_quantile(0.95, sum by (le) ((((last_over_time(")
     assert "fission_function_overhead_seconds_bucket{" in latency
     cold = queries.cold_starts(scope, 60).text
     assert "fission_function_cold_starts_total{" in cold

@@ -26,7 +26,7 @@ def clean_env(monkeypatch: Any) -> Any:
     every name it touched), so later tests and the processes they start never see it."""
     names = (
         "PROMETHEUS_URL", "PROMETHEUS_BINARY", "PORTAL_METRICS_TOKEN", "PORTAL_METRICS_TOKEN_FILE",
-        "RUNTIME_CONTROL_PORT", "METRICS_SCRAPE_INTERVAL_S", "PROMETHEUS_MULTIPROC_DIR",
+        "RUNTIME_CONTROL_PORT", "METRICS_SCRAPE_INTERVAL_S", "PROMETHEUS_MULTIPROC_DIR", "METRICS_JOB",
     )  # fmt: skip
     for name in names:
         monkeypatch.delenv(name, raising=False)
@@ -42,7 +42,7 @@ def test_make_run_starts_a_prometheus_that_scrapes_the_runtime_and_the_portal(
 
     assert command is not None
     assert os.environ["PROMETHEUS_URL"].startswith("http://127.0.0.1:")
-    assert os.environ["METRICS_SCRAPE_INTERVAL_S"] == "5"
+    assert (os.environ["METRICS_SCRAPE_INTERVAL_S"], os.environ["METRICS_JOB"]) == ("5", "runtime")
     config = tmp_path / "prometheus" / "prometheus.yml"
     assert f"--config.file={config}" in command
     checked = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)

@@ -143,28 +143,29 @@ class Hub:
         receive lock) until a metrics topic is watched again."""
         receiver, self._receiver, self.channel = self._receiver, None, None
         if receiver is not None:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+            await _end(receiver)
 
     async def _ensure_channel(self) -> None:
         if self.channel is None and self.layer is not None:
             # The default prefix: channels_redis receives every channel of a process through one
             # real channel ("specific.<client>!"), so a channel of another prefix would never be read.
-            self.channel = await self.layer.new_channel()
-            self._receiver = asyncio.get_running_loop().create_task(self._receive_forever())
+            self.channel = channel = await self.layer.new_channel()
+            self._receiver = asyncio.get_running_loop().create_task(self._receive_forever(channel))
 
-    async def _receive_forever(self) -> None:
-        """Frames published by whichever process polls, for the topics this process watches."""
+    async def _receive_forever(self, channel: str) -> None:
+        """Frames published by whichever process polls, for the topics this process watches;
+        until the hub stops receiving on ``channel`` (checked on every turn, as well as by
+        cancellation, which redis-py may turn into a TimeoutError)."""
         pause = 0.1
         assert self.layer is not None
-        assert self.channel is not None
-        while True:
+        while self.channel == channel:
             try:
-                message = await self.layer.receive(self.channel)
+                message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis away: the feeds poll and deliver locally meanwhile
+                if self.channel != channel:
+                    return
                 log.warning("the live hub cannot receive; retrying in %.1f s", pause, exc_info=True)
                 await asyncio.sleep(pause)
                 pause = min(5.0, pause * 2)
@@ -206,15 +207,15 @@ class _MetricsFeed:
         self.last_frame: str | None = None
         self.token = uuid.uuid4().hex
         self.task: asyncio.Task[None] | None = None
+        self.stopped = False
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self.stopped = True
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await _end(self.task)
         with contextlib.suppress(Exception):  # best effort: the lease expires anyway
             await self.hub.redis.eval(_RELEASE, 1, LEASE_PREFIX + self.topic.group, self.token)
         channel = self.hub.channel
@@ -229,13 +230,17 @@ class _MetricsFeed:
             subscriber.deliver(frame)
 
     async def _run(self) -> None:
-        """Tick on wall-clock multiples of the interval, so every process ticks together."""
-        while True:
+        """Tick on wall-clock multiples of the interval, so every process ticks together, until
+        stopped (the flag as well as cancellation: redis-py may turn a cancellation into a
+        TimeoutError, which would otherwise look like one failed tick)."""
+        while not self.stopped:
             try:
                 await self._tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug in one tick must not end the stream
+            except Exception:  # a bug or an outage in one tick must not end the stream
+                if self.stopped:
+                    return
                 log.exception("live metrics tick failed for %s", self.topic.group)
             interval = self.topic.interval_s
             await asyncio.sleep(interval - time.time() % interval)
@@ -322,6 +327,15 @@ class _LogFeed:
             frame = json.dumps(body, separators=(",", ":"))
             for subscriber in list(subscribers):
                 subscriber.deliver(frame)
+
+
+async def _end(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it, but never forever: a task whose cancellation was
+    swallowed ends by its own stop flag, and the caller must not hang meanwhile."""
+    task.cancel()
+    await asyncio.wait([task], timeout=10)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.warning("a live task ended with an error", exc_info=task.exception())
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

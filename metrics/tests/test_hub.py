@@ -172,3 +172,43 @@ async def test_log_batches_reach_the_subscribers_whose_filter_matches() -> None:
         "stream": "stdout", "message": "from v1",
     }  # fmt: skip
     assert hub.logs == {}
+
+
+class SwallowingLayer:
+    """A channel layer whose receive turns its cancellation into a TimeoutError, as redis-py
+    does when a cancellation meets its own read timeout."""
+
+    def __init__(self) -> None:
+        self.receiving = asyncio.Event()
+
+    async def new_channel(self) -> str:
+        return "specific.test!1"
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.receiving.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise TimeoutError("Timeout reading from redis") from None
+        raise AssertionError("unreachable")
+
+    async def group_add(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        pass
+
+
+async def test_stopping_ends_the_receive_loop_even_when_its_cancellation_is_swallowed() -> None:
+    hub, subscriber = Hub(poll=_counting_poll()[0], tail=_no_tail), Collector()
+    layer = hub.layer = SwallowingLayer()
+    await hub.subscribe_metrics(TOPIC, subscriber)
+    receiver = hub._receiver
+    assert receiver is not None
+    await asyncio.wait_for(layer.receiving.wait(), timeout=10)
+    await hub.unsubscribe_metrics(TOPIC, subscriber)
+    assert receiver.done()  # it saw the hub stop receiving, instead of retrying forever
+    assert (hub._receiver, hub.channel) == (None, None)

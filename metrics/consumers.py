@@ -25,7 +25,6 @@ import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 from rest_framework import serializers
 
@@ -36,10 +35,7 @@ from metrics.logs import fission_name
 from metrics.selectors import TimeRange
 from portal.errors import error_body
 from portal.notifier import tenant_events_group
-from tenants.access import connection_role
-from tenants.consumers import CLOSE_NOT_FOUND, CLOSE_REVOKED
-from tenants.models import Tenant
-from tenants.roles import Role
+from tenants.consumers import CLOSE_NOT_FOUND, TenantSocket
 
 INTERVALS = (1, 2, 5, 10, 30, 60)
 MAX_SUBSCRIPTIONS = 20
@@ -71,9 +67,7 @@ class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
         return attrs
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
-    tenant: Tenant | None = None
-
+class LiveConsumer(TenantSocket):
     async def connect(self) -> None:
         self.tenant = self.scope.get("tenant")
         self.subscriptions: dict[str, MetricsTopic | LogFilter] = {}
@@ -223,18 +217,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             log.warning("could not re-check a live socket's access; closing it", exc_info=True)
             await self.close(code=CLOSE_UNAVAILABLE)
-
-    async def _still_allowed(self) -> bool:
-        if await self._role() is None:
-            await self.close(code=CLOSE_REVOKED)
-            return False
-        return True
-
-    async def _role(self) -> Role | None:
-        assert self.tenant is not None
-        return await database_sync_to_async(connection_role)(
-            self.scope["user"], self.tenant.pk, self.scope.get("token")
-        )
 
     @database_sync_to_async
     def _function_exists(self, name: str) -> bool:

@@ -19,6 +19,7 @@ from functions import manifests
 from functions.models import Alias, Function, TargetKind, Trigger, Version
 from functions.services.common import current_tenant
 from metrics import queries
+from metrics.logs import DRAFT, fission_name
 from metrics.prometheus import Sample, prometheus
 from metrics.queries import GroupBy, Scope
 from portal.errors import NotFound, ValidationFailed
@@ -157,9 +158,6 @@ def _strip_route(route: str) -> str:
     return (route[len(prefix) :] or "/") if route.startswith(prefix) else route
 
 
-DRAFT = "draft"
-
-
 def function_scope(
     function: Function, *, version: str | None = None, alias: str | None = None, path: str | None = None
 ) -> Scope:
@@ -171,12 +169,12 @@ def function_scope(
     if sum(x is not None for x in (version, alias, path)) > 1:
         raise ValidationFailed("Give at most one of version, alias and path.")
     if version is not None:
-        number = None if version == DRAFT else int(version.removeprefix("v"))
-        if number is not None and not Version.objects.filter(function=function, number=number).exists():
+        if (
+            version != DRAFT
+            and not Version.objects.filter(function=function, number=int(version[1:])).exists()
+        ):
             raise NotFound(f"Function {function.name} has no version {version}.")
-        return tenant_scope(
-            function=function.name, fission_names=(manifests.fission_name(function.name, number),)
-        )
+        return tenant_scope(function=function.name, fission_names=(fission_name(function.name, version),))
     if alias is not None:
         found = (
             Alias.objects.filter(function=function, name=alias)

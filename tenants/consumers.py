@@ -18,7 +18,26 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_REVOKED = 4403
 
 
-class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
+class TenantSocket(AsyncJsonWebsocketConsumer):
+    """A websocket inside one tenant (``scope["tenant"]``, set by portal.ws), whose access is read
+    again whenever it is asked for (tenants/access.py), and which closes with 4403 once lost."""
+
+    tenant: Tenant | None = None
+
+    async def _role(self) -> Role | None:
+        assert self.tenant is not None
+        return await database_sync_to_async(connection_role)(
+            self.scope["user"], self.tenant.pk, self.scope.get("token")
+        )
+
+    async def _still_allowed(self) -> bool:
+        if await self._role() is None:
+            await self.close(code=CLOSE_REVOKED)
+            return False
+        return True
+
+
+class TenantEventsConsumer(TenantSocket):
     """Streams a tenant's events (provisioning state, members, tokens) to its members.
 
     On connect it sends the tenant's current state, so a page never misses a change that
@@ -26,7 +45,6 @@ class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
     and before forwarding each event, so a removed member or revoked token stops receiving.
     """
 
-    tenant: Tenant | None = None
     group: str = ""
 
     async def connect(self) -> None:
@@ -52,18 +70,6 @@ class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
     async def event_push(self, message: dict[str, Any]) -> None:
         if await self._still_allowed():
             await self.send_json(message["event"])
-
-    async def _still_allowed(self) -> bool:
-        if await self._role() is None:
-            await self.close(code=CLOSE_REVOKED)
-            return False
-        return True
-
-    async def _role(self) -> Role | None:
-        assert self.tenant is not None
-        return await database_sync_to_async(connection_role)(
-            self.scope["user"], self.tenant.pk, self.scope.get("token")
-        )
 
     @database_sync_to_async
     def _snapshot(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from portal import embedded  # noqa: E402
+from testsupport.processes import stop_process  # noqa: E402
 
 SIZES = (100, 1000)
 INTERVAL_S = 1  # the fastest live interval: the most frames per second
@@ -70,17 +71,8 @@ def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
         embedded.prometheus_command(binary, config, tmp / "prometheus", port, retention="1d"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    stack.callback(_stop, prometheus)
+    stack.callback(stop_process, prometheus)
     os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 def set_up_tenant() -> str:
@@ -118,7 +110,7 @@ def start_server(tmp: Path, stack: contextlib.ExitStack) -> tuple[str, int]:
     ]  # fmt: skip
     log = stack.enter_context((tmp / "web.log").open("wb"))
     server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    stack.callback(_stop, server)
+    stack.callback(stop_process, server)
     import httpx
 
     deadline = time.monotonic() + 30

@@ -45,7 +45,8 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate, then kill after 10 s if it is still there."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -94,10 +95,10 @@ def live_server_url(
             pass
         time.sleep(0.1)
     else:
-        _stop(process)
+        stop_process(process)
         pytest.fail(f"the ASGI server did not start:\n{_log_tail(log)}")
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -116,11 +117,11 @@ def celery_worker_process(
     deadline = time.monotonic() + 30
     while "ready." not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
+            stop_process(process)
             pytest.fail(f"the Celery worker did not start:\n{_log_tail(log)}")
         time.sleep(0.1)
     yield process
-    _stop(process)
+    stop_process(process)
 
 
 def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:

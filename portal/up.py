@@ -31,8 +31,11 @@ def data_dir() -> Path:
 def persistent_secret(path: Path) -> str:
     """A value generated once and kept in the data directory (sessions survive restarts)."""
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created 0600: readable by this user only, from the first byte on.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as output:
+            output.write(secrets.token_urlsafe(50))
+    path.chmod(0o600)
     return path.read_text().strip()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
@@ -11,6 +12,7 @@ import uvloop
 
 from runtime.app import Runtime
 from runtime.config import Config, ConfigError
+from runtime.sandbox.host import SandboxUnavailable
 
 
 async def serve(config: Config) -> None:
@@ -31,8 +33,22 @@ def main() -> int:
     except ConfigError as exc:
         print(f"runtime: {exc}", file=sys.stderr)
         return 2
-    uvloop.run(serve(config))
+    _raise_file_limit()
+    try:
+        uvloop.run(serve(config))
+    except SandboxUnavailable as exc:
+        print(f"runtime: cannot sandbox functions: {exc}. Refusing to run them unsandboxed; "
+              "RUNTIME_SANDBOX=off runs them as this user, for a machine that runs only your own code.",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
+
+
+def _raise_file_limit() -> None:
+    """Every worker holds a pidfd, its log channels and connections: allow the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == "__main__":

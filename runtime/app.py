@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any
 
@@ -11,42 +12,65 @@ from aiohttp import web
 from runtime.config import Config
 from runtime.control import make_app
 from runtime.errors import PackageUnavailable
-from runtime.executor import Deployable, Executor
+from runtime.executor import Deployable, Executor, WorkerLimits
 from runtime.http import ServerProtocol
 from runtime.logs import LogCollector
-from runtime.objects import Environment, Function, HTTPTrigger, LimitRange, Package, ResourceQuota
+from runtime.objects import (
+    Environment,
+    Function,
+    HTTPTrigger,
+    LimitRange,
+    NetworkPolicy,
+    Package,
+    Parsed,
+    ResourceQuota,
+    parse_package,
+)
 from runtime.packages import Packages
 from runtime.router import Router
-from runtime.spawner import Zygote
+from runtime.sandbox.cgroups import CgroupTree
+from runtime.sandbox.host import require_tools
+from runtime.sandbox.network import Grant
+from runtime.sandbox.tenant import Sandboxes, SandboxSettings, sandbox_settings_summary
 from runtime.store import Key, Store
+from runtime.tenancy import check_trigger
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
     def __init__(self, config: Config) -> None:
+        """Raises SandboxUnavailable when sandboxes are on and the machine cannot run them."""
         self.config = config
         run_dir = config.state_dir / "run"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.state_dir)
-        self.packages = Packages(config.state_dir)
-        self.zygote = Zygote(run_dir)
-        self.executor = Executor(self.zygote, run_dir, run_dir / "logs.sock")
-        self.logs = LogCollector(
-            run_dir / "logs.sock", config.redis_url, self.owner_of, config.log_stream_maxlen
-        )
-        self.router = Router(self.executor)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.store = Store(config.state_dir, check=self._check)
+        self.packages = Packages(config.state_dir / "packages")
+        settings = SandboxSettings(config.sandbox, config.sandbox_uid_base, config.worker_tmp_bytes,
+                                   config.worker_pids)  # fmt: skip
+        tools = require_tools() if config.sandbox else None
+        # One subtree per state directory, so that a restart finds (and sweeps) its own.
+        instance = hashlib.sha256(str(config.state_dir).encode()).hexdigest()[:12]
+        cgroups = CgroupTree.detect(instance) if config.sandbox else None
+        if cgroups is not None:
+            cgroups.sweep()
+        self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups)
+        self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
+        limits = WorkerLimits(tmp_bytes=config.worker_tmp_bytes, pids=config.worker_pids)
+        self.executor = Executor(self.sandboxes, run_dir, self.logs, limits)
+        self.router = Router(self.executor, config.namespace_prefix)
         self.servers: list[Any] = []
         self.apply_lock = asyncio.Lock()
+        log.info("%s; cgroups: %s", sandbox_settings_summary(settings),
+                 "v1 memory and pids" if cgroups else "none (RLIMIT_AS)")  # fmt: skip
 
-    def owner_of(self, pid: int) -> tuple[str, str] | None:
-        worker = self.executor.by_pid.get(pid)
-        return worker.function if worker is not None else None
+    def _check(self, parsed: Parsed) -> None:
+        if isinstance(parsed, HTTPTrigger):
+            check_trigger(parsed, self.config.namespace_prefix)
 
     async def start(self) -> None:
         count = self.store.load()
         await self.logs.start()
-        await self.zygote.start()
         await self.apply()
         loop = asyncio.get_running_loop()
         max_body = self.config.max_body_bytes
@@ -68,10 +92,8 @@ class Runtime:
 
     async def put(self, plural: str, namespace: str, body: dict[str, Any], *, create: bool) -> dict[str, Any]:
         if plural == "packages":
-            from runtime.objects import parse_package
-
             # Fetch and verify before accepting: a bad checksum is the caller's error, now.
-            await self.packages.materialize(parse_package(body, namespace).deployment)
+            await self.packages.materialize(parse_package(body, namespace).deployment, namespace)
         raw = self.store.put(plural, namespace, body, create=create)
         await self.apply()
         return raw
@@ -81,16 +103,32 @@ class Runtime:
         await self.apply()
 
     async def apply(self) -> None:
-        """Make workers and routes match the stored objects. Safe to call any time."""
+        """Make sandboxes, workers and routes match the stored objects. Safe to call any time."""
         async with self.apply_lock:
             quotas: list[ResourceQuota] = list(self.store.items("resourcequotas"))
             ranges: list[LimitRange] = list(self.store.items("limitranges"))
             self.executor.set_quotas(quotas, ranges)  # first: the pools below fill up to them
+            await self._apply_network()
             environments: list[Environment] = list(self.store.items("environments"))
             self.executor.set_environments(environments)
             self.executor.set_deployables(await self._deployables(environments))
             triggers: list[HTTPTrigger] = list(self.store.items("httptriggers"))
             self.router.set_triggers(triggers)
+            # A namespace with nothing to run keeps no sandbox; one with no objects, no packages.
+            await self.sandboxes.retain({ns for ns, _ in self.executor.environments} | {
+                ns for ns, _ in self.executor.deployables
+            })  # fmt: skip
+            for namespace in self.packages.namespaces() - {key[1] for key in self.store.raw}:
+                self.packages.remove_namespace(namespace)
+
+    async def _apply_network(self) -> None:
+        """Each namespace's egress: the union of what its NetworkPolicies grant; none without one."""
+        policies: list[NetworkPolicy] = list(self.store.items("networkpolicies"))
+        grants: dict[str, list[Grant]] = {namespace: [] for namespace in {k[1] for k in self.store.raw}}
+        for policy in policies:
+            grants.setdefault(policy.meta.namespace, []).extend(policy.egress or ())
+        for namespace in set(grants) | set(self.sandboxes.grants):
+            await self.sandboxes.set_egress(namespace, tuple(grants.get(namespace, ())))
 
     async def _deployables(self, environments: list[Environment]) -> list[Deployable]:
         by_env = {(e.meta.namespace, e.meta.name): e for e in environments}
@@ -103,7 +141,7 @@ class Runtime:
             if not isinstance(package, Package) or environment is None:
                 continue  # not servable yet: its package or environment is missing
             try:
-                path = await self.packages.materialize(package.deployment)
+                path = await self.packages.materialize(package.deployment, namespace)
             except PackageUnavailable as exc:
                 log.error("function %s/%s: %s", namespace, function.meta.name, exc.message)
                 continue
@@ -117,5 +155,5 @@ class Runtime:
             else:
                 server.close()
         await self.executor.shutdown()
-        await self.zygote.stop()
+        await self.sandboxes.stop_all()
         await self.logs.stop()

@@ -22,6 +22,17 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "on", "true", "yes"):
+        return True
+    if value.lower() in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {value!r}")
+
+
 def _secret(name: str) -> str | None:
     path = os.environ.get(f"{name}_FILE")
     if path:
@@ -39,17 +50,25 @@ class Config:
     redis_url: str | None
     max_body_bytes: int
     log_stream_maxlen: int
+    sandbox: bool
+    sandbox_uid_base: int
+    worker_tmp_bytes: int
+    worker_pids: int
+    namespace_prefix: str
 
     @classmethod
     def from_env(cls) -> Config:
         state_dir = Path(os.environ.get("RUNTIME_STATE_DIR", ".data/runtime")).resolve()
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # tokens, sockets, every tenant's packages: the runtime's user only
         token = _secret("RUNTIME_TOKEN")
         if not token:
             token_file = state_dir / "token"
-            state_dir.mkdir(parents=True, exist_ok=True)
             if not token_file.exists():
-                token_file.write_text(secrets.token_urlsafe(32))
-                token_file.chmod(0o600)
+                # Created 0600: readable by the runtime's user only, from the first byte on.
+                fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as output:
+                    output.write(secrets.token_urlsafe(32))
             token = token_file.read_text().strip()
         return cls(
             host=os.environ.get("RUNTIME_HOST", "127.0.0.1"),
@@ -60,4 +79,10 @@ class Config:
             redis_url=os.environ.get("REDIS_URL") or None,
             max_body_bytes=_int("RUNTIME_MAX_BODY_BYTES", 10 * 1024 * 1024),
             log_stream_maxlen=_int("RUNTIME_LOG_STREAM_MAXLEN", 100_000),
+            sandbox=_flag("RUNTIME_SANDBOX", True),
+            sandbox_uid_base=_int("RUNTIME_SANDBOX_UID_BASE", 200_000),
+            worker_tmp_bytes=_int("RUNTIME_WORKER_TMP_BYTES", 64 * 1024 * 1024),
+            worker_pids=_int("RUNTIME_WORKER_PIDS", 128),
+            # The portal's setting: namespace "<prefix>-<tenant>" serves only routes under /<tenant>/.
+            namespace_prefix=os.environ.get("PORTAL_NAMESPACE_PREFIX", "faas"),
         )

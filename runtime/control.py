@@ -1,9 +1,11 @@
 """The control API: Kubernetes-style paths for fission.io/v1 objects and for the core/v1
 ResourceQuota and LimitRange of a namespace, bearer-token protected.
 
-``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]`` and
-``/api/v1/namespaces/<ns>/{resourcequotas,limitranges}[/<name>]``: GET (read, list), POST
+``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]``,
+``/api/v1/namespaces/<ns>/{resourcequotas,limitranges}[/<name>]`` and
+``/apis/networking.k8s.io/v1/namespaces/<ns>/networkpolicies[/<name>]``: GET (read, list), POST
 (create), PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
+An HTTPTrigger must route under its namespace's tenant (``runtime.tenancy``), else 422.
 ``/metrics`` (Prometheus) and ``/healthz`` need no token.
 """
 
@@ -19,14 +21,15 @@ from aiohttp import web
 
 from runtime import metrics
 from runtime.errors import InvalidObject, NotFound, RuntimeProblem
-from runtime.objects import CORE_KINDS, KINDS
+from runtime.objects import CORE_KINDS, KINDS, NETWORKING_KINDS
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
 
 log = logging.getLogger(__name__)
-BASE = "/apis/fission.io/v1/namespaces/{namespace}/{plural}"
-CORE_BASE = "/api/v1/namespaces/{namespace}/{plural}"
+NAMESPACED = "/namespaces/{namespace}/{plural}"
+# URL prefix of each API group, and the kinds it serves.
+GROUPS = {"/apis/fission.io/v1": KINDS, "/api/v1": CORE_KINDS, "/apis/networking.k8s.io/v1": NETWORKING_KINDS}
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 
 
@@ -55,7 +58,8 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
     handlers = Handlers(runtime)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", handlers.metrics)
-    for base in (BASE, CORE_BASE):
+    for group in GROUPS:
+        base = group + NAMESPACED
         app.router.add_get(base, handlers.list)
         app.router.add_post(base, handlers.create)
         app.router.add_get(base + "/{name}", handlers.read)
@@ -102,9 +106,9 @@ class Handlers:
 
 
 def _plural(request: web.Request) -> str:
-    """The URL's plural, which must belong to its API group (core/v1 or fission.io/v1)."""
+    """The URL's plural, which must belong to its API group."""
     plural = request.match_info["plural"]
-    kinds = CORE_KINDS if request.path.startswith("/api/v1/") else KINDS
+    kinds = next(kinds for group, kinds in GROUPS.items() if request.path.startswith(group + "/"))
     if plural not in kinds:
         raise NotFound(f"unknown kind {plural!r}: one of {', '.join(kinds)}")
     return plural

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ from pathlib import Path
 
 from runtime import metrics
 from runtime.http import Response, UpstreamClosed, UpstreamConnection
+from runtime.logs import LogCollector
 from runtime.objects import Environment, Function, LimitRange, ResourceQuota
 from runtime.quota import DEFAULT_MEMORY, QuotaExhausted, Quotas
-from runtime.spawner import Zygote, kill
+from runtime.sandbox.cgroups import Cgroup
+from runtime.sandbox.tenant import Sandboxes
+from runtime.spawner import Spawned, ZygoteGone, kill
 
 log = logging.getLogger(__name__)
 FnKey = tuple[str, str]  # namespace, function name
@@ -70,28 +74,46 @@ class Deployable:
 @dataclass(eq=False)
 class Worker:
     id: str
-    pid: int
+    pid: int  # as the runtime sees it (the worker's own pid namespace has another)
+    pidfd: int  # names this process for as long as it is open: signals never reach another
     socket: Path
-    workdir: Path
+    workdir: Path | None  # its working directory on the host; None in a sandbox (it has /tmp)
     env_key: EnvKey
     executor: str
     memory_charge: int  # bytes counted against the namespace's limits.memory quota
+    cgroup: Cgroup | None = None  # its memory and pids limits, where the machine has cgroups
     state: str = "warm"  # warm, specializing, specialized, retiring, dead
     function: FnKey | None = None
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
     connections: list[UpstreamConnection] = field(default_factory=list)
 
+    def owner(self) -> FnKey | None:
+        """Whose output this worker's lines are (None while it is generic)."""
+        return self.function
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """Per worker, beside the function's own: its private /tmp and its pids."""
+
+    tmp_bytes: int
+    pids: int
+
 
 class Executor:
-    def __init__(self, zygote: Zygote, run_dir: Path, log_socket: Path) -> None:
-        self.zygote = zygote
+    def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector, limits: WorkerLimits) -> None:
+        self.sandboxes = sandboxes
         self.run_dir = run_dir
-        self.log_socket = log_socket
+        self.sockets = run_dir / "workers"
+        self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.logs = logs
+        self.limits = limits
         self.ids = itertools.count(1)
         self.workers: dict[str, Worker] = {}
         self.by_pid: dict[int, Worker] = {}
         self.pools: dict[EnvKey, list[Worker]] = defaultdict(list)
+        self.filling: dict[EnvKey, int] = defaultdict(int)  # pool workers being started
         self.pool_sizes: dict[EnvKey, int] = {}
         self.environments: dict[EnvKey, Environment] = {}
         self.deployables: dict[FnKey, Deployable] = {}
@@ -250,13 +272,19 @@ class Executor:
 
     async def specialize(self, worker: Worker, deployable: Deployable) -> None:
         function = deployable.function
+        memory = self.memory_limit(deployable)
+        if worker.cgroup is not None:
+            worker.cgroup.limit_memory(memory)
+            worker.cgroup.limit_pids(self.limits.pids + function.requests_per_pod)
+        namespace = function.meta.namespace
         body = json.dumps({
-            "filepath": str(deployable.code_path),
+            "filepath": self.sandboxes.package_path(namespace, deployable.code_path),
             "functionName": function.entrypoint,
-            "FunctionMetadata": {"name": function.meta.name, "namespace": function.meta.namespace},
-            # Extensions of Fission's body: a generic poolmgr worker learns its limits here.
+            "FunctionMetadata": {"name": function.meta.name, "namespace": namespace},
+            # Extensions of Fission's body: a generic poolmgr worker learns its limits here
+            # (memory only without cgroups: RLIMIT_AS is then the limit).
             "concurrency": function.requests_per_pod,
-            "memory_bytes": self.memory_limit(deployable),
+            "memory_bytes": memory if worker.cgroup is None else None,
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json")]
@@ -297,64 +325,105 @@ class Executor:
     # ------------------------------------------------------------ worker processes
 
     async def spawn(self, env_key: EnvKey, executor: str, memory: int | None, charge: int) -> Worker:
-        """Fork a worker with ``memory`` as its RLIMIT_AS, charging ``charge`` bytes to its namespace.
+        """Fork a worker limited to ``memory`` bytes, charging ``charge`` bytes to its namespace.
 
         Raises QuotaExhausted (before forking) when it does not fit the quota, Unavailable when
         it does not start."""
         self.admit(env_key[0], charge)
-        worker_id = f"w{next(self.ids)}"
-        workdir = self.run_dir / "workers" / worker_id
-        workdir.mkdir(parents=True, exist_ok=True)
-        socket = self.run_dir / f"{worker_id}.sock"
         reservation = (env_key[0], charge)
         self.spawning.append(reservation)
         try:
-            pid = await self.zygote.spawn(
-                worker_id=worker_id, socket=socket, workdir=workdir, memory=memory, concurrency=1,
-                env={"RUNTIME_LOG_SOCKET": str(self.log_socket), "HOME": str(workdir)},
-            )  # fmt: skip
+            worker = await self._fork(env_key, executor, memory, charge)
         finally:
             self.spawning.remove(reservation)
-        worker = Worker(id=worker_id, pid=pid, socket=socket, workdir=workdir, env_key=env_key,
-                        executor=executor, memory_charge=charge)  # fmt: skip
-        self.workers[worker_id] = worker
-        self.by_pid[pid] = worker
+        self.workers[worker.id] = worker
+        self.by_pid[worker.pid] = worker
         self.watch(worker)
         await self.wait_ready(worker)
         metrics.workers_changed(self)
         return worker
 
-    def watch(self, worker: Worker) -> None:
-        """Get told by the kernel when the worker exits (a pidfd), whatever killed it."""
+    async def _fork(self, env_key: EnvKey, executor: str, memory: int | None, charge: int) -> Worker:
+        """The worker process: forked by its namespace's zygote with a listening socket, a log
+        connection and stdout/stderr pipes that only the runtime holds the other ends of; moved
+        into its cgroup before it can run any function code (that waits for specialization)."""
+        namespace, worker_id = env_key[0], f"w{next(self.ids)}"
+        path = self.sockets / f"{worker_id}.sock"
+        workdir = None if self.sandboxes.enabled else self.run_dir / "workers" / worker_id
+        cgroup = self.sandboxes.worker_cgroup(namespace, worker_id)
+        channels = _Channels(path)
         try:
-            fd = os.pidfd_open(worker.pid)
-        except ProcessLookupError:
-            self.destroy(worker, "exited at start")
-            return
+            if cgroup is not None:
+                cgroup.limit_memory(memory)
+            if workdir is not None:
+                workdir.mkdir(parents=True, exist_ok=True)
+            spawned = await self._ask_zygote(namespace, worker_id, workdir, memory, cgroup, channels)
+            worker = Worker(
+                id=worker_id, pid=spawned.pid, pidfd=spawned.pidfd, socket=path, workdir=workdir,
+                env_key=env_key, executor=executor, memory_charge=charge, cgroup=cgroup,
+            )  # fmt: skip
+            await self.logs.attach(worker.owner, *channels.take_ours())
+        except BaseException:
+            channels.close()
+            path.unlink(missing_ok=True)
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        return worker
+
+    async def _ask_zygote(self, namespace: str, worker_id: str, workdir: Path | None, memory: int | None,
+                          cgroup: Cgroup | None, channels: _Channels) -> Spawned:  # fmt: skip
+        request = {
+            "id": worker_id, "concurrency": 1,
+            "env": {"HOME": str(workdir) if workdir else "/tmp"},  # noqa: S108 - the sandbox's own
+            "cwd": str(workdir) if workdir else "/tmp",  # noqa: S108
+            "memory_bytes": memory if cgroup is None else None,
+            "tmp_bytes": self.limits.tmp_bytes if self.sandboxes.enabled else None,
+        }  # fmt: skip
+        try:
+            zygote = await self.sandboxes.zygote(namespace)
+            spawned = await zygote.spawn(request, channels.theirs())
+        except (ZygoteGone, RuntimeError, OSError) as exc:
+            raise Unavailable(f"the worker could not be started: {exc}") from None
+        finally:
+            channels.close_theirs()
+        if spawned.pid <= 0:
+            os.close(spawned.pidfd)
+            raise Unavailable("the worker exited at start")
+        if cgroup is not None:
+            try:
+                cgroup.add(spawned.pid)
+            except OSError as exc:
+                kill(spawned.pidfd)
+                os.close(spawned.pidfd)
+                raise Unavailable(f"the worker could not be put in its cgroup: {exc}") from None
+        return spawned
+
+    def watch(self, worker: Worker) -> None:
+        """Get told by the kernel when the worker exits (its pidfd turns readable), whatever
+        killed it; then forget it and free what it held."""
         loop = asyncio.get_running_loop()
 
         def exited() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
+            loop.remove_reader(worker.pidfd)
             self.destroy(worker, "exited")
+            os.close(worker.pidfd)
+            if worker.cgroup is not None and not worker.cgroup.remove():
+                self.background(_remove_when_empty(worker.cgroup))
 
-        loop.add_reader(fd, exited)
+        loop.add_reader(worker.pidfd, exited)
 
     async def wait_ready(self, worker: Worker) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if worker.state == "dead":
-                raise Unavailable("the worker exited while starting")
-            try:
-                connection = await UpstreamConnection.open(str(worker.socket))
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.destroy(worker, "never became ready")
-                    raise Unavailable("the worker did not start in time") from None
-                await asyncio.sleep(0.001)
-                continue
-            worker.connections.append(connection)
-            return
+        """Open the first connection. The runtime made the listening socket, so this succeeds at
+        once; the worker answers once it has set itself up."""
+        if worker.state == "dead":
+            raise Unavailable("the worker exited while starting")
+        try:
+            connection = await UpstreamConnection.open(str(worker.socket))
+        except OSError as exc:
+            self.destroy(worker, "never became ready")
+            raise Unavailable(f"the worker did not start: {exc}") from None
+        worker.connections.append(connection)
 
     def destroy(self, worker: Worker, reason: str) -> None:
         """Kill and forget a worker. Idempotent."""
@@ -362,7 +431,7 @@ class Executor:
             return
         log.info("worker %s (pid %s, %s) removed: %s", worker.id, worker.pid, worker.function, reason)
         worker.state = "dead"
-        kill(worker.pid)
+        kill(worker.pidfd)
         for connection in worker.connections:
             connection.close()
         self.workers.pop(worker.id, None)
@@ -373,7 +442,8 @@ class Executor:
             self.by_function[worker.function].remove(worker)
             self.freed[worker.function].set()
         worker.socket.unlink(missing_ok=True)
-        shutil.rmtree(worker.workdir, ignore_errors=True)
+        if worker.workdir is not None:
+            shutil.rmtree(worker.workdir, ignore_errors=True)
         metrics.workers_changed(self)
         if not self.closing:
             self.background(self.fill_pools())
@@ -387,7 +457,9 @@ class Executor:
             return
         for env_key in list(self.pool_sizes):
             memory, charge = self.pool_memory(env_key)
-            while len(self.pools[env_key]) < self.pool_sizes.get(env_key, 0):
+            # Counting the workers other fills are starting keeps concurrent calls from overshooting.
+            while len(self.pools[env_key]) + self.filling[env_key] < self.pool_sizes.get(env_key, 0):
+                self.filling[env_key] += 1
                 try:
                     worker = await self.spawn(env_key, "poolmgr", memory, charge)
                 except QuotaExhausted:
@@ -395,7 +467,12 @@ class Executor:
                 except (Unavailable, RuntimeError, OSError):
                     log.exception("could not fill the pool of %s", env_key)
                     return
-                self.pools[env_key].append(worker)
+                finally:
+                    self.filling[env_key] -= 1
+                if env_key in self.pool_sizes:
+                    self.pools[env_key].append(worker)
+                else:  # the environment went away while the worker started
+                    self.destroy(worker, "environment deleted")
         metrics.workers_changed(self)
 
     async def keep_min_scale(self) -> None:
@@ -447,3 +524,62 @@ class Executor:
             task.cancel()
         for worker in list(self.workers.values()):
             self.destroy(worker, "runtime stopping")
+
+
+class _Channels:
+    """A worker's listening socket and output channels before the fork. The zygote gets
+    ``theirs`` (closed here right after, so that the pipes end when the worker does); ``ours`` go
+    to the log collector. Each descriptor is closed exactly once."""
+
+    def __init__(self, path: Path) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            path.unlink(missing_ok=True)
+            listener.bind(str(path))
+            path.chmod(0o600)  # in a 0700 directory already; whoever connects runs code as the tenant
+            listener.listen(1024)
+        except OSError:
+            listener.close()
+            raise
+        records_ours, records_theirs = socket.socketpair()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        self._theirs: list[int] | None = [
+            listener.detach(), records_theirs.detach(), stdout_w, stderr_w
+        ]  # fmt: skip
+        self._ours: tuple[socket.socket, int, int] | None = (records_ours, stdout_r, stderr_r)
+
+    def theirs(self) -> list[int]:
+        """Listening socket, log connection, stdout and stderr write ends, in the zygote's order."""
+        assert self._theirs is not None
+        return list(self._theirs)
+
+    def close_theirs(self) -> None:
+        if self._theirs is not None:
+            for fd in self._theirs:
+                os.close(fd)
+            self._theirs = None
+
+    def take_ours(self) -> tuple[socket.socket, int, int]:
+        """The runtime's ends; whoever takes them closes them."""
+        assert self._ours is not None
+        ours, self._ours = self._ours, None
+        return ours
+
+    def close(self) -> None:
+        self.close_theirs()
+        if self._ours is not None:
+            records, stdout, stderr = self._ours
+            records.close()
+            os.close(stdout)
+            os.close(stderr)
+            self._ours = None
+
+
+async def _remove_when_empty(cgroup: Cgroup, attempts: int = 50) -> None:
+    """A cgroup can be removed only once the kernel has finished taking the exited process out."""
+    for _ in range(attempts):
+        await asyncio.sleep(0.1)
+        if cgroup.remove():
+            return
+    log.warning("could not remove cgroup %s", cgroup.paths)

@@ -1,6 +1,13 @@
-"""Function output to Redis: workers send JSON lines over a unix socket; each record is
-tagged with its namespace and function (known from the sending process) and appended to
-a capped stream per namespace, ``runtime:logs:<namespace>``."""
+"""Function output to Redis, attributed by the runtime, never by the worker.
+
+For every worker the runtime creates three channels before the fork and keeps their other ends:
+a socketpair for the JSON-line records of ``runtime.worker.capture`` (what the function prints or
+logs, with the request id), and two pipes for whatever is written to the process's raw stdout and
+stderr (subprocesses, C extensions). Nothing in a sandbox can open any of them: they have no name.
+So the runtime knows which worker every line comes from, and tags it with that worker's namespace
+and function; a worker cannot claim another's. Each record goes to a capped stream per namespace,
+``runtime:logs:<namespace>``.
+"""
 
 from __future__ import annotations
 
@@ -8,71 +15,119 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
-import struct
+import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
 
 log = logging.getLogger(__name__)
 STREAM_PREFIX = "runtime:logs:"
-Lookup = Callable[[int], tuple[str, str] | None]  # pid -> (namespace, function)
+MAX_MESSAGE_CHARS = 16384
+MAX_LINE_BYTES = 64 * 1024
+Owner = Callable[[], tuple[str, str] | None]  # -> (namespace, function) of a worker, None while generic
 
 
 def stream_name(namespace: str) -> str:
     return STREAM_PREFIX + namespace
 
 
-def peer_pid(sock: socket.socket) -> int:
-    """The sending process, from the kernel (SO_PEERCRED): a worker cannot lie about it."""
-    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, _, _ = struct.unpack("3i", credentials)
-    return int(pid)
+class _Lines(asyncio.Protocol):
+    """Splits a byte stream into lines (a line too long is cut, never buffered without bound)."""
+
+    def __init__(self, on_line: Callable[[bytes], None]) -> None:
+        self.on_line = on_line
+        self.buffer = bytearray()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\n")) >= 0:
+            line = bytes(self.buffer[:end])
+            del self.buffer[: end + 1]
+            self.on_line(line)
+        if len(self.buffer) > MAX_LINE_BYTES:
+            self.on_line(bytes(self.buffer))
+            self.buffer.clear()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buffer:
+            self.on_line(bytes(self.buffer))
+            self.buffer.clear()
 
 
 class LogCollector:
-    def __init__(self, path: Path, redis_url: str | None, lookup: Lookup, maxlen: int) -> None:
-        self.path = path
-        self.lookup = lookup
+    def __init__(self, redis_url: str | None, maxlen: int) -> None:
         self.maxlen = maxlen
         self.client = redis.Redis.from_url(redis_url) if redis_url else None
         self.queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue(maxsize=100_000)
-        self.server: asyncio.base_events.Server | None = None
         self.dropped = 0
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.server = await asyncio.start_unix_server(self._connection, path=str(self.path))
-        self.path.chmod(0o600)  # workers run as this user; nobody else may inject lines
-        asyncio.get_running_loop().create_task(self._flush_forever())
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        pid = peer_pid(sock) if sock is not None else 0
-        try:
-            while line := await reader.readline():
-                self._accept(pid, line)
-        finally:
-            writer.close()
+    async def attach(
+        self, owner: Owner, records: socket.socket, stdout: int, stderr: int
+    ) -> list[asyncio.BaseTransport]:
+        """Read a worker's three channels (ours now); returns their transports (closed at EOF)."""
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.BaseTransport] = []
+        records_transport, _ = await loop.connect_accepted_socket(
+            lambda: _Lines(lambda line: self._record(owner, line)), sock=records
+        )
+        transports.append(records_transport)
+        for fd, stream in ((stdout, "stdout"), (stderr, "stderr")):
+            pipe = os.fdopen(fd, "rb", buffering=0)
+            pipe_transport, _ = await loop.connect_read_pipe(self._raw_reader(owner, stream), pipe)
+            transports.append(pipe_transport)
+        return transports
 
-    def _accept(self, pid: int, line: bytes) -> None:
-        owner = self.lookup(pid)
+    def _raw_reader(self, owner: Owner, stream: str) -> Callable[[], _Lines]:
+        return lambda: _Lines(lambda line: self._raw(owner, stream, line))
+
+    def _record(self, owner: Owner, line: bytes) -> None:
+        """A JSON record from the worker's capture: only its time, request id, stream and message
+        are taken; who sent it is the runtime's knowledge."""
         try:
             record: dict[str, Any] = json.loads(line)
         except ValueError:
             return
-        namespace, function = owner or ("", "")
-        if not namespace:
-            return  # a warm worker printing at start-up: nothing of a function yet
+        if not isinstance(record, dict):
+            return
+        stream = "stderr" if record.get("stream") == "stderr" else "stdout"
+        try:
+            stamp = float(record.get("time", 0)) or time.time()
+        except (TypeError, ValueError):
+            stamp = time.time()
+        self._add(
+            owner, stamp, str(record.get("request_id", ""))[:128], stream, str(record.get("message", ""))
+        )
+
+    def _raw(self, owner: Owner, stream: str, line: bytes) -> None:
+        """A line written to the process's own stdout or stderr (no request id is known)."""
+        self._add(owner, time.time(), "", stream, line.decode("utf-8", "replace").rstrip("\r"))
+
+    def _add(self, owner: Owner, stamp: float, request_id: str, stream: str, message: str) -> None:
+        known = owner()
+        if known is None:
+            return  # a warm worker printing before it has a function: nobody's lines
+        namespace, function = known
         entry = {
-            "time": f"{float(record.get('time', 0)):.6f}",
+            "time": f"{stamp:.6f}",
             "namespace": namespace,
             "function": function,
-            "request_id": str(record.get("request_id", "")),
-            "stream": str(record.get("stream", "stdout")),
-            "message": str(record.get("message", ""))[:16384],
+            "request_id": request_id,
+            "stream": stream,
+            "message": message[:MAX_MESSAGE_CHARS],
         }
         try:
             self.queue.put_nowait((namespace, entry))
@@ -101,7 +156,8 @@ class LogCollector:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for namespace, entry in batch:
-                        pipe.xadd(stream_name(namespace), entry, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                        fields = cast(dict[Any, Any], entry)
+                        pipe.xadd(stream_name(namespace), fields, maxlen=self.maxlen, approximate=True)
                     await pipe.execute()
                 return
             except redis.RedisError:
@@ -110,8 +166,16 @@ class LogCollector:
         log.warning("dropped %d log records: Redis unavailable", len(batch))
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        """Write what is queued, then stop."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        batch = []
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        if batch:
+            await self._write(batch)
         if self.client is not None:
             with contextlib.suppress(redis.RedisError):
                 await self.client.aclose()

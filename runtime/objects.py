@@ -7,12 +7,14 @@ names the field (``spec.functionref.functionweights``) so a caller knows what to
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import InvalidObject
+from runtime.sandbox.network import Grant
 
 API_VERSION = "fission.io/v1"
 KINDS = {
@@ -23,6 +25,9 @@ KINDS = {
 }
 # Served under /api/v1: the namespace's quota, which the executor and router enforce.
 CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange"}
+# Served under /apis/networking.k8s.io/v1: what the namespace's sandbox may reach.
+NETWORKING_KINDS = {"networkpolicies": "NetworkPolicy"}
+NETWORKING_API_VERSION = "networking.k8s.io/v1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RESERVED_PATHS = ("/router-healthz", "/readyz", "/_version", "/auth/login")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
@@ -406,7 +411,86 @@ def parse_limitrange(obj: dict[str, Any], namespace: str) -> LimitRange:
     return LimitRange(meta=meta, default_memory=default_memory)
 
 
-Parsed = Environment | Package | Function | HTTPTrigger | ResourceQuota | LimitRange
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """The egress a policy grants the namespace's sandbox, as the local runtime can enforce it.
+
+    ``egress`` is None when the policy does not restrict egress (no ``Egress`` in policyTypes).
+    Only rules the runtime can enforce exactly grant anything: a policy selecting every pod
+    (``podSelector: {}``), ``ipBlock`` peers (IPv4), and no ``ports`` (routes cannot tell ports
+    apart). A rule with no ``to`` grants everything, as in Kubernetes. Pod and namespace selectors
+    name nothing here (there are no pods), so they grant nothing: the runtime never opens more
+    than a cluster would.
+    """
+
+    meta: Meta
+    egress: tuple[Grant, ...] | None
+
+
+def _cidr(value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise InvalidObject(f"{path} must be a CIDR string", field=path)
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise InvalidObject(f"{path} must be a CIDR such as 0.0.0.0/0", field=path) from None
+
+
+def _ip_block(peer: dict[str, Any], path: str) -> Grant | None:
+    block = _get(peer, "ipBlock", dict)
+    if block is None:
+        return None
+    cidr = _cidr(block.get("cidr"), f"{path}.ipBlock.cidr")
+    excepts = _get(peer, "ipBlock.except", list, [])
+    holes = [_cidr(value, f"{path}.ipBlock.except[{i}]") for i, value in enumerate(excepts)]
+    if not isinstance(cidr, ipaddress.IPv4Network):
+        return None  # sandboxes have no IPv6 route at all
+    return Grant(cidr, tuple(h for h in holes if isinstance(h, ipaddress.IPv4Network)))
+
+
+def _egress_rule(rule: Any, path: str) -> tuple[list[Grant], bool]:
+    """The rule's ipBlock grants (every peer validated), and whether the runtime can enforce them
+    (no ``ports``)."""
+    if not isinstance(rule, dict):
+        raise InvalidObject(f"{path} must be an object", field=path)
+    peers = _get(rule, "to", list)
+    enforceable = not _get(rule, "ports", list)
+    if peers is None:
+        return [Grant(ipaddress.IPv4Network("0.0.0.0/0"))], enforceable
+    grants = []
+    for index, peer in enumerate(peers):
+        if not isinstance(peer, dict):
+            raise InvalidObject(f"{path}.to[{index}] must be an object", field=f"{path}.to[{index}]")
+        grant = _ip_block(peer, f"{path}.to[{index}]")
+        if grant is not None:
+            grants.append(grant)
+    return grants, enforceable
+
+
+def parse_networkpolicy(obj: dict[str, Any], namespace: str) -> NetworkPolicy:
+    meta = parse_meta(obj, namespace, "NetworkPolicy", NETWORKING_API_VERSION)
+    selector = _required(obj, "spec", dict).get("podSelector")
+    if not isinstance(selector, dict):
+        raise InvalidObject("spec.podSelector is required (an object)", field="spec.podSelector")
+    rules = _get(obj, "spec.egress", list)
+    types = _get(obj, "spec.policyTypes", list, ["Ingress", *(["Egress"] if rules else [])])
+    for index, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            field_path = f"spec.policyTypes[{index}]"
+            raise InvalidObject(f"{field_path} must be Ingress or Egress", field=field_path)
+    _get(obj, "spec.ingress", list)  # validated as a list; the router is the only way in
+    if "Egress" not in types:
+        return NetworkPolicy(meta=meta, egress=None)
+    selects_all = not any(selector.get(key) for key in ("matchLabels", "matchExpressions"))
+    grants: list[Grant] = []
+    for index, rule in enumerate(rules or []):
+        rule_grants, enforceable = _egress_rule(rule, f"spec.egress[{index}]")
+        if enforceable and selects_all:
+            grants += rule_grants
+    return NetworkPolicy(meta=meta, egress=tuple(grants))
+
+
+Parsed = Environment | Package | Function | HTTPTrigger | ResourceQuota | LimitRange | NetworkPolicy
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "environments": parse_environment,
     "packages": parse_package,
@@ -414,4 +498,5 @@ PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "httptriggers": parse_httptrigger,
     "resourcequotas": parse_resourcequota,
     "limitranges": parse_limitrange,
+    "networkpolicies": parse_networkpolicy,
 }

@@ -1,7 +1,11 @@
-"""Package archives: fetched (literal or url), verified against their sha256, unpacked once.
+"""Package archives: fetched (literal or url), verified against their sha256, unpacked once per
+namespace.
 
-Archives are content-addressed under ``<state>/packages/<sha256>/``, so a restart or a
-second function using the same archive costs nothing.
+Archives are content-addressed under ``<state>/packages/<namespace>/<sha256>/``, so a restart or a
+second function using the same archive costs nothing. A namespace's directory is what its sandbox
+sees as ``/packages`` (read-only): one tenant's packages are never in another tenant's view, even
+when the archives are the same. Unpacked files are world-readable (the sandbox runs as another uid)
+and never writable but by the runtime.
 """
 
 from __future__ import annotations
@@ -28,23 +32,24 @@ SINGLE_FILE_NAME = "function.py"
 
 
 class Packages:
-    def __init__(self, state_dir: Path) -> None:
-        self.root = state_dir / "packages"
+    def __init__(self, root: Path) -> None:
+        """``root``: the directory holding one directory of packages per namespace."""
+        self.root = root
 
-    async def materialize(self, archive: Archive) -> Path:
-        """Path to give ``/v2/specialize``: a directory (zip) or a single ``.py`` file."""
+    async def materialize(self, archive: Archive, namespace: str) -> Path:
+        """Host path of the code to specialize: a directory (zip) or a single ``.py`` file."""
         if archive.checksum:
-            ready = self._ready_path(archive.checksum)
+            ready = self._ready_path(namespace, archive.checksum)
             if ready is not None:
                 return ready
         data = await self._fetch(archive)
         digest = hashlib.sha256(data).hexdigest()
         if archive.checksum and digest != archive.checksum:
             raise PackageUnavailable(f"checksum mismatch: expected {archive.checksum}, got {digest}")
-        return self._ready_path(digest) or self._unpack(data, digest)
+        return self._ready_path(namespace, digest) or self._unpack(data, namespace, digest)
 
-    def _ready_path(self, digest: str) -> Path | None:
-        target = self.root / digest
+    def _ready_path(self, namespace: str, digest: str) -> Path | None:
+        target = self.root / namespace / digest
         if not (target / ".complete").exists():
             return None
         return target / SINGLE_FILE_NAME if (target / ".single").exists() else target / "deploy"
@@ -71,22 +76,43 @@ class Packages:
             raise PackageUnavailable(f"the archive exceeds {MAX_ARCHIVE_BYTES} bytes")
         return data
 
-    def _unpack(self, data: bytes, digest: str) -> Path:
-        target = self.root / digest
-        staging = self.root / f".{digest}.{os.getpid()}"
+    def _unpack(self, data: bytes, namespace: str, digest: str) -> Path:
+        directory = self.root / namespace
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        target = directory / digest
+        # Staged in the same directory, so that the rename into place is atomic; workers are only
+        # ever pointed at complete packages.
+        staging = directory / f".{digest}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        staging.mkdir()
         if zipfile.is_zipfile(io.BytesIO(data)):
             _safe_extract(data, staging / "deploy")
         else:
             (staging / SINGLE_FILE_NAME).write_bytes(data)
             (staging / ".single").touch()
+        _readable_by_all(staging)
         (staging / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
-        ready = self._ready_path(digest)
+        ready = self._ready_path(namespace, digest)
         assert ready is not None
         return ready
+
+    def namespaces(self) -> set[str]:
+        """The namespaces that have packages here."""
+        return {path.name for path in self.root.iterdir()} if self.root.is_dir() else set()
+
+    def remove_namespace(self, namespace: str) -> None:
+        """Forget a deleted namespace's packages."""
+        shutil.rmtree(self.root / namespace, ignore_errors=True)
+
+
+def _readable_by_all(root: Path) -> None:
+    """Directories 0755, files 0644 (0755 when executable by their owner): the sandbox's uid reads
+    them whatever the runtime's umask, and only the runtime may change them."""
+    for path in (root, *root.rglob("*")):
+        mode = path.stat().st_mode
+        path.chmod(0o755 if path.is_dir() or mode & stat.S_IXUSR else 0o644)
 
 
 def _safe_extract(data: bytes, destination: Path) -> None:

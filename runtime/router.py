@@ -3,6 +3,9 @@
 Exact ``relativeurl`` first, then ``{var}`` templates, then prefixes (longest first). A path
 that matches but not for this method is 405. ``function-weights`` are drawn per request.
 A namespace's ``faas-portal/concurrency`` quota bounds its requests in flight (429 beyond).
+A route is served only under its namespace's tenant root (``runtime.tenancy``): the control API
+refuses any other, and the table leaves out any that got past it (an object stored by an older
+runtime), so a request under ``/<a>/`` never reaches another tenant's function.
 Error answers are short and generic: internals go to the runtime's log, not to callers.
 """
 
@@ -20,6 +23,7 @@ from runtime.executor import Executor, TooManyRequests, Unavailable
 from runtime.http import Request, Response
 from runtime.objects import HTTPTrigger
 from runtime.quota import QuotaExhausted
+from runtime.tenancy import route_root, under
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -52,8 +56,8 @@ class Route:
 
 
 class RouteTable:
-    def __init__(self, triggers: list[HTTPTrigger]) -> None:
-        routes = [Route.of(t) for t in triggers]
+    def __init__(self, triggers: list[HTTPTrigger], namespace_prefix: str) -> None:
+        routes = [Route.of(t) for t in triggers if _owned(t, namespace_prefix)]
         self.exact: dict[str, list[Route]] = {}
         for route in routes:
             if not route.trigger.is_prefix and route.pattern is None:
@@ -84,13 +88,23 @@ class RouteTable:
         return None, {}, seen
 
 
+def _owned(trigger: HTTPTrigger, namespace_prefix: str) -> bool:
+    root = route_root(trigger.meta.namespace, namespace_prefix)
+    if root is not None and under(trigger.path, root):
+        return True
+    log.error("not routing %s/%s: %s is outside its tenant's root", trigger.meta.namespace,
+              trigger.meta.name, trigger.path)  # fmt: skip
+    return False
+
+
 class Router:
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, namespace_prefix: str) -> None:
         self.executor = executor
-        self.table = RouteTable([])
+        self.namespace_prefix = namespace_prefix
+        self.table = RouteTable([], namespace_prefix)
 
     def set_triggers(self, triggers: list[HTTPTrigger]) -> None:
-        self.table = RouteTable(triggers)
+        self.table = RouteTable(triggers, self.namespace_prefix)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()

@@ -10,20 +10,23 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import Conflict, InvalidObject, NotFound
-from runtime.objects import PARSERS
+from runtime.objects import PARSERS, Parsed
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # plural, namespace, name
 
 
 class Store:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, check: Callable[[Parsed], None] | None = None) -> None:
+        """``check``: a rule beyond the object's own validity (raises InvalidObject), applied to
+        every object accepted or loaded."""
+        self.check = check
         self.root = state_dir / "objects"
         self.raw: dict[Key, dict[str, Any]] = {}
         self.parsed: dict[Key, Any] = {}
@@ -40,8 +43,14 @@ class Store:
                 log.error("skipping unreadable object %s: %s", path, exc)
         return len(self.raw)
 
+    def _parse(self, plural: str, namespace: str, raw: dict[str, Any]) -> Parsed:
+        parsed = PARSERS[plural](raw, namespace)
+        if self.check is not None:
+            self.check(parsed)
+        return parsed
+
     def _remember(self, key: Key, raw: dict[str, Any]) -> None:
-        self.parsed[key] = PARSERS[key[0]](raw, key[1])
+        self.parsed[key] = self._parse(key[0], key[1], raw)
         self.raw[key] = raw
         self._version = max(self._version, int(raw["metadata"].get("resourceVersion", "0") or 0))
 
@@ -60,7 +69,7 @@ class Store:
 
     def put(self, plural: str, namespace: str, body: dict[str, Any], *, create: bool) -> dict[str, Any]:
         """Create (409 if it exists) or replace (409 on a stale ``metadata.resourceVersion``)."""
-        parsed = PARSERS[plural](body, namespace)
+        parsed = self._parse(plural, namespace, body)
         key = (plural, namespace, parsed.meta.name)
         current = self.raw.get(key)
         if create and current is not None:

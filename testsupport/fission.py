@@ -113,3 +113,9 @@ def httptrigger(
     spec: dict[str, Any] = {"methods": list(methods), "functionref": ref, "keepPrefix": keep_prefix}
     spec["prefix" if prefix else "relativeurl"] = path
     return {"apiVersion": API, "kind": "HTTPTrigger", "metadata": _meta(namespace, name), "spec": spec}
+
+
+def tenant_root(namespace: str, prefix: str = "faas") -> str:
+    """``/acme`` for ``faas-acme``: the runtime serves a namespace's routes only under it."""
+    assert namespace.startswith(f"{prefix}-"), namespace
+    return "/" + namespace.removeprefix(f"{prefix}-")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,9 @@ from portal.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-runtime-token"
+# Each runtime of this test process gets its own range of tenant uids: two runtimes alive at
+# once (the session's and a test's) never give one uid to two tenants.
+_UID_BASES = itertools.count(400_000 + (os.getpid() % 1000) * 10_000, 100)
 
 
 @dataclass
@@ -26,6 +31,8 @@ class RuntimeProcess:
     state_dir: Path
     router_port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
+    uid_base: int = field(default_factory=lambda: next(_UID_BASES))
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +54,9 @@ class RuntimeProcess:
             RUNTIME_ROUTER_PORT=str(self.router_port),
             RUNTIME_CONTROL_PORT=str(self.control_port),
             RUNTIME_TOKEN=TOKEN,
+            RUNTIME_SANDBOX_UID_BASE=str(self.uid_base),
             PORTAL_SECRET_KEY="must-not-reach-workers",  # noqa: S106 - a canary, not a secret
+            **self.env,
         )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
@@ -75,6 +84,11 @@ class RuntimeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+    def tenant_uid(self, namespace: str) -> int:
+        """The uid the runtime gave ``namespace``'s sandbox."""
+        uids: dict[str, int] = json.loads((self.state_dir / "sandbox" / "uids.json").read_text())
+        return uids[namespace]
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
@@ -132,3 +146,81 @@ def runtime(tmp_path: Path) -> Iterator[RuntimeProcess]:
     process = RuntimeProcess(state_dir=tmp_path / "runtime").start()
     yield process
     process.stop()
+
+
+# A function answering with its pid and its pid namespace, which together name the process.
+WHOAMI = "import os\ndef main():\n    return f\"{os.getpid()} {os.readlink('/proc/self/ns/pid')}\"\n"
+
+
+def host_pid(whoami: str) -> int:
+    """The pid, as this process sees it, of the worker that answered ``WHOAMI`` with ``whoami``
+    (sandboxed workers have pid namespaces of their own); 0 once it is gone."""
+    ns_pid, namespace = whoami.split(" ", 1)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "pid") != namespace:
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields["NSpid"].split()[-1] == ns_pid and "Z" not in fields["State"]:
+            return int(entry.name)
+    return 0
+
+
+# A function that answers (its pid) only once the test sends its worker SIGUSR1 (``open_gates``), so
+# that a test decides when calls finish. A signal, because a sandboxed function sees no host file.
+GATED = (
+    "import os, signal\n"
+    "def main():\n"
+    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+    "    signal.sigtimedwait({signal.SIGUSR1}, 30)\n"
+    "    return str(os.getpid())\n"
+)
+
+
+def _gated_processes(uid: int) -> list[int]:
+    """Processes of ``uid`` waiting for a signal: the workers in ``GATED``."""
+    waiting = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            owner = _uid_of(entry)
+            blocked = (entry / "wchan").read_text().startswith("do_sigtimedwait")
+        except OSError:
+            continue
+        if owner == uid and blocked:
+            waiting.append(int(entry.name))
+    return waiting
+
+
+def _uid_of(process: Path) -> int:
+    for line in (process / "status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise OSError("no Uid line")
+
+
+def open_gates(uid: int, expected: int, timeout: float = 20) -> None:
+    """Once ``expected`` workers of ``uid`` wait in ``GATED``, let them all answer."""
+    deadline = time.monotonic() + timeout
+    while len(waiting := _gated_processes(uid)) < expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(waiting)} of {expected} calls reached the gate")
+        time.sleep(0.01)
+    for pid in waiting:
+        os.kill(pid, signal.SIGUSR1)
+
+
+def memory_limit(pid: int) -> int | None:
+    """The hard memory limit of process ``pid``'s cgroup (v1), None when unlimited."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            limit = int(Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.limit_in_bytes").read_text())
+            return None if limit >= 2**62 else limit
+    raise AssertionError(f"process {pid} has no memory cgroup")

@@ -1,13 +1,12 @@
 """Per-namespace quotas end to end: a real ``python -m runtime``, real workers, real HTTP.
 
 Workers are counted through the runtime's own gauges; functions that must stay busy wait for a
-gate file the test creates, so nothing depends on timing.
+a signal the test sends (``GATED``), so nothing depends on timing.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,26 +20,14 @@ from runtime.tests.core import (
     quota_used,
     resource_quota,
 )
-from testsupport.fission import environment, function, httptrigger, package_literal
+from testsupport.fission import environment, function, httptrigger, package_literal, tenant_root
 from testsupport.processes import wait_until
-from testsupport.runtime import RuntimeProcess
+from testsupport.runtime import GATED, WHOAMI, RuntimeProcess, host_pid, memory_limit, open_gates
 
 NS, OTHER = "faas-acme", "faas-globex"
+R = "/acme"  # the tenant root of NS: its routes live under it
 Mi = 2**20
 HELLO = "def main():\n    return 'hello'\n"
-RLIMIT = "import resource\ndef main():\n    return str(resource.getrlimit(resource.RLIMIT_AS)[0])\n"
-
-
-def gated(gate: Path) -> str:
-    """A function that answers (its pid) only once ``gate`` exists, so a test decides when."""
-    return (
-        "import os, time\n"
-        "def main():\n"
-        "    deadline = time.monotonic() + 30\n"
-        f"    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.01)\n"
-        "    return str(os.getpid())\n"
-    )
 
 
 def deploy(runtime: RuntimeProcess, namespace: str, name: str, code: str, *, poolsize: int = 0,
@@ -49,7 +36,7 @@ def deploy(runtime: RuntimeProcess, namespace: str, name: str, code: str, *, poo
         environment(namespace, "python", poolsize=poolsize, memory=env_memory),
         package_literal(namespace, f"{name}-pkg", code),
         function(namespace, name, package=f"{name}-pkg", **fn),  # type: ignore[arg-type]
-        httptrigger(namespace, name, f"/{namespace}/{name}"),
+        httptrigger(namespace, name, f"{tenant_root(namespace)}/{name}"),
     ]
     for obj in objects:
         response = runtime.apply(obj)
@@ -148,35 +135,34 @@ def test_pods_quota_caps_a_pool_and_answers_429_beyond(runtime):
     deploy(runtime, OTHER, "a", HELLO, poolsize=3)
     wait_until(lambda: warm(runtime, NS) == 2, message="the pool did not fill up to the quota")
     assert (quota_used(runtime, NS, "pods"), quota_hard(runtime, NS, "pods")) == (2, 2)
-    assert runtime.call(f"/{NS}/a").status_code == 200  # specializes a warm worker: still 2 pods
-    assert runtime.call(f"/{NS}/b").status_code == 200
-    refused = runtime.call(f"/{NS}/c")
+    assert runtime.call(f"{R}/a").status_code == 200  # specializes a warm worker: still 2 pods
+    assert runtime.call(f"{R}/b").status_code == 200
+    refused = runtime.call(f"{R}/c")
     assert refused.status_code == 429
     assert "pods quota is exhausted" in refused.text
     assert quota_used(runtime, NS, "pods") == 2
     wait_until(lambda: warm(runtime, OTHER) == 3, message="another namespace's pool was limited")
-    assert runtime.call(f"/{OTHER}/a").status_code == 200
+    assert runtime.call("/globex/a").status_code == 200
     assert quota_hard(runtime, OTHER, "pods") is None
 
 
-def test_pods_quota_caps_newdeploy_scale_up(runtime, tmp_path):
-    gate = tmp_path / "gate"
+def test_pods_quota_caps_newdeploy_scale_up(runtime):
     created(core_apply(runtime, resource_quota(NS, pods=2)))
-    deploy(runtime, NS, "nd", gated(gate), executor="newdeploy", min_scale=0, max_scale=4)
+    deploy(runtime, NS, "nd", GATED, executor="newdeploy", min_scale=0, max_scale=4)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        busy = [pool.submit(runtime.call, f"/{NS}/nd") for _ in range(2)]
+        busy = [pool.submit(runtime.call, f"{R}/nd") for _ in range(2)]
         wait_until(lambda: quota_used(runtime, NS, "concurrency") == 2 and newdeploy_workers(runtime) == 2,
                    message="two workers did not start")  # fmt: skip
-        refused = runtime.call(f"/{NS}/nd")
+        refused = runtime.call(f"{R}/nd")
         assert (refused.status_code, refused.text) == (
             429, "too many requests: the namespace's pods quota is exhausted\n",
         )  # fmt: skip
         assert quota_used(runtime, NS, "pods") == 2
-        gate.touch()
+        open_gates(runtime.tenant_uid(NS), expected=2)
         answers = [future.result() for future in busy]
     assert [a.status_code for a in answers] == [200, 200]
     assert len({a.text for a in answers}) == 2
-    assert runtime.call(f"/{NS}/nd").status_code == 200  # a worker is free again
+    assert runtime.call(f"{R}/nd").status_code == 200  # a worker is free again
 
 
 def test_pods_quota_caps_min_scale_until_it_is_deleted(runtime):
@@ -194,26 +180,26 @@ def test_pods_quota_caps_min_scale_until_it_is_deleted(runtime):
 
 
 @pytest.mark.parametrize(
-    ("default_memory", "workers", "rlimit"),
-    [(None, 2, -1), ("128Mi", 4, 128 * Mi)],
+    ("default_memory", "workers", "limit"),
+    [(None, 2, None), ("128Mi", 4, 128 * Mi)],
     ids=["fixed-256Mi-charge", "limit-range-default"],
 )
-def test_memory_quota_caps_min_scale_and_answers_429(runtime, default_memory, workers, rlimit):
+def test_memory_quota_caps_min_scale_and_answers_429(runtime, default_memory, workers, limit):
     created(core_apply(runtime, resource_quota(NS, memory="512Mi")))
     if default_memory:
         created(core_apply(runtime, limit_range(NS, default_memory=default_memory)))
-    deploy(runtime, NS, "nd", RLIMIT, executor="newdeploy", min_scale=5, max_scale=5)
+    deploy(runtime, NS, "nd", WHOAMI, executor="newdeploy", min_scale=5, max_scale=5)
     deploy(runtime, NS, "extra", HELLO, executor="newdeploy")
     wait_until(lambda: newdeploy_workers(runtime) == workers, message="MinScale did not stop at the quota")
     assert quota_used(runtime, NS, "limits.memory") == 512 * Mi
     assert quota_hard(runtime, NS, "limits.memory") == 512 * Mi
-    assert runtime.call(f"/{NS}/nd").text == str(rlimit)
-    refused = runtime.call(f"/{NS}/extra")
+    assert memory_limit(host_pid(runtime.call(f"{R}/nd").text)) == limit  # the worker's cgroup
+    refused = runtime.call(f"{R}/extra")
     assert refused.status_code == 429
     assert "limits.memory quota is exhausted" in refused.text
     # A replaced quota applies at once: MinScale reaches 5 and "extra" fits beside it.
     created(core_apply(runtime, resource_quota(NS, memory="2Gi")))
-    assert runtime.call(f"/{NS}/extra").status_code == 200
+    assert runtime.call(f"{R}/extra").status_code == 200
     wait_until(lambda: newdeploy_workers(runtime) == 6, message="MinScale did not resume")
 
 
@@ -223,33 +209,32 @@ def test_memory_quota_caps_a_pool_and_a_larger_function(runtime):
     deploy(runtime, NS, "large", HELLO, poolsize=5, env_memory="128Mi", memory="256Mi")
     wait_until(lambda: warm(runtime, NS) == 3, message="the pool did not fill up to the quota")
     assert quota_used(runtime, NS, "limits.memory") == 384 * Mi
-    refused = runtime.call(f"/{NS}/large")  # its 256Mi would not fit in place of a 128Mi warm worker
+    refused = runtime.call(f"{R}/large")  # its 256Mi would not fit in place of a 128Mi warm worker
     assert refused.status_code == 429
     assert "limits.memory quota is exhausted" in refused.text
-    assert runtime.call(f"/{NS}/small").status_code == 200
+    assert runtime.call(f"{R}/small").status_code == 200
     assert quota_used(runtime, NS, "limits.memory") == 384 * Mi
 
 
 # ------------------------------------------------------------------ concurrency
 
 
-def test_concurrency_annotation_bounds_requests_in_flight(runtime, tmp_path):
-    gate = tmp_path / "gate"
+def test_concurrency_annotation_bounds_requests_in_flight(runtime):
     created(core_apply(runtime, resource_quota(NS, concurrency=2)))
-    deploy(runtime, NS, "slow", gated(gate), poolsize=3)
+    deploy(runtime, NS, "slow", GATED, poolsize=3)
     deploy(runtime, NS, "hello", HELLO, poolsize=3)
     deploy(runtime, OTHER, "hello", HELLO, poolsize=1)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        busy = [pool.submit(runtime.call, f"/{NS}/slow") for _ in range(2)]
+        busy = [pool.submit(runtime.call, f"{R}/slow") for _ in range(2)]
         wait_until(lambda: quota_used(runtime, NS, "concurrency") == 2, message="two calls not in flight")
-        for path in (f"/{NS}/hello", f"/{NS}/slow"):
+        for path in (f"{R}/hello", f"{R}/slow"):
             refused = runtime.call(path)
             assert (refused.status_code, refused.text) == (
                 429, "too many requests: the namespace's concurrency quota is exhausted\n",
             )  # fmt: skip
-        assert runtime.call(f"/{OTHER}/hello").status_code == 200
+        assert runtime.call("/globex/hello").status_code == 200
         assert quota_hard(runtime, NS, "concurrency") == 2
-        gate.touch()
+        open_gates(runtime.tenant_uid(NS), expected=2)
         assert [future.result().status_code for future in busy] == [200, 200]
     assert quota_used(runtime, NS, "concurrency") == 0
-    assert runtime.call(f"/{NS}/hello").status_code == 200
+    assert runtime.call(f"{R}/hello").status_code == 200

@@ -14,9 +14,10 @@ import redis
 from runtime.logs import stream_name
 from testsupport.fission import environment, function, httptrigger, package_literal, zip_bytes
 from testsupport.processes import wait_until
-from testsupport.runtime import TOKEN, RuntimeProcess
+from testsupport.runtime import TOKEN, WHOAMI, RuntimeProcess, host_pid
 
-NS = "t-acme"
+NS = "faas-acme"
+R = "/acme"  # the tenant root of NS: its routes live under it
 HELLO = "def main():\n    return 'hello'\n"
 
 
@@ -27,7 +28,7 @@ def deploy(runtime: RuntimeProcess, name: str, code: str | bytes, *, path: str |
     assert response.status_code in (200, 201), response.text
     response = runtime.apply(function(NS, name, package=f"{name}-pkg", **fn))  # type: ignore[arg-type]
     assert response.status_code in (200, 201), response.text
-    response = runtime.apply(httptrigger(NS, name, path or f"/{NS}/{name}", function_name=name))
+    response = runtime.apply(httptrigger(NS, name, path or f"{R}/{name}", function_name=name))
     assert response.status_code in (200, 201), response.text
 
 
@@ -46,13 +47,13 @@ def deploy(runtime: RuntimeProcess, name: str, code: str | bytes, *, path: str |
 )
 def test_entrypoints_of_zip_packages(runtime, files, entrypoint, expected):
     deploy(runtime, "f", zip_bytes(files), entrypoint=entrypoint)
-    response = runtime.call(f"/{NS}/f")
+    response = runtime.call(f"{R}/f")
     assert (response.status_code, response.text) == (200, expected)
 
 
 def test_single_file_function(runtime):
     deploy(runtime, "single", "def handler():\n    return 'single file'\n", entrypoint="whatever.handler")
-    assert runtime.call(f"/{NS}/single").text == "single file"
+    assert runtime.call(f"{R}/single").text == "single file"
 
 
 ECHO = """
@@ -71,37 +72,37 @@ def main():
 
 
 def test_flask_request_params_and_request_id(runtime):
-    deploy(runtime, "echo", ECHO, path=f"/{NS}/items/{{item}}")
+    deploy(runtime, "echo", ECHO, path=f"{R}/items/{{item}}")
     response = runtime.call(
-        f"/{NS}/items/42?q=x", "POST", json={"a": 1}, headers={"X-Fission-Request-ID": "abc-1"}
+        f"{R}/items/42?q=x", "POST", json={"a": 1}, headers={"X-Fission-Request-ID": "abc-1"}
     )
     assert response.status_code == 200
     body = response.json()
     assert body == {"method": "POST", "args": {"q": "x"}, "json": {"a": 1}, "param": "42", "rid": "abc-1",
-                    "path": f"/{NS}/items/42"}  # fmt: skip
+                    "path": f"{R}/items/42"}  # fmt: skip
     assert response.headers["x-fission-request-id"] == "abc-1"
-    generated = runtime.call(f"/{NS}/items/1").headers["x-fission-request-id"]
+    generated = runtime.call(f"{R}/items/1").headers["x-fission-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
 
 
 def test_prefix_routes_strip_or_keep(runtime):
-    deploy(runtime, "echo", ECHO, path=f"/{NS}/echo")
-    runtime.apply(httptrigger(NS, "strip", f"/{NS}/api", function_name="echo", prefix=True))
-    runtime.apply(httptrigger(NS, "keep", f"/{NS}/keep", function_name="echo", prefix=True, keep_prefix=True))
-    assert runtime.call(f"/{NS}/api/v1/x").json()["path"] == "/v1/x"
-    assert runtime.call(f"/{NS}/keep/v1/x").json()["path"] == f"/{NS}/keep/v1/x"
+    deploy(runtime, "echo", ECHO, path=f"{R}/echo")
+    runtime.apply(httptrigger(NS, "strip", f"{R}/api", function_name="echo", prefix=True))
+    runtime.apply(httptrigger(NS, "keep", f"{R}/keep", function_name="echo", prefix=True, keep_prefix=True))
+    assert runtime.call(f"{R}/api/v1/x").json()["path"] == "/v1/x"
+    assert runtime.call(f"{R}/keep/v1/x").json()["path"] == f"{R}/keep/v1/x"
 
 
 def test_router_errors_are_clear_and_leak_nothing(runtime):
     deploy(runtime, "hello", HELLO)
-    missing = runtime.call(f"/{NS}/nothing")
+    missing = runtime.call(f"{R}/nothing")
     assert (missing.status_code, missing.text) == (404, "not found\n")
-    wrong = runtime.call(f"/{NS}/hello", "DELETE")
+    wrong = runtime.call(f"{R}/hello", "DELETE")
     assert wrong.status_code == 405
-    big = runtime.call(f"/{NS}/hello", "POST", content=b"x" * (11 * 1024 * 1024))
+    big = runtime.call(f"{R}/hello", "POST", content=b"x" * (11 * 1024 * 1024))
     assert big.status_code == 413
-    runtime.apply(httptrigger(NS, "ghost", f"/{NS}/ghost", function_name="nosuch"))
-    ghost = runtime.call(f"/{NS}/ghost")
+    runtime.apply(httptrigger(NS, "ghost", f"{R}/ghost", function_name="nosuch"))
+    ghost = runtime.call(f"{R}/ghost")
     assert ghost.status_code == 502
     assert "Traceback" not in ghost.text
 
@@ -110,11 +111,11 @@ def test_timeout_gives_504_while_others_are_served(runtime):
     deploy(runtime, "sleepy", "import time\ndef main():\n    time.sleep(10)\n    return 'late'\n", timeout=1)
     deploy(runtime, "hello", HELLO)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        slow = pool.submit(runtime.call, f"/{NS}/sleepy")
-        quick = [pool.submit(runtime.call, f"/{NS}/hello") for _ in range(3)]
+        slow = pool.submit(runtime.call, f"{R}/sleepy")
+        quick = [pool.submit(runtime.call, f"{R}/hello") for _ in range(3)]
         assert all(f.result().status_code == 200 for f in quick)
         assert slow.result().status_code == 504
-    assert runtime.call(f"/{NS}/hello").status_code == 200
+    assert runtime.call(f"{R}/hello").status_code == 200
 
 
 MEMORY = """
@@ -130,46 +131,37 @@ def main():
 
 def test_memory_limit_fails_only_that_request(runtime):
     deploy(runtime, "hog", MEMORY, memory="128Mi")
-    assert runtime.call(f"/{NS}/hog?big=1").status_code >= 500
-    response = runtime.call(f"/{NS}/hog")
+    assert runtime.call(f"{R}/hog?big=1").status_code >= 500
+    response = runtime.call(f"{R}/hog")
     assert (response.status_code, response.text) == (200, "small")
 
 
-PID = "import os\ndef main():\n    return str(os.getpid())\n"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return "zombie" not in status.read()
-    except FileNotFoundError:
-        return False
-
-
 def test_killed_worker_is_replaced(runtime):
-    deploy(runtime, "pid", PID)
-    pid = int(runtime.call(f"/{NS}/pid").text)
+    deploy(runtime, "pid", WHOAMI)
+    first = runtime.call(f"{R}/pid").text
+    pid = host_pid(first)
+    assert pid > 0
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not _alive(pid))
-    response = runtime.call(f"/{NS}/pid")
+    wait_until(lambda: host_pid(first) == 0)
+    response = runtime.call(f"{R}/pid")
     assert response.status_code == 200
-    assert int(response.text) != pid
+    assert response.text != first
 
 
 def test_state_survives_a_restart(runtime):
     deploy(runtime, "hello", HELLO)
-    assert runtime.call(f"/{NS}/hello").text == "hello"
+    assert runtime.call(f"{R}/hello").text == "hello"
     runtime.stop()
     runtime.start()
-    assert runtime.call(f"/{NS}/hello").text == "hello"
+    assert runtime.call(f"{R}/hello").text == "hello"
 
 
 def test_weights_split_2000_calls(runtime):
     deploy(runtime, "v1", "def main():\n    return 'v1'\n")
     deploy(runtime, "v2", "def main():\n    return 'v2'\n")
-    runtime.apply(httptrigger(NS, "live", f"/{NS}/live", weights={"v1": 90, "v2": 10}))
+    runtime.apply(httptrigger(NS, "live", f"{R}/live", weights={"v1": 90, "v2": 10}))
     with httpx.Client(base_url=runtime.router, timeout=30) as client:
-        answers = [client.get(f"/{NS}/live").text for _ in range(2000)]
+        answers = [client.get(f"{R}/live").text for _ in range(2000)]
     share = answers.count("v1") / len(answers)
     assert abs(share - 0.9) <= 0.03, share
     assert set(answers) == {"v1", "v2"}
@@ -180,7 +172,7 @@ def test_concurrency_limit_answers_429(runtime):
            concurrency=1, requests_per_pod=1)  # fmt: skip
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         codes = sorted(
-            f.result().status_code for f in [pool.submit(runtime.call, f"/{NS}/one") for _ in range(4)]
+            f.result().status_code for f in [pool.submit(runtime.call, f"{R}/one") for _ in range(4)]
         )
     assert 200 in codes
     assert 429 in codes
@@ -198,16 +190,16 @@ def test_metrics_count_calls_by_code(runtime):
     deploy(runtime, "hello", HELLO)
     deploy(runtime, "fail", "def main():\n    return 'nope', 503\n")
     for _ in range(5):
-        runtime.call(f"/{NS}/hello")
+        runtime.call(f"{R}/hello")
     for _ in range(3):
-        runtime.call(f"/{NS}/fail")
+        runtime.call(f"{R}/fail")
     text = httpx.get(runtime.control + "/metrics").text
     assert _metric(text, "fission_function_calls_total", function_name="hello", code="200") == 5
     assert _metric(text, "fission_function_calls_total", function_name="fail", code="503") == 3
     assert _metric(text, "fission_function_errors_total", function_name="fail") == 3
     assert _metric(text, "fission_function_errors_total", function_name="hello") == 0
     assert (
-        _metric(text, "fission_function_overhead_seconds_count", function_name="hello", path=f"/{NS}/hello")
+        _metric(text, "fission_function_overhead_seconds_count", function_name="hello", path=f"{R}/hello")
         == 5
     )
     assert _metric(text, "fission_function_cold_starts_total", function_name="hello") == 1
@@ -231,7 +223,7 @@ def main():
 def test_logs_are_per_request_in_redis(runtime):
     deploy(runtime, "chatty", CHATTY, requests_per_pod=2)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda tag: runtime.call(f"/{NS}/chatty?tag={tag}"), ["aaa", "bbb"]))
+        responses = list(pool.map(lambda tag: runtime.call(f"{R}/chatty?tag={tag}"), ["aaa", "bbb"]))
     ids = {r.text: r.headers["x-fission-request-id"] for r in responses}
     client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 
@@ -253,7 +245,7 @@ def test_logs_are_per_request_in_redis(runtime):
 
 def test_workers_get_a_clean_environment(runtime):
     deploy(runtime, "env", "import os\ndef main():\n    return dict(os.environ)\n")
-    seen = runtime.call(f"/{NS}/env").json()
+    seen = runtime.call(f"{R}/env").json()
     assert "PORTAL_SECRET_KEY" not in seen
     assert "REDIS_URL" not in seen
     assert "RUNTIME_TOKEN" not in seen
@@ -261,8 +253,8 @@ def test_workers_get_a_clean_environment(runtime):
 
 
 def test_newdeploy_scales_from_zero_and_back(runtime):
-    deploy(runtime, "nd", PID, executor="newdeploy", min_scale=0, max_scale=2, idle_timeout=1)
-    assert runtime.call(f"/{NS}/nd").status_code == 200
+    deploy(runtime, "nd", WHOAMI, executor="newdeploy", min_scale=0, max_scale=2, idle_timeout=1)
+    assert runtime.call(f"{R}/nd").status_code == 200
 
     def specialized() -> float:
         text = httpx.get(runtime.control + "/metrics").text
@@ -270,7 +262,7 @@ def test_newdeploy_scales_from_zero_and_back(runtime):
 
     assert specialized() == 1
     wait_until(lambda: specialized() == 0, timeout=10, message="newdeploy did not scale back to zero")
-    assert runtime.call(f"/{NS}/nd").status_code == 200
+    assert runtime.call(f"{R}/nd").status_code == 200
 
 
 def test_control_api_validates_and_needs_the_token(runtime):
@@ -294,10 +286,11 @@ def test_control_api_validates_and_needs_the_token(runtime):
 
 
 def test_poolmgr_reaps_idle_workers(runtime):
-    deploy(runtime, "brief", PID, idle_timeout=1)
-    first = runtime.call(f"/{NS}/brief").text
-    wait_until(lambda: not _alive(int(first)), timeout=10, message="idle worker was not reaped")
-    assert runtime.call(f"/{NS}/brief").text != first
+    deploy(runtime, "brief", WHOAMI, idle_timeout=1)
+    first = runtime.call(f"{R}/brief").text
+    assert host_pid(first) > 0
+    wait_until(lambda: host_pid(first) == 0, timeout=10, message="idle worker was not reaped")
+    assert runtime.call(f"{R}/brief").text != first
 
 
 def test_url_package_is_fetched_and_verified(runtime, tmp_path):
@@ -323,8 +316,8 @@ def test_url_package_is_fetched_and_verified(runtime, tmp_path):
         assert runtime.apply(environment(NS, "python")).status_code in (200, 201)
         assert runtime.apply(package).status_code == 201
         runtime.apply(function(NS, "remote", package="remote-pkg", entrypoint="main.main"))
-        runtime.apply(httptrigger(NS, "remote", f"/{NS}/remote"))
-        assert runtime.call(f"/{NS}/remote").text == "from url"
+        runtime.apply(httptrigger(NS, "remote", f"{R}/remote"))
+        assert runtime.call(f"{R}/remote").text == "from url"
     finally:
         server.shutdown()
 
@@ -335,8 +328,8 @@ def test_crash_fails_only_the_request_in_flight(runtime):
         "def main():\n    if request.args.get('die'):\n        os._exit(3)\n    return 'alive'\n"
     )
     deploy(runtime, "crashy", crash)
-    assert runtime.call(f"/{NS}/crashy?die=1").status_code == 502
-    assert runtime.call(f"/{NS}/crashy").text == "alive"
+    assert runtime.call(f"{R}/crashy?die=1").status_code == 502
+    assert runtime.call(f"{R}/crashy").text == "alive"
 
 
 def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
@@ -349,7 +342,7 @@ def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
 
     wait_until(lambda: specialized() == 1, timeout=10, message="MinScale 1 was not started ahead of calls")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda _: runtime.call(f"/{NS}/nd"), range(4)))
+        responses = list(pool.map(lambda _: runtime.call(f"{R}/nd"), range(4)))
     assert {r.status_code for r in responses} == {200}
     assert len({r.text for r in responses}) == 2  # two workers, never more than MaxScale
     assert specialized() == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runtime.tests.test_worker_support import Rig, call, rig, short_tmpdir, specialize
+from runtime.tests.test_worker_support import Rig, call, rig, specialize
 from runtime.worker.capture import LineStream, LogShipper, request_id
 
 CHATTY = {
@@ -124,16 +123,11 @@ def test_requests_beyond_concurrency_wait_their_turn(harness: Rig) -> None:
 
 
 def test_a_collector_that_never_reads_does_not_block_the_function(harness: Rig) -> None:
-    with short_tmpdir() as root:
-        deaf = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deaf.bind(str(root / "deaf.sock"))
-        deaf.listen(1)
-        path = harness.worker(env={"RUNTIME_LOG_SOCKET": str(root / "deaf.sock")})
-        code = harness.code({"main.py": LOUD})
-        assert specialize(path, code).status == 200
+    path = harness.worker(deaf=True)  # its log connection is never read
+    code = harness.code({"main.py": LOUD})
+    assert specialize(path, code).status == 200
 
-        assert call(path, timeout=30).text == "done"
-        deaf.close()
+    assert call(path, timeout=30).text == "done"
 
 
 def test_line_stream_splits_lines_per_context() -> None:

@@ -1,7 +1,8 @@
 """Helpers for the worker and zygote tests (real processes, real sockets); holds no tests itself.
 
-- ``LogCollector``: a unix-socket log server collecting the JSON-line records workers send.
-- ``Zygote``: a ``python -m runtime.worker.zygote`` process and its JSON-line control connection.
+- ``LogCollector``: collects the JSON-line records workers send, on a unix socket path (a worker
+  run on its own) or on connections handed to it (workers of a zygote).
+- ``Zygote``: a ``python -m runtime.worker.zygote`` process and its control socketpair.
 - ``http``: one HTTP/1.1 request over a unix socket.
 - ``wait_until``: poll with a deadline (tests never sleep to wait).
 - ``rig``: a zygote plus a log collector, spawning one worker per function under test.
@@ -25,6 +26,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from runtime.worker import protocol
+from runtime.worker.server import UnixListener
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -145,6 +149,10 @@ class LogCollector:
     def close(self) -> None:
         self._server.close()
 
+    def adopt(self, conn: socket.socket) -> None:
+        """Read the records arriving on ``conn`` (the collector's end of a worker's log socketpair)."""
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
     def _accept(self) -> None:
         while True:
             try:
@@ -202,31 +210,40 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class Zygote:
-    """A running zygote and one control connection to it."""
+    """A running (unsandboxed) zygote and the runtime's end of its control socketpair."""
 
-    def __init__(self, control: Path) -> None:
-        self.control = str(control)
+    def __init__(self, logs: LogCollector | None = None) -> None:
+        self.logs = logs
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.worker.zygote", "--control", self.control], cwd=REPO
+            [sys.executable, "-m", "runtime.worker.zygote", "--control-fd", str(theirs.fileno())],
+            cwd=REPO,
+            pass_fds=(theirs.fileno(),),
         )
-        self._conn = wait_until(self._connect, 20, "the zygote's control socket")
-        self._lines = self._conn.makefile("rwb")
+        theirs.close()
+        self._sock.settimeout(20)
+        self._deaf: list[socket.socket] = []
+        assert self.request({"op": "ping"}) == {"ok": True}
 
-    def _connect(self) -> socket.socket | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.control)
-        except OSError:
-            sock.close()
-            return None
-        sock.settimeout(10)
-        return sock
-
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self._lines.write(json.dumps(message).encode() + b"\n")
-        self._lines.flush()
-        reply: dict[str, Any] = json.loads(self._lines.readline())
+    def request(self, message: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        reply, reply_fds = self.exchange(message, fds)
+        protocol.close_all(reply_fds)
         return reply
+
+    def exchange(
+        self, message: dict[str, Any], fds: list[int] | None = None
+    ) -> tuple[dict[str, Any], list[int]]:
+        protocol.send(self._sock, message, fds or [])
+        received = protocol.receive(self._sock)
+        assert received is not None, "the zygote closed its control socket"
+        return received
+
+    def exchange_raw(self, data: bytes) -> tuple[dict, list[int]]:
+        """Send ``data`` as a message as it is (not necessarily JSON)."""
+        self._sock.send(data)
+        received = protocol.receive(self._sock)
+        assert received is not None
+        return received
 
     def spawn(
         self,
@@ -235,27 +252,51 @@ class Zygote:
         env: dict[str, str] | None = None,
         memory_bytes: int | None = None,
         concurrency: int = 1,
+        deaf: bool = False,
     ) -> int:
-        """Spawn a worker; return its pid once it answers /healthz."""
-        reply = self.request(
-            {
-                "op": "spawn",
-                "id": "test",
-                "socket": str(socket_path),
-                "workdir": str(workdir),
-                "memory_bytes": memory_bytes,
-                "concurrency": concurrency,
-                "env": env or {},
-            }
-        )
+        """Spawn a worker listening on ``socket_path`` (bound here, as the runtime does) with its
+        records going to the zygote's collector (``deaf``: to a socket nobody ever reads); return
+        its pid once it answers /healthz."""
+        listener = UnixListener.bind(str(socket_path))
+        ours, theirs = socket.socketpair()
+        pipes = [os.pipe(), os.pipe()]
+        request = {
+            "op": "spawn", "id": "test", "cwd": str(workdir), "memory_bytes": memory_bytes,
+            "concurrency": concurrency, "env": env or {},
+        }  # fmt: skip
+        try:
+            reply, pidfds = self.exchange(
+                request, [listener.sock.fileno(), theirs.fileno(), pipes[0][1], pipes[1][1]]
+            )
+        finally:
+            listener.sock.close()
+            theirs.close()
+            for read, write in pipes:
+                os.close(write)
+                threading.Thread(target=_drain_pipe, args=(read,), daemon=True).start()
         assert "pid" in reply, reply
+        protocol.close_all(pidfds)
+        if deaf:
+            self._deaf.append(ours)
+        elif self.logs is not None:
+            self.logs.adopt(ours)
+        else:
+            ours.close()
         wait_until(lambda: healthy(str(socket_path)), 10, "the spawned worker")
         return int(reply["pid"])
 
     def close(self) -> None:
-        self._lines.close()
-        self._conn.close()
-        stop(self.process)
+        self._sock.close()  # the zygote stops its children and exits
+        self.process.wait(20)
+        for sock in self._deaf:
+            sock.close()
+
+
+def _drain_pipe(fd: int) -> None:
+    """Read a worker's raw output until it ends (the runtime's log collector does this)."""
+    with os.fdopen(fd, "rb") as pipe:
+        while pipe.read(65536):
+            pass
 
 
 def kill_quietly(pid: int, signum: int = signal.SIGKILL) -> None:
@@ -278,7 +319,7 @@ class Rig:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.logs = LogCollector(root / "log.sock")
-        self.zygote = Zygote(root / "zygote.sock")
+        self.zygote = Zygote(self.logs)
         self.pids: list[int] = []
         self._count = 0
 
@@ -291,8 +332,7 @@ class Rig:
         """Spawn a worker (cwd: the rig's directory); return its socket path."""
         self._count += 1
         path = str(self.root / f"w{self._count}.sock")
-        full_env = {"RUNTIME_LOG_SOCKET": self.logs.path, **(env or {})}
-        self.pids.append(self.zygote.spawn(path, self.root, full_env, concurrency=concurrency, **spawn))
+        self.pids.append(self.zygote.spawn(path, self.root, env, concurrency=concurrency, **spawn))
         return path
 
     def function(self, files: dict[str, str], entrypoint: str = "", concurrency: int = 1) -> str:

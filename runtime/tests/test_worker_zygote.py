@@ -6,7 +6,6 @@ import http.client
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -56,7 +55,7 @@ def test_ping(harness: Rig) -> None:
 
 
 def test_child_runs_in_its_own_session_with_exactly_the_given_environment(harness: Rig) -> None:
-    env = {"ONLY": "this", "RUNTIME_LOG_SOCKET": harness.logs.path}
+    env = {"ONLY": "this"}
     path = str(harness.root / "inspect.sock")
     pid = harness.zygote.spawn(path, harness.root, env)
     harness.pids.append(pid)
@@ -104,33 +103,52 @@ def test_children_are_reaped(harness: Rig) -> None:
     assert harness.zygote.request({"op": "ping"}) == {"ok": True}
 
 
+SPAWN = {"op": "spawn", "cwd": "/", "env": {}}
+
+
 @pytest.mark.parametrize(
-    ("message", "error"),
+    ("message", "fds", "error"),
     [
-        ({"op": "dance"}, "unknown op"),
-        ({"op": "spawn", "socket": "never-bound.sock", "workdir": "/nonexistent/dir"}, "not a directory"),
-        ({"op": "spawn", "socket": "/nonexistent/dir/x.sock", "workdir": "/"}, "No such file"),
-        ({"op": "spawn", "socket": "never-bound.sock", "workdir": "/", "env": {"A": 1}}, "env"),
-        ({"op": "spawn", "socket": "never-bound.sock", "workdir": "/", "memory_bytes": -1}, "memory_bytes"),
-        ({"op": "spawn", "socket": "never-bound.sock", "workdir": "/", "concurrency": 0}, "concurrency"),
-        ({"op": "spawn", "workdir": "/"}, "socket"),
+        ({"op": "dance"}, 0, "unknown op"),
+        (SPAWN, 3, "spawn takes 4 descriptors"),
+        ({**SPAWN, "cwd": "/nonexistent/dir"}, 4, "not a directory"),
+        ({**SPAWN, "env": {"A": 1}}, 4, "env"),
+        ({**SPAWN, "memory_bytes": -1}, 4, "memory_bytes"),
+        ({**SPAWN, "tmp_bytes": 0}, 4, "tmp_bytes"),
+        ({**SPAWN, "concurrency": 0}, 4, "concurrency"),
     ],
 )
-def test_bad_requests_get_an_error_reply(harness: Rig, message: dict[str, object], error: str) -> None:
-    reply = harness.zygote.request(message)
+def test_bad_requests_get_an_error_reply_and_leak_no_descriptor(
+    harness: Rig, message: dict[str, object], fds: int, error: str
+) -> None:
+    read, write = os.pipe()
+    try:
+        reply = harness.zygote.request(message, [write] * fds)
+        os.close(write)
+        write = -1
+        assert os.read(read, 1) == b""  # EOF: the zygote closed every copy it was sent
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
 
     assert error in reply["error"]
     assert harness.zygote.request({"op": "ping"}) == {"ok": True}
 
 
-def test_stopping_the_zygote_stops_its_children() -> None:
+def test_a_message_that_is_not_json_gets_an_error_reply(harness: Rig) -> None:
+    reply, _ = harness.zygote.exchange_raw(b"not json")
+    assert "error" in reply
+    assert harness.zygote.request({"op": "ping"}) == {"ok": True}
+
+
+def test_closing_the_control_socket_stops_the_zygote_and_its_children() -> None:
     with short_tmpdir() as root:
-        zygote = Zygote(root / "z.sock")
+        zygote = Zygote()
         pid = zygote.spawn(root / "w.sock", root)
         assert healthy(str(root / "w.sock"))
 
-        zygote.close()  # SIGTERM
+        zygote.close()  # closes the control socket
 
         assert zygote.process.returncode == 0
         assert process_state(pid) is None  # ended and reaped before the zygote exited
-        assert not Path(zygote.control).exists()

@@ -5,9 +5,12 @@ becomes records ``{"time", "request_id", "stream", "message"}``, one per line, t
 the request whose code wrote it. The id lives in a contextvar, so requests running concurrently in
 threads (each in its own context) are never mixed; writes outside a request get the id ``""``.
 
-Records go over a unix SOCK_STREAM connection to ``$RUNTIME_LOG_SOCKET`` from one background thread,
-so the function never waits for (or fails because of) logging. When the variable is unset or the
-socket unreachable, the same JSON lines go to the process's real stderr (fd 2).
+Records go over a unix SOCK_STREAM connection from one background thread, so the function never
+waits for (or fails because of) logging: a connection the runtime handed over at spawn (the zygote's
+workers: the runtime knows whose it is), or one opened to ``$RUNTIME_LOG_SOCKET`` (a worker run on its
+own). When there is neither, or the connection breaks, the same JSON lines go to the process's real
+stderr (fd 2). The thread starts with the first record, so a worker that has printed nothing has no
+thread besides its own (see ``runtime.worker.isolation``: capabilities are dropped per thread).
 """
 
 from __future__ import annotations
@@ -69,24 +72,41 @@ class LogShipper:
     ``emit`` never blocks. ``close`` sends what is queued (bounded by a timeout) and stops.
     """
 
-    def __init__(self, socket_path: str | None, fallback_fd: int = 2) -> None:
-        self._path = socket_path or None
+    def __init__(
+        self, socket_path: str | None, fallback_fd: int = 2, connection: socket.socket | None = None
+    ) -> None:
+        """Ship to ``connection`` when given (never reopened once it breaks), else to ``socket_path``."""
+        self._path = None if connection is not None else socket_path or None
         self._fallback_fd = fallback_fd
         self._queue: queue.Queue[Record | None] = queue.Queue(MAX_QUEUED_RECORDS)
         self._dropped = 0
-        self._sock: socket.socket | None = None
+        self._sock = connection
+        if connection is not None:
+            connection.settimeout(SEND_TIMEOUT_SECONDS)
         self._retry_at = 0.0
-        self._thread = _start_small_thread(self._run, "log-shipper")
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def emit(self, rid: str, stream: Stream, message: str) -> None:
         """Queue one record; if the queue is full the record is dropped and counted."""
+        if self._thread is None:
+            self._start()
         try:
             self._queue.put_nowait((time.time(), rid, stream, message))
         except queue.Full:
             self._dropped += 1
 
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = _start_small_thread(self._run, "log-shipper")
+
     def close(self, timeout: float = 2.0) -> None:
         """Flush queued records (waiting at most ``timeout`` seconds) and stop the thread."""
+        if self._thread is None:
+            if self._sock is not None:
+                self._sock.close()
+            return
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
@@ -264,16 +284,17 @@ class Capture:
         self.shipper.close(timeout)
 
 
-def install(socket_path: str | None = None) -> Capture:
+def install(socket_path: str | None = None, connection: socket.socket | None = None) -> Capture:
     """Replace ``sys.stdout``/``sys.stderr`` with capturing proxies and route logging through them.
 
-    ``socket_path`` defaults to ``$RUNTIME_LOG_SOCKET``. The root logger gets one handler writing to
-    the stderr proxy at INFO (unless the process already configured one), so ``logging.info`` in a
-    function reaches the log stream with its request id.
+    Records go to ``connection`` when given, else to ``socket_path`` (default
+    ``$RUNTIME_LOG_SOCKET``). The root logger gets one handler writing to the stderr proxy at INFO
+    (unless the process already configured one), so ``logging.info`` in a function reaches the log
+    stream with its request id.
     """
-    if socket_path is None:
+    if socket_path is None and connection is None:
         socket_path = os.environ.get(LOG_SOCKET_ENV)
-    shipper = LogShipper(socket_path)
+    shipper = LogShipper(socket_path, connection=connection)
     capture = Capture(
         shipper,
         LineStream("stdout", shipper, sys.__stdout__ or sys.stdout),

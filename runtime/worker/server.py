@@ -44,6 +44,7 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from runtime.worker import capture as capture_module
+from runtime.worker import isolation
 from runtime.worker.capture import Capture, request_id
 from runtime.worker.loader import LoadError, UserFunction, load_function
 
@@ -111,11 +112,20 @@ def new_app() -> FunctionApp:
 class Worker:
     """The process-wide state: the Flask app, the loaded function and the thread pool."""
 
-    def __init__(self, capture: Capture | None, concurrency: int = 1, app: FunctionApp | None = None) -> None:
-        """``app`` may be built ahead (the zygote builds it once, before forking)."""
+    def __init__(
+        self,
+        capture: Capture | None,
+        concurrency: int = 1,
+        app: FunctionApp | None = None,
+        *,
+        isolated: bool = False,
+    ) -> None:
+        """``app`` may be built ahead (the zygote builds it once, before forking). ``isolated``: the
+        worker runs in a tenant sandbox and confines itself to its package before loading it."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.capture = capture
+        self.isolated = isolated
         self.concurrency = concurrency
         self.executor = ThreadPoolExecutor(concurrency, "function") if concurrency > 1 else None
         # A real Flask app, so request contexts and make_response behave exactly as under Flask.
@@ -146,6 +156,12 @@ class Worker:
             limits = _function_limits(spec)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
+        if self.isolated:
+            # Before any thread is started (apply_limits may start a pool) and any code imported.
+            try:
+                filepath = isolation.confine(filepath)
+            except isolation.IsolationError as exc:
+                return text_reply("500 INTERNAL SERVER ERROR", f"the sandbox could not be set up: {exc}")
         self.apply_limits(*limits)
         try:
             self.function = load_function(filepath, function_name)
@@ -468,11 +484,14 @@ class UnixListener:
     Why the inode check: after a restart the router may already have a new worker on the same path.
     """
 
-    def __init__(self, sock: socket.socket, path: str) -> None:
+    def __init__(self, sock: socket.socket, path: str | None) -> None:
+        """``path`` None: a listening socket handed over by its owner, who also removes its file."""
         self.sock = sock
         self.path = path
-        stat = os.stat(path)
-        self._identity = (stat.st_dev, stat.st_ino)
+        self._identity = (0, 0)
+        if path is not None:
+            stat = os.stat(path)
+            self._identity = (stat.st_dev, stat.st_ino)
 
     @classmethod
     def bind(cls, path: str) -> UnixListener:
@@ -492,6 +511,8 @@ class UnixListener:
         return cls(sock, path)
 
     def unlink(self) -> None:
+        if self.path is None:
+            return
         try:
             stat = os.stat(self.path)
             if (stat.st_dev, stat.st_ino) == self._identity:
@@ -507,17 +528,20 @@ def serve(
     concurrency: int = 1,
     host: str = "127.0.0.1",
     app: FunctionApp | None = None,
+    log_connection: socket.socket | None = None,
+    isolated: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT on ``listener`` and/or TCP ``host:port``, on a fresh uvloop loop.
 
-    Installs the output capture first (``$RUNTIME_LOG_SOCKET``) and flushes it before returning.
+    Installs the output capture first (to ``log_connection``, else ``$RUNTIME_LOG_SOCKET``) and
+    flushes it before returning. ``isolated``: see ``Worker``.
     """
     if listener is None and port is None:
         raise ValueError("give a unix socket, a TCP port, or both")
-    capture = capture_module.install()
+    capture = capture_module.install(connection=log_connection)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(capture, concurrency, app)
+    worker = Worker(capture, concurrency, app, isolated=isolated)
     try:
         loop.run_until_complete(_serve_until_signal(worker, listener, port, host))
     finally:

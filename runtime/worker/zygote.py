@@ -1,22 +1,30 @@
 """The zygote: a preloaded process that forks ready-to-serve workers in milliseconds.
 
-``python -m runtime.worker.zygote --control PATH`` imports Flask, Werkzeug, httptools, uvloop and the
-worker modules once, then answers JSON lines on the unix socket ``PATH`` (one reply line per request
-line, in order, any number of requests per connection):
+``python -m runtime.worker.zygote --control-fd N [--isolate]`` imports Flask, Werkzeug, httptools,
+uvloop and the worker modules once, then answers requests on the inherited ``SOCK_SEQPACKET`` socket
+``N`` (``runtime.worker.protocol``: one JSON object per message, descriptors alongside), one reply
+per request, in order:
 
 - ``{"op": "ping"}`` -> ``{"ok": true}``
-- ``{"op": "spawn", "id": str, "socket": str, "workdir": str, "memory_bytes": int | null,
-  "concurrency": int, "env": {str: str}}`` -> ``{"pid": int}`` once the child is forked. The worker's
-  socket is bound and listening before the reply, so the caller may connect at once (the connection
-  waits in the backlog until the child's loop accepts it). Bad input -> ``{"error": str}``.
+- ``{"op": "spawn", "id": str, "concurrency": int, "env": {str: str}, "cwd": str,
+  "memory_bytes": int | null, "tmp_bytes": int | null}`` with four descriptors: the worker's
+  listening unix socket, its log connection, and the write ends of its stdout and stderr. Reply
+  ``{"pid": int}`` (the pid in the zygote's own pid namespace) with a pidfd of the worker, which
+  stays valid whoever reaps it. Bad input -> ``{"error": str}``; the descriptors are closed either way.
 
-The child: new session, default signal handlers, RLIMIT_AS = ``memory_bytes`` when given, cwd =
-``workdir``, ``os.environ`` = exactly ``env`` (put ``RUNTIME_LOG_SOCKET`` there to get its logs), the
-zygote's sockets closed, a fresh uvloop loop serving the worker (``runtime.worker.server``).
+The runtime created every descriptor, so a worker owns no name in any filesystem: nothing in the
+sandbox can connect to a worker or to the zygote.
 
-The zygote reaps its children (SIGCHLD) and, when it stops (SIGTERM/SIGINT/SIGHUP), sends SIGTERM to
-the children still alive, SIGKILL to those left after 5 s, and reaps them: workers never outlive the
-process that owns them (unless it is killed with SIGKILL itself). It runs no asyncio loop and no
+The child: new session, default signal handlers, stdin on /dev/null and stdout/stderr on the given
+pipes, killed if the zygote dies, RLIMIT_AS = ``memory_bytes`` when given, cwd and ``os.environ`` =
+exactly ``cwd`` and ``env``, a fresh uvloop loop serving the worker (``runtime.worker.server``).
+With ``--isolate`` (the zygote runs in a tenant's sandbox) the zygote first enters a user
+namespace of its own, and each child gets a private ``/tmp`` of ``tmp_bytes`` and confines itself
+to its package at specialization (``runtime.worker.isolation``).
+
+The zygote reaps its children (SIGCHLD) and, when it stops (SIGTERM/SIGINT/SIGHUP, or the control
+socket closes), sends SIGTERM to the children still alive, SIGKILL to those left after 5 s, and
+reaps them: workers never outlive the process that owns them. It runs no asyncio loop and no
 thread, so forking is safe.
 """
 
@@ -26,7 +34,6 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import resource
 import selectors
@@ -44,11 +51,11 @@ import httptools  # noqa: F401
 import uvloop  # noqa: F401
 import werkzeug  # noqa: F401
 
-from runtime.worker import capture, loader, server  # noqa: F401
+from runtime.worker import capture, isolation, loader, protocol, server  # noqa: F401
 from runtime.worker.server import UnixListener
 
-MAX_LINE_BYTES: Final = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS: Final = 5.0
+SPAWN_FDS: Final = 4  # listening socket, log connection, stdout, stderr
 _HANDLED_SIGNALS: Final = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -57,34 +64,33 @@ class SpawnRequest:
     """A validated ``spawn`` message."""
 
     id: str
-    socket: str
-    workdir: str
-    memory_bytes: int | None
     concurrency: int
     env: dict[str, str]
+    cwd: str
+    memory_bytes: int | None
+    tmp_bytes: int | None
 
     @classmethod
-    def parse(cls, message: dict[str, Any]) -> SpawnRequest:
+    def parse(cls, message: dict[str, Any], *, isolated: bool) -> SpawnRequest:
         """Validate ``message``; raises ``ValueError`` naming the bad field."""
         env = message.get("env") or {}
         if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise ValueError("env must be an object of strings")
-        memory = message.get("memory_bytes")
-        if memory is not None and (not _is_int(memory) or memory <= 0):
-            raise ValueError("memory_bytes must be a positive integer or null")
         concurrency = message.get("concurrency", 1)
         if not _is_int(concurrency) or concurrency < 1:
             raise ValueError("concurrency must be a positive integer")
-        for field in ("socket", "workdir"):
-            if not isinstance(message.get(field), str) or not message[field]:
-                raise ValueError(f"{field} must be a non-empty string")
-        if not os.path.isdir(message["workdir"]):
-            raise ValueError(f"workdir {message['workdir']!r} is not a directory")
-        return cls(
-            str(message.get("id", "")), message["socket"], message["workdir"], memory, concurrency, env
-        )
+        memory, tmp = message.get("memory_bytes"), message.get("tmp_bytes")
+        for name, value in (("memory_bytes", memory), ("tmp_bytes", tmp)):
+            if value is not None and (not _is_int(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or null")
+        if isolated and tmp is None:
+            raise ValueError("tmp_bytes is required in a sandbox")
+        cwd = message.get("cwd")
+        if not isinstance(cwd, str) or not os.path.isdir(cwd):
+            raise ValueError(f"cwd {cwd!r} is not a directory")
+        return cls(str(message.get("id", "")), concurrency, env, cwd, memory, tmp)
 
 
 def _is_int(value: object) -> bool:
@@ -94,135 +100,120 @@ def _is_int(value: object) -> bool:
 class Zygote:
     """The control server: a single-threaded selector loop (no asyncio before fork)."""
 
-    def __init__(self, control: UnixListener, app: server.FunctionApp | None = None) -> None:
-        """``app``: the (warmed-up) Flask app every child starts with."""
+    def __init__(self, control: socket.socket, app: server.FunctionApp | None = None,
+                 *, isolated: bool = False) -> None:  # fmt: skip
+        """``app``: the (warmed-up) Flask app every child starts with; ``isolated``: see the module."""
         self.control = control
         self.app = app
+        self.isolated = isolated
         self.selector = selectors.DefaultSelector()
-        self.buffers: dict[socket.socket, bytearray] = {}
         self.children: set[int] = set()
         self.exits: list[tuple[int, int]] = []
         self.stopping = False
         # Signal handlers only set flags; this pair wakes select() so the loop sees them at once.
         self._wake_r, self._wake_w = socket.socketpair()
-        for sock in (self._wake_r, self._wake_w):
+        for sock in (self._wake_r, self._wake_w, control):
             sock.setblocking(False)
-        control.sock.setblocking(False)
-        self.selector.register(control.sock, selectors.EVENT_READ, "accept")
+        self.selector.register(control, selectors.EVENT_READ, "control")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
 
     def run(self) -> None:
-        """Serve until SIGTERM/SIGINT/SIGHUP, then stop the children and remove the socket."""
+        """Serve until the control socket closes (or, unless isolated, SIGTERM/SIGINT/SIGHUP), then
+        stop the children.
+
+        Isolated, the zygote is pid 1 of its tenant's pid namespace and ignores those signals: a
+        function can signal processes of its own tenant, and must not be able to stop the zygote.
+        """
         signal.set_wakeup_fd(self._wake_w.fileno())
         signal.signal(signal.SIGCHLD, self._on_sigchld)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_stop)
+            signal.signal(signum, signal.SIG_IGN if self.isolated else self._on_stop)
         self._reap()  # children that exited before the handler existed
         while not self.stopping:
             for key, _ in self.selector.select():
-                self._on_ready(key)
+                if key.data == "wake":
+                    _drain(self._wake_r)
+                else:
+                    self._serve_one()
             self._log_exits()
         self._shutdown()
 
-    def _on_ready(self, key: selectors.SelectorKey) -> None:
-        sock = key.fileobj
-        assert isinstance(sock, socket.socket)
-        if key.data == "accept":
-            self._accept()
-        elif key.data == "wake":
-            _drain(sock)
-        else:
-            self._read(sock)
-
-    def _accept(self) -> None:
+    def _serve_one(self) -> None:
+        """Answer the next request on the control socket; its end stops the zygote."""
         try:
-            conn, _ = self.control.sock.accept()
+            received = protocol.receive(self.control)
         except (BlockingIOError, InterruptedError):
             return
-        conn.setblocking(False)
-        self.buffers[conn] = bytearray()
-        self.selector.register(conn, selectors.EVENT_READ, "client")
-
-    def _read(self, conn: socket.socket) -> None:
-        try:
-            data = conn.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        except protocol.ProtocolError as exc:
+            self._reply({"error": str(exc)})
             return
         except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
+            received = None
+        if received is None:
+            self.stopping = True
             return
-        buffer = self.buffers[conn]
-        buffer += data
-        while (end := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            if line.strip() and not self._reply(conn, self.handle_line(line)):
-                return
-        if len(buffer) > MAX_LINE_BYTES:
-            self._reply(conn, {"error": "request line too long"})
-            self._drop(conn)
-
-    def _reply(self, conn: socket.socket, reply: dict[str, Any]) -> bool:
-        """Send one reply line; a client that does not read its replies is dropped."""
+        message, fds = received
+        reply, reply_fds = self.handle(message, fds)
         try:
-            conn.sendall(json.dumps(reply).encode() + b"\n")
+            self._reply(reply, reply_fds)
+        finally:
+            protocol.close_all(reply_fds)
+
+    def _reply(self, reply: dict[str, Any], fds: list[int] | None = None) -> None:
+        try:
+            protocol.send(self.control, reply, fds or [])
         except OSError:
-            self._drop(conn)
-            return False
-        return True
+            self.stopping = True  # the runtime is gone
 
-    def _drop(self, conn: socket.socket) -> None:
-        if conn in self.buffers:
-            self.selector.unregister(conn)
-            del self.buffers[conn]
-            conn.close()
-
-    def handle_line(self, line: bytes) -> dict[str, Any]:
-        """The reply to one request line."""
+    def handle(self, message: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
+        """The reply to one request and the descriptors that go with it. Closes ``fds``."""
         try:
-            message = json.loads(line)
-            if not isinstance(message, dict):
-                raise ValueError("a request is a JSON object")
             op = message.get("op")
             if op == "ping":
-                return {"ok": True}
+                return {"ok": True}, []
             if op == "spawn":
-                return {"pid": self.spawn(SpawnRequest.parse(message))}
+                if len(fds) != SPAWN_FDS:
+                    raise ValueError(f"spawn takes {SPAWN_FDS} descriptors, got {len(fds)}")
+                pid, pidfd = self.spawn(SpawnRequest.parse(message, isolated=self.isolated), fds)
+                return {"pid": pid}, [pidfd]
             raise ValueError(f"unknown op {op!r}")
         except Exception as exc:  # noqa: BLE001 - no request may take the zygote down
-            return {"error": str(exc) or type(exc).__name__}
+            return {"error": str(exc) or type(exc).__name__}, []
+        finally:
+            protocol.close_all(fds)
 
-    def spawn(self, request: SpawnRequest) -> int:
-        """Bind the worker's socket, fork the worker, return its pid (raises OSError on failure)."""
-        listener = UnixListener.bind(request.socket)
+    def spawn(self, request: SpawnRequest, fds: list[int]) -> tuple[int, int]:
+        """Fork the worker; return its pid and a pidfd for it (raises OSError on failure)."""
         # Unflushed output would be written twice (by us and by the child).
         sys.stdout.flush()
         sys.stderr.flush()
-        # SIGCHLD stays blocked until the pid is recorded, so a child that dies at once is never
-        # reaped before we know it (and never left in `children` after being reaped).
+        # SIGCHLD stays blocked until the pidfd exists, so a child that dies at once is a zombie
+        # (still there to open) rather than reaped and gone, and never left in `children`.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
             pid = os.fork()
             if pid == 0:
-                self._become_worker(listener, request)
+                self._become_worker(request, fds)
             self.children.add(pid)
-        except OSError:
-            listener.unlink()
-            raise
+            return pid, os.pidfd_open(pid)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-            listener.sock.close()
-        return pid
 
-    def _become_worker(self, listener: UnixListener, request: SpawnRequest) -> NoReturn:
+    def _become_worker(self, request: SpawnRequest, fds: list[int]) -> NoReturn:
         """The child's whole life: never returns into the zygote's loop."""
         code = 1
         try:
             self._leave_zygote()
-            _limit_and_isolate(request)
-            server.serve(listener=listener, concurrency=request.concurrency, app=self.app)
+            listen_fd, log_fd, out_fd, err_fd = fds
+            _redirect_output(out_fd, err_fd)
+            _limit_and_isolate(request, isolated=self.isolated)
+            server.serve(
+                listener=UnixListener(socket.socket(fileno=listen_fd), None),
+                concurrency=request.concurrency,
+                app=self.app,
+                log_connection=socket.socket(fileno=log_fd),
+                isolated=self.isolated,
+            )
             code = 0
         except BaseException:  # noqa: BLE001 - whatever happens, the child must not return
             traceback.print_exc()
@@ -240,9 +231,7 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own default
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         self.selector.close()
-        for conn in self.buffers:
-            conn.close()
-        self.control.sock.close()
+        self.control.close()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -253,7 +242,8 @@ class Zygote:
         self.stopping = True
 
     def _reap(self) -> None:
-        """Collect every exited child (WNOHANG), so none stays a zombie."""
+        """Collect every exited child (WNOHANG), so none stays a zombie; as pid 1, also the
+        orphans of workers (a function's subprocesses) that the kernel hands to us."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -261,8 +251,9 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            self.children.discard(pid)
-            self.exits.append((pid, status))
+            if pid in self.children:
+                self.children.discard(pid)
+                self.exits.append((pid, status))
 
     def _log_exits(self) -> None:
         while self.exits:
@@ -271,12 +262,9 @@ class Zygote:
                 print(f"zygote: worker {pid} ended: {_describe_status(status)}", file=sys.stderr, flush=True)
 
     def _shutdown(self) -> None:
-        """Stop accepting, then end the children: SIGTERM, SIGKILL after the grace period."""
+        """Stop serving, then end the children: SIGTERM, SIGKILL after the grace period."""
         self.selector.close()
-        for conn in self.buffers:
-            conn.close()
-        self.control.sock.close()
-        self.control.unlink()
+        self.control.close()
         self._signal_children(signal.SIGTERM)
         if not self._wait_children(SHUTDOWN_GRACE_SECONDS):
             self._signal_children(signal.SIGKILL)
@@ -298,13 +286,25 @@ class Zygote:
         return not self.children
 
 
-def _limit_and_isolate(request: SpawnRequest) -> None:
-    """Memory limit, working directory and a clean environment for the child; it is killed
-    if the zygote dies, so no worker is ever orphaned."""
+def _redirect_output(out_fd: int, err_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr to the runtime's pipes (raw writes, subprocesses)."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for source, target in ((devnull, 0), (out_fd, 1), (err_fd, 2)):
+        os.dup2(source, target)
+        os.close(source)
+
+
+def _limit_and_isolate(request: SpawnRequest, *, isolated: bool) -> None:
+    """Killed with the zygote (never orphaned), no core dumps, a private /tmp in a sandbox, the
+    memory limit when the runtime asks for one, then the working directory and environment."""
     _set_parent_death_signal(signal.SIGKILL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if isolated:
+        assert request.tmp_bytes is not None  # SpawnRequest.parse checked it
+        isolation.private_mounts(request.tmp_bytes)
     if request.memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
-    os.chdir(request.workdir)
+    os.chdir(request.cwd)
     os.environ.clear()
     os.environ.update(request.env)
 
@@ -341,21 +341,30 @@ def _set_parent_death_signal(signum: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
 
 
-def _die_with_parent() -> None:
-    """Get SIGTERM when the runtime dies, even by SIGKILL, so no zygote (and so no worker)
-    outlives it; the SIGTERM handler then stops the children."""
-    _set_parent_death_signal(signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+def _die_with_parent(signum: signal.Signals) -> None:
+    """Get ``signum`` when our parent (the runtime, or bubblewrap) dies, even by SIGKILL, so no
+    zygote (and so no worker) outlives it. (A sandbox's uid change cleared bubblewrap's own.)"""
+    parent = os.getppid()
+    _set_parent_death_signal(signum)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signum)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m runtime.worker.zygote", description=__doc__)
-    parser.add_argument("--control", required=True, help="unix socket path for JSON-line requests")
+    parser.add_argument("--control-fd", type=int, required=True, help="inherited SOCK_SEQPACKET socket")
+    parser.add_argument("--isolate", action="store_true", help="running in a tenant sandbox")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    # SIGTERM lets an unsandboxed zygote stop its workers first; a sandboxed one ignores it, and
+    # its workers die with it (it is their pid namespace's init).
+    _die_with_parent(signal.SIGKILL if args.isolate else signal.SIGTERM)
+    if args.isolate:
+        isolation.enter_user_namespace()  # first: the process is still single-threaded
+    control = socket.socket(fileno=args.control_fd)
+    if control.type != socket.SOCK_SEQPACKET:
+        parser.error("--control-fd must be a SOCK_SEQPACKET socket")
     app = warm_up()
-    zygote = Zygote(UnixListener.bind(args.control), app)
+    zygote = Zygote(control, app, isolated=args.isolate)
     # Why: objects that exist now are never freed; freezing keeps the GC from touching (and so
     # copying) their pages in every child.
     gc.freeze()

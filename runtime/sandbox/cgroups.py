@@ -1,0 +1,148 @@
+"""Memory and pids limits per worker, with cgroup v1's ``memory`` and ``pids`` controllers.
+
+The runtime makes its groups below its own cgroup (``<own>/faas-runtime-<instance>/<namespace>/
+<worker>``), so whatever limits the runtime itself stays above its workers. A worker's memory limit
+is a hard limit on what it really uses (resident memory, its ``/tmp``): above it the kernel kills
+the worker, as Kubernetes kills a container. ``pids.max`` bounds processes and threads, so a fork
+bomb stays inside one worker.
+
+Where cgroup v1 is not mounted writable (a cgroup v2-only host), ``CgroupTree.detect`` returns None
+and the runtime falls back to RLIMIT_AS; see the README.
+
+# Reference: https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
+# Reference: https://docs.kernel.org/admin-guide/cgroup-v1/pids.html
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+CONTROLLERS = ("memory", "pids")
+UNLIMITED = "-1"
+
+
+class Cgroup:
+    """One group, in both controllers."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+
+    def limit_memory(self, limit: int | None) -> None:
+        """Set the hard memory limit (None: none), swap included when the kernel accounts for it.
+
+        The kernel keeps memory+swap >= memory at every step, so which goes first depends on the
+        direction.
+        """
+        memory = self.paths["memory"]
+        value = UNLIMITED if limit is None else str(limit)
+        swap = memory / "memory.memsw.limit_in_bytes"
+        files = [memory / "memory.limit_in_bytes"] + ([swap] if swap.exists() else [])
+        current = int((memory / "memory.limit_in_bytes").read_text())
+        if limit is None or limit > current:
+            files.reverse()
+        for path in files:
+            path.write_text(value)
+
+    def limit_pids(self, limit: int | None) -> None:
+        (self.paths["pids"] / "pids.max").write_text("max" if limit is None else str(limit))
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) into the group."""
+        for path in self.paths.values():
+            (path / "cgroup.procs").write_text(str(pid))
+
+    def processes(self) -> set[int]:
+        procs: set[int] = set()
+        for path in self.paths.values():
+            with contextlib.suppress(FileNotFoundError):
+                procs.update(int(line) for line in (path / "cgroup.procs").read_text().split())
+        return procs
+
+    def remove(self) -> bool:
+        """Remove the (empty) group; False while a process is still in it."""
+        done = True
+        for path in self.paths.values():
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                done = False
+        return done
+
+
+class CgroupTree:
+    """The runtime's subtree in each controller."""
+
+    def __init__(self, roots: dict[str, Path]) -> None:
+        self.roots = roots
+
+    @classmethod
+    def detect(cls, instance: str) -> CgroupTree | None:
+        """The subtree ``faas-runtime-<instance>`` below our own cgroup, created; None when cgroup
+        v1 memory and pids are not both mounted and writable here."""
+        mounts = _v1_mounts()
+        own = _own_paths()
+        roots: dict[str, Path] = {}
+        for controller in CONTROLLERS:
+            if controller not in mounts or controller not in own:
+                return None
+            mountpoint, mount_root = mounts[controller]
+            relative = os.path.relpath(own[controller], mount_root)
+            roots[controller] = (mountpoint / relative / f"faas-runtime-{instance}").resolve()
+        try:
+            for root in roots.values():
+                root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cgroups unavailable (%s): memory limits fall back to RLIMIT_AS", exc)
+            return None
+        return cls(roots)
+
+    def group(self, *parts: str) -> Cgroup:
+        """The group at ``parts`` below the root, created with its parents."""
+        paths = {name: root.joinpath(*parts) for name, root in self.roots.items()}
+        for path in paths.values():
+            path.mkdir(parents=True, exist_ok=True)
+        return Cgroup(paths)
+
+    def sweep(self) -> None:
+        """Kill whatever an earlier run of this runtime left in its groups, then remove them all
+        (deepest first). Called at start-up, before anything new is created."""
+        for root in self.roots.values():
+            groups = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for path in groups:
+                for pid in Cgroup({"x": path}).processes():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            for path in groups:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
+def _v1_mounts() -> dict[str, tuple[Path, str]]:
+    """controller -> (mount point, root of the mounted hierarchy), for cgroup v1 mounts."""
+    found: dict[str, tuple[Path, str]] = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if len(tail) < 3 or tail[0] != "cgroup":
+            continue
+        for option in tail[2].split(","):
+            if option in CONTROLLERS:
+                found.setdefault(option, (Path(fields[4]), fields[3]))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """controller -> this process's cgroup path in that hierarchy (from /proc/self/cgroup)."""
+    paths: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            paths[controller] = path
+    return paths

@@ -1,0 +1,149 @@
+"""A worker's own view inside its tenant's sandbox: its package only, its own ``/tmp``, no capabilities.
+
+bubblewrap builds the tenant's sandbox (``runtime.sandbox``): mount, pid, network, IPC and UTS
+namespaces, the tenant's own uid, a read-only root. Every worker of the tenant is forked from one
+zygote in that sandbox, so bubblewrap cannot give each worker a view of its own; these few steps
+do, with the same kernel calls bubblewrap uses:
+
+1. ``enter_user_namespace`` (the zygote, once, before any thread exists): a user namespace that maps
+   only the tenant's uid to itself. Its capabilities reach nothing outside the sandbox's own mount
+   namespaces; it also forbids any further user namespace (``max_user_namespaces = 0``) and makes
+   the zygote and every worker non-dumpable, so that no worker can ptrace or read the memory of
+   another.
+2. ``private_mounts`` (each worker, right after the fork): a mount namespace of its own with a
+   fresh size-limited tmpfs on ``/tmp`` and ``/dev/shm``.
+3. ``confine`` (at specialization, before the function's code is imported): its package bound
+   read-only at ``/userfunc``, the tenant's other packages hidden, then every capability dropped
+   (bounding, ambient, effective, permitted, inheritable) and checked gone in every thread.
+
+Each step raises ``IsolationError`` when a call fails: a worker that is not isolated never serves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Final
+
+PACKAGES: Final = "/packages"  # the tenant's packages, read-only (bound by the sandbox)
+USERFUNC: Final = "/userfunc"  # where a worker sees its own package (as on Fission)
+# Mount points inside the sandbox (not the host's): each worker gets fresh, private ones.
+PRIVATE_TMPFS: Final = ("/tmp", "/dev/shm")  # noqa: S108
+
+_CLONE_NEWNS: Final = 0x00020000
+_CLONE_NEWUSER: Final = 0x10000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
+_PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
+_LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
+_CAPABILITY_FIELDS: Final = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class IsolationError(OSError):
+    """A step of the worker's isolation failed; the worker must not serve."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise IsolationError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _write(path: str, text: str) -> None:
+    """One write(2), as /proc's uid_map and friends require."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise IsolationError(exc.errno, f"writing {path}: {exc.strerror}") from None
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    encoded = [value.encode() if value is not None else None for value in (source, target, fstype, data)]
+    _check(_libc.mount(*encoded[:3], ctypes.c_ulong(flags), encoded[3]), f"mount {target}")
+
+
+def enter_user_namespace() -> None:
+    """Map our own uid and gid in a new user namespace, forbid nested ones, become non-dumpable.
+
+    Must run while the process has a single thread (the kernel refuses otherwise).
+    """
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    # Why: a user namespace is the usual first step of a kernel exploit; functions get none.
+    _write("/proc/sys/user/max_user_namespaces", "0")
+    _check(_libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+
+
+def private_mounts(tmp_bytes: int) -> None:
+    """A mount namespace of our own, with empty tmpfs of ``tmp_bytes`` on /tmp and /dev/shm."""
+    _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    options = f"size={tmp_bytes},mode=1777"
+    for target in PRIVATE_TMPFS:
+        _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+
+
+def package_root(filepath: str) -> tuple[str, str]:
+    """``(/packages/<digest>, path inside it)`` for a specialization path inside the sandbox.
+
+    Raises IsolationError for a path outside ``PACKAGES`` or one that tries to leave it.
+    """
+    parts = Path(filepath).parts
+    if len(parts) < 3 or Path(*parts[:2]) != Path(PACKAGES) or ".." in parts or parts[2] in (".", ""):
+        raise IsolationError(0, f"{filepath!r} is not a package path under {PACKAGES}/")
+    return str(Path(*parts[:3])), str(Path(*parts[3:])) if len(parts) > 3 else ""
+
+
+def confine(filepath: str) -> str:
+    """Show only the package of ``filepath`` (at /userfunc), then drop every capability.
+
+    Returns the path to load the function from. Raises IsolationError when any step fails or a
+    thread still holds a capability.
+    """
+    root, inside = package_root(filepath)
+    _mount(root, USERFUNC, None, _MS_BIND | _MS_REC, None)
+    _mount(None, USERFUNC, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
+    _mount("tmpfs", PACKAGES, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
+    drop_capabilities()
+    return str(Path(USERFUNC, inside)) if inside else USERFUNC
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = tuple((name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable"))
+
+
+def drop_capabilities() -> None:
+    """Empty every capability set of this thread, then check that no thread holds any."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for capability in range(last + 1):
+        _check(_libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0), f"dropping capability {capability}")
+    _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    held = threads_with_capabilities()
+    if held:
+        raise IsolationError(0, f"threads {held} still hold capabilities")
+
+
+def threads_with_capabilities() -> list[int]:
+    """Ids of this process's threads with any capability set not empty (capabilities are per thread)."""
+    held = []
+    for task in Path("/proc/self/task").iterdir():
+        lines = (task / "status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        if any(int(fields[name], 16) for name in _CAPABILITY_FIELDS if name in fields):
+            held.append(int(task.name))
+    return held

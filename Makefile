@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Only to load settings for commands that never connect (lint, collectstatic).
 OFFLINE_ENV := PORTAL_SECRET_KEY=offline DATABASE_URL=postgres://offline/none REDIS_URL=redis://offline:1/0
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox
 
 setup: $(VENV)/.installed node_modules/.installed static/dist/main.js .build/staticfiles/staticfiles.json
 
@@ -26,6 +26,14 @@ static/dist/main.js: node_modules/.installed $(wildcard static/src/*)
 .build/staticfiles/staticfiles.json: $(VENV)/.installed static/dist/main.js $(shell find static/src templates -type f 2>/dev/null)
 	$(OFFLINE_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
 
+# What the local runtime sandboxes functions and builds with (runtime/sandbox): bubblewrap,
+# slirp4netns for egress, util-linux's setpriv and nsenter, iproute2's ip.
+SANDBOX_TOOLS := bwrap slirp4netns setpriv nsenter ip
+sandbox:
+	@for tool in $(SANDBOX_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends bubblewrap slirp4netns util-linux iproute2; fi
+
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
@@ -33,10 +41,10 @@ chromium:
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-run: setup
+run: setup sandbox
 	$(PY) -m portal.up
 
-test: setup chromium prometheus
+test: setup sandbox chromium prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -52,7 +60,7 @@ format: setup
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
-bench: setup wrk prometheus
+bench: setup sandbox wrk prometheus
 	$(PY) bench/runtime.py
 	$(PY) bench/ws_fanout.py
 

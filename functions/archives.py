@@ -183,6 +183,19 @@ def inspect_zip(data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> list[Zip
     return entries
 
 
+def read_member(data: bytes, name: str, limits: ArchiveLimits = DEFAULT_LIMITS) -> bytes | None:
+    """The content of the file called ``name`` (normalized, as ``ZipEntry.name``) in an archive
+    that ``inspect_zip`` accepted with ``limits``; None when there is none."""
+    with _open_zip(data) as archive:
+        for member in archive.infolist():
+            if (
+                not member.is_dir()
+                and check_path(member.orig_filename, max_length=limits.max_path_length) == name
+            ):
+                return archive.read(member)
+    return None
+
+
 def _open_zip(data: bytes) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(data))

@@ -4,10 +4,10 @@ As Fission's Python builder does: when the source has a non-empty ``requirements
 ``pip install -r requirements.txt -t <source>``, and then the whole source folder is the deployment.
 The build task (``functions.services.builds``) runs ``build`` in a fresh temporary ``workdir``.
 
-pip runs in its own process group with a time limit and a scrubbed environment (no portal secrets in
-it), and requirement lines that could reach past the package index or read local files are refused.
-This is not a security sandbox: building an sdist runs its code as the portal's user. Untrusted
-tenants' builds belong in an isolated builder (Fission's builder pod, a container).
+pip installs wheels only (``--only-binary=:all:``: no package code runs at install time), in the
+sandbox of ``functions.build_sandbox`` (its own uid, namespaces and read-only root, egress to the
+package index only), with a time limit and a scrubbed environment (no portal secrets in it).
+Requirement lines that are options, URLs or paths are refused, at upload and again here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,10 +44,15 @@ from functions.archives import (
     safe_extract,
     sha256,
 )
+from functions.build_sandbox import BuildSandbox
 from portal.errors import ValidationFailed
 
 REQUIREMENTS = "requirements.txt"
-PIP_OPTIONS = ("--disable-pip-version-check", "--no-input", "--no-cache-dir", "--no-compile")
+CODE_REQUIREMENTS_REFUSED = "requirements_refused"
+# Wheels only: installing a wheel runs none of its code, building an sdist runs its setup.py.
+PIP_OPTIONS = (
+    "--disable-pip-version-check", "--no-input", "--no-cache-dir", "--no-compile", "--only-binary=:all:",
+)  # fmt: skip
 # The machine's package index configuration (and how to reach it) is kept; nothing else is.
 INHERITED_ENVIRONMENT = (
     "PATH", "LANG", "LC_ALL", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT",
@@ -55,13 +60,12 @@ INHERITED_ENVIRONMENT = (
     "PIP_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
 )  # fmt: skip
-# Requirement-file options that only choose among the index's distributions; every other option
-# (-e, -r, -c, -i, --extra-index-url, -f, --trusted-host, ...) is refused.
-_GLOBAL_OPTIONS = {"--pre": False, "--prefer-binary": False, "--require-hashes": False,
-                   "--only-binary": True, "--no-binary": True}  # fmt: skip
+# The only option a requirements file may use, on a requirement's own line: its hashes. A line of
+# options (-e, -r, -c, -i, -f, --no-binary, --pre, ...) is refused: the build decides how it installs.
 _REQUIREMENT_OPTIONS = {"--hash": True}
 _LOCAL_FILE_SUFFIXES = (".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz")
 MAX_LOG_CHARS = 1_000_000
+_EXEC_FAILED = (126, 127)  # util-linux's exit codes for a command it could not execute
 _KILL_GRACE_S = 5.0
 _COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's req_file.COMMENT_RE
 
@@ -132,6 +136,7 @@ def build(
     source: SourceSpec,
     *,
     workdir: Path,
+    sandbox: BuildSandbox | None,
     timeout_s: float = 300,
     on_log: Callable[[str], None] | None = None,
     pip_index_args: list[str] | None = None,
@@ -141,11 +146,12 @@ def build(
     """Builds ``source`` in ``workdir/source`` and returns the deployment zip with its sha256.
 
     Installs ``requirements.txt`` (when it names packages) with pip into the source folder within
-    ``timeout_s``; ``pip_index_args`` are extra pip options from the operator (trusted);
-    ``pip_command``, for tests, is the argv run instead of pip. Every log line goes to ``on_log``
-    in the calling thread; the log ends with a summary line. The same source and index give the
-    same bytes. Raises ``BuildFailed`` for any refusal or failure; leaves files in ``workdir``,
-    which the caller removes.
+    ``timeout_s``, in ``sandbox`` (None: as this process's user, for a machine that builds only its
+    owner's code); ``pip_index_args`` are extra pip options from the operator (trusted);
+    ``pip_command``, for tests, is the argv run instead of pip (sandboxed the same way). Every log
+    line goes to ``on_log`` in the calling thread; the log ends with a summary line. The same source
+    and index give the same bytes. Raises ``BuildFailed`` for any refusal or failure; leaves files in
+    ``workdir``, which the caller removes.
     """
     log = _Log(on_log)
     target = workdir / "source"
@@ -154,7 +160,8 @@ def build(
         requirements = _requirement_lines(target, log)
         if requirements:
             argv = pip_command or _pip_argv(target, pip_index_args or [])
-            _install(argv, workdir=workdir, timeout_s=timeout_s, log=log)
+            runner = _Runner(sandbox, workdir, tuple(pip_index_args or ()))
+            _install(argv, runner=runner, timeout_s=timeout_s, log=log)
         archive = make_zip(target)
     except ValidationFailed as exc:
         raise log.fail(exc.message) from None
@@ -234,17 +241,19 @@ def check_requirements(text: str) -> list[str]:
     """The meaningful lines of a requirements file (comments and blanks dropped).
 
     Allows requirement specifiers from the package index (``requests==2.32.0``, ``six``,
-    ``foo[bar]>=1; python_version < "3.14"``), their ``--hash``, and ``--pre``, ``--prefer-binary``,
-    ``--require-hashes``, ``--only-binary``, ``--no-binary``. Raises ``ValidationFailed``
-    (code ``requirements_refused``) naming the first other line: editable installs, includes,
-    index and link options, URLs, local paths and files, ``${VARIABLES}``.
+    ``foo[bar]>=1; python_version < "3.14"``) and their ``--hash``. Raises ``ValidationFailed``
+    (code ``requirements_refused``) naming the first other line: any line of options (editable
+    installs, includes, index, link and binary options), URLs, local paths and files,
+    ``${VARIABLES}``.
     """
     lines: list[str] = []
     for number, line in _logical_lines(text):
         problem = _line_problem(line)
         if problem:
             message = f"{REQUIREMENTS} line {number}: {line!r} is not allowed: {problem}."
-            raise ValidationFailed(message, detail={"requirements": [message]}, code="requirements_refused")
+            raise ValidationFailed(
+                message, detail={"requirements": [message]}, code=CODE_REQUIREMENTS_REFUSED
+            )
         lines.append(line)
     return lines
 
@@ -279,19 +288,18 @@ def _line_problem(line: str) -> str | None:
     words = line.split()
     split = next((index for index, word in enumerate(words) if word.startswith("-")), len(words))
     requirement, options = " ".join(words[:split]), words[split:]
-    allowed = _REQUIREMENT_OPTIONS if requirement else _GLOBAL_OPTIONS
-    return _options_problem(options, allowed) or (_requirement_problem(requirement) if requirement else None)
+    if not requirement:
+        return "options are not allowed here: the build installs wheels from the package index only"
+    return _options_problem(options) or _requirement_problem(requirement)
 
 
-def _options_problem(words: list[str], allowed: dict[str, bool]) -> str | None:
+def _options_problem(words: list[str]) -> str | None:
     index = 0
     while index < len(words):
         name, has_value = words[index].partition("=")[0], "=" in words[index]
-        if name not in allowed:
-            return (
-                "editable installs, includes, index, link and host options could reach past the package index"
-            )
-        index += 2 if allowed[name] and not has_value else 1
+        if name not in _REQUIREMENT_OPTIONS:
+            return "only --hash may follow a requirement; other options could reach past the package index"
+        index += 2 if _REQUIREMENT_OPTIONS[name] and not has_value else 1
     return None
 
 
@@ -328,19 +336,44 @@ def _pip_argv(target: Path, index_args: list[str]) -> list[str]:
     ]
 
 
-def _install(argv: list[str], *, workdir: Path, timeout_s: float, log: _Log) -> None:
-    """Runs the install in an empty folder of ``workdir``; BuildFailed when it fails or times out."""
+@dataclass(frozen=True)
+class _Runner:
+    """Where the install runs: ``sandbox`` (or unsandboxed), writing only to ``workdir``."""
+
+    sandbox: BuildSandbox | None
+    workdir: Path
+    index_args: tuple[str, ...]
+
+    @contextlib.contextmanager
+    def popen(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+        """The command started (stdout and stderr on one pipe, in a process group of its own)."""
+        if self.sandbox is not None:
+            with self.sandbox.popen(argv, workdir=self.workdir, cwd=cwd, env=env,
+                                    index_args=self.index_args) as process:  # fmt: skip
+                yield process
+            return
+        yield subprocess.Popen(  # noqa: S603 - argv is ours (pip) or a test's, never tenant text
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def _install(argv: list[str], *, runner: _Runner, timeout_s: float, log: _Log) -> None:
+    """Runs the install in an empty folder of the work directory; BuildFailed when it fails or
+    times out."""
+    workdir = runner.workdir
     scratch = workdir / "tmp"
     scratch.mkdir(exist_ok=True)
     log.write("$ " + shlex.join(argv))
     try:
-        code = _run(
-            argv, cwd=scratch, env=_environment(home=workdir, tmp=scratch), timeout_s=timeout_s, log=log
-        )
+        env = _environment(home=workdir, tmp=scratch)
+        code = _run(argv, runner=runner, cwd=scratch, env=env, timeout_s=timeout_s, log=log)
     except OSError as exc:  # the command could not start
         raise log.fail(f"pip could not start: {exc}") from None
     if code is None:
         raise log.fail(f"pip install timed out after {timeout_s:g} s")
+    if code in _EXEC_FAILED and runner.sandbox is not None:  # in the sandbox, setpriv could not exec it
+        raise log.fail(f"pip could not start: {log.lines[-1] if log.lines else code}")
     if code != 0:
         errors = [line for line in log.lines if line.startswith("ERROR:")]
         raise log.fail(f"pip install failed with exit code {code}" + (f": {errors[-1]}" if errors else ""))
@@ -372,24 +405,23 @@ def _user_pip_config() -> Path | None:
     return None
 
 
-def _run(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float, log: _Log) -> int | None:
+def _run(argv: list[str], *, runner: _Runner, cwd: Path, env: dict[str, str], timeout_s: float,
+         log: _Log) -> int | None:  # fmt: skip
     """Runs ``argv`` in a new process group, logging its output (stdout and stderr) line by line
     in this thread; returns its exit code, or None when ``timeout_s`` passed first. The whole
-    group is killed when this returns, so nothing it started outlives it."""
-    process = subprocess.Popen(  # noqa: S603 - argv is ours (pip) or a test's, never tenant text
-        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
-    reader.start()
-    try:
-        return _follow(process, lines, log, deadline=time.monotonic() + timeout_s)
-    finally:
-        _kill_group(process)
-        reader.join(_KILL_GRACE_S)
-        _drain(lines, log)
+    group is killed when this returns, so nothing it started outlives it (in a sandbox: its pid
+    namespace ends with it)."""
+    with runner.popen(argv, cwd=cwd, env=env) as process:
+        assert process.stdout is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+        reader.start()
+        try:
+            return _follow(process, lines, log, deadline=time.monotonic() + timeout_s)
+        finally:
+            _kill_group(process)
+            reader.join(_KILL_GRACE_S)
+            _drain(lines, log)
 
 
 def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:

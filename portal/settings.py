@@ -234,6 +234,10 @@ RUNTIME_TOKEN = env_str("RUNTIME_TOKEN", "")
 # Where the data plane fetches package archives from the portal (Fission's fetcher does too).
 PORTAL_INTERNAL_URL = env_str("PORTAL_INTERNAL_URL", "http://127.0.0.1:8000")
 BUILD_TIMEOUT_S = env_int("PORTAL_BUILD_TIMEOUT_S", 300, minimum=10)
+# Builds run pip in a sandbox (functions/build_sandbox.py) as this unprivileged uid; off only on a
+# machine that builds nobody else's code.
+BUILD_SANDBOX = env_bool("PORTAL_BUILD_SANDBOX", True)
+BUILD_UID = env_int("PORTAL_BUILD_UID", 199_999, minimum=1000)
 
 # Tenant namespaces on Kubernetes are "<prefix>-<slug>".
 TENANT_NAMESPACE_PREFIX = env_str("PORTAL_NAMESPACE_PREFIX", "faas")

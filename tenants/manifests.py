@@ -343,6 +343,13 @@ def network_policy_manifests(
     return policies
 
 
+def stale_network_policies(policies: list[dict[str, Any]]) -> list[str]:
+    """Names of the policies this module may have created earlier that ``policies`` no longer has
+    (internet egress switched off): a data plane drops them after applying ``policies``."""
+    wanted = {policy["metadata"]["name"] for policy in policies if policy["kind"] == "NetworkPolicy"}
+    return sorted(set(NETWORK_POLICIES) - wanted)
+
+
 def internet_egress_policy(slug: str, *, prefix: str = "faas") -> dict[str, Any]:
     """Egress to any public IPv4 address on any port; never to ``PRIVATE_RANGES``."""
     block = {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}

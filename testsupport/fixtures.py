@@ -20,7 +20,7 @@ from testsupport.services import require
 
 pytest_plugins = [
     "testsupport.processes", "testsupport.runtime", "testsupport.fake_kubernetes", "testsupport.prometheus",
-    "testsupport.e2e",
+    "testsupport.e2e", "testsupport.hostile",
 ]  # fmt: skip
 
 

@@ -95,9 +95,11 @@ class RuntimeProcess:
 
     def apply(self, obj: dict[str, Any]) -> httpx.Response:
         """Create, or replace when it exists (as the portal's backend will)."""
-        plural = obj["kind"].lower() + "s"
+        kind = obj["kind"].lower()
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"  # networkpolicy -> ...policies
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        base = f"{self.control}/apis/fission.io/v1/namespaces/{namespace}/{plural}"
+        group = "api/v1" if obj["apiVersion"] == "v1" else f"apis/{obj['apiVersion']}"
+        base = f"{self.control}/{group}/namespaces/{namespace}/{plural}"
         headers = {"Authorization": f"Bearer {TOKEN}"}
         response = httpx.post(base, json=obj, headers=headers, timeout=60)
         if response.status_code == 409:

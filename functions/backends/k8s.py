@@ -81,8 +81,7 @@ class KubernetesBackend:
         for obj in objects:
             self.adapter.apply(obj)
         namespace = tenant_manifests.tenant_namespace(slug, prefix)
-        wanted = {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
-        for name in set(tenant_manifests.NETWORK_POLICIES) - wanted:
+        for name in tenant_manifests.stale_network_policies(objects):
             self.adapter.delete("NetworkPolicy", namespace, name)
 
     def delete_namespace(self, namespace: str) -> None:

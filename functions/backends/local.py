@@ -27,15 +27,20 @@ from functions.backends.router import invoke_router
 from tenants import manifests as tenant_manifests
 from tenants.manifests import TenantQuota
 
+# In the order a namespace is built: its fences first, its routes last.
 PLURALS = {
+    "NetworkPolicy": "networkpolicies",
+    "ResourceQuota": "resourcequotas",
+    "LimitRange": "limitranges",
     "Environment": "environments",
     "Package": "packages",
     "Function": "functions",
     "HTTPTrigger": "httptriggers",
-    "ResourceQuota": "resourcequotas",
-    "LimitRange": "limitranges",
 }
-CORE_KINDS = ("ResourceQuota", "LimitRange")  # served at /api/v1 like Kubernetes' core group
+# Routes first, fences last: nothing is ever served half deleted or unfenced.
+DELETE_ORDER = tuple(reversed(PLURALS))
+# Served under the API group Kubernetes serves them under; the rest is fission.io/v1.
+GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "NetworkPolicy": "apis/networking.k8s.io/v1"}
 
 
 class LocalBackend:
@@ -49,7 +54,7 @@ class LocalBackend:
         self.token = token if token is not None else settings.RUNTIME_TOKEN
 
     def _url(self, namespace: str, kind: str, name: str | None = None) -> str:
-        group = "api/v1" if kind in CORE_KINDS else "apis/fission.io/v1"
+        group = GROUPS.get(kind, "apis/fission.io/v1")
         base = f"{self.control_url}/{group}/namespaces/{namespace}/{PLURALS[kind]}"
         return f"{base}/{name}" if name else base
 
@@ -91,18 +96,34 @@ class LocalBackend:
         return refs
 
     def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
-        """The runtime has no namespaces to create or networks to fence; it takes the tenant's
-        ResourceQuota and LimitRange and bounds workers, memory and concurrency by them."""
+        """The runtime takes the tenant's ResourceQuota and LimitRange (it bounds workers, memory
+        and concurrency by them) and its NetworkPolicies (its sandbox's egress follows them), and
+        drops the optional policies no longer wanted, as on Kubernetes. Idempotent."""
         prefix = settings.TENANT_NAMESPACE_PREFIX
+        network = tenant_manifests.NetworkOptions(internet_egress=internet_egress)
+        policies = tenant_manifests.network_policy_manifests(slug, prefix=prefix, network=network)
         self.apply([
             tenant_manifests.resource_quota_manifest(slug, prefix=prefix, quota=quota),
             tenant_manifests.limit_range_manifest(slug, prefix=prefix, quota=quota),
+            *policies,
         ])  # fmt: skip
+        namespace = tenant_manifests.tenant_namespace(slug, prefix)
+        for name in tenant_manifests.stale_network_policies(policies):
+            self.delete(ObjectRef("NetworkPolicy", namespace, name))
 
     def delete_namespace(self, namespace: str) -> None:
         """Remove every object of the namespace and its log stream (a deleted tenant's routes
         and lines must not survive into a tenant that reuses the slug)."""
-        for kind in ("HTTPTrigger", "Function", "Package", "Environment", "ResourceQuota", "LimitRange"):
+        kinds = (
+            "HTTPTrigger",
+            "Function",
+            "Package",
+            "Environment",
+            "ResourceQuota",
+            "LimitRange",
+            "NetworkPolicy",
+        )
+        for kind in kinds:
             for ref in self.list_objects(namespace, kind, {}):
                 self.delete(ref)
         redis_logs.drop(namespace)

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from functions import builder
+from functions.build_sandbox import BuildSandbox, SandboxUnavailable
 from functions.models import Build, BuildState, Draft, Function
 from portal import notifier
 
@@ -65,11 +66,16 @@ def build_run(*, build_id: int) -> Build | None:
         lines.append(line)
         _push(build, "build.log", line=line)
 
+    try:
+        sandbox = BuildSandbox(settings.BUILD_UID) if settings.BUILD_SANDBOX else None
+    except SandboxUnavailable as exc:
+        return _finish(build, BuildState.FAILED, f"builds cannot be sandboxed on this machine: {exc}", "")
     with tempfile.TemporaryDirectory(prefix="build-") as workdir:
         try:
             result = builder.build(
-                source, workdir=Path(workdir), timeout_s=settings.BUILD_TIMEOUT_S, on_log=on_log
-            )
+                source, workdir=Path(workdir), sandbox=sandbox, timeout_s=settings.BUILD_TIMEOUT_S,
+                on_log=on_log,
+            )  # fmt: skip
         except builder.BuildFailed as exc:
             return _finish(build, BuildState.FAILED, exc.reason, exc.log)
     build.archive.save(f"{result.sha256}.zip", ContentFile(result.archive), save=False)

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db import transaction
 
-from functions.archives import ArchiveLimits, inspect_zip, python_module_name
+from functions.archives import ArchiveLimits, inspect_zip, python_module_name, read_member
+from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
 from functions.services import quotas
 from functions.services.common import full_clean
@@ -89,6 +90,22 @@ def _check_files(files: dict[str, str]) -> None:
             raise ValidationFailed("Invalid file path.", detail={"files": [f"{path}: use a relative path."]})
         if len(text.encode()) > MAX_DRAFT_FILE_BYTES:
             raise ValidationFailed("File too large.", detail={"files": [f"{path}: at most 512 KiB."]})
+    if REQUIREMENTS in files:
+        check_requirements(files[REQUIREMENTS])  # refused now, not only when it is built
+
+
+def _check_archive_requirements(data: bytes, limits: ArchiveLimits) -> None:
+    """An uploaded zip's requirements.txt is held to the build's rules at upload time."""
+    raw = read_member(data, REQUIREMENTS, limits)
+    if raw is None:
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        message = f"{REQUIREMENTS} is not UTF-8 text."
+        detail = {"requirements": [message]}
+        raise ValidationFailed(message, detail=detail, code=CODE_REQUIREMENTS_REFUSED) from None
+    check_requirements(text)
 
 
 @transaction.atomic
@@ -116,7 +133,9 @@ def draft_upload(*, function: Function, filename: str, data: bytes) -> Draft:
         return draft_update_files(function=function, files={"main.py": text})
     if not filename.endswith(".zip"):
         raise ValidationFailed("Upload one .py file or a .zip.", detail={"file": ["Use .py or .zip."]})
-    inspect_zip(data, ArchiveLimits())
+    limits = ArchiveLimits()
+    inspect_zip(data, limits)
+    _check_archive_requirements(data, limits)
     draft = Draft.objects.select_for_update().get(function=function)
     draft.files, draft.archive, draft.archive_name = {}, data, filename
     draft.revision += 1

@@ -183,6 +183,21 @@ MALICIOUS = {
     "oversized upload": (b"PK" + b"\0" * (21 * 1024 * 1024), "too_large", 413),  # the request limit
     "too many files": (_zip({f"f{i}.py": b"" for i in range(2100)}), "archive_too_many_files", 400),
     "not a zip": (b"PK\x03\x04 definitely not a zip", "archive_invalid", 400),
+    "requirements with sdists allowed": (
+        _zip({"main.py": b"x", "requirements.txt": b"six\n--no-binary :all:\n"}),
+        "requirements_refused",
+        400,
+    ),
+    "requirements with an index": (
+        _zip({"main.py": b"x", "requirements.txt": b"-i https://evil.example/simple\nsix\n"}),
+        "requirements_refused",
+        400,
+    ),
+    "requirements that are not text": (
+        _zip({"main.py": b"x", "requirements.txt": b"\xff\xfe"}),
+        "requirements_refused",
+        400,
+    ),
 }
 
 
@@ -201,6 +216,26 @@ def test_malicious_archives_are_refused_and_nothing_is_stored(world, api, fn, ki
     with schema_context(world.acme.schema_name):
         after = Draft.objects.get(function__name="hello")
     assert (after.revision, after.files, after.archive) == (before.revision, before.files, before.archive)
+
+
+@pytest.mark.parametrize(
+    "requirements", ["six\n--no-binary :all:\n", "-e git+https://example.com/x\n", "./local\n", "--pre\n"]
+)
+def test_requirements_are_checked_when_the_draft_is_saved(world, api, fn, requirements):
+    files = {"main.py": "def main():\n    return 1\n", "requirements.txt": requirements}
+    response = api(world.bob).put(API.format(t="acme") + "/hello/code/", {"files": files}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert error_of(response)["code"] == "requirements_refused"
+    assert "requirements.txt line" in error_of(response)["message"]
+    with schema_context(world.acme.schema_name):
+        assert "requirements.txt" not in Draft.objects.get(function__name="hello").files
+
+
+def test_index_requirements_are_accepted_on_save(world, api, fn):
+    files = {"main.py": "import six\n", "requirements.txt": "six==1.16.0  # pinned\n"}
+    response = api(world.bob).put(API.format(t="acme") + "/hello/code/", {"files": files}, format="json")
+    assert response.status_code == 200, response.content
 
 
 def test_single_py_upload_becomes_the_draft(world, api, fn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -10,15 +11,43 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from functions import builder
 from functions.archives import sha256
-from functions.builder import BuildFailed, SourceSpec, build, check_requirements
+from functions.build_sandbox import BuildSandbox
+from functions.builder import BuildFailed, BuildResult, SourceSpec, check_requirements
 from portal.errors import ValidationFailed
+from testsupport.hostile import redis_address
 
 MAIN = "def main():\n    return 'hello'\n"
+BUILD_UID = 199_999
+
+
+@functools.cache
+def sandbox() -> BuildSandbox:
+    return BuildSandbox(BUILD_UID)
+
+
+def build(source: SourceSpec, **kwargs: Any) -> BuildResult:
+    """A build, sandboxed as the portal runs it."""
+    return builder.build(source, sandbox=sandbox(), **kwargs)
+
+
+def processes_of(uid: int) -> list[int]:
+    """Live (not zombie) processes running as ``uid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields and int(fields["Uid"].split()[0]) == uid and "Z" not in fields["State"]:
+            found.append(int(entry.name))
+    return found
 
 
 def names(archive: bytes) -> list[str]:
@@ -41,15 +70,11 @@ def marker_command(marker: Path) -> list[str]:
     return python("import pathlib, sys; pathlib.Path(sys.argv[1]).touch()", str(marker))
 
 
-def wait_gone(pid: int, deadline_s: float = 10) -> bool:
-    """Whether process ``pid`` is gone (or a zombie) before the deadline."""
+def wait_gone(uid: int, deadline_s: float = 10) -> bool:
+    """Whether every process of ``uid`` is gone before the deadline."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
+        if not processes_of(uid):
             return True
         time.sleep(0.05)
     return False
@@ -183,6 +208,7 @@ def test_pip_runs_in_a_clean_environment(tmp_path: Path, monkeypatch: pytest.Mon
     } | {
         "PIP_NO_INPUT",
         "LC_CTYPE",  # set by Python itself in a C locale (PEP 538)
+        "PWD",  # set by bubblewrap's --chdir: the directory pip runs in
     }
 
 
@@ -236,7 +262,8 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
             timeout_s=3,
             pip_command=command,
         )
-    assert wait_gone(int(pidfile.read_text()))
+    assert pidfile.read_text()  # the grandchild had started
+    assert wait_gone(BUILD_UID)
 
 
 def test_a_child_left_behind_neither_blocks_nor_survives_the_build(tmp_path: Path) -> None:
@@ -251,7 +278,7 @@ def test_a_child_left_behind_neither_blocks_nor_survives_the_build(tmp_path: Pat
     )
     assert time.monotonic() - started < 30
     assert "started" in result.log.splitlines()
-    assert wait_gone(int(pidfile.read_text()))
+    assert wait_gone(BUILD_UID)
 
 
 # --- requirement lines -----------------------------------------------------------------------------
@@ -288,6 +315,14 @@ def test_a_child_left_behind_neither_blocks_nor_survives_the_build(tmp_path: Pat
         "package.tar.gz",
         "six==${HOME}",
         "not a requirement!",
+        "--no-binary :all:",
+        "--no-binary=six",
+        "--only-binary :none:",
+        "--only-binary :all:",
+        "--pre",
+        "--prefer-binary",
+        "--require-hashes",
+        "six==1.16.0 --no-binary six",
     ],
 )
 def test_refused_requirement_lines(line: str, tmp_path: Path) -> None:
@@ -321,10 +356,6 @@ def test_allowed_requirement_lines() -> None:
         'tomli>=1; python_version < "3.11"\n'
         "flask==3.1.3 \\\n"
         "    --hash=sha256:0123456789abcdef\n"
-        "--pre\n"
-        "--only-binary :all:\n"
-        "--no-binary=foo\n"
-        "--prefer-binary\n"
         "\n"
     )
     assert check_requirements(text) == [
@@ -333,10 +364,6 @@ def test_allowed_requirement_lines() -> None:
         "foo[bar]>=1",
         'tomli>=1; python_version < "3.11"',
         "flask==3.1.3     --hash=sha256:0123456789abcdef",
-        "--pre",
-        "--only-binary :all:",
-        "--no-binary=foo",
-        "--prefer-binary",
     ]
 
 
@@ -346,3 +373,61 @@ def test_refusal_is_a_validation_error_with_the_line() -> None:
     assert error.value.code == "requirements_refused"
     assert error.value.detail == {"requirements": [error.value.message]}
     assert "line 2" in error.value.message
+
+
+# --- the sandbox -----------------------------------------------------------------------------------
+
+INSIDE = """
+import json, os, socket, sys
+
+def attempt(action):
+    try:
+        return action()
+    except Exception as exc:
+        return "refused: " + type(exc).__name__
+
+def connect(host, port):
+    socket.create_connection((host, int(port)), timeout=5).close()
+    return "connected"
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+print("INSIDE " + json.dumps({
+    "uid": os.getuid(),
+    "caps": status["CapEff"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "processes": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+    "shadow": attempt(lambda: open("/etc/shadow").read()),
+    "portal": attempt(lambda: open(sys.argv[1]).read()),
+    "write_root": attempt(lambda: open("/evil", "w")),
+    "write_workdir": attempt(lambda: open(sys.argv[2], "w").write("ok")),
+    "index": attempt(lambda: connect("pypi.org", 443)),
+    "redis": attempt(lambda: connect(sys.argv[3], sys.argv[4])),
+    "outside": attempt(lambda: connect(sys.argv[5], sys.argv[6])),
+}))
+"""
+
+
+def test_pip_runs_sandboxed_with_egress_to_the_package_index_only(tmp_path: Path, outside_host: Any) -> None:
+    redis_host, redis_port = redis_address()
+    portal_file = Path(__file__).resolve().parents[2] / "portal" / "settings.py"
+    command = python(INSIDE, str(portal_file), str(tmp_path / "written"), redis_host, str(redis_port),
+                     outside_host.address, str(outside_host.port))  # fmt: skip
+
+    result = build(SourceSpec(files={"main.py": MAIN}, requirements="six\n"), workdir=tmp_path,
+                   pip_command=command)  # fmt: skip
+
+    inside = json.loads(next(line for line in result.log.splitlines() if line.startswith("INSIDE "))[7:])
+    assert inside["uid"] == BUILD_UID
+    assert inside["caps"] == "0000000000000000"
+    assert inside["no_new_privs"] == "1"
+    assert len(inside["processes"]) <= 3  # its own pid namespace: bubblewrap's init, python
+    assert inside["write_workdir"] == 2
+    assert inside["index"] == "connected"  # pinned in its /etc/hosts, routed
+    for refused in ("shadow", "portal", "write_root", "redis", "outside"):
+        assert inside[refused].startswith("refused: "), (refused, inside[refused])
+
+
+def test_pip_installs_wheels_only(tmp_path: Path) -> None:
+    result = build(SourceSpec(files={"main.py": MAIN}, requirements="six==1.16.0\n"), workdir=tmp_path)
+    command = next(line for line in result.log.splitlines() if line.startswith("$ "))
+    assert " --only-binary=:all: " in command

@@ -69,8 +69,12 @@ def command(spec: SandboxSpec, *, bwrap: str = "bwrap", setpriv: str = "setpriv"
 
 def _filesystem(spec: SandboxSpec) -> Iterator[str]:
     made: set[str] = {"/"}
-    targets = [dest for _, dest in (*spec.ro_binds, *spec.rw_binds, *spec.symlinks)]
-    targets += [dest for dest, _ in spec.tmpfs] + list(spec.dirs)
+    # tmpfs first: what is bound below one (a build's directory in /tmp) must land on it, not under.
+    for dest, size in spec.tmpfs:
+        yield from _parents(dest, made)
+        made.add(dest)
+        yield from ("--perms", "1777", *(("--size", str(size)) if size else ()), "--tmpfs", dest)
+    targets = [dest for _, dest in (*spec.ro_binds, *spec.rw_binds, *spec.symlinks)] + list(spec.dirs)
     for target in targets:
         yield from _parents(target, made)
     for source, dest in spec.ro_binds:
@@ -80,8 +84,6 @@ def _filesystem(spec: SandboxSpec) -> Iterator[str]:
     for target, dest in spec.symlinks:
         yield from ("--symlink", target, dest)
     yield from ("--proc", "/proc", "--dev", "/dev")
-    for dest, size in spec.tmpfs:
-        yield from ("--perms", "1777", *(("--size", str(size)) if size else ()), "--tmpfs", dest)
     for dest in spec.dirs:
         if dest not in made:
             made.add(dest)

@@ -116,7 +116,10 @@ class Slirp:
         exit_r, exit_w = os.pipe()
         argv = [
             tools.slirp4netns, f"--mtu={MTU}", "--disable-host-loopback", "--enable-sandbox",
-            "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", str(pid), TAP,
+            "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
+            # Its own user namespace (root's), not the zygote's: the network namespace belongs to
+            # root's, and from the zygote's slirp4netns could not enter it.
+            "--userns-path=/proc/self/ns/user", str(pid), TAP,
         ]  # fmt: skip
         try:
             with log.open("ab") as output:

@@ -1,0 +1,338 @@
+"""The sandbox, attacked: a hostile function in each of two tenants, on a real runtime, called
+through the router, on both executors. Each test names what a function tried, and checks that
+it was refused, while what a function may do (read its own files, write /tmp, print, allocate
+within its limit) still works.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from runtime.logs import stream_name
+from runtime.tests.core import AUTH, quota_used
+from testsupport.fission import environment, function, httptrigger, package_literal, zip_bytes
+from testsupport.hostile import (
+    ALLOWED_DEV,
+    NO_CAPABILITIES,
+    PROBE,
+    OutsideHost,
+    attempt,
+    denied,
+    host_address,
+    postgres_targets,
+    read_mode,
+    redis_address,
+    succeeded,
+)
+from testsupport.processes import wait_until
+from testsupport.runtime import WHOAMI, RuntimeProcess, host_pid
+
+A, B = "faas-acme", "faas-globex"
+ROOTS = {A: "/acme", B: "/globex"}
+Mi = 2**20
+README = "the probe's own file\n"
+
+
+@dataclass
+class Tenants:
+    runtime: RuntimeProcess
+    executor: str
+
+    def probe(self, namespace: str, probes: dict[str, Any]) -> dict[str, Any]:
+        return attempt(self.runtime.router, f"{ROOTS[namespace]}/probe", probes)
+
+    def package_dir(self, namespace: str) -> Path:
+        directories = list((self.runtime.state_dir / "packages" / namespace).iterdir())
+        return next(d for d in directories if (d / "deploy" / "README.txt").exists())
+
+
+def deploy_probe(runtime: RuntimeProcess, namespace: str, executor: str, **fn: object) -> None:
+    archive = zip_bytes({"main.py": PROBE, "README.txt": README})
+    for obj in (
+        environment(namespace, "python", poolsize=1),
+        package_literal(namespace, "probe-pkg", archive),
+        function(namespace, "probe", package="probe-pkg", executor=executor, memory="128Mi", **fn),  # type: ignore[arg-type]
+        httptrigger(namespace, "probe", f"{ROOTS[namespace]}/probe", methods=("POST",)),
+        package_literal(namespace, "whoami-pkg", WHOAMI),
+        function(namespace, "whoami", package="whoami-pkg", executor=executor),
+        httptrigger(namespace, "whoami", f"{ROOTS[namespace]}/whoami"),
+    ):
+        response = runtime.apply(obj)
+        assert response.status_code in (200, 201), response.text
+
+
+@pytest.fixture(params=["poolmgr", "newdeploy"])
+def tenants(request: pytest.FixtureRequest, runtime: RuntimeProcess) -> Tenants:
+    """Two tenants, each with the probe and a function that tells its pid, running at once."""
+    for namespace in (A, B):
+        deploy_probe(runtime, namespace, request.param)
+    return Tenants(runtime, request.param)
+
+
+def other_worker(tenants: Tenants, namespace: str) -> int:
+    """The host pid of a live worker of ``namespace``."""
+    return host_pid(tenants.runtime.call(f"{ROOTS[namespace]}/whoami").text)
+
+
+# ------------------------------------------------------------------ identity and processes
+
+
+def test_each_tenant_runs_as_its_own_unprivileged_uid_with_no_capabilities(tenants: Tenants) -> None:
+    seen = {ns: tenants.probe(ns, {"me": ["identity"]})["me"]["value"] for ns in (A, B)}
+
+    uids = {ns: int(me["Uid"].split()[0]) for ns, me in seen.items()}
+    assert uids == {ns: tenants.runtime.tenant_uid(ns) for ns in (A, B)}
+    assert uids[A] != uids[B]
+    for ns, me in seen.items():
+        assert set(me["Uid"].split()) == {str(uids[ns])}  # real, effective, saved, filesystem
+        assert set(me["Gid"].split()) == {str(uids[ns])}
+        assert me["Groups"] == ""
+        assert {key: me[key] for key in NO_CAPABILITIES} == NO_CAPABILITIES
+        assert me["NoNewPrivs"] == "1"
+
+
+def test_a_function_sees_and_signals_no_process_outside_its_tenant(tenants: Tenants) -> None:
+    neighbour = other_worker(tenants, B)
+    results = tenants.probe(A, {
+        "processes": ["processes"],
+        "signal_runtime": ["signal", tenants.runtime.process.pid],  # type: ignore[union-attr]
+        "signal_neighbour": ["signal", neighbour],
+        "ptrace_zygote": ["ptrace", 1],
+        "signal_zygote": ["signal", 1],
+        "environ_zygote": ["read", "/proc/1/environ"],
+        "setuid_root": ["setuid", 0],
+        "user_namespace": ["unshare_user"],
+        "mount": ["mount", "/tmp"],
+    })  # fmt: skip
+
+    processes = results["processes"]["value"]
+    assert all("runtime.worker.zygote" in cmdline for cmdline in processes.values()), processes
+    assert len(processes) <= 6  # the zygote and this tenant's few workers
+    denied(results, "signal_runtime", "signal_neighbour", "ptrace_zygote", "environ_zygote", "setuid_root",
+           "user_namespace", "mount")  # fmt: skip
+    assert "No such process" in results["signal_neighbour"]["error"]  # not even visible
+    succeeded(results, "signal_zygote")  # its own tenant's init: visible (and it ignores signals)
+    assert tenants.probe(A, {"alive": ["getpid"]})["alive"]["ok"]
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_a_function_sees_its_own_package_and_a_private_tmp_and_nothing_else(tenants: Tenants) -> None:
+    state = tenants.runtime.state_dir
+    theirs = tenants.package_dir(B)
+    results = tenants.probe(A, {
+        "root": ["listdir", "/"],
+        "dev": ["listdir", "/dev"],
+        "own_file": ["read", "/userfunc/deploy/README.txt"],
+        "own_package": ["listdir", "/userfunc/deploy"],
+        "packages": ["listdir", "/packages"],
+        "tmp_write": ["write", "/tmp/scratch", 1000],
+        "tmp_read": ["read", "/tmp/scratch"],
+        "shadow": ["read", "/etc/shadow"],
+        "passwd": ["read", "/etc/passwd"],
+        "token": ["read", str(state / "token")],
+        "uids": ["read", str(state / "sandbox" / "uids.json")],
+        "state": ["listdir", str(state)],
+        "their_package": ["read", str(theirs / "deploy" / "main.py")],
+        "their_package_in_view": ["listdir", f"/packages/{theirs.name}"],
+        "portal_source": ["read", str(Path(__file__).resolve().parents[2] / "portal" / "settings.py")],
+        "worker_code": ["listdir", "/opt/faas/runtime"],
+        "host_proc": ["read", f"/proc/{os.getpid()}/environ"],
+        "root_write": ["write", "/evil"],
+        "package_write": ["write", "/userfunc/deploy/main.py"],
+        "usr_write": ["write", "/usr/evil"],
+        "tmp_overflow": ["write", "/tmp/big", 80 * Mi],  # the runtime's default /tmp is 64 MiB
+    })  # fmt: skip
+
+    succeeded(results, "own_file", "own_package", "tmp_write", "tmp_read", "passwd", "worker_code")
+    assert results["own_file"]["value"] == README
+    assert results["own_package"]["value"] == ["README.txt", "main.py"]
+    assert results["packages"]["value"] == []  # the tenant's other packages are hidden
+    assert results["worker_code"]["value"] == ["__init__.py", "worker"]
+    assert set(results["root"]["value"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt",
+                                             "packages", "proc", "root", "sbin", "tmp", "userfunc", "usr",
+                                             "work"}  # fmt: skip
+    assert set(results["dev"]["value"]) <= ALLOWED_DEV
+    assert str(tenants.runtime.tenant_uid(A)) in results["passwd"]["value"]
+    denied(results, "shadow", "token", "uids", "state", "their_package", "their_package_in_view")
+    denied(results, "portal_source", "host_proc", "root_write", "package_write", "usr_write", "tmp_overflow")
+    assert "No space left" in results["tmp_overflow"]["error"]
+
+
+def test_tmp_is_private_to_each_worker(runtime: RuntimeProcess) -> None:
+    deploy_probe(runtime, A, "newdeploy", min_scale=2, max_scale=2, requests_per_pod=1)
+    writer = {"write": ["write", "/tmp/mine", 3], "read": ["read", "/tmp/mine"], "hold": ["sleep", 2],
+              "pid": ["getpid"]}  # fmt: skip
+    reader = {"read": ["read", "/tmp/mine"], "pid": ["getpid"]}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(attempt, runtime.router, "/acme/probe", writer)
+        wait_until(lambda: quota_used(runtime, A, "concurrency") == 1, message="the first call did not start")
+        second = attempt(runtime.router, "/acme/probe", reader)  # the other worker: the first is busy
+        wrote = first.result()
+
+    succeeded(wrote, "write", "read")
+    assert wrote["pid"]["value"] != second["pid"]["value"]
+    denied(second, "read")  # its /tmp is its own, and empty
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_a_function_reaches_nothing_on_the_host(tenants: Tenants) -> None:
+    redis_host, redis_port = redis_address()
+    runtime, here = tenants.runtime, host_address()
+    worker_sockets = sorted(str(p) for p in (runtime.state_dir / "run" / "workers").glob("*.sock"))
+    assert worker_sockets
+    targets = {
+        "redis": ["tcp", redis_host, redis_port],
+        "redis_on_host_address": ["tcp", here, redis_port],
+        "control": ["tcp", "127.0.0.1", runtime.control_port],
+        "router": ["tcp", "127.0.0.1", runtime.router_port],
+        "router_on_host_address": ["tcp", here, runtime.router_port],
+        "machine_postgres": ["tcp", "127.0.0.1", 5432],
+        "slirp_gateway": ["tcp", "10.0.2.2", runtime.router_port],
+        "worker_socket": ["unix", worker_sockets[0]],
+        "dns": ["resolve", "pypi.org"],
+        **postgres_targets(),
+    }
+    results = tenants.probe(A, targets)
+
+    denied(results, *targets)
+
+
+def test_egress_follows_the_namespace_network_policy(tenants: Tenants, outside_host: OutsideHost) -> None:
+    runtime, here = tenants.runtime, host_address()
+    targets = {
+        "outside": ["tcp", outside_host.address, outside_host.port],
+        "router": ["tcp", "127.0.0.1", runtime.router_port],
+        "router_on_host_address": ["tcp", here, runtime.router_port],
+        "slirp_gateway": ["tcp", "10.0.2.2", runtime.router_port],
+        "private": ["tcp", "10.0.2.3", 53],
+    }
+    denied(tenants.probe(A, targets), "outside")
+
+    assert runtime.apply(internet_egress(A)).status_code == 201
+    results = tenants.probe(A, targets)
+
+    succeeded(results, "outside", "private")  # 10.0.2.3 is slirp4netns's own DNS forwarder
+    assert results["outside"]["value"] == f"connected: {outside_host.banner}"
+    denied(results, "router", "router_on_host_address", "slirp_gateway")
+    denied(tenants.probe(B, targets), "outside")  # the other tenant's policy did not change
+
+    url = f"{runtime.control}/apis/networking.k8s.io/v1/namespaces/{A}/networkpolicies/allow-internet-egress"
+    assert httpx.delete(url, headers=AUTH).status_code == 200
+    denied(tenants.probe(A, targets), "outside")
+
+
+def internet_egress(namespace: str) -> dict[str, object]:
+    """The portal's internet egress policy (tenants/manifests.py): the public internet only."""
+    block = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                               "169.254.0.0/16", "100.64.0.0/10"]}  # fmt: skip
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-internet-egress", "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": block}]}]},
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_hitting_a_limit_fails_only_that_request(tenants: Tenants) -> None:
+    within = tenants.probe(A, {"allocate": ["allocate", 32], "threads": ["threads", 20]})
+    succeeded(within, "allocate", "threads")
+
+    too_many = tenants.probe(A, {"threads": ["threads", 1000]})  # pids.max is 128 + requestsPerPod
+    denied(too_many, "threads")
+    assert "can't start new thread" in too_many["threads"]["error"]
+
+    oom = httpx.post(f"{tenants.runtime.router}/acme/probe", json={"a": ["allocate", 512]}, timeout=60)
+    assert oom.status_code >= 500  # the memory cgroup killed the worker: that request failed
+    again = tenants.probe(A, {"allocate": ["allocate", 32]})
+    succeeded(again, "allocate")  # and the next one was served by a new worker
+    succeeded(tenants.probe(B, {"alive": ["getpid"]}), "alive")
+
+
+# ------------------------------------------------------------------ routes
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_the_control_api_refuses_routes_outside_the_tenant(runtime: RuntimeProcess, prefix: bool) -> None:
+    for path in ("/globex/stolen", "/acme-evil/x", "/x", "/acmex"):
+        response = runtime.apply(httptrigger(A, "stolen", path, function_name="probe", prefix=prefix))
+        assert response.status_code == 422, (path, response.text)
+        field = "spec.prefix" if prefix else "spec.relativeurl"
+        assert response.json()["error"]["detail"] == {"field": field}
+    outsider = runtime.apply(httptrigger("not-a-tenant", "t", "/not-a-tenant/x", function_name="f"))
+    assert outsider.status_code == 422
+    assert (
+        runtime.apply(httptrigger(A, "fine", "/acme/x", function_name="f", prefix=prefix)).status_code == 201
+    )
+
+
+def test_a_route_stored_outside_its_tenant_is_never_served(runtime: RuntimeProcess) -> None:
+    deploy_probe(runtime, A, "poolmgr")
+    runtime.stop()
+    # What an older runtime (or a hand-edited state directory) might hold.
+    stolen = httptrigger(A, "stolen", "/globex/probe", function_name="probe", methods=("POST",))
+    stolen["metadata"].update(resourceVersion="99", uid="x", creationTimestamp="2026-01-01T00:00:00Z")
+    path = runtime.state_dir / "objects" / "httptriggers" / A / "stolen.json"
+    path.write_text(json.dumps(stolen))
+    runtime.start()
+
+    assert httpx.post(f"{runtime.router}/globex/probe", json={}, timeout=30).status_code == 404
+    assert "skipping unreadable object" in runtime.log_tail()
+    assert "stolen.json" in runtime.log_tail()
+    assert httpx.post(f"{runtime.router}/acme/probe", json={}, timeout=30).status_code == 200
+
+
+def test_secrets_of_the_runtime_are_its_own(runtime: RuntimeProcess) -> None:
+    deploy_probe(runtime, A, "poolmgr")
+    runtime.call("/acme/whoami")
+    state = runtime.state_dir
+    assert read_mode(state) == 0o700
+    assert read_mode(state / "run") == 0o700
+    assert read_mode(state / "run" / "workers") == 0o700
+    sockets = [p for p in state.rglob("*") if p.is_socket()]
+    assert sockets
+    assert all(p.parent == state / "run" / "workers" for p in sockets)  # no zygote socket
+    assert all(read_mode(p) == 0o600 for p in sockets)
+
+
+# ------------------------------------------------------------------ logs
+
+
+def test_logs_are_attributed_by_the_runtime(runtime: RuntimeProcess) -> None:
+    deploy_probe(runtime, A, "poolmgr")
+    deploy_probe(runtime, B, "poolmgr")
+    forged = json.dumps({"namespace": B, "function": "victim", "request_id": "forged", "message": "x"})
+    response = httpx.post(f"{runtime.router}/acme/probe", timeout=30,
+                          json={"p": ["print", "plain line"], "s": ["subprocess", "from a subprocess"],
+                                "f": ["print", forged]})  # fmt: skip
+    request_id = response.headers["x-fission-request-id"]
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+
+    def records(namespace: str) -> list[dict[str, str]]:
+        return [fields for _, fields in client.xrange(stream_name(namespace))]  # type: ignore[union-attr,misc]
+
+    wait_until(lambda: len(records(A)) >= 4, timeout=10, message="the lines did not arrive")
+    mine = records(A)
+    assert {(r["function"], r["namespace"]) for r in mine} == {("probe", A)}
+    assert {"request_id": request_id, "stream": "stdout", "message": "plain line"}.items() <= next(
+        r for r in mine if r["message"] == "plain line"
+    ).items()
+    raw = {(r["stream"], r["message"]) for r in mine if r["request_id"] == ""}
+    assert ("stdout", "from a subprocess") in raw
+    assert ("stderr", "from a subprocess raw stderr") in raw
+    assert any(r["message"] == forged for r in mine)  # kept as text, in its own tenant's stream
+    assert records(B) == []

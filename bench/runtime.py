@@ -1,14 +1,24 @@
-"""Benchmark of the local runtime (not a test): warm latency and throughput through the
-router and straight to a worker, and cold starts for poolmgr and newdeploy.
+"""Benchmark of the local runtime (not a test): warm latency and throughput through the router
+and straight to a worker, cold starts for poolmgr and newdeploy, and what the sandbox costs.
 
-Run with ``make bench`` (or ``.venv/bin/python bench/runtime.py``). Load comes from ``wrk``
-(Debian package; ``make bench`` installs it). Prints a table, then one JSON object.
+Two runtimes run side by side, one with the sandbox (the default) and one with
+``RUNTIME_SANDBOX=off``, and are measured in interleaved rounds (the order alternates), so that
+both see the same machine: these machines are shared and noisy, and only figures of one run compare.
+Each figure is the median over the rounds (cold starts: over every sample), with the range of the
+round medians; CPU steal during the run is reported.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/runtime.py [--rounds N]``). Load comes from
+``wrk`` (Debian package; ``make bench`` installs it). Prints a table, then one JSON object.
+Targets (same run): the sandbox adds at most 2 ms to the poolmgr and newdeploy cold start p50 and
+costs less than 10% of warm throughput at 32 connections.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import statistics
@@ -16,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,14 +35,24 @@ from portal.embedded import free_port
 from testsupport.fission import environment, function, httptrigger, package_literal
 from testsupport.runtime import RuntimeProcess
 
-NS = "bench"
+NS = "faas-bench"
+ROOT = "/bench"  # the namespace's tenant root: its routes live under it
 HELLO = "def main():\n    return 'hello, world'\n"
 DURATION = "5s"
+POOLSIZE = 3
+MODES = ("sandbox", "nosandbox")
+POOL_SAMPLES, NEWDEPLOY_SAMPLES = 60, 30  # cold starts per mode, over all rounds
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[7], sum(fields)
 
 
 def wrk(url: str, connections: int, threads: int = 1) -> dict[str, float]:
@@ -69,7 +90,7 @@ def warm_pool_ready(runtime: RuntimeProcess, size: int) -> bool:
     text = http.client.HTTPConnection("127.0.0.1", runtime.control_port)
     text.request("GET", "/metrics")
     body = text.getresponse().read().decode()
-    match = re.search(r'runtime_pool_warm_workers\{environment="python",namespace="bench"\} ([\d.]+)', body)
+    match = re.search(rf'runtime_pool_warm_workers\{{environment="python",namespace="{NS}"\}} ([\d.]+)', body)
     return bool(match) and float(match.group(1)) >= size  # type: ignore[union-attr]
 
 
@@ -77,28 +98,35 @@ def deploy(runtime: RuntimeProcess, name: str, **fn: object) -> None:
     for obj in (
         package_literal(NS, f"{name}-pkg", HELLO),
         function(NS, name, package=f"{name}-pkg", **fn),  # type: ignore[arg-type]
-        httptrigger(NS, name, f"/{name}", function_name=name, methods=("GET",)),
+        httptrigger(NS, name, f"{ROOT}/{name}", function_name=name, methods=("GET",)),
     ):
         response = runtime.apply(obj)
         if response.status_code not in (200, 201):
             raise SystemExit(f"deploy failed: {response.text}")
 
 
-def cold_starts(runtime: RuntimeProcess, executor: str, count: int, poolsize: int) -> list[float]:
-    times = []
-    for i in range(count):
-        name = f"cold-{executor}-{i}"
-        deploy(runtime, name, executor=executor, min_scale=0, max_scale=1)
-        deadline = time.monotonic() + 30
-        while executor == "poolmgr" and not warm_pool_ready(runtime, poolsize):
-            if time.monotonic() > deadline:
-                raise SystemExit("the warm pool did not refill")
-            time.sleep(0.01)
-        elapsed, status = timed_get(runtime.router_port, f"/{name}")
-        if status != 200:
-            raise SystemExit(f"cold start of {name} answered {status}")
-        times.append(elapsed)
-    return times
+class ColdStarts:
+    """Cold starts of fresh functions (each name used once per runtime)."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+
+    def measure(self, runtime: RuntimeProcess, executor: str, count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            self.counter += 1
+            name = f"cold-{executor}-{self.counter}"
+            deploy(runtime, name, executor=executor, min_scale=0, max_scale=1)
+            deadline = time.monotonic() + 30
+            while executor == "poolmgr" and not warm_pool_ready(runtime, POOLSIZE):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the warm pool did not refill")
+                time.sleep(0.01)
+            elapsed, status = timed_get(runtime.router_port, f"{ROOT}/{name}")
+            if status != 200:
+                raise SystemExit(f"cold start of {name} answered {status}")
+            times.append(elapsed)
+        return times
 
 
 def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -122,66 +150,147 @@ def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
 
 
+def start_runtimes(tmp: Path, runtimes: dict[str, RuntimeProcess]) -> None:
+    """Both runtimes, each with a warm ``hello``; added to ``runtimes`` as they start (the caller
+    stops them whatever happens)."""
+    for mode in MODES:
+        env = {"RUNTIME_SANDBOX": "off"} if mode == "nosandbox" else {}
+        runtime = runtimes[mode] = RuntimeProcess(state_dir=tmp / mode, env=env)
+        runtime.start()
+        runtime.apply(environment(NS, "python", poolsize=POOLSIZE))
+        deploy(runtime, "hello", concurrency=0, requests_per_pod=0)
+        wrk(f"{runtime.router}{ROOT}/hello", 32)  # warm: a worker per connection, caches filled
+
+
+def run_rounds(rounds: int, runtimes: dict[str, RuntimeProcess], direct: str) -> dict[str, list]:
+    """Every figure of every round. The modes' order alternates from round to round, and cold
+    starts alternate sample by sample, so that both modes see the same moments of the machine."""
+    samples: dict[str, list] = defaultdict(list)
+    cold = {mode: ColdStarts() for mode in MODES}
+    counts = {"poolmgr": max(1, POOL_SAMPLES // rounds), "newdeploy": max(1, NEWDEPLOY_SAMPLES // rounds)}
+    for index in range(rounds):
+        order = MODES if index % 2 == 0 else tuple(reversed(MODES))
+        samples["direct_c1"].append(wrk(direct, 1))
+        samples["direct_c32"].append(wrk(direct, 32))
+        for mode in order:
+            url = f"{runtimes[mode].router}{ROOT}/hello"
+            samples[f"{mode}_c1"].append(wrk(url, 1))
+            samples[f"{mode}_c32"].append(wrk(url, 32))
+        for executor, count in counts.items():
+            times: dict[str, list[float]] = {mode: [] for mode in MODES}
+            for _ in range(count):
+                for mode in order:
+                    times[mode] += cold[mode].measure(runtimes[mode], executor, 1)
+            for mode in MODES:
+                samples[f"{mode}_{executor}"].append(times[mode])
+    return samples
+
+
+def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict[str, object]:
+    def median_of(key: str, field: str) -> float:
+        return statistics.median(s[field] for s in samples[key])
+
+    def spread(key: str, field: str) -> list[float]:
+        values = [s[field] for s in samples[key]]
+        return [round(min(values), 3), round(max(values), 3)]
+
+    def cold(key: str) -> list[float]:
+        return [t for round_times in samples[key] for t in round_times]
+
+    def cold_spread(key: str) -> list[float]:
+        medians = [statistics.median(times) for times in samples[key]]
+        return [round(min(medians), 2), round(max(medians), 2)]
+
+    result: dict[str, object] = {"bench": "runtime", "rounds": rounds, "steal_cores": round(steal_cores, 2)}
+    for mode in MODES:
+        suffix = "" if mode == "sandbox" else "_nosandbox"
+        pool, newdeploy = cold(f"{mode}_poolmgr"), cold(f"{mode}_newdeploy")
+        result.update({
+            f"router_p50_ms{suffix}": round(median_of(f"{mode}_c1", "p50"), 3),
+            f"router_p99_ms{suffix}": round(median_of(f"{mode}_c1", "p99"), 3),
+            f"rps_c1{suffix}": round(median_of(f"{mode}_c1", "rps")),
+            f"rps_c32{suffix}": round(median_of(f"{mode}_c32", "rps")),
+            f"rps_c32_range{suffix}": spread(f"{mode}_c32", "rps"),
+            f"router_c32_p50_ms{suffix}": round(median_of(f"{mode}_c32", "p50"), 3),
+            f"router_c32_p99_ms{suffix}": round(median_of(f"{mode}_c32", "p99"), 3),
+            f"poolmgr_cold_p50_ms{suffix}": round(statistics.median(pool), 2),
+            f"poolmgr_cold_p99_ms{suffix}": round(percentile(pool, 99), 2),
+            f"poolmgr_cold_p50_range_ms{suffix}": cold_spread(f"{mode}_poolmgr"),
+            f"newdeploy_cold_p50_ms{suffix}": round(statistics.median(newdeploy), 2),
+            f"newdeploy_cold_p99_ms{suffix}": round(percentile(newdeploy, 99), 2),
+            f"newdeploy_cold_p50_range_ms{suffix}": cold_spread(f"{mode}_newdeploy"),
+        })  # fmt: skip
+    result.update({
+        "direct_p50_ms": round(median_of("direct_c1", "p50"), 3),
+        "direct_p99_ms": round(median_of("direct_c1", "p99"), 3),
+        "direct_rps_c1": round(median_of("direct_c1", "rps")),
+        "direct_rps_c32": round(median_of("direct_c32", "rps")),
+        "cold_starts": {"poolmgr": len(cold("sandbox_poolmgr")), "newdeploy": len(cold("sandbox_newdeploy"))},
+    })  # fmt: skip
+    r = result
+    r["router_overhead_p50_ms"] = round(float(r["router_p50_ms"]) - float(r["direct_p50_ms"]), 3)  # type: ignore[arg-type]
+    r["sandbox_cost_poolmgr_cold_p50_ms"] = round(
+        float(r["poolmgr_cold_p50_ms"]) - float(r["poolmgr_cold_p50_ms_nosandbox"]),
+        2,  # type: ignore[arg-type]
+    )
+    r["sandbox_cost_newdeploy_cold_p50_ms"] = round(
+        float(r["newdeploy_cold_p50_ms"]) - float(r["newdeploy_cold_p50_ms_nosandbox"]),
+        2,  # type: ignore[arg-type]
+    )
+    r["sandbox_rps_c32_ratio"] = round(float(r["rps_c32"]) / float(r["rps_c32_nosandbox"]), 3)  # type: ignore[arg-type]
+    return result
+
+
+def report(r: dict[str, object]) -> None:
+    rows = []
+    for mode in MODES:
+        s = "" if mode == "sandbox" else "_nosandbox"
+        rows += [
+            (f"{mode}: warm, router, c=1", r[f"router_p50_ms{s}"], r[f"router_p99_ms{s}"], r[f"rps_c1{s}"], ""),
+            (f"{mode}: warm, router, c=32", r[f"router_c32_p50_ms{s}"], r[f"router_c32_p99_ms{s}"],
+             r[f"rps_c32{s}"], r[f"rps_c32_range{s}"]),
+            (f"{mode}: cold, poolmgr", r[f"poolmgr_cold_p50_ms{s}"], r[f"poolmgr_cold_p99_ms{s}"], "",
+             r[f"poolmgr_cold_p50_range_ms{s}"]),
+            (f"{mode}: cold, newdeploy", r[f"newdeploy_cold_p50_ms{s}"], r[f"newdeploy_cold_p99_ms{s}"], "",
+             r[f"newdeploy_cold_p50_range_ms{s}"]),
+        ]  # fmt: skip
+    rows += [
+        ("direct to a worker, c=1", r["direct_p50_ms"], r["direct_p99_ms"], r["direct_rps_c1"], ""),
+        ("direct to a worker, c=32", "", "", r["direct_rps_c32"], ""),
+        ("router overhead (sandbox)", r["router_overhead_p50_ms"], "", "", ""),
+    ]
+    print(f"{'':<32}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}  range of round medians")
+    for label, p50, p99, rps, spread in rows:
+        print(f"{label:<32}{p50!s:>10}{p99!s:>10}{rps!s:>10}  {spread}")
+    cost_pool, cost_nd = r["sandbox_cost_poolmgr_cold_p50_ms"], r["sandbox_cost_newdeploy_cold_p50_ms"]
+    print(f"sandbox cost: cold start p50 +{cost_pool} ms (poolmgr), +{cost_nd} ms (newdeploy), target <= 2 ms;"
+          f" warm throughput c=32 x{r['sandbox_rps_c32_ratio']}, target >= 0.9;"
+          f" {r['rounds']} rounds, CPU steal {r['steal_cores']} cores")  # fmt: skip
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
-    poolsize = 3
+    steal_before, total_before = cpu_times()
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
-        runtime = RuntimeProcess(state_dir=Path(tmp) / "state").start()
+        runtimes: dict[str, RuntimeProcess] = {}
         worker = None
         try:
-            runtime.apply(environment(NS, "python", poolsize=poolsize))
-            deploy(runtime, "hello", concurrency=0, requests_per_pod=0)
-            url = f"{runtime.router}/hello"
-            wrk(url, 32)  # warm: specialize a worker per connection, fill caches
-            router_c1, router_c32 = wrk(url, 1), wrk(url, 32)
+            start_runtimes(Path(tmp), runtimes)
             worker, port = direct_worker(Path(tmp))
-            wrk(f"http://127.0.0.1:{port}/", 1)
-            direct_c1, direct_c32 = wrk(f"http://127.0.0.1:{port}/", 1), wrk(f"http://127.0.0.1:{port}/", 32)
-            worker.terminate()
-            worker = None
-            pool = cold_starts(runtime, "poolmgr", 40, poolsize)
-            newdeploy = cold_starts(runtime, "newdeploy", 20, poolsize)
+            samples = run_rounds(args.rounds, runtimes, f"http://127.0.0.1:{port}/")
         finally:
             if worker is not None:
                 worker.terminate()
-            runtime.stop()
-    result = {
-        "bench": "runtime",
-        "router_p50_ms": round(router_c1["p50"], 3),
-        "router_p99_ms": round(router_c1["p99"], 3),
-        "direct_p50_ms": round(direct_c1["p50"], 3),
-        "direct_p99_ms": round(direct_c1["p99"], 3),
-        "router_overhead_p50_ms": round(router_c1["p50"] - direct_c1["p50"], 3),
-        "rps_c1": round(router_c1["rps"]),
-        "rps_c32": round(router_c32["rps"]),
-        "direct_rps_c1": round(direct_c1["rps"]),
-        "direct_rps_c32": round(direct_c32["rps"]),
-        "router_c32_p50_ms": round(router_c32["p50"], 3),
-        "router_c32_p99_ms": round(router_c32["p99"], 3),
-        "poolmgr_cold_p50_ms": round(statistics.median(pool), 2),
-        "poolmgr_cold_p99_ms": round(percentile(pool, 99), 2),
-        "newdeploy_cold_p50_ms": round(statistics.median(newdeploy), 2),
-        "newdeploy_cold_p99_ms": round(percentile(newdeploy, 99), 2),
-    }
-    r = result
-    rows = [
-        ("warm, router, c=1", r["router_p50_ms"], r["router_p99_ms"], r["rps_c1"]),
-        ("warm, direct, c=1", r["direct_p50_ms"], r["direct_p99_ms"], r["direct_rps_c1"]),
-        ("warm, router, c=32", r["router_c32_p50_ms"], r["router_c32_p99_ms"], r["rps_c32"]),
-        ("warm, direct, c=32", "", "", r["direct_rps_c32"]),
-        ("router overhead", r["router_overhead_p50_ms"], "", ""),
-        ("cold start, poolmgr", r["poolmgr_cold_p50_ms"], r["poolmgr_cold_p99_ms"], f"n={len(pool)}"),
-        (
-            "cold start, newdeploy",
-            r["newdeploy_cold_p50_ms"],
-            r["newdeploy_cold_p99_ms"],
-            f"n={len(newdeploy)}",
-        ),
-    ]
-    print(f"{'':<24}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
-    for label, p50, p99, rps in rows:
-        print(f"{label:<24}{p50!s:>10}{p99!s:>10}{rps!s:>10}")
+            for runtime in runtimes.values():
+                runtime.stop()
+    steal_after, total_after = cpu_times()
+    steal = (steal_after - steal_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    result = summarize(samples, steal, args.rounds)
+    report(result)
     print(json.dumps(result))
 
 

@@ -31,6 +31,7 @@ class Cgroup:
 
     def __init__(self, paths: dict[str, Path]) -> None:
         self.paths = paths
+        self._limits: dict[str, int | None] = {}  # what we last set, so unchanged limits cost nothing
 
     def limit_memory(self, limit: int | None) -> None:
         """Set the hard memory limit (None: none), swap included when the kernel accounts for it.
@@ -38,6 +39,9 @@ class Cgroup:
         The kernel keeps memory+swap >= memory at every step, so which goes first depends on the
         direction.
         """
+        if self._limits.get("memory", -1) == limit:
+            return
+        self._limits["memory"] = limit
         memory = self.paths["memory"]
         value = UNLIMITED if limit is None else str(limit)
         swap = memory / "memory.memsw.limit_in_bytes"
@@ -49,7 +53,9 @@ class Cgroup:
             path.write_text(value)
 
     def limit_pids(self, limit: int | None) -> None:
-        (self.paths["pids"] / "pids.max").write_text("max" if limit is None else str(limit))
+        if self._limits.get("pids", -1) != limit:
+            self._limits["pids"] = limit
+            (self.paths["pids"] / "pids.max").write_text("max" if limit is None else str(limit))
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into the group."""

@@ -37,9 +37,13 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
 _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
 _LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
-_CAPABILITY_FIELDS: Final = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+_CAPABILITY_FIELDS: Final = (b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:")
 
+# Resolved once, in the zygote before it forks: looking up a symbol and building a ctypes type
+# cost more than the system calls themselves, and a cold start pays for whatever is left lazy.
 _libc = ctypes.CDLL(None, use_errno=True)
+_unshare, _prctl, _capset, _mount_call = _libc.unshare, _libc.prctl, _libc.capset, _libc.mount
+_LAST_CAPABILITY: Final = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
 
 
 class IsolationError(OSError):
@@ -66,7 +70,7 @@ def _write(path: str, text: str) -> None:
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     encoded = [value.encode() if value is not None else None for value in (source, target, fstype, data)]
-    _check(_libc.mount(*encoded[:3], ctypes.c_ulong(flags), encoded[3]), f"mount {target}")
+    _check(_mount_call(*encoded[:3], ctypes.c_ulong(flags), encoded[3]), f"mount {target}")
 
 
 def enter_user_namespace() -> None:
@@ -75,18 +79,18 @@ def enter_user_namespace() -> None:
     Must run while the process has a single thread (the kernel refuses otherwise).
     """
     uid, gid = os.getuid(), os.getgid()
-    _check(_libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    _check(_unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
     _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
     # Why: a user namespace is the usual first step of a kernel exploit; functions get none.
     _write("/proc/sys/user/max_user_namespaces", "0")
-    _check(_libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    _check(_prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
 
 def private_mounts(tmp_bytes: int) -> None:
     """A mount namespace of our own, with empty tmpfs of ``tmp_bytes`` on /tmp and /dev/shm."""
-    _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     options = f"size={tmp_bytes},mode=1777"
     for target in PRIVATE_TMPFS:
         _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
@@ -125,14 +129,16 @@ class _CapData(ctypes.Structure):
     _fields_ = tuple((name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable"))
 
 
+_CapDataPair = _CapData * 2  # version 3 of the capability ABI: two 32-bit halves
+
+
 def drop_capabilities() -> None:
     """Empty every capability set of this thread, then check that no thread holds any."""
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for capability in range(last + 1):
-        _check(_libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0), f"dropping capability {capability}")
-    _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
-    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    for capability in range(_LAST_CAPABILITY + 1):
+        _check(_prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0), f"dropping capability {capability}")
+    _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), _CapDataPair()
+    _check(_capset(ctypes.byref(header), data), "capset")
     held = threads_with_capabilities()
     if held:
         raise IsolationError(0, f"threads {held} still hold capabilities")
@@ -141,9 +147,9 @@ def drop_capabilities() -> None:
 def threads_with_capabilities() -> list[int]:
     """Ids of this process's threads with any capability set not empty (capabilities are per thread)."""
     held = []
-    for task in Path("/proc/self/task").iterdir():
-        lines = (task / "status").read_text().splitlines()
-        fields = dict(line.split(":", 1) for line in lines if ":" in line)
-        if any(int(fields[name], 16) for name in _CAPABILITY_FIELDS if name in fields):
-            held.append(int(task.name))
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/status", "rb") as status:
+            lines = status.read().splitlines()
+        if any(line.startswith(_CAPABILITY_FIELDS) and int(line.split()[1], 16) for line in lines):
+            held.append(int(tid))
     return held

@@ -313,6 +313,8 @@ def test_secrets_of_the_runtime_are_its_own(runtime: RuntimeProcess) -> None:
 
 
 def test_logs_are_attributed_by_the_runtime(runtime: RuntimeProcess) -> None:
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    client.delete(stream_name(A), stream_name(B))  # the suite's Redis: earlier tests wrote there too
     deploy_probe(runtime, A, "poolmgr")
     deploy_probe(runtime, B, "poolmgr")
     forged = json.dumps({"namespace": B, "function": "victim", "request_id": "forged", "message": "x"})
@@ -320,7 +322,6 @@ def test_logs_are_attributed_by_the_runtime(runtime: RuntimeProcess) -> None:
                           json={"p": ["print", "plain line"], "s": ["subprocess", "from a subprocess"],
                                 "f": ["print", forged]})  # fmt: skip
     request_id = response.headers["x-fission-request-id"]
-    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 
     def records(namespace: str) -> list[dict[str, str]]:
         return [fields for _, fields in client.xrange(stream_name(namespace))]  # type: ignore[union-attr,misc]

@@ -236,21 +236,17 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
         "direct_rps_c32": round(median_of("direct_c32", "rps")),
         "cold_starts": {kind: len(cold(f"sandbox_{kind}")) for kind in SAMPLES},
     })  # fmt: skip
-    r = result
-    r["router_overhead_p50_ms"] = round(float(r["router_p50_ms"]) - float(r["direct_p50_ms"]), 3)  # type: ignore[arg-type]
-    r["sandbox_cost_poolmgr_cold_p50_ms"] = round(
-        float(r["poolmgr_cold_p50_ms"]) - float(r["poolmgr_cold_p50_ms_nosandbox"]),
-        2,  # type: ignore[arg-type]
-    )
-    r["sandbox_cost_newdeploy_cold_p50_ms"] = round(
-        float(r["newdeploy_cold_p50_ms"]) - float(r["newdeploy_cold_p50_ms_nosandbox"]),
-        2,  # type: ignore[arg-type]
-    )
-    r["sandbox_cost_fork_cold_p50_ms"] = round(
-        float(r["fork_cold_p50_ms"]) - float(r["fork_cold_p50_ms_nosandbox"]),
-        2,  # type: ignore[arg-type]
-    )
-    r["sandbox_rps_c32_ratio"] = round(float(r["rps_c32"]) / float(r["rps_c32_nosandbox"]), 3)  # type: ignore[arg-type]
+    figures = {key: value for key, value in result.items() if isinstance(value, (int, float))}
+
+    def minus(key: str, reference: str, digits: int = 2) -> float:
+        return round(figures[key] - figures[reference], digits)
+
+    result["router_overhead_p50_ms"] = minus("router_p50_ms", "direct_p50_ms", 3)
+    for kind in ("poolmgr", "newdeploy", "fork"):
+        result[f"sandbox_cost_{kind}_cold_p50_ms"] = minus(
+            f"{kind}_cold_p50_ms", f"{kind}_cold_p50_ms_nosandbox"
+        )
+    result["sandbox_rps_c32_ratio"] = round(figures["rps_c32"] / figures["rps_c32_nosandbox"], 3)
     return result
 
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 PROBE = r"""
-import ctypes, json, os, resource, signal, socket, subprocess, sys, threading, time
+import ctypes, importlib, json, os, resource, signal, socket, subprocess, sys, threading, time
 from flask import request
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -148,6 +148,7 @@ ACTIONS = {
     "unshare_user": unshare_user, "mount": mount_tmpfs, "setuid": setuid, "allocate": allocate,
     "threads": threads, "print": lambda text: print(text) or "printed", "subprocess": subprocess_output,
     "getpid": os.getpid, "pidns": lambda: os.readlink("/proc/self/ns/pid"), "sleep": time.sleep,
+    "import": lambda name: importlib.import_module(name).__name__,
 }
 
 

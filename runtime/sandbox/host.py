@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.worker import isolation
+
 TOOLS = {
     "bwrap": "bubblewrap",
     "setpriv": "util-linux",
@@ -72,11 +74,33 @@ def system_binds() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], 
     return tuple(binds), tuple(links)
 
 
-def python_binds(prefixes: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
-    """Read-only binds for this interpreter: its installation and its virtualenv, at the same paths
-    (a virtualenv's ``bin/python`` links to the installation by absolute path). Plus ``prefixes``."""
-    paths = dict.fromkeys((sys.base_prefix, sys.prefix, *prefixes))
-    return tuple((path, path) for path in paths if not path.startswith("/usr/") and path != "/usr")
+def python_binds() -> tuple[tuple[str, str], ...]:
+    """Read-only binds for this interpreter, at the same paths: its installation and its
+    virtualenv (a virtualenv's ``bin/python`` links to the installation by absolute path)."""
+    paths = dict.fromkeys((sys.base_prefix, sys.prefix))
+    return tuple((path, path) for path in paths if not _under_usr(path))
+
+
+SANDBOX_VIRTUALENV = "/opt/faas/python"
+
+
+def python_layout() -> tuple[tuple[tuple[str, str], ...], str]:
+    """``(read-only binds, the interpreter to run)`` for a sandbox whose /tmp is replaced: the
+    virtualenv goes to a fixed path (Python finds its packages from where the executable is), the
+    installation stays where the virtualenv's ``pyvenv.cfg`` points. Raises SandboxUnavailable
+    when the installation itself lives where the sandbox mounts a fresh /tmp."""
+    # Where each worker mounts fresh tmpfs of its own: nothing it needs may be bound below them.
+    if any(Path(sys.base_prefix).is_relative_to(p) for p in isolation.PRIVATE_TMPFS):
+        raise SandboxUnavailable(f"Python is installed in {sys.base_prefix}, which sandboxes replace")
+    binds = [] if _under_usr(sys.base_prefix) else [(sys.base_prefix, sys.base_prefix)]
+    if sys.prefix == sys.base_prefix:
+        return tuple(binds), sys.executable
+    binds.append((sys.prefix, SANDBOX_VIRTUALENV))
+    return tuple(binds), f"{SANDBOX_VIRTUALENV}/bin/{Path(sys.executable).name}"
+
+
+def _under_usr(path: str) -> bool:
+    return Path(path).is_relative_to("/usr")
 
 
 def host_networks(tools: Tools) -> tuple[ipaddress.IPv4Network, ...]:

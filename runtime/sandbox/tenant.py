@@ -28,7 +28,7 @@ from pathlib import Path
 
 from runtime.sandbox import bwrap
 from runtime.sandbox.cgroups import Cgroup, CgroupTree
-from runtime.sandbox.host import Tools, host_networks, python_binds, system_binds
+from runtime.sandbox.host import Tools, host_networks, python_layout, system_binds
 from runtime.sandbox.network import DNS_SERVER, Grant, Network, Slirp, allowed_networks, set_routes
 from runtime.sandbox.uids import UidMap
 from runtime.spawner import Zygote, ZygoteGone, clean_environment
@@ -127,7 +127,8 @@ class Sandboxes:
             return TenantSandbox(namespace, zygote)
         info_r, info_w = os.pipe()
         try:
-            argv = self._bwrap(namespace, [*command, "--isolate"], info_fd=info_w)
+            argv = self._bwrap(namespace, ["runtime.worker.zygote", "--control-fd", "{fd}", "--isolate"],
+                               info_fd=info_w)  # fmt: skip
             env = clean_environment({"PYTHONPATH": CODE_ROOT, "HOME": "/tmp"})  # noqa: S108 - the sandbox's
             try:
                 await zygote.launch(argv, env=env, pass_fds=(info_w,))
@@ -155,13 +156,16 @@ class Sandboxes:
             sandbox.cgroup.add(sandbox.pid)
         await self._apply_egress(sandbox)
 
-    def _bwrap(self, namespace: str, command: list[str], *, info_fd: int) -> list[str]:
+    def _bwrap(self, namespace: str, module: list[str], *, info_fd: int) -> list[str]:
+        """The command running ``python -m <module...>`` in the namespace's sandbox."""
         assert self.tools is not None
         uid = self.uids.uid(namespace)
         etc = self._etc(namespace, uid)
         os_binds, links = system_binds()
+        python, interpreter = python_layout()
+        command = [interpreter, "-m", *module]
         binds = (
-            *os_binds, *python_binds(),
+            *os_binds, *python,
             (str(RUNTIME_PACKAGE / "__init__.py"), f"{CODE_ROOT}/runtime/__init__.py"),
             (str(RUNTIME_PACKAGE / "worker"), f"{CODE_ROOT}/runtime/worker"),
             (str(self.packages_dir(namespace)), isolation.PACKAGES),

@@ -147,6 +147,8 @@ def test_a_function_sees_its_own_package_and_a_private_tmp_and_nothing_else(tena
         "their_package_in_view": ["listdir", f"/packages/{theirs.name}"],
         "portal_source": ["read", str(Path(__file__).resolve().parents[2] / "portal" / "settings.py")],
         "worker_code": ["listdir", "/opt/faas/runtime"],
+        "import_package": ["import", "werkzeug.middleware.proxy_fix"],  # not imported by the zygote
+        "import_stdlib": ["import", "xml.dom.minidom"],
         "host_proc": ["read", f"/proc/{os.getpid()}/environ"],
         "root_write": ["write", "/evil"],
         "package_write": ["write", "/userfunc/deploy/main.py"],
@@ -154,7 +156,8 @@ def test_a_function_sees_its_own_package_and_a_private_tmp_and_nothing_else(tena
         "tmp_overflow": ["write", "/tmp/big", 80 * Mi],  # the runtime's default /tmp is 64 MiB
     })  # fmt: skip
 
-    succeeded(results, "own_file", "own_package", "tmp_write", "tmp_read", "passwd", "worker_code")
+    succeeded(results, "own_file", "own_package", "tmp_write", "tmp_read", "passwd", "worker_code",
+              "import_package", "import_stdlib")  # fmt: skip
     assert results["own_file"]["value"] == README
     assert results["own_package"]["value"] == ["README.txt", "main.py"]
     assert results["packages"]["value"] == []  # the tenant's other packages are hidden

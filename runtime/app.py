@@ -54,6 +54,7 @@ class Runtime:
         cgroups = CgroupTree.detect(instance) if config.sandbox else None
         if cgroups is not None:
             cgroups.sweep()
+        self.cgroups = cgroups
         self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups)
         self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
         limits = WorkerLimits(tmp_bytes=config.worker_tmp_bytes, pids=config.worker_pids)
@@ -156,4 +157,6 @@ class Runtime:
                 server.close()
         await self.executor.shutdown()
         await self.sandboxes.stop_all()
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.sweep, remove_root=True)
         await self.logs.stop()

@@ -134,3 +134,22 @@ def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05,
         if time.monotonic() > deadline:
             raise AssertionError(message or f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def process_fields(pid: int | str) -> dict[str, str]:
+    """``/proc/<pid>/status`` as a dict of stripped values; {} once the process is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def processes_of(uid: int) -> list[int]:
+    """Live (not zombie) processes whose real uid is ``uid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = process_fields(entry.name) if entry.name.isdigit() else {}
+        if fields and int(fields["Uid"].split()[0]) == uid and not fields["State"].startswith("Z"):
+            found.append(int(entry.name))
+    return found

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from portal.embedded import free_port
+from testsupport.processes import process_fields, processes_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-runtime-token"
@@ -159,16 +160,13 @@ def host_pid(whoami: str) -> int:
     (sandboxed workers have pid namespaces of their own); 0 once it is gone."""
     ns_pid, namespace = whoami.split(" ", 1)
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            if os.readlink(entry / "ns" / "pid") != namespace:
+            if not entry.name.isdigit() or os.readlink(entry / "ns" / "pid") != namespace:
                 continue
-            status = (entry / "status").read_text()
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields["NSpid"].split()[-1] == ns_pid and "Z" not in fields["State"]:
+        fields = process_fields(entry.name)
+        if fields and fields["NSpid"].split()[-1] == ns_pid and not fields["State"].startswith("Z"):
             return int(entry.name)
     return 0
 
@@ -187,24 +185,13 @@ GATED = (
 def _gated_processes(uid: int) -> list[int]:
     """Processes of ``uid`` waiting for a signal: the workers in ``GATED``."""
     waiting = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in processes_of(uid):
         try:
-            owner = _uid_of(entry)
-            blocked = (entry / "wchan").read_text().startswith("do_sigtimedwait")
+            if Path(f"/proc/{pid}/wchan").read_text().startswith("do_sigtimedwait"):
+                waiting.append(pid)
         except OSError:
             continue
-        if owner == uid and blocked:
-            waiting.append(int(entry.name))
     return waiting
-
-
-def _uid_of(process: Path) -> int:
-    for line in (process / "status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise OSError("no Uid line")
 
 
 def open_gates(uid: int, expected: int, timeout: float = 20) -> None:

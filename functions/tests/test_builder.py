@@ -21,6 +21,7 @@ from functions.build_sandbox import BuildSandbox
 from functions.builder import BuildFailed, BuildResult, SourceSpec, check_requirements
 from portal.errors import ValidationFailed
 from testsupport.hostile import redis_address
+from testsupport.processes import processes_of
 
 MAIN = "def main():\n    return 'hello'\n"
 BUILD_UID = 199_999
@@ -34,20 +35,6 @@ def sandbox() -> BuildSandbox:
 def build(source: SourceSpec, **kwargs: Any) -> BuildResult:
     """A build, sandboxed as the portal runs it."""
     return builder.build(source, sandbox=sandbox(), **kwargs)
-
-
-def processes_of(uid: int) -> list[int]:
-    """Live (not zombie) processes running as ``uid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            status = (entry / "status").read_text() if entry.name.isdigit() else ""
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields and int(fields["Uid"].split()[0]) == uid and "Z" not in fields["State"]:
-            found.append(int(entry.name))
-    return found
 
 
 def names(archive: bytes) -> list[str]:

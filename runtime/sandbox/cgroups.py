@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -116,18 +117,22 @@ class CgroupTree:
             path.mkdir(parents=True, exist_ok=True)
         return Cgroup(paths)
 
-    def sweep(self) -> None:
-        """Kill whatever an earlier run of this runtime left in its groups, then remove them all
-        (deepest first). Called at start-up, before anything new is created."""
+    def sweep(self, *, remove_root: bool = False, timeout: float = 5.0) -> None:
+        """Kill whatever is still in the runtime's groups and remove them, deepest first (and the
+        subtree's own root with ``remove_root``). At start-up it clears what an earlier run left
+        behind; at shutdown, what this run made. A group is removable only once the kernel has
+        taken its last exited process out, so removal is retried until ``timeout``."""
+        deadline = time.monotonic() + timeout
         for root in self.roots.values():
             groups = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            groups += [root] if remove_root else []
             for path in groups:
                 for pid in Cgroup({"x": path}).processes():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             for path in groups:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
+                while not Cgroup({"x": path}).remove() and time.monotonic() < deadline:
+                    time.sleep(0.01)
 
 
 def _v1_mounts() -> dict[str, tuple[Path, str]]:

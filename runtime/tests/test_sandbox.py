@@ -7,6 +7,7 @@ within its limit) still works.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from testsupport.hostile import (
     redis_address,
     succeeded,
 )
-from testsupport.processes import wait_until
+from testsupport.processes import processes_of, wait_until
 from testsupport.runtime import WHOAMI, RuntimeProcess, host_pid
 
 A, B = "faas-acme", "faas-globex"
@@ -340,3 +341,26 @@ def test_logs_are_attributed_by_the_runtime(runtime: RuntimeProcess) -> None:
     assert ("stderr", "from a subprocess raw stderr") in raw
     assert any(r["message"] == forged for r in mine)  # kept as text, in its own tenant's stream
     assert records(B) == []
+
+
+def test_a_stopped_runtime_leaves_no_process_and_no_cgroup(runtime: RuntimeProcess) -> None:
+    deploy_probe(runtime, A, "newdeploy")
+    assert runtime.call("/acme/whoami").status_code == 200
+    uid = runtime.tenant_uid(A)
+    instance = hashlib.sha256(str(runtime.state_dir.resolve()).encode()).hexdigest()[:12]
+    groups = [Path(f"/sys/fs/cgroup/{c}{own_cgroup(c)}/faas-runtime-{instance}") for c in ("memory", "pids")]
+    assert all(group.is_dir() for group in groups)
+    assert processes_of(uid)
+
+    runtime.stop()
+
+    assert not [group for group in groups if group.exists()]
+    assert processes_of(uid) == []
+
+
+def own_cgroup(controller: str) -> str:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    raise AssertionError(f"no {controller} cgroup")

@@ -10,9 +10,8 @@ round medians; CPU steal during the run is reported.
 Run with ``make bench`` (or ``.venv/bin/python bench/runtime.py [--rounds N]``). Load comes from
 ``wrk`` (Debian package; ``make bench`` installs it). Prints a table, then one JSON object.
 Targets (same run): the sandbox adds at most 2 ms to the poolmgr and newdeploy cold start p50 and
-costs less than 10% of warm throughput at 32 connections. Cold starts of both executors take a warm
-worker of the environment's pool; a third figure forks each worker (an environment with poolsize
-0), where the sandbox also pays for moving the worker into its cgroup.
+costs less than 10% of warm throughput at 32 connections. A poolmgr cold start specializes a worker of
+the warm pool; a newdeploy one (``MinScale: 0``) forks a worker and specializes it.
 """
 
 from __future__ import annotations
@@ -43,8 +42,7 @@ HELLO = "def main():\n    return 'hello, world'\n"
 DURATION = "5s"
 POOLSIZE = 3
 MODES = ("sandbox", "nosandbox")
-# Cold starts per mode, over all rounds: from the warm pool (both executors), and forked.
-SAMPLES = {"poolmgr": 60, "newdeploy": 30, "fork": 15}
+SAMPLES = {"poolmgr": 60, "newdeploy": 30}  # cold starts per mode, over all rounds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -97,10 +95,10 @@ def warm_pool_ready(runtime: RuntimeProcess, size: int) -> bool:
     return bool(match) and float(match.group(1)) >= size  # type: ignore[union-attr]
 
 
-def deploy(runtime: RuntimeProcess, name: str, env: str = "python", **fn: object) -> None:
+def deploy(runtime: RuntimeProcess, name: str, **fn: object) -> None:
     for obj in (
-        package_literal(NS, f"{name}-pkg", HELLO, env=env),
-        function(NS, name, package=f"{name}-pkg", env=env, **fn),  # type: ignore[arg-type]
+        package_literal(NS, f"{name}-pkg", HELLO),
+        function(NS, name, package=f"{name}-pkg", **fn),  # type: ignore[arg-type]
         httptrigger(NS, name, f"{ROOT}/{name}", function_name=name, methods=("GET",)),
     ):
         response = runtime.apply(obj)
@@ -114,15 +112,14 @@ class ColdStarts:
     def __init__(self) -> None:
         self.counter = 0
 
-    def measure(self, runtime: RuntimeProcess, executor: str, count: int, env: str = "python") -> list[float]:
-        """``env`` "nopool" (poolsize 0): every cold start forks a worker."""
+    def measure(self, runtime: RuntimeProcess, executor: str, count: int) -> list[float]:
         times = []
         for _ in range(count):
             self.counter += 1
             name = f"cold-{executor}-{self.counter}"
-            deploy(runtime, name, env=env, executor=executor, min_scale=0, max_scale=1)
+            deploy(runtime, name, executor=executor, min_scale=0, max_scale=1)
             deadline = time.monotonic() + 30
-            while env == "python" and not warm_pool_ready(runtime, POOLSIZE):
+            while executor == "poolmgr" and not warm_pool_ready(runtime, POOLSIZE):
                 if time.monotonic() > deadline:
                     raise SystemExit("the warm pool did not refill")
                 time.sleep(0.01)
@@ -162,7 +159,6 @@ def start_runtimes(tmp: Path, runtimes: dict[str, RuntimeProcess]) -> None:
         runtime = runtimes[mode] = RuntimeProcess(state_dir=tmp / mode, env=env)
         runtime.start()
         runtime.apply(environment(NS, "python", poolsize=POOLSIZE))
-        runtime.apply(environment(NS, "nopool", poolsize=0))
         deploy(runtime, "hello", concurrency=0, requests_per_pod=0)
         wrk(f"{runtime.router}{ROOT}/hello", 32)  # warm: a worker per connection, caches filled
 
@@ -181,14 +177,13 @@ def run_rounds(rounds: int, runtimes: dict[str, RuntimeProcess], direct: str) ->
             url = f"{runtimes[mode].router}{ROOT}/hello"
             samples[f"{mode}_c1"].append(wrk(url, 1))
             samples[f"{mode}_c32"].append(wrk(url, 32))
-        for kind, count in counts.items():
-            executor, env = ("newdeploy", "nopool") if kind == "fork" else (kind, "python")
+        for executor, count in counts.items():
             times: dict[str, list[float]] = {mode: [] for mode in MODES}
             for _ in range(count):
                 for mode in order:
-                    times[mode] += cold[mode].measure(runtimes[mode], executor, 1, env)
+                    times[mode] += cold[mode].measure(runtimes[mode], executor, 1)
             for mode in MODES:
-                samples[f"{mode}_{kind}"].append(times[mode])
+                samples[f"{mode}_{executor}"].append(times[mode])
     return samples
 
 
@@ -210,7 +205,7 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
     result: dict[str, object] = {"bench": "runtime", "rounds": rounds, "steal_cores": round(steal_cores, 2)}
     for mode in MODES:
         suffix = "" if mode == "sandbox" else "_nosandbox"
-        pool, newdeploy, fork = cold(f"{mode}_poolmgr"), cold(f"{mode}_newdeploy"), cold(f"{mode}_fork")
+        pool, newdeploy = cold(f"{mode}_poolmgr"), cold(f"{mode}_newdeploy")
         result.update({
             f"router_p50_ms{suffix}": round(median_of(f"{mode}_c1", "p50"), 3),
             f"router_p99_ms{suffix}": round(median_of(f"{mode}_c1", "p99"), 3),
@@ -225,9 +220,6 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
             f"newdeploy_cold_p50_ms{suffix}": round(statistics.median(newdeploy), 2),
             f"newdeploy_cold_p99_ms{suffix}": round(percentile(newdeploy, 99), 2),
             f"newdeploy_cold_p50_range_ms{suffix}": cold_spread(f"{mode}_newdeploy"),
-            f"fork_cold_p50_ms{suffix}": round(statistics.median(fork), 2),
-            f"fork_cold_p99_ms{suffix}": round(percentile(fork, 99), 2),
-            f"fork_cold_p50_range_ms{suffix}": cold_spread(f"{mode}_fork"),
         })  # fmt: skip
     result.update({
         "direct_p50_ms": round(median_of("direct_c1", "p50"), 3),
@@ -242,7 +234,7 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
         return round(figures[key] - figures[reference], digits)
 
     result["router_overhead_p50_ms"] = minus("router_p50_ms", "direct_p50_ms", 3)
-    for kind in ("poolmgr", "newdeploy", "fork"):
+    for kind in ("poolmgr", "newdeploy"):
         result[f"sandbox_cost_{kind}_cold_p50_ms"] = minus(
             f"{kind}_cold_p50_ms", f"{kind}_cold_p50_ms_nosandbox"
         )
@@ -262,8 +254,6 @@ def report(r: dict[str, object]) -> None:
              r[f"poolmgr_cold_p50_range_ms{s}"]),
             (f"{mode}: cold, newdeploy", r[f"newdeploy_cold_p50_ms{s}"], r[f"newdeploy_cold_p99_ms{s}"], "",
              r[f"newdeploy_cold_p50_range_ms{s}"]),
-            (f"{mode}: cold, forked (no pool)", r[f"fork_cold_p50_ms{s}"], r[f"fork_cold_p99_ms{s}"], "",
-             r[f"fork_cold_p50_range_ms{s}"]),
         ]  # fmt: skip
     rows += [
         ("direct to a worker, c=1", r["direct_p50_ms"], r["direct_p99_ms"], r["direct_rps_c1"], ""),
@@ -274,8 +264,7 @@ def report(r: dict[str, object]) -> None:
     for label, p50, p99, rps, spread in rows:
         print(f"{label:<32}{p50!s:>10}{p99!s:>10}{rps!s:>10}  {spread}")
     cost_pool, cost_nd = r["sandbox_cost_poolmgr_cold_p50_ms"], r["sandbox_cost_newdeploy_cold_p50_ms"]
-    print(f"sandbox cost: cold start p50 +{cost_pool} ms (poolmgr), +{cost_nd} ms (newdeploy), target <= 2 ms"
-          f" (forked, no pool: +{r['sandbox_cost_fork_cold_p50_ms']} ms);"
+    print(f"sandbox cost: cold start p50 +{cost_pool} ms (poolmgr), +{cost_nd} ms (newdeploy), target <= 2 ms;"
           f" warm throughput c=32 x{r['sandbox_rps_c32_ratio']}, target >= 0.9;"
           f" {r['rounds']} rounds, CPU steal {r['steal_cores']} cores")  # fmt: skip
 

@@ -219,21 +219,16 @@ class Executor:
         self.freed[key].set()
 
     async def cold_start(self, deployable: Deployable) -> Worker:
-        """Specialize a warm worker of the environment's pool, or, when the pool is empty, fork
-        one. newdeploy takes warm workers too: a process is a process here (Fission starts a pod),
-        and a warm one has already been forked and moved into its cgroup, which costs a kernel
-        RCU grace period (milliseconds) that a cold start then need not wait for.
+        """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy).
 
         Raises QuotaExhausted, before anything is started or counted as a cold start, when the
         worker does not fit the namespace's quota."""
         key, function = deployable.key, deployable.function
         env_key = (function.meta.namespace, function.environment)
         charge = self.memory_limit(deployable) or DEFAULT_MEMORY
-        worker = self.take_warm(env_key, charge)
+        worker = self.take_warm(env_key, charge) if function.executor == "poolmgr" else None
         if worker is None:
             self.admit(env_key[0], charge)
-        else:
-            worker.executor = function.executor
         metrics.COLD_STARTS.labels(function.meta.name, function.meta.namespace).inc()
         if worker is None:
             worker = await self.spawn_for(deployable)
@@ -381,32 +376,28 @@ class Executor:
 
     async def _ask_zygote(self, namespace: str, worker_id: str, workdir: Path | None, memory: int | None,
                           cgroup: Cgroup | None, channels: _Channels) -> Spawned:  # fmt: skip
+        # The worker moves itself into its cgroups, first thing (see Cgroup.open_doors).
+        doors = cgroup.open_doors() if cgroup is not None else []
         request = {
             "id": worker_id, "concurrency": 1,
             "env": {"HOME": str(workdir) if workdir else "/tmp"},  # noqa: S108 - the sandbox's own
             "cwd": str(workdir) if workdir else "/tmp",  # noqa: S108
             "memory_bytes": memory if cgroup is None else None,
             "tmp_bytes": self.limits.tmp_bytes if self.sandboxes.enabled else None,
+            "cgroups": len(doors),
         }  # fmt: skip
         try:
             zygote = await self.sandboxes.zygote(namespace)
-            spawned = await zygote.spawn(request, channels.theirs())
+            spawned = await zygote.spawn(request, [*channels.theirs(), *doors])
         except (ZygoteGone, RuntimeError, OSError) as exc:
             raise Unavailable(f"the worker could not be started: {exc}") from None
         finally:
             channels.close_theirs()
+            for door in doors:
+                os.close(door)
         if spawned.pid <= 0:
             os.close(spawned.pidfd)
             raise Unavailable("the worker exited at start")
-        if cgroup is not None:
-            try:
-                # In a thread: moving a process between cgroups waits for an RCU grace period
-                # (milliseconds), which must not stall the router.
-                await asyncio.to_thread(cgroup.add, spawned.pid)
-            except OSError as exc:
-                kill(spawned.pidfd)
-                os.close(spawned.pidfd)
-                raise Unavailable(f"the worker could not be put in its cgroup: {exc}") from None
         return spawned
 
     def watch(self, worker: Worker) -> None:

@@ -59,9 +59,25 @@ class Cgroup:
             (self.paths["pids"] / "pids.max").write_text("max" if limit is None else str(limit))
 
     def add(self, pid: int) -> None:
-        """Move process ``pid`` (all its threads) into the group."""
+        """Move process ``pid`` (all its threads) into the group. Moving a whole process waits for
+        an RCU grace period (milliseconds); see ``open_doors`` for the cheap way."""
         for path in self.paths.values():
             (path / "cgroup.procs").write_text(str(pid))
+
+    def open_doors(self) -> list[int]:
+        """Descriptors of the group's ``tasks`` files, opened here (as root), for a new process to
+        move itself in by writing ``0`` to each: the kernel checks the credentials of whoever
+        opened the file, and moving a single thread into a group by itself skips the global lock
+        (and the RCU grace period) that moving another process takes. The caller closes them."""
+        fds: list[int] = []
+        try:
+            for path in self.paths.values():
+                fds.append(os.open(path / "tasks", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
 
     def processes(self) -> set[int]:
         procs: set[int] = set()

@@ -153,7 +153,8 @@ class Sandboxes:
         if self.cgroups is not None:
             sandbox.cgroup = self.cgroups.group(sandbox.namespace, "zygote")
             sandbox.cgroup.limit_pids(ZYGOTE_PIDS)
-            sandbox.cgroup.add(sandbox.pid)
+            # In a thread: moving another process waits for an RCU grace period (milliseconds).
+            await asyncio.to_thread(sandbox.cgroup.add, sandbox.pid)
         await self._apply_egress(sandbox)
 
     def _bwrap(self, namespace: str, module: list[str], *, info_fd: int) -> list[str]:

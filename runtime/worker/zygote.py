@@ -7,8 +7,10 @@ per request, in order:
 
 - ``{"op": "ping"}`` -> ``{"ok": true}``
 - ``{"op": "spawn", "id": str, "concurrency": int, "env": {str: str}, "cwd": str,
-  "memory_bytes": int | null, "tmp_bytes": int | null}`` with four descriptors: the worker's
-  listening unix socket, its log connection, and the write ends of its stdout and stderr. Reply
+  "memory_bytes": int | null, "tmp_bytes": int | null, "cgroups": int}`` with four descriptors:
+  the worker's listening unix socket, its log connection, and the write ends of its stdout and
+  stderr, then ``cgroups`` more: ``tasks`` files of the worker's cgroups, which the child writes
+  ``0`` to first thing, so that it runs nothing before it is in them. Reply
   ``{"pid": int}`` (the pid in the zygote's own pid namespace) with a pidfd of the worker, which
   stays valid whoever reaps it. Bad input -> ``{"error": str}``; the descriptors are closed either way.
 
@@ -69,6 +71,7 @@ class SpawnRequest:
     cwd: str
     memory_bytes: int | None
     tmp_bytes: int | None
+    cgroups: int
 
     @classmethod
     def parse(cls, message: dict[str, Any], *, isolated: bool) -> SpawnRequest:
@@ -90,7 +93,10 @@ class SpawnRequest:
         cwd = message.get("cwd")
         if not isinstance(cwd, str) or not os.path.isdir(cwd):
             raise ValueError(f"cwd {cwd!r} is not a directory")
-        return cls(str(message.get("id", "")), concurrency, env, cwd, memory, tmp)
+        cgroups = message.get("cgroups", 0)
+        if not _is_int(cgroups) or not 0 <= cgroups <= protocol.MAX_FDS - SPAWN_FDS:
+            raise ValueError("cgroups must be a small integer >= 0")
+        return cls(str(message.get("id", "")), concurrency, env, cwd, memory, tmp, cgroups)
 
 
 def _is_int(value: object) -> bool:
@@ -172,9 +178,10 @@ class Zygote:
             if op == "ping":
                 return {"ok": True}, []
             if op == "spawn":
-                if len(fds) != SPAWN_FDS:
-                    raise ValueError(f"spawn takes {SPAWN_FDS} descriptors, got {len(fds)}")
-                pid, pidfd = self.spawn(SpawnRequest.parse(message, isolated=self.isolated), fds)
+                request = SpawnRequest.parse(message, isolated=self.isolated)
+                if len(fds) != SPAWN_FDS + request.cgroups:
+                    raise ValueError(f"spawn takes {SPAWN_FDS + request.cgroups} descriptors, got {len(fds)}")
+                pid, pidfd = self.spawn(request, fds)
                 return {"pid": pid}, [pidfd]
             raise ValueError(f"unknown op {op!r}")
         except Exception as exc:  # noqa: BLE001 - no request may take the zygote down
@@ -203,8 +210,9 @@ class Zygote:
         """The child's whole life: never returns into the zygote's loop."""
         code = 1
         try:
+            _join_cgroups(fds[SPAWN_FDS:])  # first: nothing of the worker's runs outside them
             self._leave_zygote()
-            listen_fd, log_fd, out_fd, err_fd = fds
+            listen_fd, log_fd, out_fd, err_fd = fds[:SPAWN_FDS]
             _redirect_output(out_fd, err_fd)
             _limit_and_isolate(request, isolated=self.isolated)
             server.serve(
@@ -284,6 +292,14 @@ class Zygote:
             if self.children:
                 time.sleep(0.005)
         return not self.children
+
+
+def _join_cgroups(doors: list[int]) -> None:
+    """Move this (single-threaded) process into the cgroups whose ``tasks`` files the runtime
+    opened for it; raises OSError, which ends the child, when it cannot."""
+    for door in doors:
+        os.write(door, b"0")
+        os.close(door)
 
 
 def _redirect_output(out_fd: int, err_fd: int) -> None:

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FnKey = tuple[str, str]  # namespace, function name
 EnvKey = tuple[str, str]  # namespace, environment name
 SPECIALIZE_TIMEOUT = 120.0
-READY_TIMEOUT = 10.0
 
 
 class TooManyRequests(Exception):
@@ -111,7 +110,6 @@ class Executor:
         self.limits = limits
         self.ids = itertools.count(1)
         self.workers: dict[str, Worker] = {}
-        self.by_pid: dict[int, Worker] = {}
         self.pools: dict[EnvKey, list[Worker]] = defaultdict(list)
         self.filling: dict[EnvKey, int] = defaultdict(int)  # pool workers being started
         self.pool_sizes: dict[EnvKey, int] = {}
@@ -340,7 +338,6 @@ class Executor:
         finally:
             self.spawning.remove(reservation)
         self.workers[worker.id] = worker
-        self.by_pid[worker.pid] = worker
         self.watch(worker)
         await self.wait_ready(worker)
         metrics.workers_changed(self)
@@ -355,6 +352,7 @@ class Executor:
         workdir = None if self.sandboxes.enabled else self.run_dir / "workers" / worker_id
         cgroup = self.sandboxes.worker_cgroup(namespace, worker_id)
         channels = _Channels(path)
+        spawned: Spawned | None = None
         try:
             if cgroup is not None:
                 cgroup.limit_memory(memory)
@@ -367,10 +365,13 @@ class Executor:
             )  # fmt: skip
             await self.logs.attach(worker.owner, *channels.take_ours())
         except BaseException:
+            if spawned is not None:  # forked, but not ours to run: it must not live on
+                kill(spawned.pidfd)
+                os.close(spawned.pidfd)
             channels.close()
             path.unlink(missing_ok=True)
-            if cgroup is not None:
-                cgroup.remove()
+            if cgroup is not None and not cgroup.remove():
+                self.background(_remove_when_empty(cgroup))
             raise
         return worker
 
@@ -436,7 +437,6 @@ class Executor:
         for connection in worker.connections:
             connection.close()
         self.workers.pop(worker.id, None)
-        self.by_pid.pop(worker.pid, None)
         if worker in self.pools.get(worker.env_key, []):
             self.pools[worker.env_key].remove(worker)
         if worker.function and worker in self.by_function.get(worker.function, []):

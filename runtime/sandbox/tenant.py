@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 RUNTIME_PACKAGE = Path(__file__).resolve().parent.parent  # runtime/
 CODE_ROOT = "/opt/faas"  # the worker's code inside a sandbox: /opt/faas/runtime/worker
 ZYGOTE_PIDS = 64  # the zygote and workers in the moment between their fork and their own cgroup
+ZYGOTE = ("runtime.worker.zygote", "--control-fd", "{fd}")  # python -m ...; {fd}: its control socket
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,13 @@ class Sandboxes:
     async def _start(self, namespace: str) -> TenantSandbox:
         self.packages_dir(namespace).mkdir(mode=0o755, parents=True, exist_ok=True)
         zygote = Zygote(namespace)
-        command = [sys.executable, "-m", "runtime.worker.zygote", "--control-fd", "{fd}"]
         if not self.enabled:
             env = clean_environment({"PYTHONPATH": str(RUNTIME_PACKAGE.parent)})
-            await zygote.start(command, env=env)
+            await zygote.start([sys.executable, "-m", *ZYGOTE], env=env)
             return TenantSandbox(namespace, zygote)
         info_r, info_w = os.pipe()
         try:
-            argv = self._bwrap(namespace, ["runtime.worker.zygote", "--control-fd", "{fd}", "--isolate"],
-                               info_fd=info_w)  # fmt: skip
+            argv = self._bwrap(namespace, [*ZYGOTE, "--isolate"], info_fd=info_w)
             env = clean_environment({"PYTHONPATH": CODE_ROOT, "HOME": "/tmp"})  # noqa: S108 - the sandbox's
             try:
                 await zygote.launch(argv, env=env, pass_fds=(info_w,))

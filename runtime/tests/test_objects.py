@@ -7,7 +7,15 @@ import copy
 import pytest
 
 from runtime.errors import InvalidObject
-from runtime.objects import parse_environment, parse_function, parse_httptrigger, parse_memory, parse_package
+from runtime.objects import (
+    parse_environment,
+    parse_function,
+    parse_httptrigger,
+    parse_memory,
+    parse_networkpolicy,
+    parse_package,
+)
+from runtime.tenancy import tenant_of
 from testsupport.fission import environment, function, httptrigger, package_literal
 
 
@@ -121,3 +129,63 @@ def test_api_version_kind_and_namespace():
 )
 def test_memory_quantities(value, expected):
     assert parse_memory(value, "x") == expected
+
+
+def _policy(spec: dict) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "faas-acme"}, "spec": spec}  # fmt: skip
+
+
+EVERYWHERE = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}
+
+
+@pytest.mark.parametrize(
+    ("spec", "grants"),
+    [
+        ({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, ()),  # default deny
+        ({"podSelector": {}, "policyTypes": ["Ingress"]}, None),  # says nothing about egress
+        ({"podSelector": {}, "egress": [{"to": [{"ipBlock": EVERYWHERE}]}]}, ("0.0.0.0/0 - 10.0.0.0/8",)),
+        ({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}, ("0.0.0.0/0",)),  # no "to": all
+        # What routes cannot enforce grants nothing: ports, pod selectors, namespace peers, IPv6.
+        ({"podSelector": {}, "policyTypes": ["Egress"],
+          "egress": [{"to": [{"ipBlock": EVERYWHERE}], "ports": [{"port": 443}]}]}, ()),
+        ({"podSelector": {"matchLabels": {"a": "b"}}, "policyTypes": ["Egress"],
+          "egress": [{"to": [{"ipBlock": EVERYWHERE}]}]}, ()),
+        ({"podSelector": {}, "policyTypes": ["Egress"],
+          "egress": [{"to": [{"namespaceSelector": {}}, {"ipBlock": {"cidr": "::/0"}}]}]}, ()),
+    ],
+)  # fmt: skip
+def test_network_policies_grant_what_the_runtime_can_enforce(spec, grants):
+    policy = parse_networkpolicy(_policy(spec), "faas-acme")
+    if grants is None:
+        assert policy.egress is None
+        return
+    described = tuple(
+        f"{g.cidr}" + "".join(f" - {e}" for e in g.excepts)
+        for g in policy.egress  # type: ignore[union-attr]
+    )
+    assert described == grants
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({}, "spec.podSelector"),
+        ({"podSelector": {}, "policyTypes": ["Sideways"]}, "spec.policyTypes[0]"),
+        ({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "nonsense"}}]}]},
+         "spec.egress[0].to[0].ipBlock.cidr"),
+        ({"podSelector": {}, "egress": ["x"]}, "spec.egress[0]"),
+    ],
+)  # fmt: skip
+def test_bad_network_policies_name_the_field(spec, field):
+    with pytest.raises(InvalidObject) as error:
+        parse_networkpolicy(_policy(spec), "faas-acme")
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("namespace", "tenant"), [("faas-acme", "acme"), ("faas-a-b", "a-b"), ("faas-", None), ("acme", None),
+                              ("xfaas-acme", None)],
+)  # fmt: skip
+def test_a_namespace_belongs_to_the_tenant_its_name_says(namespace, tenant):
+    assert tenant_of(namespace, "faas") == tenant

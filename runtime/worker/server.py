@@ -161,6 +161,8 @@ class Worker:
             try:
                 filepath = isolation.confine(filepath)
             except isolation.IsolationError as exc:
+                self.isolated = False  # not isolated, and never will be: refuse every later attempt
+                self.function = _refuse
                 return text_reply("500 INTERNAL SERVER ERROR", f"the sandbox could not be set up: {exc}")
         self.apply_limits(*limits)
         try:
@@ -202,6 +204,11 @@ class Worker:
             except Exception:  # noqa: BLE001 - any error of the function is a 500, never a crash
                 traceback.print_exc()
                 return INTERNAL_ERROR
+
+
+def _refuse() -> object:
+    """Stands in for the function of a worker that failed to isolate itself (it is replaced)."""
+    raise RuntimeError("this worker could not isolate itself and serves nothing")
 
 
 def _function_limits(spec: dict[str, Any]) -> tuple[int | None, int | None]:

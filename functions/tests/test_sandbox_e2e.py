@@ -6,6 +6,7 @@ the host or on the other tenant is refused, and what a function may do still wor
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,29 @@ def _policies(stack: Any, namespace: str) -> list[dict[str, Any]]:
     url = f"{stack.control}/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
     items: list[dict[str, Any]] = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).json()["items"]
     return items
+
+
+def test_what_a_function_prints_reaches_its_own_tenants_logs(
+    deployed: Deployed, world: Any, api: Any
+) -> None:
+    probes = {"say": ["print", "hello from the sandbox"], "sub": ["subprocess", "from a subprocess"]}
+    call = api(world.bob).post(
+        f"{functions_api('acme')}/probe/invoke/",
+        {"method": "POST", "path": "/probe", "headers": {"Content-Type": "application/json"},
+         "body": json.dumps(probes)},
+        format="json",
+    )  # fmt: skip
+    assert call.status_code == 201, call.content
+    assert call.json()["status"] == 200
+    assert "hello from the sandbox" in [line["message"] for line in call.json()["logs"]]
+
+    def lines(user: Any, tenant: str) -> list[str]:
+        body = api(user).get(f"/t/{tenant}/api/v1/logs/?function=probe").json()
+        return [record["message"] for record in body["results"]]
+
+    wait_until(lambda: "from a subprocess" in lines(world.bob, "acme"), timeout=30,
+               message="a subprocess's output did not reach the logs")  # fmt: skip
+    assert "hello from the sandbox" not in lines(world.oscar, "globex")
 
 
 def test_hitting_a_limit_fails_only_that_request(deployed: Deployed) -> None:

@@ -212,13 +212,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 class Zygote:
     """A running (unsandboxed) zygote and the runtime's end of its control socketpair."""
 
-    def __init__(self, logs: LogCollector | None = None) -> None:
+    def __init__(self, logs: LogCollector | None = None, extra_fds: tuple[int, ...] = ()) -> None:
+        """``extra_fds``: more descriptors the zygote inherits (it must not pass them on)."""
         self.logs = logs
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "runtime.worker.zygote", "--control-fd", str(theirs.fileno())],
             cwd=REPO,
-            pass_fds=(theirs.fileno(),),
+            pass_fds=(theirs.fileno(), *extra_fds),
         )
         theirs.close()
         self._sock.settimeout(20)

@@ -152,3 +152,24 @@ def test_closing_the_control_socket_stops_the_zygote_and_its_children() -> None:
 
         assert zygote.process.returncode == 0
         assert process_state(pid) is None  # ended and reaped before the zygote exited
+
+
+def test_workers_inherit_nothing_the_zygote_was_started_with() -> None:
+    read, write = os.pipe()
+    leaked = f"pipe:[{os.fstat(read).st_ino}]"
+    with short_tmpdir() as root:
+        zygote = Zygote(extra_fds=(read, write))
+        try:
+            pid = zygote.spawn(root / "w.sock", root)
+            seen = {name: _descriptors(p) for name, p in (("zygote", zygote.process.pid), ("worker", pid))}
+        finally:
+            zygote.close()
+            os.close(read)
+            os.close(write)
+
+    assert leaked not in seen["zygote"]  # the zygote closed it at start
+    assert leaked not in seen["worker"]
+
+
+def _descriptors(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}

@@ -376,6 +376,10 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent(signal.SIGKILL if args.isolate else signal.SIGTERM)
     if args.isolate:
         isolation.enter_user_namespace()  # first: the process is still single-threaded
+    # Nothing but stdio and the control socket: a descriptor left open here (by whatever started
+    # us) would be inherited by every worker, and so be open to the functions.
+    os.closerange(3, args.control_fd)
+    os.closerange(args.control_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     control = socket.socket(fileno=args.control_fd)
     if control.type != socket.SOCK_SEQPACKET:
         parser.error("--control-fd must be a SOCK_SEQPACKET socket")

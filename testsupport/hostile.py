@@ -94,6 +94,25 @@ def processes():
     return found
 
 
+def signal_siblings():  # the processes it sees in /proc (but itself) that it could signal
+    me = os.readlink("/proc/self")
+    reached = []
+    for pid in os.listdir("/proc"):
+        # /proc numbers its tenant's processes; in its own pid namespace, 1 names itself.
+        if pid.isdigit() and pid not in (me, "1"):
+            try:
+                os.kill(int(pid), 0)
+                reached.append(pid)
+            except OSError:
+                pass
+    return reached
+
+
+def detach(seconds):
+    child = subprocess.Popen(["/usr/bin/sleep", str(seconds)], start_new_session=True)
+    return child.pid
+
+
 def unshare_user():
     if libc.unshare(0x10000000) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
@@ -149,6 +168,7 @@ ACTIONS = {
     "threads": threads, "print": lambda text: print(text) or "printed", "subprocess": subprocess_output,
     "getpid": os.getpid, "pidns": lambda: os.readlink("/proc/self/ns/pid"), "sleep": time.sleep,
     "import": lambda name: importlib.import_module(name).__name__,
+    "signal_siblings": signal_siblings, "detach": detach,
 }
 
 

@@ -171,14 +171,15 @@ def host_pid(whoami: str) -> int:
     return 0
 
 
-# A function that answers (its pid) only once the test sends its worker SIGUSR1 (``open_gates``), so
-# that a test decides when calls finish. A signal, because a sandboxed function sees no host file.
+# A function that answers (which worker it ran in) only once the test sends its worker SIGUSR1
+# (``open_gates``), so that a test decides when calls finish. A signal, because a sandboxed
+# function sees no host file.
 GATED = (
     "import os, signal\n"
     "def main():\n"
     "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
     "    signal.sigtimedwait({signal.SIGUSR1}, 30)\n"
-    "    return str(os.getpid())\n"
+    "    return os.readlink('/proc/self/ns/pid')\n"  # names the worker (each has a pid namespace)
 )
 
 

@@ -333,7 +333,8 @@ def test_crash_fails_only_the_request_in_flight(runtime):
 
 
 def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
-    slow = "import os, time\ndef main():\n    time.sleep(0.5)\n    return str(os.getpid())\n"
+    # Each worker is pid 1 of a pid namespace of its own: the namespace names the worker.
+    slow = "import os, time\ndef main():\n    time.sleep(0.5)\n    return os.readlink('/proc/self/ns/pid')\n"
     deploy(runtime, "nd", slow, executor="newdeploy", min_scale=1, max_scale=2)
 
     def specialized() -> float:

@@ -10,6 +10,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def test_a_function_sees_and_signals_no_process_outside_its_tenant(tenants: Tena
         "signal_runtime": ["signal", tenants.runtime.process.pid],  # type: ignore[union-attr]
         "signal_neighbour": ["signal", neighbour],
         "ptrace_zygote": ["ptrace", 1],
-        "signal_zygote": ["signal", 1],
+        "siblings": ["signal_siblings"],
         "environ_zygote": ["read", "/proc/1/environ"],
         "setuid_root": ["setuid", 0],
         "user_namespace": ["unshare_user"],
@@ -117,12 +118,33 @@ def test_a_function_sees_and_signals_no_process_outside_its_tenant(tenants: Tena
 
     processes = results["processes"]["value"]
     assert all("runtime.worker.zygote" in cmdline for cmdline in processes.values()), processes
-    assert len(processes) <= 6  # the zygote and this tenant's few workers
+    assert len(processes) <= 10  # the zygote, and this tenant's few workers with their keepers
     denied(results, "signal_runtime", "signal_neighbour", "ptrace_zygote", "environ_zygote", "setuid_root",
            "user_namespace", "mount")  # fmt: skip
     assert "No such process" in results["signal_neighbour"]["error"]  # not even visible
-    succeeded(results, "signal_zygote")  # its own tenant's init: visible (and it ignores signals)
+    # Its own tenant's other processes are listed in /proc, but out of reach: a pid namespace each.
+    assert results["siblings"]["value"] == []
     assert tenants.probe(A, {"alive": ["getpid"]})["alive"]["ok"]
+
+
+def test_what_a_function_starts_ends_with_its_worker(tenants: Tenants) -> None:
+    uid = tenants.runtime.tenant_uid(A)
+    results = tenants.probe(A, {"sleeper": ["detach", 301], "pid": ["getpid"], "ns": ["pidns"]})
+    wait_until(lambda: _sleepers(uid), message="the detached process did not start")
+
+    worker = host_pid(f"{results['pid']['value']} {results['ns']['value']}")
+    os.kill(worker, signal.SIGKILL)  # as the kernel's OOM killer, or a crash, would end it
+
+    wait_until(lambda: not _sleepers(uid), message="the function's process outlived its worker")
+    succeeded(tenants.probe(A, {"alive": ["getpid"]}), "alive")
+
+
+def _sleepers(uid: int) -> list[int]:
+    return [
+        pid
+        for pid in processes_of(uid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/bin/sleep")
+    ]
 
 
 # ------------------------------------------------------------------ files
@@ -175,9 +197,10 @@ def test_a_function_sees_its_own_package_and_a_private_tmp_and_nothing_else(tena
 
 def test_tmp_is_private_to_each_worker(runtime: RuntimeProcess) -> None:
     deploy_probe(runtime, A, "newdeploy", min_scale=2, max_scale=2, requests_per_pod=1)
+    # Every worker is pid 1 of its own pid namespace: the namespace tells them apart.
     writer = {"write": ["write", "/tmp/mine", 3], "read": ["read", "/tmp/mine"], "hold": ["sleep", 2],
-              "pid": ["getpid"]}  # fmt: skip
-    reader = {"read": ["read", "/tmp/mine"], "pid": ["getpid"]}
+              "worker": ["pidns"]}  # fmt: skip
+    reader = {"read": ["read", "/tmp/mine"], "worker": ["pidns"]}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(attempt, runtime.router, "/acme/probe", writer)
         wait_until(lambda: quota_used(runtime, A, "concurrency") == 1, message="the first call did not start")
@@ -185,7 +208,7 @@ def test_tmp_is_private_to_each_worker(runtime: RuntimeProcess) -> None:
         wrote = first.result()
 
     succeeded(wrote, "write", "read")
-    assert wrote["pid"]["value"] != second["pid"]["value"]
+    assert wrote["worker"]["value"] != second["worker"]["value"]
     denied(second, "read")  # its /tmp is its own, and empty
 
 

@@ -11,7 +11,10 @@ do, with the same kernel calls bubblewrap uses:
    the zygote and every worker non-dumpable, so that no worker can ptrace or read the memory of
    another.
 2. ``private_mounts`` (each worker, right after the fork): a mount namespace of its own with a
-   fresh size-limited tmpfs on ``/tmp`` and ``/dev/shm``.
+   fresh size-limited tmpfs on ``/tmp`` and ``/dev/shm``; then ``new_pid_namespace``: the worker
+   forks once more and serves as the init of a pid namespace of its own, so that whatever the
+   function starts ends with the worker (the kernel kills a namespace whose init exits) and no
+   worker can signal or trace another one, even of its own tenant.
 3. ``confine`` (at specialization, before the function's code is imported): its package bound
    read-only at ``/userfunc``, the tenant's other packages hidden, then every capability dropped
    (bounding, ambient, effective, permitted, inheritable) and checked gone in every thread.
@@ -32,6 +35,7 @@ USERFUNC: Final = "/userfunc"  # where a worker sees its own package (as on Fiss
 PRIVATE_TMPFS: Final = ("/tmp", "/dev/shm")  # noqa: S108
 
 _CLONE_NEWNS: Final = 0x00020000
+_CLONE_NEWPID: Final = 0x20000000
 _CLONE_NEWUSER: Final = 0x10000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
@@ -94,6 +98,11 @@ def private_mounts(tmp_bytes: int) -> None:
     options = f"size={tmp_bytes},mode=1777"
     for target in PRIVATE_TMPFS:
         _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+
+
+def new_pid_namespace() -> None:
+    """Make the next child of this process the init of a new pid namespace."""
+    _check(_unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
 
 def package_root(filepath: str) -> tuple[str, str]:

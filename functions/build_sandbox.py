@@ -34,7 +34,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from runtime.sandbox import bwrap
-from runtime.sandbox.host import SandboxUnavailable, Tools, python_binds, require_tools, system_binds
+from runtime.sandbox.host import (
+    SandboxUnavailable,
+    Tools,
+    host_networks,
+    python_binds,
+    require_tools,
+    system_binds,
+)
 from runtime.sandbox.network import Grant, Slirp, allowed_networks, set_routes
 
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
@@ -149,7 +156,8 @@ class BuildSandbox:
                 os.close(block_r)
             try:
                 pid = _child_pid(info_r)
-                allowed = allowed_networks(grants)
+                # Not even the index may be on this machine: routes cannot tell its port apart.
+                allowed = allowed_networks(grants, host_networks(self.tools))
                 if allowed:
                     stack.callback(Slirp.start(self.tools, pid, Path(private) / "slirp4netns.log").stop)
                 set_routes(self.tools, pid, allowed)

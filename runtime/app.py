@@ -109,16 +109,15 @@ class Runtime:
             quotas: list[ResourceQuota] = list(self.store.items("resourcequotas"))
             ranges: list[LimitRange] = list(self.store.items("limitranges"))
             self.executor.set_quotas(quotas, ranges)  # first: the pools below fill up to them
-            await self._apply_network()
             environments: list[Environment] = list(self.store.items("environments"))
+            # A namespace with nothing to run keeps no sandbox (and gets no new one meanwhile).
+            self.sandboxes.want({e.meta.namespace for e in environments})
+            await self._apply_network()
             self.executor.set_environments(environments)
             self.executor.set_deployables(await self._deployables(environments))
             triggers: list[HTTPTrigger] = list(self.store.items("httptriggers"))
             self.router.set_triggers(triggers)
-            # A namespace with nothing to run keeps no sandbox; one with no objects, no packages.
-            await self.sandboxes.retain({ns for ns, _ in self.executor.environments} | {
-                ns for ns, _ in self.executor.deployables
-            })  # fmt: skip
+            await self.sandboxes.retain()
             for namespace in self.packages.namespaces() - {key[1] for key in self.store.raw}:
                 self.packages.remove_namespace(namespace)
 

@@ -242,6 +242,9 @@ class Executor:
             # After the specialization, not during it: forking the replacement would compete with
             # this cold start for the CPU.
             self.background(self.fill_pools())
+        if self.deployables.get(key) is not deployable:  # changed or removed meanwhile
+            self.destroy(worker, "its function changed while it started")
+            raise Unavailable("the function changed while it started")
         worker.state = "specialized"
         metrics.workers_changed(self)
         return worker

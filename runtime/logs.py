@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -32,6 +33,17 @@ Owner = Callable[[], tuple[str, str] | None]  # -> (namespace, function) of a wo
 
 def stream_name(namespace: str) -> str:
     return STREAM_PREFIX + namespace
+
+
+def _entry(stamp: float, namespace: str, function: str, request_id: str, stream: str,
+           message: str) -> dict[str, str]:  # fmt: skip
+    return {"time": f"{stamp:.6f}", "namespace": namespace, "function": function,
+            "request_id": request_id, "stream": stream, "message": message}  # fmt: skip
+
+
+def _size(entry: dict[str, str]) -> int:
+    """What a queued record holds in memory, near enough (its text, and a fixed part)."""
+    return len(entry["message"]) + len(entry["function"]) + len(entry["request_id"]) + 64
 
 
 class _Lines(asyncio.Protocol):
@@ -65,11 +77,20 @@ class _Lines(asyncio.Protocol):
 
 
 class LogCollector:
+    """Lines waiting for Redis are bounded per namespace (``NAMESPACE_BUDGET`` bytes) and in all
+    (``TOTAL_BUDGET``): a tenant that prints faster than they can be stored loses its own lines
+    (counted, and said in its stream once it is back under its budget), never another tenant's."""
+
+    NAMESPACE_BUDGET = 8 * 1024 * 1024
+    TOTAL_BUDGET = 128 * 1024 * 1024
+
     def __init__(self, redis_url: str | None, maxlen: int) -> None:
         self.maxlen = maxlen
         self.client = redis.Redis.from_url(redis_url) if redis_url else None
-        self.queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue(maxsize=100_000)
-        self.dropped = 0
+        self.queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+        self.queued: dict[str, int] = defaultdict(int)  # bytes waiting, per namespace
+        self.queued_total = 0
+        self.dropped: dict[str, int] = defaultdict(int)  # lines lost since last said, per namespace
         self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -121,25 +142,43 @@ class LogCollector:
         if known is None:
             return  # a warm worker printing before it has a function: nobody's lines
         namespace, function = known
-        entry = {
-            "time": f"{stamp:.6f}",
-            "namespace": namespace,
-            "function": function,
-            "request_id": request_id,
-            "stream": stream,
-            "message": message[:MAX_MESSAGE_CHARS],
-        }
-        try:
-            self.queue.put_nowait((namespace, entry))
-        except asyncio.QueueFull:
-            self.dropped += 1
+        entry = _entry(stamp, namespace, function, request_id, stream, message[:MAX_MESSAGE_CHARS])
+        size = _size(entry)
+        if (
+            self.queued[namespace] + size > self.NAMESPACE_BUDGET
+            or self.queued_total + size > self.TOTAL_BUDGET
+        ):
+            self.dropped[namespace] += 1
+            return
+        if self.dropped.get(namespace):
+            lost = self.dropped.pop(namespace)
+            note = f"[runtime] {lost} lines were dropped: they came faster than they could be stored"
+            self._enqueue(namespace, _entry(stamp, namespace, "", "", "stderr", note))
+        self._enqueue(namespace, entry)
+
+    def _enqueue(self, namespace: str, entry: dict[str, str]) -> None:
+        size = _size(entry)
+        self.queued[namespace] += size
+        self.queued_total += size
+        self.queue.put_nowait((namespace, entry))
+
+    def _written(self, batch: list[tuple[str, dict[str, str]]]) -> None:
+        for namespace, entry in batch:
+            size = _size(entry)
+            self.queued[namespace] -= size
+            self.queued_total -= size
+            if not self.queued[namespace]:
+                del self.queued[namespace]
 
     async def _flush_forever(self) -> None:
         while True:
             batch = [await self.queue.get()]
             while not self.queue.empty() and len(batch) < 500:
                 batch.append(self.queue.get_nowait())
-            await self._write(batch)
+            try:
+                await self._write(batch)
+            finally:
+                self._written(batch)
 
     async def _write(self, batch: list[tuple[str, dict[str, str]]]) -> None:
         if self.client is None:
@@ -162,7 +201,6 @@ class LogCollector:
                 return
             except redis.RedisError:
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-        self.dropped += len(batch)
         log.warning("dropped %d log records: Redis unavailable", len(batch))
 
     async def stop(self) -> None:

@@ -94,7 +94,10 @@ def set_routes(tools: Tools, pid: int, networks: list[Network]) -> None:
     """Install ``networks`` as the only routes of process ``pid``'s network namespace."""
     argv = [tools.nsenter, f"--target={pid}", "--net", "--", tools.ip, "-batch", "-"]
     commands = route_commands(networks)
-    done = subprocess.run(argv, input=commands, capture_output=True, text=True, timeout=30)  # noqa: S603
+    try:
+        done = subprocess.run(argv, input=commands, capture_output=True, text=True, timeout=30)  # noqa: S603
+    except subprocess.TimeoutExpired:
+        raise EgressError("setting routes timed out") from None
     if done.returncode != 0:
         raise EgressError(f"setting routes failed: {done.stderr.strip()[:500]}")
 
@@ -147,6 +150,7 @@ class Slirp:
             raise EgressError(f"slirp4netns did not start: {said}")
 
     def stop(self) -> None:
+        """End it (closing its exit fd), SIGKILL after 5 s; never raises."""
         with contextlib.suppress(OSError):
             os.close(self._exit_fd)
         try:

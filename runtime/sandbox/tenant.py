@@ -23,13 +23,13 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.sandbox import bwrap
 from runtime.sandbox.cgroups import Cgroup, CgroupTree
 from runtime.sandbox.host import Tools, host_networks, python_layout, system_binds
-from runtime.sandbox.network import DNS_SERVER, Grant, Network, Slirp, allowed_networks, set_routes
+from runtime.sandbox.network import DNS_SERVER, EgressError, Grant, Slirp, allowed_networks, set_routes
 from runtime.sandbox.uids import UidMap
 from runtime.spawner import Zygote, ZygoteGone, clean_environment
 from runtime.worker import isolation
@@ -57,7 +57,7 @@ class TenantSandbox:
     zygote: Zygote
     pid: int | None = None  # the zygote's pid (its network namespace), when sandboxed
     cgroup: Cgroup | None = None
-    networks: list[Network] = field(default_factory=list)
+    applied: tuple[Grant, ...] | None = None  # the egress grants in force (None: not set yet)
     slirp: Slirp | None = None
 
 
@@ -75,6 +75,7 @@ class Sandboxes:
         self.cgroups = cgroups if settings.enabled else None
         self.uids = UidMap(self.root / "uids.json", settings.uid_base)
         self.running: dict[str, TenantSandbox] = {}
+        self.wanted: set[str] | None = None  # namespaces that may have a sandbox (None: any, until told)
         self.grants: dict[str, tuple[Grant, ...]] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.blocked = host_networks(tools) if tools is not None else ()
@@ -107,6 +108,8 @@ class Sandboxes:
 
     async def zygote(self, namespace: str) -> Zygote:
         """The namespace's running zygote, started (in its sandbox) when there is none."""
+        if self.wanted is not None and namespace not in self.wanted:
+            raise ZygoteGone(f"{namespace} has nothing to run any more")
         lock = self.locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             sandbox = self.running.get(namespace)
@@ -203,22 +206,29 @@ class Sandboxes:
     # ------------------------------------------------------------ network
 
     async def set_egress(self, namespace: str, grants: tuple[Grant, ...]) -> None:
-        """What the namespace's NetworkPolicies allow; applied at once to a running sandbox."""
-        if self.grants.get(namespace, ()) == grants:
-            return
+        """What the namespace's NetworkPolicies allow; applied at once to a running sandbox. When
+        that fails, the sandbox is stopped (its workers with it) rather than left with egress it no
+        longer has, and the next worker starts a sandbox with what is wanted. Never raises."""
         self.grants[namespace] = grants
         lock = self.locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             sandbox = self.running.get(namespace)
-            if sandbox is not None and sandbox.pid is not None and sandbox.zygote.alive:
+            if sandbox is None or sandbox.pid is None or sandbox.applied == grants:
+                return
+            try:
                 await self._apply_egress(sandbox)
+            except (EgressError, OSError) as exc:
+                log.error("egress of %s could not be changed (%s): its sandbox stops", namespace, exc)
+                self.running.pop(namespace, None)
+                await self._teardown(sandbox)
 
     async def _apply_egress(self, sandbox: TenantSandbox) -> None:
         """slirp4netns on (or off), the routes, then resolv.conf: a worker sees either nothing or
-        exactly the allowed networks, never more in between."""
+        exactly the allowed networks, never more in between. Raises EgressError or OSError."""
         assert self.tools is not None
         assert sandbox.pid is not None
-        networks = allowed_networks(self.grants.get(sandbox.namespace, ()), self.blocked)
+        grants = self.grants.get(sandbox.namespace, ())
+        networks = allowed_networks(grants, self.blocked)
         if networks and sandbox.slirp is None:
             log_path = self.root / sandbox.namespace / "slirp4netns.log"
             sandbox.slirp = await asyncio.to_thread(Slirp.start, self.tools, sandbox.pid, log_path)
@@ -226,16 +236,21 @@ class Sandboxes:
         if not networks and sandbox.slirp is not None:
             await asyncio.to_thread(sandbox.slirp.stop)
             sandbox.slirp = None
-        sandbox.networks = networks
         resolv = self.root / sandbox.namespace / "etc" / "resolv.conf"
         with resolv.open("w") as output:  # in place: the sandbox has this very file bound
             output.write(f"nameserver {DNS_SERVER}\n" if networks else "")
+        sandbox.applied = grants
 
     # ------------------------------------------------------------ stopping
 
-    async def retain(self, namespaces: set[str]) -> None:
-        """Stop the sandboxes of namespaces not in ``namespaces`` (deleted tenants)."""
-        for namespace in [ns for ns in self.running if ns not in namespaces]:
+    def want(self, namespaces: set[str]) -> None:
+        """Only ``namespaces`` may have sandboxes from now on (``retain`` stops the others)."""
+        self.wanted = set(namespaces)
+
+    async def retain(self) -> None:
+        """Stop the sandboxes of namespaces no longer wanted (deleted tenants)."""
+        wanted = self.wanted if self.wanted is not None else set(self.running)
+        for namespace in [ns for ns in self.running if ns not in wanted]:
             async with self.locks.setdefault(namespace, asyncio.Lock()):
                 sandbox = self.running.pop(namespace, None)
                 if sandbox is not None:

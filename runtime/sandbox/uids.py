@@ -3,7 +3,8 @@
 The allocation is a JSON file (``{namespace: uid}``), written atomically. A uid is never given to
 a second namespace, and never reused: a namespace deleted and created again gets its old uid back,
 which is safe because nothing of the old one (processes, files) outlives its deletion. uids that
-belong to an account of this machine (``/etc/passwd``) are skipped.
+belong to an account of this machine (``/etc/passwd``), or to a user's subordinate range
+(``/etc/subuid``, ``/etc/subgid``: rootless containers run as those), are skipped.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class UidMap:
 
     def _next_free(self) -> int:
         taken = set(self._uids.values())
+        reserved = _subordinate_ranges()
         candidate = max(taken, default=self.base - 1) + 1
-        while candidate in taken or _is_account(candidate):
+        while candidate in taken or _is_account(candidate) or any(candidate in r for r in reserved):
             candidate += 1
         if candidate >= self.base + self.count:
             raise UidsExhausted(f"no free uid left in {self.base}..{self.base + self.count - 1}")
@@ -60,3 +62,19 @@ def _is_account(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def _subordinate_ranges(files: tuple[str, ...] = ("/etc/subuid", "/etc/subgid")) -> list[range]:
+    """The ids delegated to users (``name:first:count`` lines); a bad line is ignored."""
+    ranges = []
+    for name in files:
+        try:
+            lines = Path(name).read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.strip().split(":")
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                first, count = int(fields[1]), int(fields[2])
+                ranges.append(range(first, first + count))
+    return ranges

@@ -83,3 +83,20 @@ def test_no_grant_no_route() -> None:
     commands = route_commands([net("8.8.8.0/24")])
     assert "route add 8.8.8.0/24 via 10.0.2.2 dev tap0" in commands
     assert "default" not in commands
+
+
+def test_tenant_uids_are_unique_kept_and_clear_of_accounts(tmp_path, monkeypatch) -> None:
+    from runtime.sandbox import uids
+
+    subuid = tmp_path / "subuid"
+    subuid.write_text("alice:200001:3\nbroken line\n")
+    read = uids._subordinate_ranges
+    monkeypatch.setattr(uids, "_subordinate_ranges", lambda: read((str(subuid),)))
+    mapping = uids.UidMap(tmp_path / "uids.json", base=200_000)
+
+    first, second = mapping.uid("faas-a"), mapping.uid("faas-b")
+
+    assert first == 200_000
+    assert second == 200_004  # 200001..200003 are alice's subordinate uids
+    assert uids.UidMap(tmp_path / "uids.json", base=200_000).uid("faas-b") == second  # kept
+    assert mapping.uid("faas-a") == first

@@ -4,10 +4,11 @@ sandbox: runtime/tests/test_sandbox.py)."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
-from runtime.sandbox import bwrap
+from runtime.sandbox import bwrap, uids
 from runtime.sandbox.network import Grant, allowed_networks, route_commands
 from runtime.worker.isolation import IsolationError, package_root
 
@@ -85,9 +86,9 @@ def test_no_grant_no_route() -> None:
     assert "default" not in commands
 
 
-def test_tenant_uids_are_unique_kept_and_clear_of_accounts(tmp_path, monkeypatch) -> None:
-    from runtime.sandbox import uids
-
+def test_tenant_uids_are_unique_kept_and_clear_of_accounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     subuid = tmp_path / "subuid"
     subuid.write_text("alice:200001:3\nbroken line\n")
     read = uids._subordinate_ranges

@@ -242,7 +242,8 @@ class Executor:
             # After the specialization, not during it: forking the replacement would compete with
             # this cold start for the CPU.
             self.background(self.fill_pools())
-        if self.deployables.get(key) is not deployable:  # changed or removed meanwhile
+        current = self.deployables.get(key)
+        if current is None or current.signature != deployable.signature:  # changed or removed meanwhile
             self.destroy(worker, "its function changed while it started")
             raise Unavailable("the function changed while it started")
         worker.state = "specialized"

@@ -347,3 +347,16 @@ def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
     assert {r.status_code for r in responses} == {200}
     assert len({r.text for r in responses}) == 2  # two workers, never more than MaxScale
     assert specialized() == 2
+
+
+def test_a_cold_start_survives_an_unrelated_change(runtime):
+    # Loading takes a second, during which another namespace's objects change (each change
+    # rebuilds what the runtime runs): the call still gets its answer.
+    deploy(runtime, "slowload", "import time\ntime.sleep(1)\ndef main():\n    return 'loaded'\n",
+           executor="newdeploy")  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(runtime.call, f"{R}/slowload")
+        for index in range(5):
+            assert runtime.apply(environment("faas-other", f"env{index}", poolsize=0)).status_code == 201
+        response = call.result()
+    assert (response.status_code, response.text) == (200, "loaded")

@@ -38,7 +38,6 @@ import ctypes
 import gc
 import os
 import resource
-import select
 import selectors
 import signal
 import socket
@@ -199,7 +198,7 @@ class Zygote:
         # (still there to open) rather than reaped and gone, and never left in `children`.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
-            pid = os.fork()
+            pid = isolation.fork_in_new_pid_namespace() if self.isolated else os.fork()
             if pid == 0:
                 self._become_worker(request, fds)
             self.children.add(pid)
@@ -216,8 +215,6 @@ class Zygote:
             listen_fd, log_fd, out_fd, err_fd = fds[:SPAWN_FDS]
             _redirect_output(out_fd, err_fd)
             _limit_and_isolate(request, isolated=self.isolated)
-            if self.isolated:
-                _become_pid_namespace_init()
             server.serve(
                 listener=UnixListener(socket.socket(fileno=listen_fd), None),
                 concurrency=request.concurrency,
@@ -303,30 +300,6 @@ def _join_cgroups(doors: list[int]) -> None:
     for door in doors:
         os.write(door, b"0")
         os.close(door)
-
-
-def _become_pid_namespace_init() -> None:
-    """Fork the worker proper as the init of a pid namespace of its own, and return in it.
-
-    The process the zygote forked (the one the runtime holds a pidfd of) stays behind as its
-    keeper: it holds nothing, waits for the worker and exits with its status, and when it is killed
-    the worker gets SIGKILL (its parent-death signal), and with it everything the function started.
-    """
-    isolation.new_pid_namespace()
-    alive_r, alive_w = os.pipe()  # the keeper holds the write end: its end of life is EOF here
-    pid = os.fork()
-    if pid == 0:
-        os.close(alive_w)
-        _set_parent_death_signal(signal.SIGKILL)
-        if select.select([alive_r], [], [], 0)[0]:  # the keeper died before the line above
-            os._exit(1)
-        os.close(alive_r)
-        return
-    os.closerange(0, alive_w)
-    os.closerange(alive_w + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(code if code >= 0 else 128 - code)  # killed by signal N: 128 + N, as a shell says
 
 
 def _redirect_output(out_fd: int, err_fd: int) -> None:

@@ -21,11 +21,12 @@ The child: new session, default signal handlers, stdin on /dev/null and stdout/s
 pipes, killed if the zygote dies, RLIMIT_AS = ``memory_bytes`` when given, cwd and ``os.environ`` =
 exactly ``cwd`` and ``env``, a fresh uvloop loop serving the worker (``runtime.worker.server``).
 With ``--isolate`` (the zygote runs in a tenant's sandbox) the zygote first enters a user
-namespace of its own, and each child gets a private ``/tmp`` of ``tmp_bytes`` and confines itself
-to its package at specialization (``runtime.worker.isolation``).
+namespace of its own, and each child is the init of a pid namespace of its own, gets a private
+``/tmp`` of ``tmp_bytes`` and confines itself to its package at specialization
+(``runtime.worker.isolation``).
 
-The zygote reaps its children (SIGCHLD) and, when it stops (SIGTERM/SIGINT/SIGHUP, or the control
-socket closes), sends SIGTERM to the children still alive, SIGKILL to those left after 5 s, and
+The zygote reaps its children (SIGCHLD) and, when it stops (the control socket closes; unless
+isolated, also SIGTERM/SIGINT/SIGHUP), sends SIGTERM to the children still alive, SIGKILL to those left after 5 s, and
 reaps them: workers never outlive the process that owns them. It runs no asyncio loop and no
 thread, so forking is safe.
 """

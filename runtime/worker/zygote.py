@@ -26,9 +26,9 @@ namespace of its own, and each child is the init of a pid namespace of its own, 
 (``runtime.worker.isolation``).
 
 The zygote reaps its children (SIGCHLD) and, when it stops (the control socket closes; unless
-isolated, also SIGTERM/SIGINT/SIGHUP), sends SIGTERM to the children still alive, SIGKILL to those left after 5 s, and
-reaps them: workers never outlive the process that owns them. It runs no asyncio loop and no
-thread, so forking is safe.
+isolated, also SIGTERM/SIGINT/SIGHUP), sends SIGTERM to the children still alive, SIGKILL to those
+left after 5 s, and reaps them: workers never outlive the process that owns them. It runs no
+asyncio loop and no thread, so forking is safe.
 """
 
 from __future__ import annotations

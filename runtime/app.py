@@ -12,7 +12,7 @@ from aiohttp import web
 from runtime.config import Config
 from runtime.control import make_app
 from runtime.errors import PackageUnavailable
-from runtime.executor import Deployable, Executor, WorkerLimits
+from runtime.executor import Deployable, Executor
 from runtime.http import ServerProtocol
 from runtime.logs import LogCollector
 from runtime.objects import (
@@ -57,8 +57,7 @@ class Runtime:
         self.cgroups = cgroups
         self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups)
         self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
-        limits = WorkerLimits(tmp_bytes=config.worker_tmp_bytes, pids=config.worker_pids)
-        self.executor = Executor(self.sandboxes, run_dir, self.logs, limits)
+        self.executor = Executor(self.sandboxes, run_dir, self.logs)
         self.router = Router(self.executor, config.namespace_prefix)
         self.servers: list[Any] = []
         self.apply_lock = asyncio.Lock()

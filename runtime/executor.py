@@ -92,22 +92,13 @@ class Worker:
         return self.function
 
 
-@dataclass(frozen=True)
-class WorkerLimits:
-    """Per worker, beside the function's own: its private /tmp and its pids."""
-
-    tmp_bytes: int
-    pids: int
-
-
 class Executor:
-    def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector, limits: WorkerLimits) -> None:
+    def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector) -> None:
         self.sandboxes = sandboxes
         self.run_dir = run_dir
         self.sockets = run_dir / "workers"
         self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.logs = logs
-        self.limits = limits
         self.ids = itertools.count(1)
         self.workers: dict[str, Worker] = {}
         self.pools: dict[EnvKey, list[Worker]] = defaultdict(list)
@@ -280,7 +271,7 @@ class Executor:
         memory = self.memory_limit(deployable)
         if worker.cgroup is not None:
             worker.cgroup.limit_memory(memory)
-            worker.cgroup.limit_pids(self.limits.pids + function.requests_per_pod)
+            worker.cgroup.limit_pids(self.sandboxes.settings.worker_pids + function.requests_per_pod)
         namespace = function.meta.namespace
         body = json.dumps({
             "filepath": self.sandboxes.package_path(namespace, deployable.code_path),
@@ -388,7 +379,7 @@ class Executor:
             "env": {"HOME": str(workdir) if workdir else "/tmp"},  # noqa: S108 - the sandbox's own
             "cwd": str(workdir) if workdir else "/tmp",  # noqa: S108
             "memory_bytes": memory if cgroup is None else None,
-            "tmp_bytes": self.limits.tmp_bytes if self.sandboxes.enabled else None,
+            "tmp_bytes": self.sandboxes.settings.tmp_bytes if self.sandboxes.enabled else None,
             "cgroups": len(doors),
         }  # fmt: skip
         try:

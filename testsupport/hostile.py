@@ -300,9 +300,5 @@ def _wait_listening(host: OutsideHost) -> None:
             time.sleep(0.05)
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
 def read_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777

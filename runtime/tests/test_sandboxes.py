@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,17 @@ def running(sandboxes: Sandboxes, namespace: str) -> tuple[TenantSandbox, Any]:
     return sandbox, zygote
 
 
+def raising(error: Exception) -> Callable[..., None]:
+    def fail(*args: object) -> None:
+        raise error
+
+    return fail
+
+
 async def test_a_sandbox_whose_egress_cannot_change_is_stopped(
     sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(*args: object) -> None:
-        raise EgressError("slirp4netns did not start")
-
-    monkeypatch.setattr(Slirp, "start", fail)
+    monkeypatch.setattr(Slirp, "start", raising(EgressError("slirp4netns did not start")))
     _, zygote = running(sandboxes, "faas-acme")
 
     await sandboxes.set_egress("faas-acme", EVERYWHERE)  # does not raise
@@ -62,10 +67,7 @@ async def test_a_sandbox_whose_egress_cannot_change_is_stopped(
 async def test_revoking_egress_that_fails_stops_the_sandbox(
     sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(*args: object) -> None:
-        raise EgressError("setting routes timed out")
-
-    monkeypatch.setattr(tenant, "set_routes", fail)
+    monkeypatch.setattr(tenant, "set_routes", raising(EgressError("setting routes timed out")))
     sandbox, zygote = running(sandboxes, "faas-acme")
     sandbox.applied = EVERYWHERE
 

@@ -51,6 +51,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(OFFLINE_ENV) $(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-cache
 	$(OFFLINE_ENV) $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
 
 format: setup

@@ -86,7 +86,7 @@ def set_up_tenant() -> str:
 
     from functions.services.functions import function_create
     from portal.models import User
-    from tenants import services
+    from tenants import provisioning, services
     from tenants.models import Tenant, TenantState
 
     Tenant.objects.get_or_create(
@@ -94,7 +94,7 @@ def set_up_tenant() -> str:
     )
     user = User.objects.create_user(username="bench")  # signs in with a token only
     tenant = services.tenant_create(slug="bench", name="Bench", admin=user)
-    services.tenant_provision(tenant_id=tenant.pk)
+    provisioning.tenant_provision(tenant_id=tenant.pk)
     tenant.refresh_from_db()
     with schema_context(tenant.schema_name):
         function_create(name="hello")

@@ -1,6 +1,6 @@
 """Uploaded code archives: checked before anything is unpacked, unpacked safely, zipped reproducibly.
 
-Every refusal is a ``portal.errors.ValidationFailed`` (an ``ArchiveTooLarge``, answered 413, when the
+Every refusal is a ``core.errors.ValidationFailed`` (an ``ArchiveTooLarge``, answered 413, when the
 upload or its unpacked size is over a limit) whose message names the rule and the member, with
 ``detail={"archive": [message]}`` and one of the ``code``s below, so the API answers in its one error shape.
 """
@@ -25,7 +25,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import IO
 
-from portal.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 MiB = 1024 * 1024
 

@@ -32,6 +32,7 @@ from typing import IO
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from core.errors import ValidationFailed
 from functions.archives import (
     CODE_INVALID,
     CODE_TOO_LARGE,
@@ -45,7 +46,6 @@ from functions.archives import (
     sha256,
 )
 from functions.build_sandbox import BuildSandbox
-from portal.errors import ValidationFailed
 
 REQUIREMENTS = "requirements.txt"
 CODE_REQUIREMENTS_REFUSED = "requirements_refused"

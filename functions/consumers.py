@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 
+from core import notifier
 from functions.models import Function
 from tenants.access import connection_role
 from tenants.consumers import CLOSE_NOT_FOUND, CLOSE_REVOKED
@@ -27,7 +28,7 @@ class FunctionEventsConsumer(AsyncJsonWebsocketConsumer):
         if function_id is None or not await self._allowed():
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = f"{self.scope['tenant'].schema_name}.functions.{function_id}"
+        self.group = notifier.function_group(self.scope["tenant"].schema_name, function_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 

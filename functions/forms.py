@@ -5,24 +5,22 @@ from typing import Any
 
 from django import forms
 
-from functions.models import Executor, TargetKind
+from core.names import NAME_MESSAGE, name_validator
+from functions import config
+from functions.models import TargetKind
 from functions.services.triggers import METHODS
 
 
 class FunctionCreateForm(forms.Form):
-    name = forms.CharField(max_length=40, help_text="Lowercase letters, digits and '-'.")
+    name = forms.CharField(max_length=40, validators=[name_validator], help_text=NAME_MESSAGE)
 
 
 class SettingsForm(forms.Form):
-    entrypoint = forms.CharField(max_length=200, required=False)
-    executor = forms.ChoiceField(choices=Executor.choices)
-    min_scale = forms.IntegerField(min_value=0, max_value=100)
-    max_scale = forms.IntegerField(min_value=1, max_value=100)
-    concurrency = forms.IntegerField(min_value=1, max_value=5000)
-    requests_per_pod = forms.IntegerField(min_value=1, max_value=1000)
-    timeout_s = forms.IntegerField(min_value=1, max_value=3600, label="Timeout (s)")
-    idle_timeout_s = forms.IntegerField(min_value=1, max_value=86400, label="Idle timeout (s)")
-    memory_mb = forms.IntegerField(min_value=64, required=False, label="Memory limit (MB)")
+    """Every setting of functions/config.py."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields.update(config.form_fields())
 
 
 class CodeForm(forms.Form):

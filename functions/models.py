@@ -3,30 +3,21 @@ triggers, deployments and invocations (DESIGN.md section 5)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-# Fission names are DNS-1123 labels; a function name also gets "-v<N>" or "-draft".
-dns_label = RegexValidator(
-    r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
-    "Use 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-'.",
-)
-entrypoint_validator = RegexValidator(
-    r"^([A-Za-z_][A-Za-z0-9_]*)?(\.[A-Za-z_][A-Za-z0-9_]*)*$",
-    "Use '' (main.main), 'func' (main.func) or 'package.module.func'.",
-)
+from core.names import name_validator
+from functions import config
+
 DEFAULT_IMAGE = "ghcr.io/fission/python-env:latest"
 DEFAULT_BUILDER = "ghcr.io/fission/python-builder:latest"
 
 
-class Executor(models.TextChoices):
-    POOLMGR = "poolmgr", "Pool manager (warm pool)"
-    NEWDEPLOY = "newdeploy", "New deployment (dedicated, scales)"
-
-
 class Environment(models.Model):
-    name = models.CharField(max_length=40, unique=True, validators=[dns_label])
+    name = models.CharField(max_length=40, unique=True, validators=[name_validator])
     image = models.CharField(max_length=255, default=DEFAULT_IMAGE)
     builder_image = models.CharField(max_length=255, blank=True, default=DEFAULT_BUILDER)
     poolsize = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(50)])
@@ -43,35 +34,19 @@ class Environment(models.Model):
 
 
 class Function(models.Model):
-    name = models.CharField(max_length=40, unique=True, validators=[dns_label])
+    name = models.CharField(max_length=40, unique=True, validators=[name_validator])
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="functions")
-    entrypoint = models.CharField(
-        max_length=200, blank=True, default="main", validators=[entrypoint_validator]
-    )
-    executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.POOLMGR)
-    min_scale = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
-    max_scale = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
-    )
-    target_cpu = models.PositiveSmallIntegerField(
-        default=80, validators=[MinValueValidator(1), MaxValueValidator(100)]
-    )
-    concurrency = models.PositiveIntegerField(
-        # Fission's own default is 500 pods; a tenant's quota reserves concurrency x memory.
-        default=3,
-        validators=[MinValueValidator(1), MaxValueValidator(5000)],
-    )
-    requests_per_pod = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
-    timeout_s = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
-    )
-    idle_timeout_s = models.PositiveIntegerField(
-        default=120, validators=[MinValueValidator(1), MaxValueValidator(86400)]
-    )
-    memory_mb = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(64)])
-    cpu_millis = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(10)])
+    entrypoint = config.model_field("entrypoint")
+    executor = config.model_field("executor")
+    min_scale = config.model_field("min_scale")
+    max_scale = config.model_field("max_scale")
+    target_cpu = config.model_field("target_cpu")
+    concurrency = config.model_field("concurrency")
+    requests_per_pod = config.model_field("requests_per_pod")
+    timeout_s = config.model_field("timeout_s")
+    idle_timeout_s = config.model_field("idle_timeout_s")
+    memory_mb = config.model_field("memory_mb")
+    cpu_millis = config.model_field("cpu_millis")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -150,12 +125,17 @@ class Version(models.Model):
     def __str__(self) -> str:
         return f"{self.function.name} v{self.number}"
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The frozen configuration, read as today's settings (functions/config.py: thawed)."""
+        return config.thawed(self.config)
+
 
 class Alias(models.Model):
     """A name for one version, or a split between two (``canary_weight`` % to the canary)."""
 
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="aliases")
-    name = models.CharField(max_length=30, validators=[dns_label])
+    name = models.CharField(max_length=30, validators=[name_validator])
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
     canary_version = models.ForeignKey(
         Version, on_delete=models.PROTECT, related_name="+", null=True, blank=True
@@ -192,7 +172,7 @@ class Trigger(models.Model):
     """An HTTP trigger, served under ``/<tenant>/`` on the router."""
 
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="triggers")
-    name = models.CharField(max_length=50, unique=True, validators=[dns_label])
+    name = models.CharField(max_length=50, unique=True, validators=[name_validator])
     methods = models.JSONField(default=list)
     path = models.CharField(max_length=200)
     is_prefix = models.BooleanField(default=False)
@@ -219,6 +199,10 @@ class DeploymentState(models.TextChoices):
     WAITING = "waiting"
     LIVE = "live"
     FAILED = "failed"
+
+
+# A deployment in one of these states is over: nothing runs it again.
+FINAL_DEPLOYMENT_STATES = (DeploymentState.LIVE, DeploymentState.FAILED)
 
 
 class Deployment(models.Model):

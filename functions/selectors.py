@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from datetime import timedelta
 
-from functions.models import Alias, Build, Deployment, Environment, Function, Invocation, Trigger, Version
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from functions.models import (
+    FINAL_DEPLOYMENT_STATES,
+    Alias,
+    Build,
+    BuildState,
+    Deployment,
+    Draft,
+    Environment,
+    Function,
+    Invocation,
+    Trigger,
+    Version,
+)  # fmt: skip
 
 
 def function_list() -> QuerySet[Function]:
@@ -41,3 +56,29 @@ def deployment_list(*, function: Function) -> QuerySet[Deployment]:
 
 def invocation_list(*, function: Function) -> QuerySet[Invocation]:
     return Invocation.objects.filter(function=function)
+
+
+def referenced_versions(*, function: Function) -> list[Version]:
+    """The versions an alias or trigger of ``function`` points at: what a deployment applies."""
+    numbers: set[int] = set()
+    for alias in function.aliases.select_related("version", "canary_version"):
+        numbers.update(alias.weights())
+    numbers.update(function.triggers.filter(version__isnull=False).values_list("version__number", flat=True))
+    return list(Version.objects.select_related("build").filter(function=function, number__in=numbers))
+
+
+def build_current(*, function: Function) -> Build | None:
+    """The succeeded build of the draft as it is now, if there is one."""
+    revision = Draft.objects.values_list("revision", flat=True).get(function=function)
+    return (
+        Build.objects.filter(function=function, draft_revision=revision, state=BuildState.SUCCEEDED)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def deployments_stuck(*, older_than: timedelta) -> list[int]:
+    """Ids of the unfinished deployments that have not moved for ``older_than``."""
+    cutoff = timezone.now() - older_than
+    unfinished = Deployment.objects.exclude(state__in=FINAL_DEPLOYMENT_STATES)
+    return list(unfinished.filter(updated_at__lt=cutoff).values_list("pk", flat=True))

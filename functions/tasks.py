@@ -6,12 +6,12 @@ import logging
 from datetime import timedelta
 
 from celery import Task, shared_task
-from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from functions.backends.base import TransientError
-from functions.models import Deployment
-from functions.services import builds, deployments
+from dataplane.retry import TRANSIENT, retrying
+from functions import selectors
+from functions.runs import builds as build_runs
+from functions.runs import deployments as deployment_runs
 from tenants.selectors import tenant_queryset
 
 log = logging.getLogger(__name__)
@@ -21,57 +21,51 @@ log = logging.getLogger(__name__)
 def build_task(schema: str, build_id: int) -> None:
     """Run a build. Safe to deliver twice: build_run claims queued -> running atomically."""
     with schema_context(schema):
-        builds.build_run(build_id=build_id)
+        build_runs.build_run(build_id=build_id)
 
 
 @shared_task(
     name="functions.deploy",
     bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=8,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
+    **retrying(retries=deployment_runs.MAX_ATTEMPTS - 1, backoff_max_s=60, automatic=False),
 )
 def deploy_task(self: Task[[str, int], None], schema: str, deployment_id: int) -> None:
-    """Run or resume a deployment. ``acks_late`` is safe: deployment_run is idempotent (see
-    it). Transient data-plane errors are retried with backoff and jitter, then fail it."""
+    """Run or resume a deployment; it ends live or failed, never waiting forever.
+
+    ``acks_late`` is safe: deployment_run is idempotent (see it). A transient data-plane or
+    database error is retried with backoff and jitter, then fails the deployment with the last
+    error; a permanent one fails it inside deployment_run. Anything else is a bug: logged, and the
+    deployment fails saying so rather than being resumed forever."""
     with schema_context(schema):
         try:
-            deployments.deployment_run(deployment_id=deployment_id)
-        except TransientError as exc:
+            deployment_runs.deployment_run(deployment_id=deployment_id)
+        except TRANSIENT as exc:
             if self.request.retries < (self.max_retries or 0):
                 raise self.retry(exc=exc) from exc
-            deployments.deployment_fail(
-                deployment_id=deployment_id, reason=f"the data plane kept failing: {exc}"
-            )
+            reason = f"the data plane kept failing: {exc}"
+            deployment_runs.deployment_fail(deployment_id=deployment_id, reason=reason)
+        except Exception as exc:  # a bug: the deployment must still end, and the traceback is logged
+            log.exception("deployment %s in %s stopped", deployment_id, schema)
+            reason = f"an internal error stopped the deployment ({type(exc).__name__}); it was logged"
+            deployment_runs.deployment_fail(deployment_id=deployment_id, reason=reason)
 
 
-@shared_task(
-    name="functions.undeploy",
-    acks_late=True,
-    autoretry_for=(TransientError,),
-    max_retries=8,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-)
+@shared_task(name="functions.undeploy", **retrying(retries=8, backoff_max_s=60))
 def undeploy_task(schema: str, function_name: str) -> None:
     """Remove a deleted function's objects from the data plane. Idempotent (deleting what is
     gone is a no-op)."""
     with schema_context(schema):
-        deployments.function_undeploy(function_name=function_name)
+        deployment_runs.function_undeploy(function_name=function_name)
 
 
 @shared_task(name="functions.resume_stuck_deployments")
 def resume_stuck_deployments() -> int:
-    """Re-queue deployments that have not moved for 2 minutes (a lost task, a killed worker)."""
-    cutoff, count = timezone.now() - timedelta(minutes=2), 0
+    """Re-queue deployments that have not moved for 2 minutes (a lost task, a killed worker).
+    Each resume counts as an attempt: a deployment resumed too often fails (deployment_run)."""
+    count = 0
     for schema in tenant_queryset().filter(state="ready").values_list("schema_name", flat=True):
         with schema_context(schema):
-            stuck = Deployment.objects.exclude(state__in=deployments.FINAL).filter(updated_at__lt=cutoff)
-            for deployment_id in stuck.values_list("pk", flat=True):
+            for deployment_id in selectors.deployments_stuck(older_than=timedelta(minutes=2)):
                 deploy_task.delay(schema, deployment_id)
                 count += 1
     return count

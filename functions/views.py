@@ -7,16 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from functions import forms, selectors
+from core.errors import DomainError
+from functions import config, forms, quotas, selectors
 from functions.models import Function
-from functions.services import deployments, functions, invocations, versions
-from functions.services import triggers as trigger_services
-from portal.errors import DomainError
-from portal.pages import tenant_page
+from functions.services import changes, deployments, functions, invocations, versions
+from tenants.pages import tenant_page
 
 
 def _user(request: HttpRequest) -> str:
@@ -38,6 +36,11 @@ def function_list(request: HttpRequest) -> HttpResponse:
     return render(request, "functions/list.html", context)
 
 
+def _invalid(what: str, form: Any) -> str:
+    """The message for a refused form: what to check, then each field's errors."""
+    return f"{what}: " + "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
+
+
 def _save_code(request: HttpRequest, function: Function) -> str:
     form = forms.CodeForm(request.POST)
     if not form.is_valid():
@@ -45,10 +48,10 @@ def _save_code(request: HttpRequest, function: Function) -> str:
     files = {"main.py": form.cleaned_data["main_py"]}
     if form.cleaned_data["requirements_txt"].strip():
         files["requirements.txt"] = form.cleaned_data["requirements_txt"]
-    functions.draft_update_files(function=function, files=files)
     if request.POST.get("deploy"):
-        deployments.deployment_create(function=function, cause="deploy from the editor", user=_user(request))
+        changes.draft_update_and_deploy(function=function, files=files, user=_user(request))
         return "Saved; deploying."
+    functions.draft_update_files(function=function, files=files)
     return "Draft saved."
 
 
@@ -64,11 +67,8 @@ def _upload(request: HttpRequest, function: Function) -> str:
 def _settings(request: HttpRequest, function: Function) -> str:
     form = forms.SettingsForm(request.POST)
     if not form.is_valid():
-        return "Check the settings: " + "; ".join(
-            f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()
-        )
-    functions.function_update(function=function, **form.cleaned_data)
-    deployments.deployment_create(function=function, cause="settings changed", user=_user(request))
+        return _invalid("Check the settings", form)
+    changes.function_update_and_deploy(function=function, user=_user(request), **form.cleaned_data)
     return "Settings saved; redeploying."
 
 
@@ -88,29 +88,23 @@ def _alias(request: HttpRequest, function: Function) -> str:
     if not form.is_valid():
         return "Check the alias: name and version are required."
     data = form.cleaned_data
-    alias = versions.alias_set(
-        function=function, name=data["name"], version=data["version"],
+    alias = changes.alias_set_and_deploy(
+        function=function, user=_user(request), name=data["name"], version=data["version"],
         canary_version=data.get("canary_version"), canary_weight=data.get("canary_weight") or 0,
     )  # fmt: skip
-    deployments.deployment_create(function=function, cause=f"alias {alias.name} changed", user=_user(request))
     return f"Alias {alias.name} saved; redeploying."
 
 
 def _trigger(request: HttpRequest, function: Function) -> str:
     form = forms.TriggerForm(request.POST)
     if not form.is_valid():
-        return "Check the trigger: " + "; ".join(
-            f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()
-        )
+        return _invalid("Check the trigger", form)
     data = form.cleaned_data
-    trigger = trigger_services.trigger_save(
-        function=function, name=data["name"], methods=data["methods"], path=data["path"],
-        is_prefix=data["is_prefix"], target_kind=data["target_kind"], alias=data.get("alias") or None,
-        version=data.get("version"),
+    trigger = changes.trigger_save_and_deploy(
+        function=function, user=_user(request), name=data["name"], methods=data["methods"],
+        path=data["path"], is_prefix=data["is_prefix"], target_kind=data["target_kind"],
+        alias=data.get("alias") or None, version=data.get("version"),
     )  # fmt: skip
-    deployments.deployment_create(
-        function=function, cause=f"trigger {trigger.name} added", user=_user(request)
-    )
     return f"Trigger {trigger.name} added; redeploying."
 
 
@@ -126,13 +120,12 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "main_py": draft.files.get("main.py", ""),
         "requirements_txt": draft.files.get("requirements.txt", ""),
     }
-    settings_initial = {f: getattr(function, f) for f in forms.SettingsForm.base_fields}
     return {
         "function": function,
         "draft": draft,
         "code_form": forms.CodeForm(initial=code),
         "upload_form": forms.UploadForm(),
-        "settings_form": forms.SettingsForm(initial=settings_initial),
+        "settings_form": forms.SettingsForm(initial=config.current(function)),
         "alias_form": forms.AliasForm(),
         "trigger_form": forms.TriggerForm(),
         "invoke_form": forms.InvokeForm(),
@@ -151,8 +144,7 @@ def function_detail(request: HttpRequest, name: str) -> HttpResponse:
     action = ACTIONS.get(request.POST.get("action", ""))
     if request.method == "POST" and action is not None:
         try:
-            with transaction.atomic():  # a refused redeploy (quota) undoes the change before it
-                messages.success(request, action(request, function))
+            messages.success(request, action(request, function))
         except DomainError as error:
             detail = f" {error.detail}" if error.detail else ""
             messages.error(request, f"{error.message}{detail}")
@@ -169,3 +161,22 @@ def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
         return render(request, "functions/_invocation.html", {"errors": form.errors}, status=400)
     invocation = invocations.invocation_create(function=function, user=_user(request), **form.cleaned_data)
     return render(request, "functions/_invocation.html", {"invocation": invocation})
+
+
+# ---------------------------------------------------------------- the tenant's quota
+
+
+@tenant_page()
+def quota_page(request: HttpRequest) -> HttpResponse:
+    rows = [{**row, **_shown(row)} for row in quotas.usage()]
+    return render(request, "tenants/quota.html", {"rows": rows})
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    def show(value: int) -> str:
+        if row["unit"] == "bytes":
+            return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value / 1024:.1f} KiB"
+        return f"{value / 1000:g} cores" if row["unit"] == "millicores" else str(value)
+
+    percent = round(100 * row["used"] / row["limit"]) if row["limit"] else (100 if row["used"] else 0)
+    return {"used_shown": show(row["used"]), "limit_shown": show(row["limit"]), "percent": min(percent, 100)}

@@ -28,13 +28,14 @@ from channels.db import database_sync_to_async
 from django_tenants.utils import schema_context
 from rest_framework import serializers
 
-from functions import manifests
+from core.errors import error_body
+from core.names import NAME_RE, VERSION_RE
+from core.notifier import tenant_events_group
 from functions.models import Function
-from metrics.hub import LogFilter, MetricsTopic, hub
-from metrics.logs import fission_name
+from metrics.hub import LogFilter, MetricsTopic
+from metrics.live import hub
+from metrics.logs import STREAMS, filter_errors, fission_name
 from metrics.selectors import TimeRange
-from portal.errors import error_body
-from portal.notifier import tenant_events_group
 from tenants.consumers import CLOSE_NOT_FOUND, TenantSocket
 
 INTERVALS = (1, 2, 5, 10, 30, 60)
@@ -48,11 +49,11 @@ log = logging.getLogger(__name__)
 class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
     id = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     stream = serializers.ChoiceField(choices=("metrics", "logs"))
-    function = serializers.RegexField(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", required=False)
+    function = serializers.RegexField(NAME_RE, required=False)
     interval = serializers.ChoiceField(choices=INTERVALS, default=5)
     range = serializers.ChoiceField(choices=[r.value for r in TimeRange], default=TimeRange.H1.value)
-    version = serializers.RegexField(r"^(draft|v[1-9][0-9]{0,5})$", required=False)
-    log_stream = serializers.ChoiceField(choices=("stdout", "stderr"), required=False)
+    version = serializers.RegexField(VERSION_RE, required=False)
+    log_stream = serializers.ChoiceField(choices=STREAMS, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["stream"] == "metrics" and not attrs.get("function"):
@@ -62,8 +63,9 @@ class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
             raise serializers.ValidationError(
                 {"interval": [f"At least {slowest} s for a {attrs['range']} range."]}
             )
-        if attrs.get("version") and not attrs.get("function"):
-            raise serializers.ValidationError({"version": ["A version belongs to a function: name it."]})
+        errors = filter_errors(function=attrs.get("function"), version=attrs.get("version"))
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -178,10 +180,8 @@ class LiveConsumer(TenantSocket):
         return LogFilter(schema, namespace, function, fission, data.get("log_stream"))
 
     def _namespace(self) -> str:
-        from django.conf import settings
-
         assert self.tenant is not None
-        return manifests.namespace_for(self.tenant.slug, settings.TENANT_NAMESPACE_PREFIX)
+        return self.tenant.namespace
 
     async def _unsubscribe(self, key: str) -> None:
         topic = self.subscriptions.pop(key, None)

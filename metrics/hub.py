@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,8 +31,10 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from functions.backends.base import LogQuery, LogRecord
+from core import notifier
+from dataplane.backends.base import LogQuery, LogRecord
 from metrics.logs import log_record_json
+from metrics.prometheus import MetricsUnavailable
 
 log = logging.getLogger(__name__)
 # Polls wait on Prometheus: their own few threads, so that a slow Prometheus never holds up the
@@ -73,10 +73,7 @@ class MetricsTopic:
 
     @property
     def group(self) -> str:
-        """``<schema>.metrics.<digest>``: a channel-layer group name stays under 100 characters
-        whatever the function's name."""
-        digest = hashlib.blake2s(self.key.encode(), digest_size=8).hexdigest()
-        return f"{self.schema}.metrics.{digest}"
+        return notifier.metrics_group(self.schema, self.key)
 
 
 @dataclass(frozen=True)
@@ -268,8 +265,6 @@ class _MetricsFeed:
         return bool(held)
 
     async def _poll(self) -> str:
-        from metrics.prometheus import MetricsUnavailable
-
         body: dict[str, Any] = {"type": "metrics", "key": self.topic.key}
         try:
             loop = asyncio.get_running_loop()
@@ -336,21 +331,3 @@ async def _end(task: asyncio.Task[None]) -> None:
     await asyncio.wait([task], timeout=10)
     if task.done() and not task.cancelled() and task.exception() is not None:
         log.warning("a live task ended with an error", exc_info=task.exception())
-
-
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
-
-
-def hub() -> Hub:
-    """This event loop's hub (one per process in production; tests run a loop per test)."""
-    loop = asyncio.get_running_loop()
-    found = _hubs.get(loop)
-    if found is None:
-        from functions.backends import get_backend
-        from metrics.live import poll
-
-        def tail(namespace: str, stop: threading.Event, since: float) -> Iterator[list[LogRecord]]:
-            return get_backend().tail_logs(namespace, stop, since)
-
-        found = _hubs[loop] = Hub(poll=poll, tail=tail)
-    return found

@@ -1,13 +1,20 @@
-"""What a live metrics frame carries (metrics/hub.py polls it once per topic and tick)."""
+"""What a live metrics frame carries (metrics/hub.py polls it once per topic and tick), and
+the hub of this event loop, wired to Prometheus and the data plane's log tail."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 
-from metrics.hub import MetricsTopic
+from dataplane.backends import get_backend
+from dataplane.backends.base import LogRecord
+from metrics.hub import Hub, MetricsTopic
 from metrics.queries import Scope
 from metrics.selectors import TimeRange, lifetime_window, totals
 
@@ -35,3 +42,19 @@ def poll(topic: MetricsTopic) -> dict[str, Any]:
             **point.latency_ms,
         },
     }
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """This event loop's hub (one per process in production; tests run a loop per test)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+
+        def tail(namespace: str, stop: threading.Event, since: float) -> Iterator[list[LogRecord]]:
+            return get_backend().tail_logs(namespace, stop, since)
+
+        found = _hubs[loop] = Hub(poll=poll, tail=tail)
+    return found

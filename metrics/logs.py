@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-
-from functions import manifests
-from functions.backends import get_backend
-from functions.backends.base import BackendError, InvalidCursor, LogQuery, LogRecord, portal_function_of
-from functions.services.common import current_tenant
-from portal.errors import DomainError, ValidationFailed
+from core.errors import DomainError, ValidationFailed
+from dataplane import manifests
+from dataplane.backends import get_backend
+from dataplane.backends.base import BackendError, InvalidCursor, LogQuery, LogRecord, portal_function_of
+from tenants.selectors import current_tenant
 
 DRAFT = "draft"
 
@@ -45,6 +43,27 @@ def log_record_json(record: LogRecord) -> dict[str, Any]:
         "stream": record.stream,
         "message": record.message,
     }
+
+
+STREAMS = ("stdout", "stderr")
+
+
+def filter_errors(
+    *,
+    function: str | None = None,
+    version: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, list[str]]:
+    """What is wrong with a log filter as a whole, by field (empty: nothing). Each field is
+    checked on its own by the API's serializer, the page's form and the socket's subscription;
+    these rules span fields, and all three apply them from here."""
+    errors: dict[str, list[str]] = {}
+    if version and not function:
+        errors["version"] = ["A version belongs to a function: name it."]
+    if since is not None and until is not None and since >= until:
+        errors["until"] = ["until must be after since."]
+    return errors
 
 
 def fission_name(function: str, version: str) -> str:
@@ -86,7 +105,7 @@ def log_search(
         limit=limit,
         cursor=cursor,
     )
-    namespace = manifests.namespace_for(tenant.slug, settings.TENANT_NAMESPACE_PREFIX)
+    namespace = tenant.namespace
     try:
         page = get_backend().search_logs(namespace, query)
     except InvalidCursor as exc:

@@ -22,8 +22,8 @@ from django.conf import settings
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from core.errors import DomainError
 from metrics.queries import PromQL
-from portal.errors import DomainError
 
 
 class MetricsUnavailable(DomainError):

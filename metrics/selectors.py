@@ -15,14 +15,14 @@ from typing import Any
 
 from django.conf import settings
 
-from functions import manifests
+from core.errors import NotFound, ValidationFailed
+from dataplane import manifests
 from functions.models import Alias, Function, TargetKind, Trigger, Version
-from functions.services.common import current_tenant
 from metrics import queries
 from metrics.logs import DRAFT, fission_name
 from metrics.prometheus import Sample, prometheus
 from metrics.queries import GroupBy, Scope
-from portal.errors import NotFound, ValidationFailed
+from tenants.selectors import current_tenant
 
 TOP_FUNCTIONS = 10
 NO_ROUTE = "/-/no-route"
@@ -131,7 +131,7 @@ class TenantOverview:
 
 
 def _namespace() -> str:
-    return manifests.namespace_for(current_tenant().slug, settings.TENANT_NAMESPACE_PREFIX)
+    return current_tenant().namespace
 
 
 def tenant_scope(**narrowing: Any) -> Scope:

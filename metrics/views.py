@@ -12,11 +12,12 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from core.errors import DomainError
+from core.names import NAME_RE, VERSION_RE
 from functions.models import Function
 from metrics import logs, selectors
 from metrics.prometheus import MetricsUnavailable
-from portal.errors import DomainError
-from portal.pages import tenant_page
+from tenants.pages import tenant_page
 
 LIVE_INTERVAL_S = 5
 RANGES = [r.value for r in selectors.TimeRange]
@@ -60,12 +61,12 @@ def top_functions(request: HttpRequest) -> HttpResponse:
 
 
 class LogFilterForm(forms.Form):
-    function = forms.RegexField(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", required=False)
-    version = forms.RegexField(r"^(draft|v[1-9][0-9]{0,5})$", required=False,
+    function = forms.RegexField(NAME_RE, required=False)
+    version = forms.RegexField(VERSION_RE, required=False,
                                help_text="v3 or draft (with a function)")  # fmt: skip
     request_id = forms.CharField(max_length=128, required=False, label="Request id")
     stream = forms.ChoiceField(
-        choices=[("", "any"), ("stdout", "stdout"), ("stderr", "stderr")], required=False
+        choices=[("", "any"), *((name, name) for name in logs.STREAMS)], required=False
     )
     q = forms.CharField(max_length=200, required=False, label="Text")
     since = forms.DateTimeField(required=False, help_text="e.g. 2026-12-01 10:00 (UTC)")
@@ -74,8 +75,9 @@ class LogFilterForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("version") and not data.get("function"):
-            self.add_error("version", "A version belongs to a function: name it.")
+        errors = logs.filter_errors(**{k: data.get(k) for k in ("function", "version", "since", "until")})
+        for field, messages in errors.items():
+            self.add_error(field, messages)
         return data
 
 

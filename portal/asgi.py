@@ -13,7 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs apps loaded
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from portal.routing import websocket_urlpatterns  # noqa: E402
-from portal.ws import WebsocketGate  # noqa: E402
+from tenants.ws import WebsocketGate  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -26,6 +26,8 @@ _OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 
 @signals.task_prerun.connect
 def _timed(task_id: str, **kwargs: object) -> None:
+    # Imported on use: portal/__init__.py loads this module before Django is set up, and
+    # portal.metrics needs the settings and the models.
     from portal.metrics import task_started
 
     task_started(task_id)
@@ -33,6 +35,7 @@ def _timed(task_id: str, **kwargs: object) -> None:
 
 @signals.task_postrun.connect
 def _counted(task_id: str, task: object, state: str | None = None, **kwargs: object) -> None:
+    # Imported on use, as in _timed.
     from portal.metrics import task_finished
 
     task_finished(str(getattr(task, "name", "unknown")), task_id, _OUTCOMES.get(state or "", "other"))

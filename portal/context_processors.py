@@ -4,8 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from portal.pages import current_tenant
-from tenants.selectors import tenant_list_for_user
+from tenants.selectors import current_tenant_or_none, tenant_list_for_user
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -15,6 +14,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         return {}
     return {
         "switcher_tenants": tenant_list_for_user(user).only("slug", "name", "state"),
-        "current_tenant": current_tenant(request),
+        "current_tenant": current_tenant_or_none(),
         "tenant_role": getattr(request, "tenant_role", None),
     }

@@ -31,8 +31,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-from portal.auth import bearer_from_header
-from portal.errors import error_response
+from core.errors import error_response
+from tenants.auth import bearer_from_header
 
 METRICS_PATH = "/metrics"
 HTTP_REQUESTS = Counter(

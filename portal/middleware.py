@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
 
-from portal.auth import bearer_from_header
-from portal.errors import error_response, wants_json
+from core.errors import error_response, wants_json
+from portal import views
+from tenants.auth import bearer_from_header
 from tenants.selectors import token_resolve
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -25,8 +26,6 @@ class HealthMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from portal import views
-
         if request.path == "/healthz":
             return views.healthz(request)
         if request.path == "/readyz":

@@ -1,15 +1,6 @@
-from __future__ import annotations
+"""The portal app's models: the user model, defined in the kernel (core/users.py) so the apps
+below the wiring can name it; imported here so Django registers it under this app."""
 
-from django.contrib.auth.models import AbstractUser
+from core.users import User
 
-
-class User(AbstractUser):
-    """A person. Lives in the public schema; tenant access comes from memberships.
-
-    ``is_superuser`` is the platform-admin flag: platform admins create, suspend and
-    delete tenants, and act as tenant admin in every tenant.
-    """
-
-    @property
-    def is_platform_admin(self) -> bool:
-        return bool(self.is_active and self.is_superuser)
+__all__ = ["User"]

@@ -10,14 +10,14 @@ urlpatterns = [
     path("", views.dashboard, name="tenant-dashboard"),
     path("members/", views.members, name="tenant-members"),
     path("tokens/", views.tokens_page, name="tenant-tokens"),
-    path("quota/", views.quota_page, name="tenant-quota"),
+    path("quota/", function_views.quota_page, name="tenant-quota"),
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
     path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),
     path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
     path("metrics/top/", metric_views.top_functions, name="tenant-top-functions"),
     path("logs/", metric_views.log_list, name="tenant-logs"),
-    path("api/v1/", include(("tenants.api.urls", "tenant-api"), namespace="tenant-api")),
+    path("api/v1/", include(("portal.api.urls_tenant", "tenant-api"), namespace="tenant-api")),
 ]
 
 handler400 = "portal.views.bad_request"

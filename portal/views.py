@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
 
-from portal.errors import error_response, wants_json
+from core.errors import error_response, wants_json
 from tenants.selectors import tenant_list_for_user
 
 log = logging.getLogger(__name__)

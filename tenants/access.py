@@ -6,18 +6,22 @@ that pages, API and websockets cannot disagree.
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django_tenants.utils import schema_context
 
+from core.users import is_platform_admin
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.roles import Role, lowest
+from tenants.selectors import token_is_active
 
 
 def member_role(user: AbstractBaseUser | AnonymousUser, tenant: Tenant) -> Role | None:
     """The user's own role in ``tenant``; platform admins act as tenant admin everywhere."""
     if not user.is_authenticated or not user.is_active:
         return None
-    if getattr(user, "is_platform_admin", False):
+    if is_platform_admin(user):
         return Role.ADMIN
     role = (
         Membership.objects.filter(user_id=user.pk, tenant_id=tenant.pk).values_list("role", flat=True).first()
@@ -49,11 +53,6 @@ def connection_role(
     """The role a long-lived connection (a websocket) still has now: the tenant, the membership
     and the token are read again, so a removed member, a revoked or expired token or a deleted
     tenant gives None. Reads the public schema whatever the connection's schema is."""
-    from django.contrib.auth import get_user_model
-    from django_tenants.utils import schema_context
-
-    from tenants.selectors import token_is_active
-
     with schema_context("public"):
         if token is not None and not token_is_active(token_id=token.pk):
             return None

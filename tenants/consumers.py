@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 
-from portal.notifier import TenantEvent, tenant_events_group
+from core.notifier import TenantEvent, tenant_events_group
 from tenants.access import connection_role
 from tenants.models import Tenant
 from tenants.roles import Role
@@ -19,7 +19,7 @@ CLOSE_REVOKED = 4403
 
 
 class TenantSocket(AsyncJsonWebsocketConsumer):
-    """A websocket inside one tenant (``scope["tenant"]``, set by portal.ws), whose access is read
+    """A websocket inside one tenant (``scope["tenant"]``, set by tenants.ws), whose access is read
     again whenever it is asked for (tenants/access.py), and which closes with 4403 once lost."""
 
     tenant: Tenant | None = None

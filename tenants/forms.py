@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from tenants.manifests import TenantQuota
+from dataplane.namespaces import TenantQuota
 from tenants.roles import TENANT_ROLES
 
 ROLE_CHOICES = [(r.value, r.label) for r in TENANT_ROLES]

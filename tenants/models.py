@@ -4,19 +4,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from core.names import name_validator
+from dataplane.namespaces import namespace_for
 from tenants.roles import TENANT_ROLES, Role
 
-# A tenant's slug becomes a Kubernetes namespace suffix and a schema name, so it is a
-# short DNS-1123 label: "<prefix>-<slug>" must stay within 63 characters.
-SLUG_RE = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
-slug_validator = RegexValidator(
-    SLUG_RE,
-    "Use 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-'.",
-)
 RESERVED_SLUGS = frozenset({"public", "api", "static", "admin", "platform", "ws", "www"})
 
 
@@ -36,7 +30,7 @@ class Tenant(TenantMixin):
 
     # Annotated: the base class comes from untyped django-tenants, so nothing is inferred.
     slug: models.CharField[str, str] = models.CharField(
-        max_length=40, unique=True, validators=[slug_validator]
+        max_length=40, unique=True, validators=[name_validator]
     )
     name: models.CharField[str, str] = models.CharField(max_length=100)
     state: models.CharField[str, str] = models.CharField(
@@ -44,7 +38,7 @@ class Tenant(TenantMixin):
     )
     state_reason: models.TextField[str, str] = models.TextField(blank=True, default="")
     suspended: models.BooleanField[bool, bool] = models.BooleanField(default=False)
-    # The platform admin's ceiling: overrides of tenants.manifests.TenantQuota's defaults.
+    # The platform admin's ceiling: overrides of dataplane.namespaces.TenantQuota's defaults.
     quota: models.JSONField[dict[str, Any], dict[str, Any]] = models.JSONField(default=dict, blank=True)
     internet_egress: models.BooleanField[bool, bool] = models.BooleanField(default=False)
     created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
@@ -63,6 +57,11 @@ class Tenant(TenantMixin):
     @property
     def is_ready(self) -> bool:
         return self.state == TenantState.READY
+
+    @property
+    def namespace(self) -> str:
+        """The tenant's namespace on the data plane, ``<prefix>-<slug>``."""
+        return namespace_for(self.slug, settings.TENANT_NAMESPACE_PREFIX)
 
 
 class Domain(DomainMixin):

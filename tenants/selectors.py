@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
+from core.errors import NotFound
+from core.users import is_platform_admin
+from dataplane.namespaces import TenantQuota, quota_from
 from tenants import tokens
-from tenants.manifests import TenantQuota, quota_from
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Membership, Tenant, TenantState
 
 
 def tenant_queryset() -> QuerySet[Tenant]:
@@ -21,7 +26,7 @@ def tenant_queryset() -> QuerySet[Tenant]:
 def tenant_list_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Tenant]:
     if not user.is_authenticated:
         return Tenant.objects.none()
-    if getattr(user, "is_platform_admin", False):
+    if is_platform_admin(user):
         return tenant_queryset()
     return tenant_queryset().filter(memberships__user_id=user.pk)
 
@@ -60,3 +65,37 @@ def token_resolve(raw: str) -> ApiToken | None:
 def tenant_quota(tenant: Tenant) -> TenantQuota:
     """The platform admin's quota ceiling for ``tenant`` (the defaults where it sets nothing)."""
     return quota_from(tenant.quota or {})
+
+
+def tenants_stuck(*, older_than: timedelta) -> list[tuple[int, str]]:
+    """(id, state) of tenants whose provisioning or deletion has not moved for a while."""
+    cutoff = timezone.now() - older_than
+    stuck = Tenant.objects.filter(
+        state__in=[TenantState.PROVISIONING, TenantState.DELETING], state_changed_at__lt=cutoff
+    )
+    return list(stuck.values_list("pk", "state"))
+
+
+def current_tenant() -> Tenant:
+    """The tenant whose schema the connection is in: the one place that answers "which tenant".
+
+    A request carries the real Tenant (django-tenants' middleware sets it on the connection);
+    ``schema_context`` (tasks) only a stand-in with the schema's name, so the row is read then.
+    Raises NotFound in the public schema, which pages and the API answer as 404.
+    """
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Tenant) and tenant.schema_name != get_public_schema_name():
+        return tenant
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    found = Tenant.objects.filter(schema_name=schema).exclude(schema_name=get_public_schema_name()).first()
+    if found is None:
+        raise NotFound("Not found.")
+    return found
+
+
+def current_tenant_or_none() -> Tenant | None:
+    """current_tenant(), or None in the public schema (the pages outside any tenant)."""
+    try:
+        return current_tenant()
+    except NotFound:
+        return None

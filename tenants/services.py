@@ -7,19 +7,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
+from celery import Task
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
-from django_tenants.utils import schema_context, schema_exists
 
-from portal import notifier
-from portal.errors import Conflict, NotFound, ValidationFailed
-from portal.models import User
-from tenants import manifests as tenant_manifests
-from tenants import tokens
+from core import notifier
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.names import name_validator
+from core.users import User, is_platform_admin
+from dataplane import namespaces as tenant_manifests
+from tenants import tasks, tokens
 from tenants.access import member_role
 from tenants.models import (
     RESERVED_SLUGS,
@@ -28,10 +27,9 @@ from tenants.models import (
     Membership,
     Tenant,
     TenantState,
-    slug_validator,
 )
+from tenants.provisioning import tenant_set_state
 from tenants.roles import TENANT_ROLES, Role, at_least, rank
-from tenants.selectors import tenant_quota
 
 # ---------------------------------------------------------------- tenants
 
@@ -42,24 +40,14 @@ def schema_name_for(slug: str) -> str:
 
 def _validate_slug(slug: str) -> None:
     try:
-        slug_validator(slug)
+        name_validator(slug)
     except ValidationError as exc:
         raise ValidationFailed("Invalid tenant slug.", detail={"slug": exc.messages}) from None
     if slug in RESERVED_SLUGS:
         raise ValidationFailed("This slug is reserved.", detail={"slug": ["Choose another."]})
 
 
-def _set_state(tenant: Tenant, state: str, reason: str = "") -> None:
-    tenant.state, tenant.state_reason, tenant.state_changed_at = state, reason, timezone.now()
-    tenant.save(update_fields=["state", "state_reason", "state_changed_at"])
-    schema, payload = tenant.schema_name, {"slug": tenant.slug, "state": state, "reason": reason}
-    transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.state", **payload))
-
-
-def _enqueue(task_name: str, tenant_id: int) -> None:
-    from tenants import tasks
-
-    task = getattr(tasks, task_name)
+def _enqueue(task: Task[[int], None], tenant_id: int) -> None:
     transaction.on_commit(lambda: task.delay(tenant_id))
 
 
@@ -75,66 +63,10 @@ def tenant_create(*, slug: str, name: str, admin: User | None = None) -> Tenant:
         raise Conflict("A tenant with this slug exists.", detail={"slug": ["Already taken."]})
     tenant = Tenant.objects.create(slug=slug, name=name or slug, schema_name=schema_name_for(slug))
     Domain.objects.create(domain=slug, tenant=tenant, is_primary=True)
-    if admin is not None and not admin.is_platform_admin:
+    if admin is not None and not is_platform_admin(admin):
         Membership.objects.create(user=admin, tenant=tenant, role=Role.ADMIN)
-    _enqueue("tenant_provision_task", tenant.pk)
+    _enqueue(tasks.tenant_provision_task, tenant.pk)
     return tenant
-
-
-def tenant_provision(*, tenant_id: int) -> Tenant | None:
-    """Create and migrate the tenant's schema, provision its namespace, then mark it ``ready``.
-
-    Idempotent: each step is safe to repeat. The schema step claims the row
-    (``select_for_update``) and skips a tenant that is no longer provisioning; a schema left
-    half-made by a killed worker is migrated to completion. The data-plane step runs outside
-    the transaction (it may retry for a while) and is an idempotent apply; its TransientError
-    propagates for the task to retry. Returns None when the tenant is gone.
-    """
-    with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
-        if tenant is None or tenant.state != TenantState.PROVISIONING:
-            return tenant
-        _create_schema(tenant)
-    connection.set_schema_to_public()  # type: ignore[attr-defined]
-    tenant_apply_data_plane(tenant=tenant)
-    with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
-        if tenant is None or tenant.state != TenantState.PROVISIONING:
-            return tenant
-        _set_state(tenant, TenantState.READY)
-        return tenant
-
-
-def _create_schema(tenant: Tenant) -> None:
-    if not schema_exists(tenant.schema_name):
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE SCHEMA "{tenant.schema_name}"')
-    call_command(
-        "migrate_schemas", tenant=True, schema_name=tenant.schema_name, interactive=False, verbosity=0,
-    )  # fmt: skip
-    with schema_context(tenant.schema_name):
-        from functions.services.functions import environment_ensure_default
-
-        environment_ensure_default()
-
-
-def tenant_apply_data_plane(*, tenant: Tenant) -> None:
-    """Apply the tenant's namespace, quota and fences. A suspended tenant gets ``pods: 0``, so
-    nothing of it can start again until it is resumed."""
-    from functions.backends import get_backend
-
-    quota = tenant_quota(tenant)
-    if tenant.suspended:
-        quota = dataclasses.replace(quota, pods=0)
-    get_backend().provision_tenant(tenant.slug, quota, internet_egress=tenant.internet_egress)
-
-
-@transaction.atomic
-def tenant_mark_failed(*, tenant_id: int, reason: str) -> None:
-    """Record why provisioning failed; only a tenant still provisioning changes."""
-    tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
-    if tenant is not None and tenant.state == TenantState.PROVISIONING:
-        _set_state(tenant, TenantState.FAILED, reason[:2000])
 
 
 @transaction.atomic
@@ -146,17 +78,17 @@ def tenant_retry(*, tenant: Tenant) -> Tenant:
     if not claimed:
         raise Conflict(f"Only a failed tenant can be retried; this one is {tenant.state}.")
     tenant.refresh_from_db()
-    _set_state(tenant, TenantState.PROVISIONING)
-    _enqueue("tenant_provision_task", tenant.pk)
+    tenant_set_state(tenant, TenantState.PROVISIONING)
+    _enqueue(tasks.tenant_provision_task, tenant.pk)
     return tenant
 
 
 def tenant_requeue(*, tenant: Tenant) -> None:
     """Queue provisioning or deletion again (after a restart); both tasks are idempotent."""
     if tenant.state == TenantState.PROVISIONING:
-        _enqueue("tenant_provision_task", tenant.pk)
+        _enqueue(tasks.tenant_provision_task, tenant.pk)
     elif tenant.state == TenantState.DELETING:
-        _enqueue("tenant_delete_task", tenant.pk)
+        _enqueue(tasks.tenant_delete_task, tenant.pk)
 
 
 @transaction.atomic
@@ -169,25 +101,8 @@ def tenant_set_suspended(*, tenant: Tenant, suspended: bool) -> Tenant:
     schema = tenant.schema_name
     transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.suspended", suspended=suspended))
     if tenant.state == TenantState.READY:
-        _enqueue("tenant_suspension_task", tenant.pk)
+        _enqueue(tasks.tenant_suspension_task, tenant.pk)
     return tenant
-
-
-def tenant_sync_suspension(*, tenant_id: int) -> None:
-    """Make the data plane match the tenant's ``suspended`` flag as it is now (so two quick
-    toggles end in the last one's state): suspended, its quota allows no pods and its functions
-    and routes are removed; resumed, the quota is restored and live functions are redeployed."""
-    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.READY).first()
-    if tenant is None:
-        return
-    tenant_apply_data_plane(tenant=tenant)
-    from functions.services import deployments
-
-    with schema_context(tenant.schema_name):
-        if tenant.suspended:
-            deployments.tenant_scale_to_zero()
-        else:
-            deployments.tenant_redeploy(cause="tenant resumed")
 
 
 @transaction.atomic
@@ -211,16 +126,31 @@ def tenant_set_quota(
         tenant.internet_egress = internet_egress
     tenant.save(update_fields=["quota", "internet_egress"])
     if tenant.state == TenantState.READY:
-        _enqueue("tenant_apply_task", tenant.pk)
+        _enqueue(tasks.tenant_apply_task, tenant.pk)
     schema = tenant.schema_name
     transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.quota", quota=tenant.quota))
     return tenant
 
 
-def tenant_reapply(*, tenant_id: int) -> None:
-    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.READY).first()
-    if tenant is not None:
-        tenant_apply_data_plane(tenant=tenant)
+@transaction.atomic
+def tenant_update(
+    *,
+    tenant: Tenant,
+    name: str | None = None,
+    quota: dict[str, object] | None = None,
+    internet_egress: bool | None = None,
+    suspended: bool | None = None,
+) -> Tenant:
+    """Rename, change the quota and network options, suspend or resume: what is given changes,
+    all or nothing."""
+    if quota is not None or internet_egress is not None:
+        tenant = tenant_set_quota(tenant=tenant, quota=quota, internet_egress=internet_egress)
+    if name is not None:
+        tenant.name = name
+        tenant.save(update_fields=["name"])
+    if suspended is not None:
+        tenant = tenant_set_suspended(tenant=tenant, suspended=suspended)
+    return tenant
 
 
 @transaction.atomic
@@ -233,40 +163,9 @@ def tenant_delete_request(*, tenant: Tenant, confirm: str) -> Tenant:
     claimed = Tenant.objects.filter(pk=tenant.pk).exclude(state=TenantState.DELETING)
     if claimed.update(state=TenantState.DELETING, state_changed_at=timezone.now()):
         tenant.refresh_from_db()
-        _set_state(tenant, TenantState.DELETING)
-        _enqueue("tenant_delete_task", tenant.pk)
+        tenant_set_state(tenant, TenantState.DELETING)
+        _enqueue(tasks.tenant_delete_task, tenant.pk)
     return tenant
-
-
-def tenant_delete(*, tenant_id: int) -> None:
-    """Remove the tenant from the data plane, then drop its schema and its rows.
-
-    Idempotent: a missing tenant is a no-op. The data plane goes first so a slug reused
-    later can never inherit old routes; its transient errors propagate for a retry.
-    """
-    tenant = Tenant.objects.filter(pk=tenant_id, state=TenantState.DELETING).first()
-    if tenant is None:
-        return
-    from functions import manifests
-    from functions.backends import get_backend
-
-    get_backend().delete_namespace(manifests.namespace_for(tenant.slug, settings.TENANT_NAMESPACE_PREFIX))
-    with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
-        if tenant is None or tenant.state != TenantState.DELETING:
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE')
-        Tenant.objects.filter(pk=tenant.pk).delete()
-
-
-def tenants_stuck(*, older_than: timedelta) -> list[tuple[int, str]]:
-    """(id, state) of tenants whose provisioning or deletion has not moved for a while."""
-    cutoff = timezone.now() - older_than
-    stuck = Tenant.objects.filter(
-        state__in=[TenantState.PROVISIONING, TenantState.DELETING], state_changed_at__lt=cutoff
-    )
-    return list(stuck.values_list("pk", "state"))
 
 
 # ---------------------------------------------------------------- members
@@ -374,7 +273,7 @@ def token_create(
     if role not in Role.values:
         raise ValidationFailed("Unknown role.", detail={"role": [f"One of {Role.values}."]})
     if tenant is None:
-        if role != Role.PLATFORM_ADMIN or not user.is_platform_admin:
+        if role != Role.PLATFORM_ADMIN or not is_platform_admin(user):
             raise ValidationFailed("Only platform admins get platform tokens.", detail={"role": [role]})
     elif role == Role.PLATFORM_ADMIN or not at_least(member_role(user, tenant), role):
         raise ValidationFailed("A token cannot have more rights than its owner.", detail={"role": [role]})

@@ -9,88 +9,52 @@ import logging
 from datetime import timedelta
 
 from celery import Task, shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 
-from functions.backends.base import BackendError, TransientError
-from tenants import services
+from dataplane.backends.base import BackendError
+from dataplane.retry import TRANSIENT, retrying
+from tenants import provisioning, selectors
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError, InterfaceError)
 
 
-@shared_task(
-    name="tenants.provision",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=5,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-)
+@shared_task(name="tenants.provision", bind=True, **retrying(retries=5, backoff_max_s=60, automatic=False))
 def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
     """Provision a tenant. ``acks_late`` is safe: tenant_provision claims the row and
     skips tenants that are no longer provisioning. Transient database errors are retried
     with backoff and jitter; anything else, or running out of retries, marks it failed."""
     try:
-        services.tenant_provision(tenant_id=tenant_id)
-    except (*TRANSIENT, TransientError) as exc:
+        provisioning.tenant_provision(tenant_id=tenant_id)
+    except TRANSIENT as exc:
         if self.request.retries < (self.max_retries or 0):
             raise self.retry(exc=exc) from exc
-        services.tenant_mark_failed(
+        provisioning.tenant_mark_failed(
             tenant_id=tenant_id, reason=f"The data plane or database kept failing: {exc}"
         )
     except BackendError as exc:  # permanent: a missing permission, a refused object
-        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"The data plane refused: {exc.message}")
+        provisioning.tenant_mark_failed(tenant_id=tenant_id, reason=f"The data plane refused: {exc.message}")
     except DatabaseError as exc:
         log.exception("provisioning tenant %s failed", tenant_id)
-        services.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database error: {exc}")
+        provisioning.tenant_mark_failed(tenant_id=tenant_id, reason=f"Database error: {exc}")
 
 
-@shared_task(
-    name="tenants.delete",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(*TRANSIENT, TransientError),
-    max_retries=10,
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-)
+@shared_task(name="tenants.delete", **retrying(retries=10, backoff_max_s=120))
 def tenant_delete_task(tenant_id: int) -> None:
     """Delete a tenant. Idempotent: tenant_delete does nothing once the row is gone."""
-    services.tenant_delete(tenant_id=tenant_id)
+    provisioning.tenant_delete(tenant_id=tenant_id)
 
 
-@shared_task(
-    name="tenants.apply",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(*TRANSIENT, TransientError),
-    max_retries=10,
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-)
+@shared_task(name="tenants.apply", **retrying(retries=10, backoff_max_s=120))
 def tenant_apply_task(tenant_id: int) -> None:
     """Re-apply a tenant's quota and fences after a change. Idempotent (server-side apply)."""
-    services.tenant_reapply(tenant_id=tenant_id)
+    provisioning.tenant_reapply(tenant_id=tenant_id)
 
 
-@shared_task(
-    name="tenants.suspension",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(*TRANSIENT, TransientError),
-    max_retries=10,
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-)
+@shared_task(name="tenants.suspension", **retrying(retries=10, backoff_max_s=120))
 def tenant_suspension_task(tenant_id: int) -> None:
     """Scale a suspended tenant to zero, or bring a resumed one back. Idempotent: it reads the
     flag when it runs."""
-    services.tenant_sync_suspension(tenant_id=tenant_id)
+    provisioning.tenant_sync_suspension(tenant_id=tenant_id)
 
 
 @shared_task(name="tenants.resume_stuck")
@@ -99,7 +63,7 @@ def tenants_resume_stuck() -> int:
 
     Safe to run at any time: both tasks are idempotent. Returns how many were re-queued.
     """
-    stuck = services.tenants_stuck(older_than=timedelta(minutes=2))
+    stuck = selectors.tenants_stuck(older_than=timedelta(minutes=2))
     for tenant_id, state in stuck:
         task = tenant_delete_task if state == "deleting" else tenant_provision_task
         task.delay(tenant_id)

@@ -10,16 +10,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 
-from portal.errors import DomainError
-from portal.models import User
-from portal.pages import tenant_page
+from core.errors import DomainError
+from core.users import User, is_platform_admin
 from tenants import forms, selectors, services
 from tenants.models import Membership
+from tenants.pages import tenant_page
 from tenants.roles import Role, at_least
 
 
 def _platform_admin(request: HttpRequest) -> bool:
-    return bool(getattr(request.user, "is_platform_admin", False))
+    return is_platform_admin(request.user)
 
 
 def _user(request: HttpRequest) -> User:
@@ -122,24 +122,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "tokens_count": selectors.token_list(tenant=tenant).filter(revoked_at__isnull=True).count(),
     }
     return render(request, "tenants/dashboard.html", context)
-
-
-@tenant_page()
-def quota_page(request: HttpRequest) -> HttpResponse:
-    from functions.services import quotas
-
-    rows = [{**row, **_shown(row)} for row in quotas.usage()]
-    return render(request, "tenants/quota.html", {"rows": rows})
-
-
-def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    def show(value: int) -> str:
-        if row["unit"] == "bytes":
-            return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value / 1024:.1f} KiB"
-        return f"{value / 1000:g} cores" if row["unit"] == "millicores" else str(value)
-
-    percent = round(100 * row["used"] / row["limit"]) if row["limit"] else (100 if row["used"] else 0)
-    return {"used_shown": show(row["used"]), "limit_shown": show(row["limit"]), "percent": min(percent, 100)}
 
 
 def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:

@@ -1053,7 +1053,7 @@ def kubernetes_portal(
 ) -> Iterator[FakeKubernetes]:
     """The portal in this process on ``PORTAL_BACKEND=kubernetes``, pointed at the fake through a
     kubeconfig file (``KUBECONFIG``), as an operator would point it at a cluster."""
-    from functions.backends import _adapter
+    from dataplane.backends import _adapter
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(fake_kubernetes)))

@@ -122,13 +122,13 @@ def make_tenant(db: None, request: pytest.FixtureRequest) -> Callable[..., Any]:
     session's runtime, or on the fake API server when a test selects the kubernetes backend."""
     from django.conf import settings
 
-    from tenants import services
+    from tenants import provisioning, services
 
     def make(slug: str, *, admin: Any = None) -> Any:
         if settings.PORTAL_BACKEND == "local":
             request.getfixturevalue("runtime_session")
         tenant = services.tenant_create(slug=slug, name=slug.title(), admin=admin)
-        services.tenant_provision(tenant_id=tenant.pk)
+        provisioning.tenant_provision(tenant_id=tenant.pk)
         tenant.refresh_from_db()
         return tenant
 
@@ -147,6 +147,17 @@ def world(make_user: Callable[..., Any], make_tenant: Callable[..., Any]) -> Wor
     Membership.objects.create(user=bob, tenant=acme, role=Role.DEVELOPER)
     Membership.objects.create(user=vera, tenant=acme, role=Role.VIEWER)
     return World(acme=acme, globex=globex, alice=alice, bob=bob, vera=vera, oscar=oscar, admin=admin)
+
+
+@pytest.fixture
+def hello(world: World) -> Any:
+    """Function ``hello`` in acme: a hello-world draft, neither built nor deployed."""
+    from django_tenants.utils import schema_context
+
+    from functions.services.functions import function_create
+
+    with schema_context(world.acme.schema_name):
+        return function_create(name="hello")
 
 
 @pytest.fixture

@@ -4,12 +4,14 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField
+from core.names import name_validator
+from functions import config
 from functions.models import (
     Alias,
     Build,
     Deployment,
     Environment,
-    Executor,
     Function,
     Invocation,
     TargetKind,
@@ -17,15 +19,6 @@ from functions.models import (
     Version,
 )  # fmt: skip
 from functions.services.triggers import METHODS
-
-
-class StrictCharField(serializers.CharField):
-    """A string, and only a string: 5 or true is a type error, not "5"."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
 
 
 class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
@@ -51,26 +44,24 @@ class FunctionSerializer(serializers.ModelSerializer[Function]):
         read_only_fields = ["created_at", "updated_at", "last_deployment_state"]
 
 
-class FunctionCreateSerializer(serializers.Serializer[Any]):
-    name = StrictCharField(max_length=40)
+class FunctionSettingsSerializer(serializers.Serializer[Any]):
+    """The settings of functions/config.py, each optional."""
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return {**super().get_fields(), **config.serializer_fields()}
+
+
+class FunctionCreateSerializer(FunctionSettingsSerializer):
+    name = StrictCharField(max_length=40, validators=[name_validator])
     environment = serializers.SlugRelatedField(
         slug_field="name", queryset=Environment.objects.all(), required=False
     )
-    entrypoint = StrictCharField(max_length=200, required=False, allow_blank=True)
-    executor = serializers.ChoiceField(choices=Executor.choices, required=False)
-    min_scale = serializers.IntegerField(required=False, min_value=0)
-    max_scale = serializers.IntegerField(required=False, min_value=1)
-    target_cpu = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    concurrency = serializers.IntegerField(required=False, min_value=1)
-    requests_per_pod = serializers.IntegerField(required=False, min_value=1)
-    timeout_s = serializers.IntegerField(required=False, min_value=1)
-    idle_timeout_s = serializers.IntegerField(required=False, min_value=1)
-    memory_mb = serializers.IntegerField(required=False, allow_null=True, min_value=64)
-    cpu_millis = serializers.IntegerField(required=False, allow_null=True, min_value=10)
 
 
-class FunctionUpdateSerializer(FunctionCreateSerializer):
-    name = None  # type: ignore[assignment]
+class FunctionUpdateSerializer(FunctionSettingsSerializer):
+    environment = serializers.SlugRelatedField(
+        slug_field="name", queryset=Environment.objects.all(), required=False
+    )
 
 
 class CodeSerializer(serializers.Serializer[Any]):
@@ -99,6 +90,11 @@ class BuildDetailSerializer(BuildSerializer):
 
 class VersionSerializer(serializers.ModelSerializer[Version]):
     sha256 = serializers.CharField(source="build.sha256", read_only=True)
+    config = serializers.JSONField(
+        source="settings",
+        read_only=True,
+        help_text="As frozen, with today's defaults for settings added since",
+    )
 
     class Meta:
         model = Version
@@ -174,3 +170,15 @@ class InvocationSerializer(serializers.ModelSerializer[Invocation]):
             "response_body", "duration_ms", "request_id", "logs", "error", "invoked_by", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class QuotaItemSerializer(serializers.Serializer[Any]):
+    quota = serializers.CharField(help_text="The quota's field name, as in error details.")
+    used = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    unit = serializers.ChoiceField(choices=["count", "bytes", "millicores"])
+
+
+class QuotaUsageSerializer(serializers.Serializer[Any]):
+    suspended = serializers.BooleanField()
+    items = QuotaItemSerializer(many=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -18,14 +17,14 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from functions import selectors
+from core.api.schema import ERRORS
+from core.api.views import valid_data
+from functions import quotas, selectors
 from functions.api import serializers as s
 from functions.models import Alias, Build, Deployment, Environment, Function, Invocation, Trigger, Version
 from functions.services import builds as build_services
-from functions.services import deployments, functions, invocations, versions
-from functions.services import triggers as trigger_services
-from portal.api.schema import ERRORS
-from portal.api.views import TenantViewSet, valid_data
+from functions.services import changes, deployments, functions, invocations, versions
+from tenants.api.base import TenantViewSet
 
 
 def _username(request: Request) -> str:
@@ -45,7 +44,6 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
     @extend_schema(summary="Change an environment", request=s.EnvironmentSerializer,
                    responses={200: s.EnvironmentSerializer, **ERRORS})  # fmt: skip
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def partial_update(self, request: Request, name: str) -> Response:
         serializer = s.EnvironmentSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -73,12 +71,12 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
 
     @extend_schema(summary="Change a function's settings (redeploys)", request=s.FunctionUpdateSerializer,
                    responses={200: s.FunctionSerializer, **ERRORS})  # fmt: skip
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def partial_update(self, request: Request, name: str) -> Response:
-        function = functions.function_update(
-            function=self.get_object(), **valid_data(s.FunctionUpdateSerializer, request)
+        function = changes.function_update_and_deploy(
+            function=self.get_object(),
+            user=_username(request),
+            **valid_data(s.FunctionUpdateSerializer, request),
         )
-        deployments.deployment_create(function=function, cause="settings changed", user=_username(request))
         return Response(s.FunctionSerializer(function).data)
 
     @extend_schema(
@@ -197,20 +195,14 @@ class AliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChi
 
     @extend_schema(summary="Create or change an alias (redeploys)", request=s.AliasWriteSerializer,
                    responses={200: s.AliasSerializer, **ERRORS})  # fmt: skip
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def create(self, request: Request, function_name: str) -> Response:
-        alias = versions.alias_set(function=self.function, **valid_data(s.AliasWriteSerializer, request))
-        deployments.deployment_create(function=self.function, cause=f"alias {alias.name} changed",
-                                      user=_username(request))  # fmt: skip
+        data = valid_data(s.AliasWriteSerializer, request)
+        alias = changes.alias_set_and_deploy(function=self.function, user=_username(request), **data)
         return Response(s.AliasSerializer(alias).data)
 
     @extend_schema(summary="Delete an alias (redeploys)", responses={204: None, **ERRORS})
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def destroy(self, request: Request, function_name: str, name: str) -> Response:
-        versions.alias_delete(alias=self.get_object())
-        deployments.deployment_create(
-            function=self.function, cause=f"alias {name} deleted", user=_username(request)
-        )
+        changes.alias_delete_and_deploy(alias=self.get_object(), user=_username(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -228,22 +220,14 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
 
     @extend_schema(summary="Create an HTTP trigger (redeploys)", request=s.TriggerWriteSerializer,
                    responses={201: s.TriggerSerializer, **ERRORS})  # fmt: skip
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def create(self, request: Request, function_name: str) -> Response:
-        trigger = trigger_services.trigger_save(
-            function=self.function, **valid_data(s.TriggerWriteSerializer, request)
-        )
-        deployments.deployment_create(function=self.function, cause=f"trigger {trigger.name} added",
-                                      user=_username(request))  # fmt: skip
+        data = valid_data(s.TriggerWriteSerializer, request)
+        trigger = changes.trigger_save_and_deploy(function=self.function, user=_username(request), **data)
         return Response(s.TriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Delete an HTTP trigger (redeploys)", responses={204: None, **ERRORS})
-    @transaction.atomic  # a refused change (quota) leaves nothing behind
     def destroy(self, request: Request, function_name: str, name: str) -> Response:
-        trigger_services.trigger_delete(trigger=self.get_object())
-        deployments.deployment_create(
-            function=self.function, cause=f"trigger {name} deleted", user=_username(request)
-        )
+        changes.trigger_delete_and_deploy(trigger=self.get_object(), user=_username(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -283,3 +267,13 @@ class InvocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Functi
             if self.schema_only
             else selectors.invocation_list(function=self.function)
         )
+
+
+class QuotaViewSet(TenantViewSet):
+    @extend_schema(
+        summary="The tenant's quota and what it uses of it",
+        responses={200: s.QuotaUsageSerializer, **ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        body = {"suspended": self.tenant.suspended, "items": quotas.usage()}
+        return Response(s.QuotaUsageSerializer(body).data)

@@ -1,95 +1,18 @@
-"""Builds: the draft, checked, with requirements installed, zipped and stored with its sha256."""
+"""The request side of builds: record one and queue it (the worker side is build_runs.py)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.utils import timezone
 
-from functions import builder
-from functions.build_sandbox import BuildSandbox, SandboxUnavailable
-from functions.models import Build, BuildState, Draft, Function
-from portal import notifier
-
-
-def build_current(*, function: Function) -> Build | None:
-    """The succeeded build of the draft as it is now, if there is one."""
-    revision = Draft.objects.values_list("revision", flat=True).get(function=function)
-    return (
-        Build.objects.filter(function=function, draft_revision=revision, state=BuildState.SUCCEEDED)
-        .order_by("-created_at")
-        .first()
-    )
+from functions import tasks
+from functions.models import Build, Function
+from functions.runs.builds import build_new
 
 
 @transaction.atomic
-def build_create(*, function: Function, enqueue: bool = True) -> Build:
-    revision = Draft.objects.values_list("revision", flat=True).get(function=function)
-    build = Build.objects.create(function=function, draft_revision=revision)
-    if enqueue:
-        from functions import tasks
-
-        schema = connection.schema_name  # type: ignore[attr-defined]
-        transaction.on_commit(lambda: tasks.build_task.delay(schema, build.pk))
-    return build
-
-
-def _push(build: Build, kind: str, **data: object) -> None:
+def build_create(*, function: Function) -> Build:
+    """A queued build of the draft as it is now; a task runs it after commit."""
+    build = build_new(function=function)
     schema = connection.schema_name  # type: ignore[attr-defined]
-    # To the function's group: its page streams the build log and the deployment together.
-    event = notifier.TenantEvent(kind=kind, data={"build": build.pk, **data})
-    notifier.push(f"{schema}.functions.{build.function_id}", event)
-
-
-def build_run(*, build_id: int) -> Build | None:
-    """Run a queued build. Idempotent by an atomic claim (queued -> running); a build left
-    running by a killed worker is claimed again only by ``build_resume``. None if gone."""
-    claimed = Build.objects.filter(pk=build_id, state=BuildState.QUEUED).update(
-        state=BuildState.RUNNING, started_at=timezone.now()
-    )
-    build = Build.objects.select_related("function").filter(pk=build_id).first()
-    if build is None or not claimed:
-        return build
-    draft = Draft.objects.get(function=build.function)
-    if draft.revision != build.draft_revision:
-        return _finish(build, BuildState.FAILED, "the draft changed before the build started", "")
-    source = builder.SourceSpec(
-        files=dict(draft.files) or None, archive=bytes(draft.archive) if draft.archive else None
-    )
-    lines: list[str] = []
-
-    def on_log(line: str) -> None:
-        lines.append(line)
-        _push(build, "build.log", line=line)
-
-    try:
-        sandbox = BuildSandbox(settings.BUILD_UID) if settings.BUILD_SANDBOX else None
-    except SandboxUnavailable as exc:
-        return _finish(build, BuildState.FAILED, f"builds cannot be sandboxed on this machine: {exc}", "")
-    with tempfile.TemporaryDirectory(prefix="build-") as workdir:
-        try:
-            result = builder.build(
-                source, workdir=Path(workdir), sandbox=sandbox, timeout_s=settings.BUILD_TIMEOUT_S,
-                on_log=on_log,
-            )  # fmt: skip
-        except builder.BuildFailed as exc:
-            return _finish(build, BuildState.FAILED, exc.reason, exc.log)
-    build.archive.save(f"{result.sha256}.zip", ContentFile(result.archive), save=False)
-    build.sha256, build.size = result.sha256, result.size
-    return _finish(build, BuildState.SUCCEEDED, "", result.log)
-
-
-def _finish(build: Build, state: str, reason: str, log: str) -> Build:
-    build.state, build.reason, build.log, build.finished_at = (
-        state,
-        reason[:2000],
-        log[-200_000:],
-        timezone.now(),
-    )
-    build.save()
-    _push(build, "build.state", state=state, reason=build.reason)
+    transaction.on_commit(lambda: tasks.build_task.delay(schema, build.pk))
     return build

@@ -6,12 +6,12 @@ from typing import Any
 
 from django.db import transaction
 
+from core.errors import Conflict, ValidationFailed
+from functions import config, quotas
 from functions.archives import ArchiveLimits, inspect_zip, python_module_name, read_member
 from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
-from functions.services import quotas
 from functions.services.common import full_clean
-from portal.errors import Conflict, ValidationFailed
 
 DEFAULT_ENVIRONMENT = "python"
 HELLO = '''from flask import request
@@ -22,10 +22,6 @@ def main():
     name = request.args.get("name", "world")
     return {"hello": name}
 '''
-FUNCTION_FIELDS = (
-    "entrypoint", "executor", "min_scale", "max_scale", "target_cpu", "concurrency",
-    "requests_per_pod", "timeout_s", "idle_timeout_s", "memory_mb", "cpu_millis",
-)  # fmt: skip
 MAX_DRAFT_FILE_BYTES = 512 * 1024
 MAX_DRAFT_FILES = 50
 
@@ -47,12 +43,12 @@ def environment_update(*, environment: Environment, **fields: Any) -> Environmen
 
 
 @transaction.atomic
-def function_create(*, name: str, environment: Environment | None = None, **config: Any) -> Function:
+def function_create(*, name: str, environment: Environment | None = None, **settings: Any) -> Function:
     """A function with a hello-world draft; not deployed until asked."""
     if Function.objects.filter(name=name).exists():
         raise Conflict("A function with this name exists.", detail={"name": ["Already taken."]})
     function = Function(name=name, environment=environment or environment_ensure_default())
-    _apply_config(function, config)
+    _apply_config(function, settings)
     full_clean(function)
     function.save()
     quotas.enforce_function_count()
@@ -61,23 +57,23 @@ def function_create(*, name: str, environment: Environment | None = None, **conf
 
 
 @transaction.atomic
-def function_update(*, function: Function, **config: Any) -> Function:
+def function_update(*, function: Function, **settings: Any) -> Function:
     """Change settings; the draft picks them up at the next deployment, versions never do."""
-    if "environment" in config:
-        function.environment = config.pop("environment")
-    _apply_config(function, config)
+    if "environment" in settings:
+        function.environment = settings.pop("environment")
+    _apply_config(function, settings)
     full_clean(function)
     function.save()
     return function
 
 
-def _apply_config(function: Function, config: dict[str, Any]) -> None:
-    unknown = set(config) - set(FUNCTION_FIELDS)
+def _apply_config(function: Function, values: dict[str, Any]) -> None:
+    unknown = set(values) - set(config.NAMES)
     if unknown:
         raise ValidationFailed(
             "Unknown fields.", detail={name: ["Unknown field."] for name in sorted(unknown)}
         )
-    for name, value in config.items():
+    for name, value in values.items():
         setattr(function, name, value)
 
 

@@ -6,14 +6,11 @@ import time
 import uuid
 from dataclasses import asdict
 
-from django.conf import settings
-
-from functions import manifests
-from functions.backends import get_backend
-from functions.backends.base import Backend, BackendError, LogRecord
+from core.errors import ValidationFailed
+from dataplane.backends import get_backend
+from dataplane.backends.base import Backend, BackendError, LogRecord
 from functions.models import Function, Invocation
-from functions.services.common import current_tenant
-from portal.errors import ValidationFailed
+from tenants.selectors import current_tenant
 
 MAX_BODY_CHARS = 64 * 1024
 LOG_SETTLE_S = 1.0  # log records travel worker -> runtime -> Redis; wait this long at most
@@ -47,18 +44,19 @@ def invocation_create(
         invocation.status, invocation.duration_ms = result.status, round(result.duration_ms, 2)
         invocation.response_headers = {k: v for k, v in result.headers.items() if k.lower() != "set-cookie"}
         invocation.response_body = result.body.decode(errors="replace")[:MAX_BODY_CHARS]
-        records = _logs_of(backend, tenant.slug, request_id, function.name, called_at)
+        records = _logs_of(backend, tenant.namespace, request_id, function.name, called_at)
         invocation.logs = [asdict(r) for r in records]
     invocation.save()
     return invocation
 
 
-def _logs_of(backend: Backend, slug: str, request_id: str, function: str, since: float) -> list[LogRecord]:
+def _logs_of(
+    backend: Backend, namespace: str, request_id: str, function: str, since: float
+) -> list[LogRecord]:
     """The request's log records, once no new one arrived for a moment (bounded wait).
 
     The local runtime knows which request wrote a line; Kubernetes does not, so there the
     function's lines since the call are what the caller gets."""
-    namespace = manifests.namespace_for(slug, settings.TENANT_NAMESPACE_PREFIX)
     started = time.monotonic()
     seen, records = -1, []
     while time.monotonic() - started < LOG_SETTLE_S:

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.db import transaction
 
+from core.errors import ValidationFailed
 from functions.models import Alias, Function, TargetKind, Trigger
 from functions.services.common import full_clean
 from functions.services.versions import version_get
-from portal.errors import ValidationFailed
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*$")

@@ -7,11 +7,12 @@ from dataclasses import asdict
 from django.db import transaction
 from django.db.models import Max
 
+from core.errors import Conflict, NotFound, ValidationFailed
+from functions import config
 from functions.models import Alias, Function, Version
-from functions.services.builds import build_current
+from functions.selectors import build_current
 from functions.services.common import full_clean
-from functions.services.specs import function_spec
-from portal.errors import Conflict, NotFound, ValidationFailed
+from functions.specs import function_spec
 
 
 @transaction.atomic
@@ -27,9 +28,9 @@ def version_publish(*, function: Function, description: str = "", user: str = ""
             "Build or deploy the current draft first: it has no successful build.", code="not_built"
         )
     number = (Version.objects.filter(function=function).aggregate(n=Max("number"))["n"] or 0) + 1
-    config = asdict(function_spec(function))
+    frozen = config.frozen(asdict(function_spec(function)))
     return Version.objects.create(
-        function=function, number=number, build=build, config=config, description=description, created_by=user
+        function=function, number=number, build=build, config=frozen, description=description, created_by=user
     )
 
 

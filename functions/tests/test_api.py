@@ -14,6 +14,7 @@ from functions.models import Build, BuildState, Deployment, Draft, Function, Inv
 from functions.services import functions as function_services
 from functions.services import versions
 from testsupport.fixtures import error_of
+from testsupport.matrix import assert_access
 
 pytestmark = pytest.mark.django_db
 API = "/t/{t}/api/v1/functions"
@@ -109,31 +110,16 @@ def _url(tenant: str, path: str) -> str:
     return API.format(t=tenant) + path
 
 
-def _call(client: Any, method: str, url: str, body: Any, fmt: str) -> Any:
-    if callable(body):  # a fresh upload for every call
-        body = body()
-    if body is None:
-        return getattr(client, method)(url)
-    return getattr(client, method)(url, body, format=fmt)
-
-
 @pytest.mark.parametrize(("method", "path", "body", "fmt", "allowed", "ok", "refused"), ENDPOINTS)
 def test_endpoint_matrix(
     world, api, fn, django_capture_on_commit_callbacks, no_prometheus, method, path, body, fmt, allowed, ok,
     refused,
 ):  # fmt: skip
     path = path.format(**_ids(world))
-    url = _url("acme", path)
-    assert _call(api(), method, url, body, fmt).status_code == 401
-    outsider = _call(api(world.oscar), method, url, body, fmt)
-    assert outsider.status_code == 404
-    assert outsider.json() == _call(api(world.oscar), method, _url("nosuch", path), body, fmt).json()
-    for persona, status in refused.items():
-        response = _call(api(getattr(world, persona)), method, url, body, fmt)
-        assert response.status_code == status, (persona, response.content)
-    with django_capture_on_commit_callbacks(execute=False):
-        response = _call(api(getattr(world, allowed)), method, url, body, fmt)
-    assert response.status_code == ok, response.content
+    assert_access(
+        world, api, lambda tenant: _url(tenant, path), method, body, fmt=fmt, allowed=allowed, ok=ok,
+        refused=refused, while_allowed=lambda: django_capture_on_commit_callbacks(execute=False),
+    )  # fmt: skip
 
 
 def test_other_tenants_functions_do_not_exist_here(world, api, fn):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ValidationFailed
 from functions import archives
 from functions.archives import ArchiveLimits, ZipEntry, inspect_zip, make_zip, safe_extract, sha256
-from portal.errors import ValidationFailed
 
 Member = tuple[str | zipfile.ZipInfo, bytes]
 

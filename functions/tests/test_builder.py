@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import ValidationFailed
 from functions import builder
 from functions.archives import sha256
 from functions.build_sandbox import BuildSandbox
 from functions.builder import BuildFailed, BuildResult, SourceSpec, check_requirements
-from portal.errors import ValidationFailed
 from testsupport.hostile import redis_address
 from testsupport.processes import processes_of
 

@@ -7,8 +7,8 @@ from asgiref.sync import sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
 from django_tenants.utils import schema_context
 
+from core import notifier
 from functions.services import functions as function_services
-from portal import notifier
 from portal.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,25 +9,20 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from functions.backends.base import PermanentError
+from dataplane.backends.base import PermanentError
 from functions.models import Deployment, DeploymentState, Draft
+from functions.runs import deployments as deployment_runs
 from functions.services import deployments
 from functions.services import functions as function_services
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def hello(world: Any) -> Any:
-    with schema_context(world.acme.schema_name):
-        return function_services.function_create(name="hello")
-
-
 def test_a_finished_deployment_is_not_run_again(world, hello, django_capture_on_commit_callbacks):
     with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
         deployment = deployments.deployment_create(function=hello, cause="test")
         Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.LIVE)
-        again = deployments.deployment_run(deployment_id=deployment.pk)
+        again = deployment_runs.deployment_run(deployment_id=deployment.pk)
         assert again is not None
         assert again.state == DeploymentState.LIVE
         assert again.attempts == 0  # nothing was attempted
@@ -43,7 +38,7 @@ def test_a_failing_build_fails_the_deployment_with_its_reason(
         files = {"main.py": "x = 1\n", "requirements.txt": "-e git+https://example.invalid/x\n"}
         Draft.objects.filter(function=hello).update(files=files)
         deployment = deployments.deployment_create(function=hello, cause="test")
-        result = deployments.deployment_run(deployment_id=deployment.pk)
+        result = deployment_runs.deployment_run(deployment_id=deployment.pk)
     assert result is not None
     assert result.state == DeploymentState.FAILED
     assert "build failed" in result.reason
@@ -53,7 +48,7 @@ def test_a_failing_build_fails_the_deployment_with_its_reason(
 def test_a_permanent_backend_error_fails_with_a_clear_message(
     world, hello, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from functions.backends import local
+    from dataplane.backends import local
 
     def refuse(self: Any, objects: Any) -> None:
         raise PermanentError("Function hello-draft: spec.InvokeStrategy is required")
@@ -61,7 +56,7 @@ def test_a_permanent_backend_error_fails_with_a_clear_message(
     monkeypatch.setattr(local.LocalBackend, "apply", refuse)
     with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
         deployment = deployments.deployment_create(function=hello, cause="test")
-        result = deployments.deployment_run(deployment_id=deployment.pk)
+        result = deployment_runs.deployment_run(deployment_id=deployment.pk)
     assert result is not None
     assert result.state == DeploymentState.FAILED
     assert result.reason == "Function hello-draft: spec.InvokeStrategy is required"

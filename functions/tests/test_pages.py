@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django_tenants.utils import schema_context
 
 from functions.models import Deployment, Function, Trigger
-from functions.services import functions as function_services
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hello(world: Any) -> Function:
-    with schema_context(world.acme.schema_name):
-        return function_services.function_create(name="hello")
 
 
 def test_members_see_the_pages(world, client, hello):

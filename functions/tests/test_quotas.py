@@ -11,6 +11,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from functions.models import Build, BuildState, Deployment, DeploymentState, Draft, Function, Trigger
+from functions.runs import deployments as deployment_runs
 from functions.services import deployments
 from functions.services import functions as function_services
 from tenants.models import Tenant
@@ -143,7 +144,7 @@ def test_an_archive_over_the_package_size_fails_the_deployment_before_applying(
         noise = {"main.py": f"# {secrets.token_hex(2048)}\n"}  # does not compress below 1 KiB
         function_services.draft_update_files(function=hello, files=noise)
         deployment = deployments.deployment_create(function=hello, cause="test")
-        result = deployments.deployment_run(deployment_id=deployment.pk)
+        result = deployment_runs.deployment_run(deployment_id=deployment.pk)
 
     assert result is not None
     assert result.state == DeploymentState.FAILED

@@ -6,10 +6,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.names import NAME_RE, VERSION_RE
+from metrics.logs import STREAMS, filter_errors
 from metrics.selectors import Breakdown, TimeRange
 
-VERSION = r"^(draft|v[1-9][0-9]{0,5})$"
-NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 RANGE_HELP = "The window: " + ", ".join(r.value for r in TimeRange)
 
 
@@ -20,8 +20,10 @@ class RangeQuery(serializers.Serializer[dict[str, Any]]):
 
 
 class ScopeQuery(RangeQuery):
-    version = serializers.RegexField(VERSION, required=False, help_text="`v3`, or `draft`")
-    alias = serializers.RegexField(NAME, required=False, help_text="An alias: the calls its triggers served")
+    version = serializers.RegexField(VERSION_RE, required=False, help_text="`v3`, or `draft`")
+    alias = serializers.RegexField(
+        NAME_RE, required=False, help_text="An alias: the calls its triggers served"
+    )
     path = serializers.CharField(
         max_length=200, required=False, help_text="One of the function's trigger paths"
     )
@@ -92,14 +94,11 @@ class TenantOverviewSerializer(serializers.Serializer[Any]):
     top_by_errors = RowSerializer(many=True)
 
 
-FUNCTION = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"  # functions.models.Function.name: at most 40
-
-
 class LogsQuery(serializers.Serializer[dict[str, Any]]):
-    function = serializers.RegexField(FUNCTION, required=False)
-    version = serializers.RegexField(VERSION, required=False, help_text="`v3` or `draft`; needs function")
+    function = serializers.RegexField(NAME_RE, required=False)
+    version = serializers.RegexField(VERSION_RE, required=False, help_text="`v3` or `draft`; needs function")
     request_id = serializers.CharField(max_length=128, required=False)
-    stream = serializers.ChoiceField(choices=("stdout", "stderr"), required=False)
+    stream = serializers.ChoiceField(choices=STREAMS, required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     q = serializers.CharField(max_length=200, required=False, help_text="Text the line contains (any case)")
@@ -109,10 +108,9 @@ class LogsQuery(serializers.Serializer[dict[str, Any]]):
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "version" in attrs and "function" not in attrs:
-            raise serializers.ValidationError({"version": ["A version belongs to a function: name it."]})
-        if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": ["until must be after since."]})
+        errors = filter_errors(**{k: attrs.get(k) for k in ("function", "version", "since", "until")})
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 

@@ -12,11 +12,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.schema import ERRORS, error_responses
 from functions.models import Function
 from metrics import logs, selectors
 from metrics.api import serializers as s
-from portal.api.schema import ERRORS, error_responses
-from portal.api.views import TenantViewSet
+from tenants.api.base import TenantViewSet
 
 READ_ERRORS = {**ERRORS, **error_responses(503)}
 

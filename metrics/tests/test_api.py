@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django_tenants.utils import schema_context
 
+from runtime.logs import stream_name
 from testsupport.fixtures import error_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_prometheus")]
 LOGS = "/t/acme/api/v1/logs/"
 
 
@@ -25,7 +25,7 @@ def _append(namespace: str, records: list[dict[str, str]]) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     for record in records:
         entry_id = f"{int(float(record['time']) * 1000) + 3}-0"  # appended 3 ms after the print
-        client.xadd(f"runtime:logs:{namespace}", record, id=entry_id)  # type: ignore[arg-type]
+        client.xadd(stream_name(namespace), record, id=entry_id)  # type: ignore[arg-type]
     client.close()
 
 
@@ -38,7 +38,7 @@ def _line(
 
 @pytest.fixture
 def acme_logs(world: Any) -> float:
-    redis.Redis.from_url(settings.REDIS_URL).delete("runtime:logs:faas-acme", "runtime:logs:faas-globex")
+    redis.Redis.from_url(settings.REDIS_URL).delete(stream_name("faas-acme"), stream_name("faas-globex"))
     now = time.time()  # after the tenants were created: nothing older is theirs
     _append("faas-acme", [
         _line("hello-v1", "starting up", at=now + 0.01, request="a"),
@@ -126,13 +126,13 @@ def test_bad_log_queries_are_400_naming_the_field(
 def test_a_deleted_tenants_lines_never_reach_the_tenant_that_reuses_its_slug(
     api: Any, world: Any, make_tenant: Any
 ) -> None:
-    from tenants import services
+    from tenants import provisioning, services
 
     old = time.time()
     _append("faas-globex", [_line("hello-v1", "the old globex's line", at=old)])
     services.tenant_delete_request(tenant=world.globex, confirm="globex")
-    services.tenant_delete(tenant_id=world.globex.pk)
-    assert not redis.Redis.from_url(settings.REDIS_URL).exists("runtime:logs:faas-globex")  # dropped
+    provisioning.tenant_delete(tenant_id=world.globex.pk)
+    assert not redis.Redis.from_url(settings.REDIS_URL).exists(stream_name("faas-globex"))  # dropped
     _append("faas-globex", [_line("hello-v1", "written before the new tenant existed", at=time.time())])
     make_tenant("globex", admin=world.oscar)
     assert _messages(api(world.oscar).get("/t/globex/api/v1/logs/")) == []
@@ -152,14 +152,6 @@ def test_logs_without_redis_are_503(api: Any, world: Any, settings: Any) -> None
 
 
 # --- metrics without Prometheus ------------------------------------------------------------------
-
-
-@pytest.fixture
-def hello(world: Any, no_prometheus: str) -> None:
-    from functions.services.functions import function_create
-
-    with schema_context(world.acme.schema_name):
-        function_create(name="hello")
 
 
 @pytest.mark.parametrize(

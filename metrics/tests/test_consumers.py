@@ -15,6 +15,7 @@ from django.conf import settings
 from django_tenants.utils import schema_context
 
 from portal.asgi import application
+from runtime.logs import stream_name
 from tenants import services as tenant_services
 from tenants.models import ApiToken
 
@@ -50,7 +51,7 @@ def _print(namespace: str, function: str, message: str, *, stream: str = "stdout
     client = redis.Redis.from_url(settings.REDIS_URL)
     fields = {"time": f"{time.time():.6f}", "namespace": namespace, "function": function,
               "request_id": "req-7", "stream": stream, "message": message}  # fmt: skip
-    client.xadd(f"runtime:logs:{namespace}", fields)  # type: ignore[arg-type]
+    client.xadd(stream_name(namespace), fields)  # type: ignore[arg-type]
     client.close()
 
 

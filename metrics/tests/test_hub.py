@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.backends.base import LogRecord
+from dataplane.backends.base import LogRecord
 from metrics.hub import Hub, LogFilter, MetricsTopic
 
 pytestmark = pytest.mark.django_db

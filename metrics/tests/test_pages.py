@@ -9,17 +9,10 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django_tenants.utils import schema_context
 
-from functions.services import functions as function_services
+from runtime.logs import stream_name
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hello(world: Any, no_prometheus: str) -> None:
-    with schema_context(world.acme.schema_name):
-        function_services.function_create(name="hello")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_prometheus")]
 
 
 def test_without_prometheus_the_metrics_page_says_so(world: Any, client: Any, hello: None) -> None:
@@ -55,12 +48,12 @@ def _print(namespace: str, function: str, message: str) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     fields = {"time": f"{time.time():.6f}", "namespace": namespace, "function": function,
               "request_id": "req-9", "stream": "stdout", "message": message}  # fmt: skip
-    client.xadd(f"runtime:logs:{namespace}", fields)  # type: ignore[arg-type]
+    client.xadd(stream_name(namespace), fields)  # type: ignore[arg-type]
     client.close()
 
 
 def test_the_logs_page_searches_and_offers_the_live_tail(world: Any, client: Any, hello: None) -> None:
-    redis.Redis.from_url(settings.REDIS_URL).delete("runtime:logs:faas-acme")
+    redis.Redis.from_url(settings.REDIS_URL).delete(stream_name("faas-acme"))
     _print("faas-acme", "hello-v1", "<script>alert(1)</script> printed")
     _print("faas-acme", "other-v1", "not this one")
     _print("faas-globex", "hello-v1", "globex's line")

@@ -51,7 +51,7 @@ def test_database_outage_is_503_not_500(world, monkeypatch):
     from django.db import OperationalError
     from django.test import Client
 
-    from portal import auth
+    from tenants import auth
 
     def down(*args, **kwargs):
         raise OperationalError("connection refused")

@@ -1,4 +1,4 @@
-"""Builders of the core/v1 quota objects the portal sends (as in tenants/manifests.py), and helpers
+"""Builders of the core/v1 quota objects the portal sends (as in dataplane/namespaces.py), and helpers
 to drive the runtime's /api/v1 routes and read its gauges."""
 
 from __future__ import annotations

@@ -262,7 +262,7 @@ def test_egress_follows_the_namespace_network_policy(tenants: Tenants, outside_h
 
 
 def internet_egress(namespace: str) -> dict[str, object]:
-    """The portal's internet egress policy (tenants/manifests.py): the public internet only."""
+    """The portal's internet egress policy (dataplane/namespaces.py): the public internet only."""
     block = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                                                "169.254.0.0/16", "100.64.0.0/10"]}  # fmt: skip
     return {

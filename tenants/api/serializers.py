@@ -48,18 +48,6 @@ class TenantUpdateSerializer(serializers.Serializer[Any]):
     )
 
 
-class QuotaItemSerializer(serializers.Serializer[Any]):
-    quota = serializers.CharField(help_text="The quota's field name, as in error details.")
-    used = serializers.IntegerField()
-    limit = serializers.IntegerField()
-    unit = serializers.ChoiceField(choices=["count", "bytes", "millicores"])
-
-
-class QuotaUsageSerializer(serializers.Serializer[Any]):
-    suspended = serializers.BooleanField()
-    items = QuotaItemSerializer(many=True)
-
-
 class MembershipSerializer(serializers.ModelSerializer[Membership]):
     username = serializers.CharField(source="user.username", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)

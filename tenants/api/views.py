@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -9,14 +8,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.permissions import PlatformAdmin, PublicAuthenticated
-from portal.api.schema import ERRORS, error_responses
-from portal.api.views import TenantViewSet, valid_data
-from portal.errors import PermissionDenied
-from portal.models import User
+from core.api.schema import ERRORS, error_responses
+from core.api.views import valid_data
+from core.errors import PermissionDenied
+from core.users import User, is_platform_admin
 from tenants import selectors, services
 from tenants.access import member_role
 from tenants.api import serializers as s
+from tenants.api.base import TenantViewSet
+from tenants.api.permissions import PlatformAdmin, PublicAuthenticated
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.roles import Role, at_least
 
@@ -53,19 +53,9 @@ class PlatformTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         request=s.TenantUpdateSerializer,
         responses={200: s.TenantSerializer, **ERRORS},
     )
-    @transaction.atomic
     def partial_update(self, request: Request, slug: str) -> Response:
-        tenant = self.get_object()
         data = valid_data(s.TenantUpdateSerializer, request)
-        if "quota" in data or "internet_egress" in data:
-            tenant = services.tenant_set_quota(
-                tenant=tenant, quota=data.get("quota"), internet_egress=data.get("internet_egress")
-            )
-        if "name" in data:
-            Tenant.objects.filter(pk=tenant.pk).update(name=data["name"])
-            tenant.name = data["name"]
-        if "suspended" in data:
-            tenant = services.tenant_set_suspended(tenant=tenant, suspended=data["suspended"])
+        tenant = services.tenant_update(tenant=self.get_object(), **data)
         return Response(s.TenantSerializer(tenant).data)
 
     @extend_schema(
@@ -103,25 +93,13 @@ class MeView(APIView):
         body = {
             "username": user.username,
             "email": user.email,
-            "is_platform_admin": user.is_platform_admin,
+            "is_platform_admin": is_platform_admin(user),
             "tenants": tenants,
         }
         return Response(s.MeSerializer(body).data)
 
 
 # ------------------------------------------------------------ tenant API
-
-
-class QuotaViewSet(TenantViewSet):
-    @extend_schema(
-        summary="The tenant's quota and what it uses of it",
-        responses={200: s.QuotaUsageSerializer, **ERRORS},
-    )
-    def list(self, request: Request) -> Response:
-        from functions.services import quotas
-
-        body = {"suspended": self.tenant.suspended, "items": quotas.usage()}
-        return Response(s.QuotaUsageSerializer(body).data)
 
 
 class TenantMeViewSet(TenantViewSet):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tenants.models import ApiToken, Membership
+from testsupport.matrix import assert_access, call
 
 pytestmark = pytest.mark.django_db
 
@@ -51,31 +52,11 @@ ENDPOINTS = [
 ]
 
 
-def _call(client: Any, method: str, path: str, body: Any) -> Any:
-    return (
-        getattr(client, method)(path, body, format="json")
-        if body is not None
-        else getattr(client, method)(path)
-    )
-
-
 @pytest.mark.parametrize(("method", "path", "body", "allowed", "ok", "refused"), ENDPOINTS)
 def test_endpoint_matrix(world, api, method, path, body, allowed, ok, refused, no_prometheus):
     ids = _ids(world)
-    url = path.format(t="acme", **ids)
-    # requires authentication
-    assert _call(api(), method, url, body).status_code == 401
-    # hides other tenants: an outsider gets 404, as for a tenant that does not exist
-    outsider = _call(api(world.oscar), method, url, body)
-    assert outsider.status_code == 404
-    assert outsider.json() == _call(api(world.oscar), method, path.format(t="nosuch", **ids), body).json()
-    # requires the role
-    for persona, status in refused.items():
-        response = _call(api(getattr(world, persona)), method, url, body)
-        assert response.status_code == status, (persona, response.json())
-    # works
-    response = _call(api(getattr(world, allowed)), method, url, body)
-    assert response.status_code == ok, response.content
+    url_in = lambda tenant: path.format(t=tenant, **ids)  # noqa: E731
+    assert_access(world, api, url_in, method, body, allowed=allowed, ok=ok, refused=refused)
 
 
 def test_objects_of_another_tenant_are_invisible_by_id(world, api):
@@ -91,6 +72,6 @@ def test_objects_of_another_tenant_are_invisible_by_id(world, api):
         ("get", f"/t/acme/api/v1/tokens/{oscar_token}/", None),
         ("delete", f"/t/acme/api/v1/tokens/{oscar_token}/", None),
     ]:
-        assert _call(alice, method, path, body).status_code == 404, (method, path)
+        assert call(alice, method, path, body).status_code == 404, (method, path)
     assert Membership.objects.get(pk=oscar_member).role == "admin"
     assert ApiToken.objects.get(pk=oscar_token).revoked_at is None

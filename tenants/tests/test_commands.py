@@ -45,9 +45,9 @@ def test_bootstrap_is_idempotent(db, tmp_path, runtime_session, django_capture_o
         assert len(queued) == 1  # provisioning, queued again while it has not run
     demo = Tenant.objects.get(slug="demo")
     assert demo.state == "provisioning"  # the worker provisions it once the runtime is up
-    from tenants import services
+    from tenants import provisioning
 
-    services.tenant_provision(tenant_id=demo.pk)
+    provisioning.tenant_provision(tenant_id=demo.pk)
     demo.refresh_from_db()
     assert demo.state == "ready"
     assert Membership.objects.filter(tenant=demo, user__username="admin", role="admin").count() == 1

@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_exists
 
-from portal.errors import Conflict, ValidationFailed
-from tenants import services
+from core.errors import Conflict, ValidationFailed
+from tenants import provisioning, selectors, services
 from tenants.models import ApiToken, Membership, Tenant, TenantState
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def test_create_then_provision_makes_the_schema(make_user):
     assert tenant.state == TenantState.PROVISIONING
     assert not schema_exists("t_initech")
     assert Membership.objects.get(tenant=tenant, user=alice).role == "admin"
-    services.tenant_provision(tenant_id=tenant.pk)
+    provisioning.tenant_provision(tenant_id=tenant.pk)
     tenant.refresh_from_db()
     assert tenant.state == TenantState.READY
     assert "django_migrations" in _tables("t_initech")
@@ -33,18 +33,18 @@ def test_provision_is_idempotent_and_finishes_a_half_made_schema(db):
     tenant = services.tenant_create(slug="half", name="")
     with connection.cursor() as cursor:
         cursor.execute('CREATE SCHEMA "t_half"')  # as if a worker died right after this
-    services.tenant_provision(tenant_id=tenant.pk)
+    provisioning.tenant_provision(tenant_id=tenant.pk)
     tables = _tables("t_half")
-    services.tenant_provision(tenant_id=tenant.pk)  # already ready: nothing changes
+    provisioning.tenant_provision(tenant_id=tenant.pk)  # already ready: nothing changes
     tenant.refresh_from_db()
     assert tenant.state == TenantState.READY
     assert _tables("t_half") == tables
-    assert services.tenant_provision(tenant_id=999999) is None
+    assert provisioning.tenant_provision(tenant_id=999999) is None
 
 
 def test_mark_failed_then_retry(db, django_capture_on_commit_callbacks):
     tenant = services.tenant_create(slug="flaky", name="")
-    services.tenant_mark_failed(tenant_id=tenant.pk, reason="database unavailable")
+    provisioning.tenant_mark_failed(tenant_id=tenant.pk, reason="database unavailable")
     tenant.refresh_from_db()
     assert (tenant.state, tenant.state_reason) == (TenantState.FAILED, "database unavailable")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -61,12 +61,12 @@ def test_delete_drops_schema_and_rows(world, token_for, runtime_session):
     with pytest.raises(ValidationFailed):
         services.tenant_delete_request(tenant=world.acme, confirm="wrong")
     services.tenant_delete_request(tenant=world.acme, confirm="acme")
-    services.tenant_delete(tenant_id=world.acme.pk)
+    provisioning.tenant_delete(tenant_id=world.acme.pk)
     assert not schema_exists("t_acme")
     assert not Tenant.objects.filter(slug="acme").exists()
     assert not Membership.objects.filter(tenant_id=world.acme.pk).exists()
     assert not ApiToken.objects.filter(tenant_id=world.acme.pk).exists()
-    services.tenant_delete(tenant_id=world.acme.pk)  # idempotent
+    provisioning.tenant_delete(tenant_id=world.acme.pk)  # idempotent
     assert schema_exists("t_globex")
 
 
@@ -77,14 +77,14 @@ def test_delete_removes_the_tenants_objects_from_the_runtime(world, runtime_sess
     runtime_session.apply(httptrigger("faas-acme", "route", "/acme/route", function_name="f"))
     runtime_session.apply(environment("faas-globex", "python"))
     services.tenant_delete_request(tenant=world.acme, confirm="acme")
-    services.tenant_delete(tenant_id=world.acme.pk)
+    provisioning.tenant_delete(tenant_id=world.acme.pk)
     assert runtime_session.list("faas-acme", "httptriggers") == []
     assert runtime_session.list("faas-acme", "environments") == []
     assert [o["metadata"]["name"] for o in runtime_session.list("faas-globex", "environments")] == ["python"]
 
 
 def test_delete_of_a_tenant_not_marked_deleting_does_nothing(world):
-    services.tenant_delete(tenant_id=world.acme.pk)
+    provisioning.tenant_delete(tenant_id=world.acme.pk)
     assert schema_exists("t_acme")
 
 
@@ -94,6 +94,6 @@ def test_stuck_tenants_are_found(db):
     from django.utils import timezone
 
     tenant = services.tenant_create(slug="stuck", name="")
-    assert services.tenants_stuck(older_than=timedelta(minutes=2)) == []
+    assert selectors.tenants_stuck(older_than=timedelta(minutes=2)) == []
     Tenant.objects.filter(pk=tenant.pk).update(state_changed_at=timezone.now() - timedelta(minutes=5))
-    assert services.tenants_stuck(older_than=timedelta(minutes=2)) == [(tenant.pk, "provisioning")]
+    assert selectors.tenants_stuck(older_than=timedelta(minutes=2)) == [(tenant.pk, "provisioning")]

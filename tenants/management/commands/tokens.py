@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from portal.errors import DomainError
+from core.errors import DomainError
 from tenants import services
 from tenants.roles import Role
 from tenants.selectors import tenant_queryset

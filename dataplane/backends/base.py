@@ -1,0 +1,176 @@
+"""The data-plane interface: the same Fission objects go to the local runtime or a cluster.
+
+Errors are our own types, and every one is either a ``TransientError`` (callers retry it with
+backoff, a bounded number of times) or a ``PermanentError`` (a refused object, a missing
+permission: reported to the user at once). Nothing else leaves a backend on purpose.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dataplane.manifests import portal_function
+
+if TYPE_CHECKING:
+    from dataplane.namespaces import TenantQuota
+
+
+class BackendError(Exception):
+    """Base of the two kinds below; never raised itself."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TransientError(BackendError):
+    """Timeouts, 429, 5xx, connection refused: worth retrying."""
+
+
+class PermanentError(BackendError):
+    """The data plane refused the request (invalid object, forbidden): retrying won't help."""
+
+
+class NotFound(PermanentError):
+    """The object (or its namespace) is not there. Where a missing object is expected to come
+    (right after an apply), the backend raises TransientError instead."""
+
+
+class Conflict(TransientError):
+    """A concurrent change or a stale write (409): reading and writing again resolves it."""
+
+
+class InvalidCursor(PermanentError):
+    """A log cursor this backend did not hand out."""
+
+
+class Forbidden(PermanentError):
+    """The portal's own credentials may not do this (401/403): an operator must grant it."""
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    duration_ms: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line a function printed. ``function`` is the data plane's name: version N of portal
+    function ``f`` is ``f-vN``, its draft ``f-draft``. ``id`` orders records of one namespace."""
+
+    time: float
+    namespace: str
+    function: str
+    request_id: str
+    stream: str
+    message: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """What a log search selects; every field narrows it. ``function`` is a portal function,
+    ``fission_name`` one of its versions or its draft; ``text`` a case-insensitive substring;
+    ``cursor`` comes from the previous page and continues with older records."""
+
+    function: str | None = None
+    fission_name: str | None = None
+    request_id: str | None = None
+    stream: str | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+    def matches(self, record: LogRecord) -> bool:
+        return (
+            (self.function is None or portal_function_of(record.function) == self.function)
+            and (self.fission_name is None or record.function == self.fission_name)
+            and (not self.request_id or record.request_id == self.request_id)
+            and (not self.stream or record.stream == self.stream)
+            and (self.since is None or record.time >= self.since)
+            and (self.until is None or record.time < self.until)
+            and (not self.text or self.text.casefold() in record.message.casefold())
+        )
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Matching records, newest first, and the cursor of the next (older) page, if any."""
+
+    records: list[LogRecord]
+    cursor: str | None = None
+
+
+def portal_function_of(fission_name: str) -> str:
+    """``f`` for ``f-v3`` or ``f-draft``; the name itself for anything else."""
+    try:
+        return portal_function(fission_name)
+    except ValueError:
+        return fission_name
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        """Create or replace each object, in order. Idempotent."""
+
+    def delete(self, ref: ObjectRef) -> None:
+        """Delete one object; a missing object is not an error."""
+
+    def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
+        """Objects of ``kind`` in ``namespace`` carrying all of ``labels``."""
+
+    def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
+        """Create or update the tenant's namespace, quota and fences. Idempotent."""
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Remove everything of a tenant from the data plane. Idempotent."""
+
+    def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
+        """Return once the functions can serve; TransientError when not yet after timeout."""
+
+    def invoke(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+    ) -> InvokeResult:
+        """Call through the router like real traffic."""
+
+    def logs(
+        self,
+        namespace: str,
+        *,
+        request_id: str | None = None,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
+        """Recent log records of the namespace, of one request or one portal function if given,
+        written at or after ``since`` (epoch seconds)."""
+
+    def search_logs(self, namespace: str, query: LogQuery) -> LogPage:
+        """One page of the namespace's records matching ``query``, newest first.
+        TransientError when the log store cannot be read."""
+
+    def tail_logs(
+        self, namespace: str, stop: threading.Event, since: float | None = None
+    ) -> Iterator[list[LogRecord]]:
+        """Batches of records as the namespace's functions print them, from ``since`` (epoch
+        seconds; now by default) until ``stop`` is set; an empty batch now and then, so the caller
+        can stop. Rides out outages of the store."""

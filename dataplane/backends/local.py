@@ -1,0 +1,171 @@
+"""LocalBackend: the project's own runtime (``runtime/``), through its control API and router.
+
+# Reference: runtime/control.py (Kubernetes-style paths for fission.io/v1 objects).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from dataplane import namespaces as tenant_manifests
+from dataplane.backends import redis_logs
+from dataplane.backends.base import (
+    InvokeResult,
+    LogPage,
+    LogQuery,
+    LogRecord,
+    ObjectRef,
+    PermanentError,
+    TransientError,
+)
+from dataplane.backends.router import invoke_router
+from dataplane.namespaces import TenantQuota
+
+# In the order a namespace is built: its fences first, its routes last.
+PLURALS = {
+    "NetworkPolicy": "networkpolicies",
+    "ResourceQuota": "resourcequotas",
+    "LimitRange": "limitranges",
+    "Environment": "environments",
+    "Package": "packages",
+    "Function": "functions",
+    "HTTPTrigger": "httptriggers",
+}
+# Routes first, fences last: nothing is ever served half deleted or unfenced.
+DELETE_ORDER = tuple(reversed(PLURALS))
+# Served under the API group Kubernetes serves them under; the rest is fission.io/v1.
+GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "NetworkPolicy": "apis/networking.k8s.io/v1"}
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self, control_url: str | None = None, router_url: str | None = None, token: str | None = None
+    ):
+        self.control_url = (control_url or settings.RUNTIME_URL).rstrip("/")
+        self.router_url = (router_url or settings.RUNTIME_ROUTER_URL).rstrip("/")
+        self.token = token if token is not None else settings.RUNTIME_TOKEN
+
+    def _url(self, namespace: str, kind: str, name: str | None = None) -> str:
+        group = GROUPS.get(kind, "apis/fission.io/v1")
+        base = f"{self.control_url}/{group}/namespaces/{namespace}/{PLURALS[kind]}"
+        return f"{base}/{name}" if name else base
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            response = httpx.request(method, url, headers=headers, timeout=60, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the runtime is unreachable: {exc}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"the runtime answered {response.status_code}")
+        return response
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            response = self._request("PUT", self._url(namespace, obj["kind"], name), json=obj)
+            if response.status_code == 404:
+                response = self._request("POST", self._url(namespace, obj["kind"]), json=obj)
+                if response.status_code == 409:  # created meanwhile: replace it
+                    response = self._request("PUT", self._url(namespace, obj["kind"], name), json=obj)
+            if response.status_code >= 400:
+                raise PermanentError(_message(response, f"{obj['kind']} {name}"))
+
+    def delete(self, ref: ObjectRef) -> None:
+        response = self._request("DELETE", self._url(ref.namespace, ref.kind, ref.name))
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PermanentError(_message(response, f"{ref.kind} {ref.name}"))
+
+    def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
+        response = self._request("GET", self._url(namespace, kind))
+        if response.status_code >= 400:
+            raise PermanentError(_message(response, kind))
+        refs = []
+        for item in response.json()["items"]:
+            item_labels = item["metadata"].get("labels") or {}
+            if all(item_labels.get(k) == v for k, v in labels.items()):
+                refs.append(ObjectRef(kind, namespace, item["metadata"]["name"], item_labels))
+        return refs
+
+    def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
+        """The runtime takes the tenant's ResourceQuota and LimitRange (it bounds workers, memory
+        and concurrency by them) and its NetworkPolicies (its sandbox's egress follows them), and
+        drops the optional policies no longer wanted, as on Kubernetes. Idempotent."""
+        prefix = settings.TENANT_NAMESPACE_PREFIX
+        network = tenant_manifests.NetworkOptions(internet_egress=internet_egress)
+        policies = tenant_manifests.network_policy_manifests(slug, prefix=prefix, network=network)
+        self.apply([
+            tenant_manifests.resource_quota_manifest(slug, prefix=prefix, quota=quota),
+            tenant_manifests.limit_range_manifest(slug, prefix=prefix, quota=quota),
+            *policies,
+        ])  # fmt: skip
+        namespace = tenant_manifests.namespace_for(slug, prefix)
+        for name in tenant_manifests.stale_network_policies(policies):
+            self.delete(ObjectRef("NetworkPolicy", namespace, name))
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Remove every object of the namespace and its log stream (a deleted tenant's routes
+        and lines must not survive into a tenant that reuses the slug)."""
+        kinds = (
+            "HTTPTrigger",
+            "Function",
+            "Package",
+            "Environment",
+            "ResourceQuota",
+            "LimitRange",
+            "NetworkPolicy",
+        )
+        for kind in kinds:
+            for ref in self.list_objects(namespace, kind, {}):
+                self.delete(ref)
+        redis_logs.drop(namespace)
+
+    def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
+        """The runtime accepts a Function only once its package is fetched and verified, so
+        an object that reads back is ready to specialize. One that does not was deleted since
+        the apply (a concurrent change): TransientError, so the deployment applies again."""
+        for name in functions:
+            response = self._request("GET", self._url(namespace, "Function", name))
+            if response.status_code == 404:
+                raise TransientError(f"function {name} is not on the runtime after the apply")
+
+    def invoke(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+    ) -> InvokeResult:
+        return invoke_router(self.router_url, method, path, headers, body, timeout_s)
+
+    def logs(
+        self,
+        namespace: str,
+        *,
+        request_id: str | None = None,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
+        query = LogQuery(function=function, request_id=request_id, since=since, limit=limit)
+        return list(reversed(redis_logs.search(namespace, query).records))
+
+    def search_logs(self, namespace: str, query: LogQuery) -> LogPage:
+        return redis_logs.search(namespace, query)
+
+    def tail_logs(
+        self, namespace: str, stop: threading.Event, since: float | None = None
+    ) -> Iterator[list[LogRecord]]:
+        return redis_logs.tail(namespace, stop, since)
+
+
+def _message(response: httpx.Response, what: str) -> str:
+    try:
+        error = response.json()["error"]
+        field = (error.get("detail") or {}).get("field")
+        return f"{what}: {error['message']}" + (f" ({field})" if field else "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{what}: the runtime answered {response.status_code}"

@@ -1,0 +1,475 @@
+"""Fission objects (fission.io/v1) for a tenant, built as plain dicts by pure functions.
+
+No Django, no I/O: the services layer turns models into the frozen specs below and hands the
+resulting dicts to either backend (a real Fission cluster or ``runtime/``). Every builder returns
+an object that validates against ``shared/fission-crds`` (Fission v1.27.0) and parses with
+``runtime.objects.PARSERS``; inputs that would break FISSION.md section 1's rules raise
+``ValueError`` here, before anything reaches a data plane.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+API_VERSION = "fission.io/v1"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "faas-portal"
+TENANT_LABEL = "faas-portal/tenant"
+FUNCTION_LABEL = "faas-portal/function"
+
+# Set explicitly: an Environment created through the API without it gets 0 in Fission 1.27
+# (FISSION.md section 1), which kills workers mid-request; 30 s lets in-flight calls finish.
+TERMINATION_GRACE_PERIOD_S = 30
+SPECIALIZATION_TIMEOUT_S = 120
+BUILD_COMMAND = "build"  # the Python builder image has no /build, Fission's default
+# Methods both Fission's CRD enum and the local router accept.
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_RESERVED_PATHS = ("/router-healthz", "/readyz", "/_version", "/auth/login")
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FISSION_NAME = re.compile(r"(?P<function>.+)-(v\d+|draft)")
+_BAD_PATH_CHARS = re.compile(r"[\s?#\\]")
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A tenant's runtime: Fission Environment ``name`` (a DNS label)."""
+
+    name: str
+    image: str
+    builder_image: str | None
+    poolsize: int
+    memory_mb: int | None
+    cpu_millis: int | None
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function's configuration as frozen into a version (or the draft)."""
+
+    name: str
+    environment: str
+    entrypoint: str
+    executor: Literal["poolmgr", "newdeploy"]
+    min_scale: int
+    max_scale: int
+    target_cpu: int
+    concurrency: int
+    requests_per_pod: int
+    timeout_s: int
+    idle_timeout_s: int
+    memory_mb: int | None
+    cpu_millis: int | None
+
+
+@dataclass(frozen=True)
+class ArchiveRef:
+    """Where the portal serves a built package archive, and its sha256 (lowercase hex)."""
+
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """An HTTP route; ``path`` is relative to the tenant's ``/<slug>`` and ``target`` maps
+    Fission function names to weights that sum to 100."""
+
+    name: str
+    methods: tuple[str, ...]
+    path: str
+    is_prefix: bool
+    keep_prefix: bool
+    target: dict[str, int]
+
+
+# --- names and labels ---------------------------------------------------------------------------
+
+
+def dns_label(value: str, what: str = "name") -> str:
+    """Return ``value`` if it is a DNS-1123 label (lowercase, digits, '-', <= 63); else ValueError."""
+    if not _DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must be a DNS-1123 label (lowercase, digits, '-', <= 63)")
+    return value
+
+
+def fission_name(function: str, version: int | None) -> str:
+    """Fission name of version N (``f-vN``) or of the draft (``f-draft``).
+
+    Raises ValueError when the result is not a DNS-1123 label, e.g. a name too long for the suffix.
+    """
+    if version is not None and version < 0:
+        raise ValueError(f"version must be >= 0, got {version}")
+    suffix = "draft" if version is None else f"v{version}"
+    return dns_label(f"{function}-{suffix}", "Fission name")
+
+
+def portal_function(fission_function: str) -> str:
+    """Inverse of ``fission_name``: the portal function behind ``f-vN`` or ``f-draft``.
+
+    Raises ValueError for a name ``fission_name`` cannot have produced.
+    """
+    match = _FISSION_NAME.fullmatch(fission_function)
+    if match is None:
+        raise ValueError(f"{fission_function!r} is not a version or draft name")
+    return match.group("function")
+
+
+def labels(*, tenant: str | None, function: str | None = None) -> dict[str, str]:
+    """The labels every generated object carries; ``None`` values are left out.
+
+    Raises ValueError for a value Kubernetes would refuse (> 63 chars, or not [A-Za-z0-9._-]
+    with alphanumeric ends).
+    """
+    result = {MANAGED_BY_LABEL: MANAGED_BY}
+    for key, value in ((TENANT_LABEL, tenant), (FUNCTION_LABEL, function)):
+        if value is not None:
+            if not value or not _LABEL_VALUE.fullmatch(value):
+                raise ValueError(f"label {key}={value!r} is not a valid Kubernetes label value")
+            result[key] = value
+    return result
+
+
+def _metadata(namespace: str, name: str, object_labels: dict[str, str]) -> dict[str, Any]:
+    dns_label(namespace, "namespace")
+    return {"name": dns_label(name), "namespace": namespace, "labels": object_labels}
+
+
+def _object(kind: str, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
+
+
+def _ref(namespace: str, name: str) -> dict[str, str]:
+    # Every reference stays in the object's own namespace (FISSION.md section 6).
+    return {"namespace": namespace, "name": dns_label(name, "reference")}
+
+
+def _tenant(namespace: str, tenant: str | None) -> str:
+    # Without the slug, the namespace itself identifies the tenant (it is a valid label value).
+    return tenant if tenant is not None else namespace
+
+
+# --- resources -----------------------------------------------------------------------------------
+
+
+def _positive(value: int, what: str) -> int:
+    if value <= 0:
+        raise ValueError(f"{what} must be > 0, got {value}")
+    return value
+
+
+def resources(memory_mb: int | None, cpu_millis: int | None) -> dict[str, Any]:
+    """Kubernetes requests and limits (equal, so quota accounting is exact), e.g. ``128Mi``/``250m``;
+    ``{}`` when neither is set."""
+    amounts: dict[str, str] = {}
+    if memory_mb is not None:
+        amounts["memory"] = f"{_positive(memory_mb, 'memory_mb')}Mi"
+    if cpu_millis is not None:
+        amounts["cpu"] = f"{_positive(cpu_millis, 'cpu_millis')}m"
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+# --- Environment, Package, Function ----------------------------------------------------------------
+
+
+RUN_AS_USER = 10001  # any non-root uid: images that default to root still pass PSA ``restricted``
+
+
+def restricted_podspec(container: str) -> dict[str, Any]:
+    """What Pod Security ``restricted`` demands of a pod (tenant namespaces enforce it): non-root,
+    RuntimeDefault seccomp, and for the runtime container (Fission names it after the Environment
+    and merges this podspec into the pods it creates) no privilege escalation and no capabilities.
+    Fission's own ``fetcher`` container gets the same through its Helm values (docs/kubernetes.md)."""
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": container,
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+    }
+
+
+def environment_manifest(
+    namespace: str, env: EnvironmentSpec, *, tenant: str | None = None
+) -> dict[str, Any]:
+    """Environment (spec.version 3, one function per container) for ``env``."""
+    if not env.image:
+        raise ValueError("environment image is required")
+    if env.poolsize < 0:
+        raise ValueError(f"poolsize must be >= 0, got {env.poolsize}")
+    spec: dict[str, Any] = {
+        "version": 3,
+        "runtime": {"image": env.image, "podspec": restricted_podspec(env.name)},
+        "poolsize": env.poolsize,
+        "terminationGracePeriod": TERMINATION_GRACE_PERIOD_S,
+        "allowedFunctionsPerContainer": "single",
+        "keeparchive": False,
+    }
+    if env.builder_image:
+        spec["builder"] = {"image": env.builder_image, "command": BUILD_COMMAND}
+    if limits := resources(env.memory_mb, env.cpu_millis):
+        spec["resources"] = limits
+    metadata = _metadata(namespace, env.name, labels(tenant=_tenant(namespace, tenant)))
+    return _object("Environment", metadata, spec)
+
+
+def package_manifest(
+    namespace: str,
+    name: str,
+    environment: str,
+    archive: ArchiveRef,
+    *,
+    tenant: str | None = None,
+    function: str | None = None,
+) -> dict[str, Any]:
+    """Package with a prebuilt ``url`` deployment archive and no source, so nothing is built.
+
+    No ``status``: the CRD enables the status subresource, and the API server drops status on
+    create, so ``buildstatus: none`` there would be a no-op on a cluster.
+    """
+    if not archive.url:
+        raise ValueError("archive url is required")
+    if not _SHA256.fullmatch(archive.sha256):
+        raise ValueError("archive sha256 must be 64 lowercase hex digits")
+    deployment = {"type": "url", "url": archive.url, "checksum": {"type": "sha256", "sum": archive.sha256}}
+    spec = {"environment": _ref(namespace, environment), "deployment": deployment}
+    metadata = _metadata(namespace, name, labels(tenant=_tenant(namespace, tenant), function=function))
+    return _object("Package", metadata, spec)
+
+
+def _check_function(fn: FunctionSpec) -> None:
+    if fn.executor not in ("poolmgr", "newdeploy"):
+        raise ValueError(f"executor must be poolmgr or newdeploy, got {fn.executor!r}")
+    if fn.min_scale < 0 or fn.max_scale <= 0 or fn.max_scale < fn.min_scale:
+        raise ValueError(f"need 0 <= min_scale <= max_scale, max_scale > 0: {fn.min_scale}, {fn.max_scale}")
+    if not 0 <= fn.target_cpu <= 100:
+        raise ValueError(f"target_cpu must be between 0 and 100, got {fn.target_cpu}")
+    for what in ("concurrency", "requests_per_pod", "timeout_s", "idle_timeout_s"):
+        if getattr(fn, what) < 0:
+            raise ValueError(f"{what} must be >= 0")
+
+
+def _strategy(fn: FunctionSpec) -> dict[str, Any]:
+    # Both fields explicit: nothing on the server defaults ExecutorType (FISSION.md section 1).
+    return {
+        "StrategyType": "execution",
+        "ExecutionStrategy": {
+            "ExecutorType": fn.executor,
+            "MinScale": fn.min_scale,
+            "MaxScale": fn.max_scale,
+            "TargetCPUPercent": fn.target_cpu,
+            "SpecializationTimeout": SPECIALIZATION_TIMEOUT_S,
+        },
+    }
+
+
+def function_manifest(
+    namespace: str,
+    name: str,
+    fn: FunctionSpec,
+    package: str,
+    package_resource_version: str,
+    *,
+    tenant: str | None = None,
+    function: str | None = None,
+) -> dict[str, Any]:
+    """Function ``name`` running ``fn`` from Package ``package``.
+
+    ``package_resource_version`` must change whenever the package's archive does: running
+    workers re-specialize only when it changes. Labelled with the portal function ``function``
+    (default ``fn.name``).
+    """
+    _check_function(fn)
+    spec: dict[str, Any] = {
+        "environment": _ref(namespace, fn.environment),
+        "package": {
+            "packageref": {**_ref(namespace, package), "resourceversion": package_resource_version},
+            "functionName": fn.entrypoint,
+        },
+        "InvokeStrategy": _strategy(fn),
+        "functionTimeout": fn.timeout_s,
+        "idletimeout": fn.idle_timeout_s,
+        "concurrency": fn.concurrency,
+        "requestsPerPod": fn.requests_per_pod,
+        "secrets": [],
+        "configmaps": [],
+    }
+    if limits := resources(fn.memory_mb, fn.cpu_millis):
+        spec["resources"] = limits
+    owner = function if function is not None else fn.name
+    metadata = _metadata(namespace, name, labels(tenant=_tenant(namespace, tenant), function=owner))
+    return _object("Function", metadata, spec)
+
+
+def version_manifests(
+    namespace: str,
+    function: str,
+    version: int | None,
+    fn: FunctionSpec,
+    archive: ArchiveRef,
+    *,
+    tenant: str | None = None,
+) -> list[dict[str, Any]]:
+    """[Package, Function], both named ``fission_name(function, version)`` and labelled with
+    the portal function ``function``.
+
+    The Function's package resourceversion is ``archive.sha256[:12]``: a new archive (a rebuilt
+    draft) changes it, so workers specialized on the old code are replaced; the same archive
+    yields the same objects, so applying twice changes nothing.
+    """
+    name = fission_name(function, version)
+    package = package_manifest(namespace, name, fn.environment, archive, tenant=tenant, function=function)
+    func = function_manifest(namespace, name, fn, name, archive.sha256[:12], tenant=tenant, function=function)
+    return [package, func]
+
+
+# --- HTTPTrigger -----------------------------------------------------------------------------------
+
+
+def tenant_route(tenant_slug: str, path: str) -> str:
+    """``/<tenant_slug><path>``: every route of a tenant lives under its own first segment.
+
+    Raises ValueError for a path that does not start with '/', contains '..', whitespace, '?',
+    '#' or '\\', or that lands on a path the router reserves.
+    """
+    dns_label(tenant_slug, "tenant slug")
+    if not path.startswith("/") or ".." in path or _BAD_PATH_CHARS.search(path):
+        raise ValueError(f"trigger path {path!r} must start with '/' and contain no '..', spaces, '?', '#'")
+    route = f"/{tenant_slug}{path}"
+    if route.startswith("/fission-function/") or route.rstrip("/") in _RESERVED_PATHS:
+        raise ValueError(f"route {route!r} is reserved by the router")
+    return route
+
+
+def _methods(methods: Iterable[str]) -> list[str]:
+    # The CRD declares methods a set: duplicates would be refused, so keep the first of each.
+    result = list(dict.fromkeys(method.upper() for method in methods))
+    if not result:
+        raise ValueError("a trigger needs at least one method: an empty set matches nothing")
+    if unknown := [method for method in result if method not in HTTP_METHODS]:
+        raise ValueError(f"unsupported methods {unknown}; allowed: {list(HTTP_METHODS)}")
+    return result
+
+
+def function_ref(target: Mapping[str, int]) -> dict[str, Any]:
+    """``{type: name}`` for a single target at 100, else ``{type: function-weights}``.
+
+    Raises ValueError unless the weights are integers >= 0 summing to 100 over DNS-label names.
+    """
+    if not target:
+        raise ValueError("a trigger needs a target function")
+    for name, weight in target.items():
+        dns_label(name, "target function")
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+            raise ValueError(f"weight of {name!r} must be an integer >= 0, got {weight!r}")
+    if sum(target.values()) != 100:
+        raise ValueError(f"weights must sum to 100, got {sum(target.values())}")
+    if len(target) == 1:
+        return {"type": "name", "name": next(iter(target))}
+    # The CRD requires ``name`` for both types; Fission itself writes "" for weighted refs.
+    return {"type": "function-weights", "name": "", "functionweights": dict(target)}
+
+
+def _trigger_function(target: Mapping[str, int]) -> str | None:
+    """The portal function all targets belong to, or None when they differ or are not ours."""
+    try:
+        owners = {portal_function(name) for name in target}
+    except ValueError:
+        return None
+    return owners.pop() if len(owners) == 1 else None
+
+
+def httptrigger_manifest(
+    namespace: str, tenant_slug: str, trigger: TriggerSpec, *, function: str | None = None
+) -> dict[str, Any]:
+    """HTTPTrigger routing ``/<tenant_slug><trigger.path>`` to ``trigger.target``.
+
+    ``function`` labels the trigger (defaults to the portal function behind the targets). When
+    the route is a prefix, ``relativeurl`` is still written, empty, as Fission itself does: the
+    CRD's validation rules read it without checking that it is present.
+    """
+    route = tenant_route(tenant_slug, trigger.path)
+    spec: dict[str, Any] = {
+        "relativeurl": "" if trigger.is_prefix else route,
+        "methods": _methods(trigger.methods),
+        "keepPrefix": trigger.keep_prefix,
+        "functionref": function_ref(trigger.target),
+    }
+    if trigger.is_prefix:
+        spec["prefix"] = route
+    owner = function if function is not None else _trigger_function(trigger.target)
+    metadata = _metadata(namespace, trigger.name, labels(tenant=tenant_slug, function=owner))
+    return _object("HTTPTrigger", metadata, spec)
+
+
+# --- a whole tenant --------------------------------------------------------------------------------
+
+VersionInput = tuple[str, int | None, FunctionSpec, ArchiveRef]
+"""(portal function, version number or None for the draft, its spec, its archive)."""
+
+
+def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every object ``obj`` refers to."""
+    spec = obj["spec"]
+    if obj["kind"] == "Package":
+        return [("Environment", spec["environment"]["name"])]
+    if obj["kind"] == "Function":
+        return [
+            ("Environment", spec["environment"]["name"]),
+            ("Package", spec["package"]["packageref"]["name"]),
+        ]
+    if obj["kind"] == "HTTPTrigger":
+        ref = spec["functionref"]
+        targets = ref.get("functionweights") or {ref["name"]: 100}
+        return [("Function", name) for name in targets]
+    return []
+
+
+def _check_references(objects: Sequence[dict[str, Any]]) -> None:
+    present: set[tuple[str, str]] = set()
+    for obj in objects:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in present:
+            raise ValueError(f"duplicate {key[0]} {key[1]!r}")
+        present.add(key)
+    for obj in objects:
+        for kind, name in _references(obj):
+            if (kind, name) not in present:
+                missing = f"{kind} {name!r}"
+                raise ValueError(f"{obj['kind']} {obj['metadata']['name']!r} refers to missing {missing}")
+
+
+def tenant_manifests(
+    namespace: str,
+    tenant_slug: str,
+    environments: Iterable[EnvironmentSpec],
+    versions: Iterable[VersionInput],
+    triggers: Iterable[TriggerSpec],
+) -> list[dict[str, Any]]:
+    """Every object of a tenant, ordered Environment, Package, Function, HTTPTrigger so that each
+    object's references exist before it is applied.
+
+    Raises ValueError on a duplicate name or a reference to an object not in the set.
+    """
+    envs = [environment_manifest(namespace, env, tenant=tenant_slug) for env in environments]
+    pairs = [
+        version_manifests(namespace, function, number, fn, archive, tenant=tenant_slug)
+        for function, number, fn, archive in versions
+    ]
+    routes = [httptrigger_manifest(namespace, tenant_slug, trigger) for trigger in triggers]
+    objects = [*envs, *(pair[0] for pair in pairs), *(pair[1] for pair in pairs), *routes]
+    _check_references(objects)
+    return objects

@@ -1,0 +1,156 @@
+"""A function's settings (executor, scaling, timeouts, resources), declared once.
+
+Everything else is derived from SETTINGS: the model fields and their validation
+(``model_field``), the API fields (``serializer_fields``), the settings form (``form_fields``),
+the manifest input (``functions/specs.py``) and what a version freezes (``frozen`` / ``thawed``).
+Adding a setting is one line here plus its migration.
+
+A version's configuration is stored as it was when the version was published, with
+``config_version``. ``thawed`` reads any stored configuration, older ones included: a setting
+added since gets its default, one removed since is dropped. So a version published before a
+setting existed still loads, deploys and shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from rest_framework import serializers
+
+from core.api.fields import StrictCharField
+
+# 1: the keys of FunctionSpec as of the first release (no "config_version" stored).
+# 2: "config_version" stored; settings missing from a stored config take their defaults.
+CONFIG_VERSION = 2
+
+entrypoint_validator = RegexValidator(
+    r"^([A-Za-z_][A-Za-z0-9_]*)?(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+    "Use '' (main.main), 'func' (main.func) or 'package.module.func'.",
+)
+
+
+class Executor(models.TextChoices):
+    POOLMGR = "poolmgr", "Pool manager (warm pool)"
+    NEWDEPLOY = "newdeploy", "New deployment (dedicated, scales)"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. A number has ``minimum``/``maximum`` (None: unbounded, and ``default=None``
+    means "not set": the environment's or the tenant's limit applies); text has ``max_length``."""
+
+    name: str
+    label: str
+    default: int | str | None
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    validators: tuple[RegexValidator, ...] = ()
+    small: bool = False  # stored as a PositiveSmallIntegerField
+
+    @property
+    def is_text(self) -> bool:
+        return self.max_length is not None
+
+    def bounds(self) -> list[MinValueValidator | MaxValueValidator]:
+        found: list[MinValueValidator | MaxValueValidator] = []
+        if self.minimum:  # a positive integer field already refuses < 0
+            found.append(MinValueValidator(self.minimum))
+        if self.maximum is not None:
+            found.append(MaxValueValidator(self.maximum))
+        return found
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("entrypoint", "Entrypoint", "main", max_length=200, validators=(entrypoint_validator,)),
+    Setting("executor", "Executor", Executor.POOLMGR.value, max_length=16, choices=tuple(Executor.choices)),
+    Setting("min_scale", "Min scale", 0, minimum=0, maximum=100, small=True),
+    Setting("max_scale", "Max scale", 1, minimum=1, maximum=100, small=True),
+    Setting("target_cpu", "Target CPU (%)", 80, minimum=1, maximum=100, small=True),
+    # Fission's own default is 500 pods; a tenant's quota reserves concurrency x memory.
+    Setting("concurrency", "Concurrency", 3, minimum=1, maximum=5000),
+    Setting("requests_per_pod", "Requests per pod", 1, minimum=1, maximum=1000),
+    Setting("timeout_s", "Timeout (s)", 60, minimum=1, maximum=3600),
+    Setting("idle_timeout_s", "Idle timeout (s)", 120, minimum=1, maximum=86400),
+    Setting("memory_mb", "Memory limit (MB)", None, minimum=64),
+    Setting("cpu_millis", "CPU limit (millicores)", None, minimum=10),
+)
+NAMES = tuple(setting.name for setting in SETTINGS)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def model_field(name: str) -> Any:
+    """The model field of setting ``name``, with its default and validation."""
+    setting = _BY_NAME[name]
+    if setting.is_text:
+        return models.CharField(
+            max_length=setting.max_length or 0, default=setting.default, blank=not setting.choices,
+            choices=list(setting.choices) or None, validators=list(setting.validators),
+        )  # fmt: skip
+    field = models.PositiveSmallIntegerField if setting.small else models.PositiveIntegerField
+    if setting.default is None:
+        return field(null=True, blank=True, validators=setting.bounds())
+    return field(default=setting.default, validators=setting.bounds())
+
+
+def serializer_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """The API's fields, each optional (a create takes the defaults, an update changes what it names)."""
+    return {setting.name: _serializer_field(setting) for setting in SETTINGS}
+
+
+def _serializer_field(setting: Setting) -> serializers.Field[Any, Any, Any, Any]:
+    if setting.choices:
+        return serializers.ChoiceField(choices=list(setting.choices), required=False)
+    if setting.is_text:
+        validators = list(setting.validators)
+        return StrictCharField(max_length=setting.max_length or 0, required=False, allow_blank=True,
+                               validators=validators)  # fmt: skip
+    return serializers.IntegerField(required=False, allow_null=setting.default is None, **_limits(setting))
+
+
+def _limits(setting: Setting) -> dict[str, Any]:
+    limits = {"min_value": setting.minimum, "max_value": setting.maximum}
+    return {key: value for key, value in limits.items() if value is not None}
+
+
+def form_fields() -> dict[str, forms.Field]:
+    """The settings form's fields, labelled."""
+    return {setting.name: _form_field(setting) for setting in SETTINGS}
+
+
+def _form_field(setting: Setting) -> forms.Field:
+    if setting.choices:
+        return forms.ChoiceField(choices=list(setting.choices), label=setting.label)
+    if setting.is_text:
+        return forms.CharField(
+            max_length=setting.max_length,
+            required=False,
+            label=setting.label,
+            validators=list(setting.validators),
+        )
+    return forms.IntegerField(
+        min_value=setting.minimum, max_value=setting.maximum, required=setting.default is not None,
+        label=setting.label,
+    )  # fmt: skip
+
+
+def current(instance: Any) -> dict[str, Any]:
+    """The settings of a function (or anything with the same attributes) as they are now."""
+    return {name: getattr(instance, name) for name in NAMES}
+
+
+def frozen(values: dict[str, Any]) -> dict[str, Any]:
+    """What a version stores: ``values`` (name, environment and the settings) and the version."""
+    return {**values, "config_version": CONFIG_VERSION}
+
+
+def thawed(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a stored configuration of any version: a setting it lacks gets its
+    default, a key no longer known is dropped. ``name`` and ``environment`` pass through."""
+    known: dict[str, Any] = {key: config[key] for key in ("name", "environment") if key in config}
+    return {**known, **{s.name: config.get(s.name, s.default) for s in SETTINGS}}

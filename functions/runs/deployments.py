@@ -1,0 +1,222 @@
+"""The worker side of a deployment: the stored state machine (queued, building, applying,
+waiting, live | failed) that a Celery task drives. It applies a function's manifests to the data
+plane and waits until it serves. The request side (deployments.py) records and queues it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core import notifier
+from dataplane import manifests
+from dataplane.backends import get_backend
+from dataplane.backends.base import ObjectRef, PermanentError
+from functions import builder, quotas, selectors
+from functions.models import (
+    FINAL_DEPLOYMENT_STATES,
+    Build,
+    BuildState,
+    Deployment,
+    DeploymentState,
+    Environment,
+    Function,
+    TargetKind,
+)
+from functions.runs.builds import build_new, build_run
+from functions.specs import archive_ref, environment_spec, function_spec, spec_from_config
+from tenants.selectors import current_tenant
+
+FUNCTION_LABEL = manifests.FUNCTION_LABEL
+KINDS = ("HTTPTrigger", "Function", "Package")  # deletion order: routes first
+# A deployment ends: after this many runs (Celery's retries of a transient error, and the beat
+# task's resumes of a lost one), or when it is this old and still not live.
+MAX_ATTEMPTS = 8
+DEADLINE = timedelta(minutes=30)
+
+
+def record_step(deployment: Deployment, state: str, message: str) -> None:
+    step = {"state": state, "at": timezone.now().isoformat(), "message": message[:2000]}
+    deployment.state = state
+    deployment.steps = [*deployment.steps, step]
+    if state in FINAL_DEPLOYMENT_STATES:
+        deployment.finished_at = timezone.now()
+        deployment.reason = message if state == DeploymentState.FAILED else ""
+    deployment.save(update_fields=["state", "steps", "finished_at", "reason", "updated_at"])
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    function_id, data = deployment.function_id, {"deployment": deployment.pk, **step}
+    transaction.on_commit(lambda: notifier.function_event(schema, function_id, "deployment.step", **data))
+
+
+def deployment_run(*, deployment_id: int) -> Deployment | None:
+    """Run (or resume) a deployment. Idempotent: a finished one is left alone, and every step
+    is safe to repeat (the build is reused, apply is create-or-replace), so a worker killed
+    half-way leaves nothing to undo. ``TransientError`` propagates for the task to retry; a
+    PermanentError, a failed build or a quota refusal fails it with the reason. A deployment
+    already run MAX_ATTEMPTS times, or older than DEADLINE, fails without running.
+
+    One deployment per function at a time (a PostgreSQL advisory lock on the function), so
+    two changes in a row do not build the same draft twice or race on stale objects.
+    """
+    function_id = Deployment.objects.filter(pk=deployment_id).values_list("function_id", flat=True).first()
+    if function_id is None:
+        return None
+    with _function_lock(function_id):
+        return _run(deployment_id)
+
+
+@contextmanager
+def _function_lock(function_id: int) -> Iterator[None]:
+    key = f"{connection.schema_name}.deploy.{function_id}"  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def _run(deployment_id: int) -> Deployment | None:
+    deployment = Deployment.objects.select_related("function__environment").filter(pk=deployment_id).first()
+    if deployment is None or deployment.state in FINAL_DEPLOYMENT_STATES:
+        return deployment
+    refusal = _refusal(deployment)
+    if refusal:
+        record_step(deployment, DeploymentState.FAILED, refusal)
+        return deployment
+    Deployment.objects.filter(pk=deployment.pk).update(attempts=F("attempts") + 1)
+    function = deployment.function
+    try:
+        build = _ensure_build(deployment, function)
+        _check_quota(function, build)  # the quota may have changed since the request
+        record_step(deployment, DeploymentState.APPLYING, "applying the manifests")
+        names = _apply(function, build)
+        record_step(deployment, DeploymentState.WAITING, f"waiting for {', '.join(names) or 'routes'}")
+        get_backend().wait_ready(_namespace(), names, timeout_s=60)
+    except (PermanentError, builder.BuildFailed) as exc:
+        record_step(deployment, DeploymentState.FAILED, str(exc))
+        return deployment
+    except quotas.QuotaExceeded as exc:
+        record_step(deployment, DeploymentState.FAILED, exc.message)
+        return deployment
+    record_step(deployment, DeploymentState.LIVE, "serving")
+    return deployment
+
+
+def _refusal(deployment: Deployment) -> str:
+    """Why this run must not start ("" when it may): the bounds above, or a suspension that came
+    after the deployment was queued (a suspended tenant stays at zero)."""
+    if deployment.attempts >= MAX_ATTEMPTS:
+        return f"gave up after {MAX_ATTEMPTS} attempts"
+    if timezone.now() - deployment.created_at > DEADLINE:
+        return f"gave up: not live after {DEADLINE.total_seconds() / 60:.0f} minutes"
+    if current_tenant().suspended:
+        return "the tenant is suspended"
+    return ""
+
+
+def deployment_fail(*, deployment_id: int, reason: str) -> None:
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is not None and deployment.state not in FINAL_DEPLOYMENT_STATES:
+        record_step(deployment, DeploymentState.FAILED, reason)
+
+
+def _ensure_build(deployment: Deployment, function: Function) -> Build:
+    build = selectors.build_current(function=function)
+    if build is not None:
+        return build
+    record_step(deployment, DeploymentState.BUILDING, "building the draft")
+    build = build_new(function=function)
+    Deployment.objects.filter(pk=deployment.pk).update(build=build)
+    build = build_run(build_id=build.pk) or build
+    if build.state != BuildState.SUCCEEDED:
+        raise builder.BuildFailed(build.log, f"the build failed: {build.reason}")
+    return build
+
+
+def _check_quota(function: Function, draft_build: Build) -> None:
+    quotas.enforce(deploying=function, what=f"deploying {function.name}")
+    versions = selectors.referenced_versions(function=function)
+    quotas.enforce_package_size([draft_build, *(v.build for v in versions)])
+
+
+def _namespace() -> str:
+    return current_tenant().namespace
+
+
+def desired_objects(function: Function, draft_build: Build | None) -> list[dict[str, Any]]:
+    """Every Fission object the function needs now: environment, the draft and each version
+    referenced by an alias or trigger, and the triggers with their weights."""
+    tenant, schema, namespace = current_tenant(), connection.schema_name, _namespace()  # type: ignore[attr-defined]
+    slug = tenant.slug
+    objects = [manifests.environment_manifest(namespace, environment_spec(function.environment), tenant=slug)]
+    if draft_build is not None:
+        draft = function_spec(function)
+        objects += manifests.version_manifests(
+            namespace, function.name, None, draft, archive_ref(draft_build, schema), tenant=slug
+        )
+    for version in selectors.referenced_versions(function=function):
+        spec, archive = spec_from_config(version.config), archive_ref(version.build, schema)
+        objects += manifests.version_manifests(
+            namespace, function.name, version.number, spec, archive, tenant=slug
+        )
+    for trigger in function.triggers.select_related("alias__version", "alias__canary_version", "version"):
+        trigger_spec = manifests.TriggerSpec(
+            name=trigger.name, methods=tuple(trigger.methods), path=trigger.path, is_prefix=trigger.is_prefix,
+            keep_prefix=trigger.keep_prefix, target=_weights(function, trigger),
+        )  # fmt: skip
+        objects.append(manifests.httptrigger_manifest(namespace, slug, trigger_spec, function=function.name))
+    return objects
+
+
+def _weights(function: Function, trigger: Any) -> dict[str, int]:
+    if trigger.target_kind == TargetKind.ALIAS:
+        return {manifests.fission_name(function.name, n): w for n, w in trigger.alias.weights().items()}
+    if trigger.target_kind == TargetKind.VERSION:
+        return {manifests.fission_name(function.name, trigger.version.number): 100}
+    return {manifests.fission_name(function.name, None): 100}
+
+
+def _apply(function: Function, draft_build: Build) -> list[str]:
+    """Apply the desired objects, then delete the function's objects no longer desired."""
+    backend, namespace = get_backend(), _namespace()
+    objects = desired_objects(function, draft_build)
+    backend.apply(objects)
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    for kind in KINDS:
+        for ref in backend.list_objects(namespace, kind, {FUNCTION_LABEL: function.name}):
+            if (ref.kind, ref.name) not in wanted:
+                backend.delete(ObjectRef(kind, namespace, ref.name))
+    return [o["metadata"]["name"] for o in objects if o["kind"] == "Function"]
+
+
+def tenant_scale_to_zero() -> None:
+    """Remove every route and Function of the tenant from the data plane and empty its warm
+    pools: nothing answers, nothing runs. Packages stay, so resuming needs no rebuild."""
+    backend, namespace = get_backend(), _namespace()
+    managed = {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY}
+    for kind in ("HTTPTrigger", "Function"):
+        for ref in backend.list_objects(namespace, kind, managed):
+            backend.delete(ObjectRef(kind, namespace, ref.name))
+    present = {ref.name for ref in backend.list_objects(namespace, "Environment", managed)}
+    slug = current_tenant().slug
+    backend.apply([
+        manifests.environment_manifest(namespace, replace(environment_spec(env), poolsize=0), tenant=slug)
+        for env in Environment.objects.filter(name__in=present)
+    ])  # fmt: skip
+
+
+def function_undeploy(*, function_name: str) -> None:
+    """Remove every object of a (deleted) function from the data plane."""
+    backend, namespace = get_backend(), _namespace()
+    for kind in KINDS:
+        for ref in backend.list_objects(namespace, kind, {FUNCTION_LABEL: function_name}):
+            backend.delete(ObjectRef(kind, namespace, ref.name))

@@ -1,0 +1,55 @@
+"""Changes that take effect on the data plane. Each writes, then queues the deployment that
+applies it, in one transaction: when the deployment is refused (the quota), the change is rolled
+back with it and the tenant keeps exactly what it had. Views, API views and the CLI call these;
+the services they combine stay usable on their own (tests, imports)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from functions.models import Alias, Draft, Function, Trigger
+from functions.services import deployments, functions, triggers, versions
+
+
+@transaction.atomic
+def function_update_and_deploy(*, function: Function, user: str = "", **settings: Any) -> Function:
+    function = functions.function_update(function=function, **settings)
+    deployments.deployment_create(function=function, cause="settings changed", user=user)
+    return function
+
+
+@transaction.atomic
+def draft_update_and_deploy(*, function: Function, files: dict[str, str], user: str = "") -> Draft:
+    draft = functions.draft_update_files(function=function, files=files)
+    deployments.deployment_create(function=function, cause="deploy from the editor", user=user)
+    return draft
+
+
+@transaction.atomic
+def alias_set_and_deploy(*, function: Function, user: str = "", **alias: Any) -> Alias:
+    saved = versions.alias_set(function=function, **alias)
+    deployments.deployment_create(function=function, cause=f"alias {saved.name} changed", user=user)
+    return saved
+
+
+@transaction.atomic
+def alias_delete_and_deploy(*, alias: Alias, user: str = "") -> None:
+    function, name = alias.function, alias.name
+    versions.alias_delete(alias=alias)
+    deployments.deployment_create(function=function, cause=f"alias {name} deleted", user=user)
+
+
+@transaction.atomic
+def trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> Trigger:
+    saved = triggers.trigger_save(function=function, **trigger)
+    deployments.deployment_create(function=function, cause=f"trigger {saved.name} added", user=user)
+    return saved
+
+
+@transaction.atomic
+def trigger_delete_and_deploy(*, trigger: Trigger, user: str = "") -> None:
+    function, name = trigger.function, trigger.name
+    triggers.trigger_delete(trigger=trigger)
+    deployments.deployment_create(function=function, cause=f"trigger {name} deleted", user=user)

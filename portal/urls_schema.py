@@ -8,5 +8,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("api/v1/", include(("portal.api.urls", "api"), namespace="api")),
-    path("t/<slug:tenant>/api/v1/", include(("tenants.api.urls", "tenant-api"), namespace="tenant-api")),
+    path(
+        "t/<slug:tenant>/api/v1/", include(("portal.api.urls_tenant", "tenant-api"), namespace="tenant-api")
+    ),
 ]

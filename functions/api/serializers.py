@@ -44,8 +44,9 @@ class FunctionSerializer(serializers.ModelSerializer[Function]):
         read_only_fields = ["created_at", "updated_at", "last_deployment_state"]
 
 
+# The settings of functions/config.py, each optional (a comment: a docstring would become the
+# OpenAPI description of every serializer below).
 class FunctionSettingsSerializer(serializers.Serializer[Any]):
-    """The settings of functions/config.py, each optional."""
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         return {**super().get_fields(), **config.serializer_fields()}
@@ -93,7 +94,7 @@ class VersionSerializer(serializers.ModelSerializer[Version]):
     config = serializers.JSONField(
         source="settings",
         read_only=True,
-        help_text="As frozen, with today's defaults for settings added since",
+        help_text="The settings as published; a setting added since shows its default",
     )
 
     class Meta:

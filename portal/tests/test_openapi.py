@@ -26,7 +26,13 @@ def test_schema_generates_without_warnings_and_validates(tmp_path):
         "/api/v1/me/",
         "/t/{tenant}/api/v1/members/",
         "/t/{tenant}/api/v1/tokens/",
-    } <= paths
+        "/t/{tenant}/api/v1/quota/",
+        "/t/{tenant}/api/v1/functions/",
+        "/t/{tenant}/api/v1/functions/{function_name}/deployments/",
+        "/t/{tenant}/api/v1/environments/",
+        "/t/{tenant}/api/v1/logs/",
+        "/t/{tenant}/api/v1/metrics/",
+    } <= paths  # each app's routes: the document is put together like the tenant's urls
     assert "Error" in schema["components"]["schemas"]
     create = schema["paths"]["/t/{tenant}/api/v1/tokens/"]["post"]
     assert {"201", "400", "401", "403", "404"} <= set(create["responses"])

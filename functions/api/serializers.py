@@ -47,7 +47,6 @@ class FunctionSerializer(serializers.ModelSerializer[Function]):
 # The settings of functions/config.py, each optional (a comment: a docstring would become the
 # OpenAPI description of every serializer below).
 class FunctionSettingsSerializer(serializers.Serializer[Any]):
-
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         return {**super().get_fields(), **config.serializer_fields()}
 

@@ -73,6 +73,9 @@ def test_bad_log_filters_are_400_and_say_why(world: Any, client: Any, hello: Non
     assert page.status_code == 400
     assert b"A version belongs to a function" in page.content
     assert client.get("/t/acme/logs/?since=not-a-time").status_code == 400
+    backwards = client.get("/t/acme/logs/?since=2026-12-02+10:00&until=2026-12-01+10:00")
+    assert backwards.status_code == 400
+    assert b"until must be after since" in backwards.content
 
 
 def test_without_redis_the_logs_page_says_so(world: Any, client: Any, hello: None, settings: Any) -> None:

@@ -145,6 +145,15 @@ def process_fields(pid: int | str) -> dict[str, str]:
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
 
 
+def command_line(pid: int | str) -> bytes:
+    """``/proc/<pid>/cmdline``; b"" once the process is gone (it may exit between a listing of
+    /proc and this read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def processes_of(uid: int) -> list[int]:
     """Live (not zombie) processes whose real uid is ``uid``."""
     found = []

@@ -35,7 +35,7 @@ from testsupport.hostile import (
     redis_address,
     succeeded,
 )
-from testsupport.processes import processes_of, wait_until
+from testsupport.processes import command_line, processes_of, wait_until
 from testsupport.runtime import WHOAMI, RuntimeProcess, host_pid
 
 A, B = "faas-acme", "faas-globex"
@@ -140,11 +140,7 @@ def test_what_a_function_starts_ends_with_its_worker(tenants: Tenants) -> None:
 
 
 def _sleepers(uid: int) -> list[int]:
-    return [
-        pid
-        for pid in processes_of(uid)
-        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/bin/sleep")
-    ]
+    return [pid for pid in processes_of(uid) if command_line(pid).startswith(b"/usr/bin/sleep")]
 
 
 # ------------------------------------------------------------------ files

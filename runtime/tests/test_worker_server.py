@@ -21,9 +21,9 @@ from runtime.tests.test_worker_support import (
     specialize,
     start_worker,
     stop,
-    wait_until,
     write_files,
 )
+from testsupport.processes import wait_until
 
 ECHO = {
     "main.py": """
@@ -328,4 +328,4 @@ def test_worker_becomes_healthy_only_while_running() -> None:
         assert not healthy(path)
         process = start_worker(path)
         stop(process)
-        wait_until(lambda: not healthy(path), 5, "the socket to go away")
+        wait_until(lambda: not healthy(path), timeout=5, message="the socket to go away")

@@ -25,25 +25,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from runtime.worker import protocol
 from runtime.worker.server import UnixListener
+from testsupport.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
-    """The first truthy value ``probe`` returns, polling until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
 
 
 @contextlib.contextmanager
@@ -198,7 +186,7 @@ def start_worker(socket_path: str, *args: str, env: dict[str, str] | None = None
         env={**os.environ, **(env or {})},
         stderr=subprocess.PIPE,
     )
-    wait_until(lambda: healthy(socket_path) or process.poll() is not None, 20, "the worker")
+    wait_until(lambda: healthy(socket_path) or process.poll() is not None, timeout=20, message="the worker")
     assert process.poll() is None, "the worker exited"
     return process
 
@@ -283,7 +271,7 @@ class Zygote:
             self.logs.adopt(ours)
         else:
             ours.close()
-        wait_until(lambda: healthy(str(socket_path)), 10, "the spawned worker")
+        wait_until(lambda: healthy(str(socket_path)), timeout=10, message="the spawned worker")
         return int(reply["pid"])
 
     def close(self) -> None:

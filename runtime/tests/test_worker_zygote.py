@@ -19,8 +19,8 @@ from runtime.tests.test_worker_support import (
     rig,
     short_tmpdir,
     specialize,
-    wait_until,
 )
+from testsupport.processes import wait_until
 
 MB = 1024 * 1024
 
@@ -99,7 +99,11 @@ def test_children_are_reaped(harness: Rig) -> None:
         kill_quietly(pid, signal.SIGKILL)
 
     # A zombie keeps its /proc entry (state Z) until its parent waits for it.
-    wait_until(lambda: all(process_state(pid) is None for pid in pids), 5, "the zygote to reap its children")
+    wait_until(
+        lambda: all(process_state(pid) is None for pid in pids),
+        timeout=5,
+        message="the zygote to reap its children",
+    )
     assert harness.zygote.request({"op": "ping"}) == {"ok": True}
 
 

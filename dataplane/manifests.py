@@ -4,7 +4,7 @@ No Django, no I/O: the services layer turns models into the frozen specs below a
 resulting dicts to either backend (a real Fission cluster or ``runtime/``). Every builder returns
 an object that validates against ``shared/fission-crds`` (Fission v1.27.0) and parses with
 ``runtime.objects.PARSERS``; inputs that would break FISSION.md section 1's rules raise
-``ValueError`` here, before anything reaches a data plane.
+``InvalidManifest`` (a ValueError) here, before anything reaches a data plane.
 """
 
 from __future__ import annotations
@@ -33,7 +33,14 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FISSION_NAME = re.compile(r"(?P<function>.+)-(v\d+|draft)")
-_BAD_PATH_CHARS = re.compile(r"[\s?#\\]")
+# The one rule for a trigger path: the API checks it (functions/services/triggers.py) and the
+# manifests rely on it. URL characters ({name} for a path parameter), starting with '/', and no
+# '..' anywhere: not as a segment, nor hidden in one ("..;", "..%2f").
+_TRIGGER_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*")
+
+
+class InvalidManifest(ValueError):
+    """An input no Fission object may hold: refused here, before anything reaches a data plane."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class TriggerSpec:
 def dns_label(value: str, what: str = "name") -> str:
     """Return ``value`` if it is a DNS-1123 label (lowercase, digits, '-', <= 63); else ValueError."""
     if not _DNS_LABEL.fullmatch(value):
-        raise ValueError(f"{what} {value!r} must be a DNS-1123 label (lowercase, digits, '-', <= 63)")
+        raise InvalidManifest(f"{what} {value!r} must be a DNS-1123 label (lowercase, digits, '-', <= 63)")
     return value
 
 
@@ -104,7 +111,7 @@ def fission_name(function: str, version: int | None) -> str:
     Raises ValueError when the result is not a DNS-1123 label, e.g. a name too long for the suffix.
     """
     if version is not None and version < 0:
-        raise ValueError(f"version must be >= 0, got {version}")
+        raise InvalidManifest(f"version must be >= 0, got {version}")
     suffix = "draft" if version is None else f"v{version}"
     return dns_label(f"{function}-{suffix}", "Fission name")
 
@@ -116,7 +123,7 @@ def portal_function(fission_function: str) -> str:
     """
     match = _FISSION_NAME.fullmatch(fission_function)
     if match is None:
-        raise ValueError(f"{fission_function!r} is not a version or draft name")
+        raise InvalidManifest(f"{fission_function!r} is not a version or draft name")
     return match.group("function")
 
 
@@ -130,7 +137,7 @@ def labels(*, tenant: str | None, function: str | None = None) -> dict[str, str]
     for key, value in ((TENANT_LABEL, tenant), (FUNCTION_LABEL, function)):
         if value is not None:
             if not value or not _LABEL_VALUE.fullmatch(value):
-                raise ValueError(f"label {key}={value!r} is not a valid Kubernetes label value")
+                raise InvalidManifest(f"label {key}={value!r} is not a valid Kubernetes label value")
             result[key] = value
     return result
 
@@ -159,7 +166,7 @@ def _tenant(namespace: str, tenant: str | None) -> str:
 
 def _positive(value: int, what: str) -> int:
     if value <= 0:
-        raise ValueError(f"{what} must be > 0, got {value}")
+        raise InvalidManifest(f"{what} must be > 0, got {value}")
     return value
 
 
@@ -207,9 +214,9 @@ def environment_manifest(
 ) -> dict[str, Any]:
     """Environment (spec.version 3, one function per container) for ``env``."""
     if not env.image:
-        raise ValueError("environment image is required")
+        raise InvalidManifest("environment image is required")
     if env.poolsize < 0:
-        raise ValueError(f"poolsize must be >= 0, got {env.poolsize}")
+        raise InvalidManifest(f"poolsize must be >= 0, got {env.poolsize}")
     spec: dict[str, Any] = {
         "version": 3,
         "runtime": {"image": env.image, "podspec": restricted_podspec(env.name)},
@@ -241,9 +248,9 @@ def package_manifest(
     create, so ``buildstatus: none`` there would be a no-op on a cluster.
     """
     if not archive.url:
-        raise ValueError("archive url is required")
+        raise InvalidManifest("archive url is required")
     if not _SHA256.fullmatch(archive.sha256):
-        raise ValueError("archive sha256 must be 64 lowercase hex digits")
+        raise InvalidManifest("archive sha256 must be 64 lowercase hex digits")
     deployment = {"type": "url", "url": archive.url, "checksum": {"type": "sha256", "sum": archive.sha256}}
     spec = {"environment": _ref(namespace, environment), "deployment": deployment}
     metadata = _metadata(namespace, name, labels(tenant=_tenant(namespace, tenant), function=function))
@@ -252,14 +259,16 @@ def package_manifest(
 
 def _check_function(fn: FunctionSpec) -> None:
     if fn.executor not in ("poolmgr", "newdeploy"):
-        raise ValueError(f"executor must be poolmgr or newdeploy, got {fn.executor!r}")
+        raise InvalidManifest(f"executor must be poolmgr or newdeploy, got {fn.executor!r}")
     if fn.min_scale < 0 or fn.max_scale <= 0 or fn.max_scale < fn.min_scale:
-        raise ValueError(f"need 0 <= min_scale <= max_scale, max_scale > 0: {fn.min_scale}, {fn.max_scale}")
+        raise InvalidManifest(
+            f"need 0 <= min_scale <= max_scale, max_scale > 0: {fn.min_scale}, {fn.max_scale}"
+        )
     if not 0 <= fn.target_cpu <= 100:
-        raise ValueError(f"target_cpu must be between 0 and 100, got {fn.target_cpu}")
+        raise InvalidManifest(f"target_cpu must be between 0 and 100, got {fn.target_cpu}")
     for what in ("concurrency", "requests_per_pod", "timeout_s", "idle_timeout_s"):
         if getattr(fn, what) < 0:
-            raise ValueError(f"{what} must be >= 0")
+            raise InvalidManifest(f"{what} must be >= 0")
 
 
 def _strategy(fn: FunctionSpec) -> dict[str, Any]:
@@ -342,15 +351,17 @@ def version_manifests(
 def tenant_route(tenant_slug: str, path: str) -> str:
     """``/<tenant_slug><path>``: every route of a tenant lives under its own first segment.
 
-    Raises ValueError for a path that does not start with '/', contains '..', whitespace, '?',
-    '#' or '\\', or that lands on a path the router reserves.
+    Raises InvalidManifest for a path outside the rule of _TRIGGER_PATH (or with '//'), or one
+    that lands on a path the router reserves.
     """
     dns_label(tenant_slug, "tenant slug")
-    if not path.startswith("/") or ".." in path or _BAD_PATH_CHARS.search(path):
-        raise ValueError(f"trigger path {path!r} must start with '/' and contain no '..', spaces, '?', '#'")
+    if not _TRIGGER_PATH.fullmatch(path) or ".." in path or "//" in path:
+        raise InvalidManifest(
+            f"trigger path {path!r} must start with '/', use URL characters and contain no '..' or '//'"
+        )
     route = f"/{tenant_slug}{path}"
     if route.startswith("/fission-function/") or route.rstrip("/") in _RESERVED_PATHS:
-        raise ValueError(f"route {route!r} is reserved by the router")
+        raise InvalidManifest(f"route {route!r} is reserved by the router")
     return route
 
 
@@ -358,9 +369,9 @@ def _methods(methods: Iterable[str]) -> list[str]:
     # The CRD declares methods a set: duplicates would be refused, so keep the first of each.
     result = list(dict.fromkeys(method.upper() for method in methods))
     if not result:
-        raise ValueError("a trigger needs at least one method: an empty set matches nothing")
+        raise InvalidManifest("a trigger needs at least one method: an empty set matches nothing")
     if unknown := [method for method in result if method not in HTTP_METHODS]:
-        raise ValueError(f"unsupported methods {unknown}; allowed: {list(HTTP_METHODS)}")
+        raise InvalidManifest(f"unsupported methods {unknown}; allowed: {list(HTTP_METHODS)}")
     return result
 
 
@@ -370,13 +381,13 @@ def function_ref(target: Mapping[str, int]) -> dict[str, Any]:
     Raises ValueError unless the weights are integers >= 0 summing to 100 over DNS-label names.
     """
     if not target:
-        raise ValueError("a trigger needs a target function")
+        raise InvalidManifest("a trigger needs a target function")
     for name, weight in target.items():
         dns_label(name, "target function")
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-            raise ValueError(f"weight of {name!r} must be an integer >= 0, got {weight!r}")
+            raise InvalidManifest(f"weight of {name!r} must be an integer >= 0, got {weight!r}")
     if sum(target.values()) != 100:
-        raise ValueError(f"weights must sum to 100, got {sum(target.values())}")
+        raise InvalidManifest(f"weights must sum to 100, got {sum(target.values())}")
     if len(target) == 1:
         return {"type": "name", "name": next(iter(target))}
     # The CRD requires ``name`` for both types; Fission itself writes "" for weighted refs.
@@ -443,13 +454,15 @@ def _check_references(objects: Sequence[dict[str, Any]]) -> None:
     for obj in objects:
         key = (obj["kind"], obj["metadata"]["name"])
         if key in present:
-            raise ValueError(f"duplicate {key[0]} {key[1]!r}")
+            raise InvalidManifest(f"duplicate {key[0]} {key[1]!r}")
         present.add(key)
     for obj in objects:
         for kind, name in _references(obj):
             if (kind, name) not in present:
                 missing = f"{kind} {name!r}"
-                raise ValueError(f"{obj['kind']} {obj['metadata']['name']!r} refers to missing {missing}")
+                raise InvalidManifest(
+                    f"{obj['kind']} {obj['metadata']['name']!r} refers to missing {missing}"
+                )
 
 
 def tenant_manifests(

@@ -101,7 +101,8 @@ def _run(deployment_id: int) -> Deployment | None:
         names = _apply(function, build)
         record_step(deployment, DeploymentState.WAITING, f"waiting for {', '.join(names) or 'routes'}")
         get_backend().wait_ready(_namespace(), names, timeout_s=60)
-    except (PermanentError, builder.BuildFailed) as exc:
+    except (PermanentError, builder.BuildFailed, manifests.InvalidManifest) as exc:
+        # InvalidManifest: an object stored before a rule existed (the API checks it now).
         record_step(deployment, DeploymentState.FAILED, str(exc))
         return deployment
     except quotas.QuotaExceeded as exc:

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.db import transaction
 
 from core.errors import ValidationFailed
+from dataplane import manifests
 from functions.models import Alias, Function, TargetKind, Trigger
 from functions.services.common import full_clean
 from functions.services.versions import version_get
+from tenants.selectors import current_tenant
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
-_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*$")
 
 
 def _check_path(path: str) -> None:
-    if not _PATH.match(path) or ".." in path.split("/") or "//" in path:
+    """The manifests' own rule (dataplane.manifests.tenant_route), so that every path saved
+    here can be deployed."""
+    try:
+        manifests.tenant_route(current_tenant().slug, path)
+    except manifests.InvalidManifest as exc:
         raise ValidationFailed(
             "The path must start with '/', use URL characters and contain no '..' or '//'.",
-            detail={"path": ["Invalid path."]},
-        )
+            detail={"path": [str(exc)]},
+        ) from None
 
 
 def _check_methods(methods: list[str]) -> list[str]:

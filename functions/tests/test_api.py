@@ -238,6 +238,11 @@ def test_single_py_upload_becomes_the_draft(world, api, fn):
     [
         ({"name": "x", "methods": ["GET"], "path": "no-slash"}, 400),
         ({"name": "x", "methods": ["GET"], "path": "/a/../b"}, 400),
+        # Each of these once passed the API and then made every deployment of the function fail.
+        ({"name": "x", "methods": ["GET"], "path": "/..%2fx/y"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/..;/x"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/a//b"}, 400),
+        ({"name": "x", "methods": ["GET"], "path": "/a b"}, 400),
         ({"name": "x", "methods": [], "path": "/a"}, 400),
         ({"name": "x", "methods": ["FETCH"], "path": "/a"}, 400),
         ({"name": "x", "methods": ["GET"], "path": "/a", "target_kind": "alias", "alias": "nope"}, 400),

@@ -18,7 +18,7 @@ from django_tenants.utils import schema_context
 
 from dataplane.backends import base, local
 from functions import tasks
-from functions.models import Deployment, DeploymentState
+from functions.models import Deployment, DeploymentState, Trigger
 from functions.runs import deployments as deployment_runs
 from functions.services import deployments, triggers
 from functions.services import functions as function_services
@@ -109,6 +109,17 @@ def test_local_a_function_missing_after_the_apply_is_transient(world: Any, queue
         "the data plane kept failing: function hello-draft is not on the runtime after the apply"
     )
     assert result.attempts == deployment_runs.MAX_ATTEMPTS
+
+
+def test_a_trigger_stored_before_the_path_rule_fails_the_deployment_with_the_reason(
+    world: Any, queued: Deployment
+) -> None:
+    with schema_context(world.acme.schema_name):
+        Trigger.objects.create(function=queued.function, name="old", methods=["GET"], path="/..;/x")
+    result = _run(world.acme.schema_name, queued)
+    assert result.state == DeploymentState.FAILED
+    assert "trigger path '/..;/x' must start with '/'" in result.reason
+    assert result.attempts == 1
 
 
 def test_an_unexpected_error_fails_the_deployment_and_says_so(

@@ -86,8 +86,12 @@ def test_after_k_calls_the_api_reports_k_calls_and_the_errors(hello: Deployed, a
     vera = api(world.vera)
 
     def reported() -> dict[str, Any] | None:
+        # Counts and percentiles are separate queries over what Prometheus has ingested so far:
+        # wait until both have seen the calls (a scrape can land between them).
         body = vera.get(f"{API}/functions/{hello.name}/metrics/?range=15m&by=version").json()
-        return body if body["totals"]["calls"] == CALLS + FAILURES else None
+        totals = body["totals"]
+        seen = totals["calls"] == CALLS + FAILURES and None not in totals["latency_ms"].values()
+        return body if seen else None
 
     stats = wait_until(reported, timeout=30, interval=0.5, message="Prometheus never reported the calls")
     totals = stats["totals"]

@@ -83,11 +83,13 @@ def current_tenant() -> Tenant:
     ``schema_context`` (tasks) only a stand-in with the schema's name, so the row is read then.
     Raises NotFound in the public schema, which pages and the API answer as 404.
     """
-    tenant = getattr(connection, "tenant", None)
-    if isinstance(tenant, Tenant) and tenant.schema_name != get_public_schema_name():
-        return tenant
     schema = connection.schema_name  # type: ignore[attr-defined]
-    found = Tenant.objects.filter(schema_name=schema).exclude(schema_name=get_public_schema_name()).first()
+    if schema == get_public_schema_name():  # every public page asks: answer without a query
+        raise NotFound("Not found.")
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Tenant) and tenant.schema_name == schema:
+        return tenant
+    found = Tenant.objects.filter(schema_name=schema).first()
     if found is None:
         raise NotFound("Not found.")
     return found

@@ -6,14 +6,47 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Only to load settings for commands that never connect (lint, collectstatic).
 OFFLINE_ENV := PORTAL_SECRET_KEY=offline DATABASE_URL=postgres://offline/none REDIS_URL=redis://offline:1/0
+# The interpreters functions run with, each with Fission's image packages (target runtimes).
+RUNTIMES := .build/runtimes
+RUNTIME_REQUIREMENTS := runtime/images/python/requirements.txt
+RUNTIME_PYTHONS := 3.11 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes
 
-setup: $(VENV)/.installed node_modules/.installed static/dist/main.js .build/staticfiles/staticfiles.json
+setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
+	.build/staticfiles/staticfiles.json
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# What functions run with (runtime/interpreters.py): one virtualenv per interpreter found, holding
+# Fission's Python image packages (wheels only, no system site-packages), never the portal's .venv.
+# An interpreter is the first python<X.Y> that starts, from PATH (a pyenv shim may refuse) then
+# from pyenv's versions; absent ones are skipped, none at all fails. A virtualenv counts once its
+# own .installed exists (the runtime ignores a half-built one). After installing an interpreter:
+# `rm .build/runtimes/.installed && make runtimes`.
+runtimes: $(RUNTIMES)/.installed
+
+$(RUNTIMES)/.installed: $(RUNTIME_REQUIREMENTS)
+	@built=; for version in $(RUNTIME_PYTHONS); do \
+		python=; for candidate in $$(which -a python$$version) $(PYENV_ROOT)/versions/$$version.*/bin/python$$version; do \
+			if [ -x "$$candidate" ] && [ "$$("$$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$$version" ]; \
+			then python=$$candidate; break; fi; \
+		done; \
+		if [ -z "$$python" ]; then echo "runtimes: no python$$version on this machine, skipped"; continue; fi; \
+		venv=$(RUNTIMES)/python$$version; echo "runtimes: $$venv from $$python"; \
+		rm -rf $$venv && "$$python" -m venv $$venv && \
+		$$venv/bin/python -m pip install --quiet --disable-pip-version-check --only-binary :all: \
+			-r $(RUNTIME_REQUIREMENTS) && touch $$venv/.installed || exit 1; \
+		built="$$built $$version"; \
+	done; \
+	if [ -z "$$built" ]; then \
+		echo "runtimes: none of Python $(RUNTIME_PYTHONS) is installed (looked in PATH and $(PYENV_ROOT)/versions)" >&2; \
+		exit 1; \
+	fi
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

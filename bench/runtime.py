@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from portal.embedded import free_port
+from runtime import interpreters
 from testsupport.fission import environment, function, httptrigger, package_literal
 from testsupport.runtime import RuntimeProcess
 
@@ -132,8 +133,12 @@ class ColdStarts:
 
 def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    # The runtime's default Python (as its workers have), not the portal's: the same interpreter
+    # on both sides of the router-overhead comparison.
+    runtimes = interpreters.installed()
+    assert runtimes.default is not None, runtimes.describe()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "runtime.worker", "--port", str(port)],
+        [str(runtimes.found[runtimes.default].python), "-m", "runtime.worker", "--port", str(port)],
         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     (code_dir / "main.py").write_text(HELLO)

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from runtime.config import Config
 from runtime.control import make_app
-from runtime.errors import PackageUnavailable
+from runtime.errors import NotFound, PackageUnavailable
 from runtime.executor import Deployable, Executor
 from runtime.http import ServerProtocol
+from runtime.interpreters import installed
 from runtime.logs import LogCollector
 from runtime.objects import (
     Environment,
@@ -55,9 +56,12 @@ class Runtime:
         if cgroups is not None:
             cgroups.sweep()
         self.cgroups = cgroups
-        self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups)
+        pythons = installed()  # the interpreters functions run with (make runtimes)
+        log.log(logging.INFO if pythons.found else logging.ERROR, "%s", pythons.describe())
+        self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups, pythons)
         self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
         self.executor = Executor(self.sandboxes, run_dir, self.logs)
+        self.executor.app_log_twice = config.app_log_twice
         self.router = Router(self.executor, config.namespace_prefix)
         self.servers: list[Any] = []
         self.apply_lock = asyncio.Lock()
@@ -101,6 +105,15 @@ class Runtime:
     async def delete(self, key: Key) -> None:
         self.store.delete(key)
         await self.apply()
+
+    async def prepare(self, namespace: str, name: str, request_id: str) -> None:
+        """The specialize probe: a worker specialized for the function as its first call would have
+        it (``Executor.prepare``, which says what it raises). NotFound when the function does not
+        exist or is not deployed (its package or environment is missing or could not be fetched)."""
+        self.store.get(("functions", namespace, name))
+        if (namespace, name) not in self.executor.deployables:
+            raise NotFound(f"function {namespace}/{name} is not deployed: no package or environment to run")
+        await self.executor.prepare((namespace, name), request_id)
 
     async def apply(self) -> None:
         """Make sandboxes, workers and routes match the stored objects. Safe to call any time."""

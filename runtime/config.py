@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
 
 class ConfigError(ValueError):
     pass
@@ -33,6 +35,13 @@ def _flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on or off, got {value!r}")
 
 
+def python_runtimes_dir() -> Path:
+    """Where ``make runtimes`` built the interpreters functions run with: ``RUNTIME_PYTHON_RUNTIMES_DIR``,
+    by default ``<repository>/.build/runtimes``. Read once per process, by ``interpreters.installed``
+    (an Environment's parser needs it too, so it is not a field of Config)."""
+    return Path(os.environ.get("RUNTIME_PYTHON_RUNTIMES_DIR") or REPOSITORY / ".build" / "runtimes").resolve()
+
+
 def _secret(name: str) -> str | None:
     path = os.environ.get(f"{name}_FILE")
     if path:
@@ -55,6 +64,7 @@ class Config:
     worker_tmp_bytes: int
     worker_pids: int
     namespace_prefix: str
+    app_log_twice: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -85,4 +95,7 @@ class Config:
             worker_pids=_int("RUNTIME_WORKER_PIDS", 128),
             # The portal's setting: namespace "<prefix>-<tenant>" serves only routes under /<tenant>/.
             namespace_prefix=os.environ.get("PORTAL_NAMESPACE_PREFIX", "faas"),
+            # Fission's app logger writes each line twice (stdout, and stderr through Flask's
+            # default handler); off: once, on stdout. On: exactly as Fission.
+            app_log_twice=_flag("RUNTIME_APP_LOG_TWICE", False),
         )

@@ -6,6 +6,8 @@ ResourceQuota and LimitRange of a namespace, bearer-token protected.
 ``/apis/networking.k8s.io/v1/namespaces/<ns>/networkpolicies[/<name>]``: GET (read, list), POST
 (create), PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
 An HTTPTrigger must route under its namespace's tenant (``runtime.tenancy``), else 422.
+``POST /apis/fission.io/v1/namespaces/<ns>/functions/<name>/specialize`` is the specialize probe:
+the function gets a worker specialized for it without being called (see ``specialize``).
 ``/metrics`` (Prometheus) and ``/healthz`` need no token.
 """
 
@@ -21,7 +23,10 @@ from aiohttp import web
 
 from runtime import metrics
 from runtime.errors import InvalidObject, NotFound, RuntimeProblem
+from runtime.executor import LoadFailed, TooManyRequests, Unavailable
+from runtime.http import REQUEST_ID_HEADER, request_id_or_new
 from runtime.objects import CORE_KINDS, KINDS, NETWORKING_KINDS
+from runtime.quota import QuotaExhausted
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
@@ -31,6 +36,7 @@ NAMESPACED = "/namespaces/{namespace}/{plural}"
 # URL prefix of each API group, and the kinds it serves.
 GROUPS = {"/apis/fission.io/v1": KINDS, "/api/v1": CORE_KINDS, "/apis/networking.k8s.io/v1": NETWORKING_KINDS}
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
+SPECIALIZE = "/apis/fission.io/v1/namespaces/{namespace}/functions/{name}/specialize"
 
 
 def problem(status: int, code: str, message: str, detail: Any = None) -> web.Response:
@@ -65,6 +71,7 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
         app.router.add_get(base + "/{name}", handlers.read)
         app.router.add_put(base + "/{name}", handlers.replace)
         app.router.add_delete(base + "/{name}", handlers.delete)
+    app.router.add_post(SPECIALIZE, handlers.specialize)
     return app
 
 
@@ -103,6 +110,32 @@ class Handlers:
     async def delete(self, request: web.Request) -> web.Response:
         await self.runtime.delete(_key(request))
         return web.json_response({"status": "deleted"})
+
+    async def specialize(self, request: web.Request) -> web.Response:
+        """200 ``{"status": "specialized"}`` once a worker is specialized for the function (one
+        already serving it will do); 422 ``load_failed`` with the worker's traceback when the code
+        does not load; 404 when it is not deployed; 429 at a quota or its concurrency limit; 503
+        when no worker could be started. Every answer names the request id (the caller's valid
+        ``X-Fission-Request-ID``, else a new one) in that header: the load's logs carry it."""
+        offered = request.headers.get(REQUEST_ID_HEADER.decode())
+        request_id = request_id_or_new(offered.encode("ascii", "replace") if offered else None).decode()
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        try:
+            await self.runtime.prepare(namespace, name, request_id)
+            response = web.json_response({"status": "specialized"})
+        except LoadFailed as exc:
+            detail = {"reason": exc.reason, "traceback": exc.traceback, "request_id": request_id}
+            response = problem(422, "load_failed", f"the function failed to load: {exc.reason}", detail)
+        except QuotaExhausted as exc:
+            response = problem(429, "quota_exhausted", f"the namespace's {exc.resource} quota is exhausted")
+        except TooManyRequests:
+            response = problem(429, "too_many_requests", "the function is at its concurrency limit")
+        except Unavailable as exc:
+            response = problem(503, "unavailable", f"the function could not be started: {exc}")
+        except NotFound as exc:
+            response = problem(exc.status, exc.code, exc.message)
+        response.headers["X-Fission-Request-ID"] = request_id
+        return response
 
 
 def _plural(request: web.Request) -> str:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import metrics
-from runtime.http import Response, UpstreamClosed, UpstreamConnection
-from runtime.logs import LogCollector
+from runtime.http import REQUEST_ID_HEADER, Response, UpstreamClosed, UpstreamConnection, request_id_or_new
+from runtime.logs import LogCollector, Output
 from runtime.objects import Environment, Function, LimitRange, ResourceQuota
 from runtime.quota import DEFAULT_MEMORY, QuotaExhausted, Quotas
 from runtime.sandbox.cgroups import Cgroup
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 FnKey = tuple[str, str]  # namespace, function name
 EnvKey = tuple[str, str]  # namespace, environment name
 SPECIALIZE_TIMEOUT = 120.0
+# After a failed load: how long to wait for the killed worker's output to be read, then stored.
+OUTPUT_DRAIN_TIMEOUT = 5.0
+LOG_FLUSH_TIMEOUT = 5.0
 
 
 class TooManyRequests(Exception):
@@ -42,6 +45,17 @@ class TooManyRequests(Exception):
 
 class Unavailable(Exception):
     """The function cannot be started (bad code, missing package): 502 to the caller."""
+
+
+class LoadFailed(Unavailable):
+    """The function's code did not load: ``reason`` in one line, ``traceback`` what its worker
+    wrote to stderr while loading it ("" when nothing), all logged under ``request_id``."""
+
+    def __init__(self, reason: str, traceback: str, request_id: str) -> None:
+        super().__init__(f"the function could not be loaded: {reason}")
+        self.reason = reason
+        self.traceback = traceback
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Deployable:
             f.memory_limit,
             f.requests_per_pod,
             f.executor,
+            self.environment.python,  # its workers come from a zygote of that interpreter
         )
 
 
@@ -78,18 +93,24 @@ class Worker:
     socket: Path
     workdir: Path | None  # its working directory on the host; None in a sandbox (it has /tmp)
     env_key: EnvKey
+    python: str  # the Python version ("3.12") of the zygote it was forked from
     executor: str
     memory_charge: int  # bytes counted against the namespace's limits.memory quota
     cgroup: Cgroup | None = None  # its memory and pids limits, where the machine has cgroups
     state: str = "warm"  # warm, specializing, specialized, retiring, dead
     function: FnKey | None = None
+    function_uid: str = ""  # the Function object's metadata.uid, in its log records
+    output: Output | None = None  # its output channels, as the log collector reads them
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
     connections: list[UpstreamConnection] = field(default_factory=list)
 
-    def owner(self) -> FnKey | None:
-        """Whose output this worker's lines are (None while it is generic)."""
-        return self.function
+    def owner(self) -> tuple[str, str, str] | None:
+        """Whose output this worker's lines are, (namespace, function, function uid); None while
+        it is generic."""
+        if self.function is None:
+            return None
+        return (self.function[0], self.function[1], self.function_uid)
 
 
 class Executor:
@@ -115,6 +136,7 @@ class Executor:
         self.spawning: list[tuple[str, int]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        self.app_log_twice = False  # RUNTIME_APP_LOG_TWICE: the app logger's lines on stderr too, as Fission
 
     # ------------------------------------------------------------ desired state
 
@@ -126,9 +148,14 @@ class Executor:
         self.environments = {(e.meta.namespace, e.meta.name): e for e in environments}
         self.pool_sizes = {key: env.poolsize for key, env in self.environments.items()}
         for key in list(self.pools):
-            if key not in self.environments:
+            environment = self.environments.get(key)
+            if environment is None:
                 for worker in self.pools.pop(key):
                     self.destroy(worker, "environment deleted")
+                continue
+            # Its functions' workers retire with their signature (Deployable.signature).
+            for worker in [w for w in self.pools[key] if w.python != environment.python]:
+                self.destroy(worker, f"its environment runs python {environment.python} now")
         self.background(self.fill_pools())
 
     def set_deployables(self, deployables: list[Deployable]) -> None:
@@ -150,11 +177,12 @@ class Executor:
     # ------------------------------------------------------------ calls
 
     async def call(self, key: FnKey, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> Response:  # fmt: skip
+                   body: bytes, *, request_id: str = "") -> Response:  # fmt: skip
+        """``request_id`` names a cold start's specialize request (its load errors are logged so)."""
         deployable = self.deployables.get(key)
         if deployable is None:
             raise Unavailable("the function is not deployed")
-        worker = await self.acquire(deployable)
+        worker = await self.acquire(deployable, request_id)
         connection = worker.connections.pop() if worker.connections else None
         try:
             if connection is None:
@@ -174,7 +202,7 @@ class Executor:
             worker.connections.append(connection)
         return response
 
-    async def acquire(self, deployable: Deployable) -> Worker:
+    async def acquire(self, deployable: Deployable, request_id: str = "") -> Worker:
         key, function = deployable.key, deployable.function
         deadline = time.monotonic() + function.timeout
         while True:
@@ -189,7 +217,7 @@ class Executor:
                 return worker
             limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
             if len(self.by_function[key]) + self.starting[key] < limit:
-                return await self.cold_start(deployable)
+                return await self.cold_start(deployable, request_id)
             if function.executor == "poolmgr":
                 raise TooManyRequests()
             # newdeploy at MaxScale: wait for a worker like requests queue at a Service
@@ -200,6 +228,17 @@ class Executor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.freed[key].wait(), remaining)
 
+    async def prepare(self, key: FnKey, request_id: str) -> None:
+        """Have the function served by a specialized worker without calling it (the control API's
+        specialize probe): one is acquired as a first call would, cold-started when none is free,
+        and released at once, so it stays (poolmgr: until idle; newdeploy: counted against
+        MaxScale). Raises what ``acquire`` does; Unavailable when the function is not deployed."""
+        deployable = self.deployables.get(key)
+        if deployable is None:
+            raise Unavailable("the function is not deployed")
+        worker = await self.acquire(deployable, request_id)
+        self.release(worker, key)
+
     def release(self, worker: Worker, key: FnKey) -> None:
         worker.active -= 1
         worker.last_used = time.monotonic()
@@ -207,11 +246,12 @@ class Executor:
             self.destroy(worker, "retired")
         self.freed[key].set()
 
-    async def cold_start(self, deployable: Deployable) -> Worker:
+    async def cold_start(self, deployable: Deployable, request_id: str = "") -> Worker:
         """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy).
 
         Raises QuotaExhausted, before anything is started or counted as a cold start, when the
-        worker does not fit the namespace's quota."""
+        worker does not fit the namespace's quota; LoadFailed when the code does not load.
+        ``request_id`` (the triggering call's; a new one when "") names the specialize request."""
         key, function = deployable.key, deployable.function
         env_key = (function.meta.namespace, function.environment)
         charge = self.memory_limit(deployable) or DEFAULT_MEMORY
@@ -222,13 +262,13 @@ class Executor:
         if worker is None:
             worker = await self.spawn_for(deployable)
         worker.state, worker.function, worker.active = "specializing", key, 1
+        worker.function_uid = function.meta.uid
         self.by_function[key].append(worker)
         try:
-            await self.specialize(worker, deployable)
-        except (Unavailable, UpstreamClosed, OSError, TimeoutError) as exc:
+            await self.specialize(worker, deployable, request_id or request_id_or_new(None).decode())
+        except LoadFailed:
             metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
-            self.destroy(worker, f"specialization failed: {exc}")
-            raise Unavailable(f"the function could not be loaded: {exc}") from None
+            raise
         finally:
             # After the specialization, not during it: forking the replacement would compete with
             # this cold start for the CPU.
@@ -248,7 +288,8 @@ class Executor:
         self.starting[key] += 1
         try:
             env_key = (function.meta.namespace, function.environment)
-            return await self.spawn(env_key, function.executor, memory, memory or DEFAULT_MEMORY)
+            charge, python = memory or DEFAULT_MEMORY, deployable.environment.python
+            return await self.spawn(env_key, function.executor, memory, charge, python=python)
         except Unavailable:
             metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
             raise
@@ -266,7 +307,27 @@ class Executor:
         worker.memory_charge = charge
         return worker
 
-    async def specialize(self, worker: Worker, deployable: Deployable) -> None:
+    async def specialize(self, worker: Worker, deployable: Deployable, request_id: str) -> None:
+        """Load the function in ``worker`` with a specialize request named ``request_id``.
+
+        Raises LoadFailed when it does not load, once the worker is destroyed and what it wrote
+        under ``request_id`` is read and stored (its traceback: the caller may look for it at
+        once); when the worker wrote nothing there, the runtime logs why itself."""
+        with self.logs.tap(request_id) as stderr:
+            try:
+                await self._specialize_request(worker, deployable, request_id)
+            except (Unavailable, UpstreamClosed, OSError, TimeoutError) as exc:
+                reason = _reason(exc)
+                self.destroy(worker, f"specialization failed: {reason}")
+                if worker.output is not None:  # it ends once the killed worker's lines are read
+                    await worker.output.drained(OUTPUT_DRAIN_TIMEOUT)
+                owner = worker.owner()
+                if not stderr and owner is not None:
+                    self.logs.note(owner, request_id, f"the function failed to load: {reason}")
+                await self.logs.flushed(LOG_FLUSH_TIMEOUT)
+                raise LoadFailed(reason, "\n".join(stderr), request_id) from None
+
+    async def _specialize_request(self, worker: Worker, deployable: Deployable, request_id: str) -> None:
         function = deployable.function
         memory = self.memory_limit(deployable)
         if worker.cgroup is not None:
@@ -276,14 +337,16 @@ class Executor:
         body = json.dumps({
             "filepath": self.sandboxes.package_path(namespace, deployable.code_path),
             "functionName": function.entrypoint,
-            "FunctionMetadata": {"name": function.meta.name, "namespace": namespace},
+            "FunctionMetadata": {"name": function.meta.name, "namespace": namespace,
+                                 "uid": function.meta.uid, "resourceVersion": function.meta.resource_version},
             # Extensions of Fission's body: a generic poolmgr worker learns its limits here
             # (memory only without cgroups: RLIMIT_AS is then the limit).
             "concurrency": function.requests_per_pod,
             "memory_bytes": memory if worker.cgroup is None else None,
+            "app_log_twice": self.app_log_twice,
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, request_id.encode())]
         response = await asyncio.wait_for(
             connection.send("POST", b"/v2/specialize", headers, body), SPECIALIZE_TIMEOUT
         )
@@ -320,8 +383,10 @@ class Executor:
 
     # ------------------------------------------------------------ worker processes
 
-    async def spawn(self, env_key: EnvKey, executor: str, memory: int | None, charge: int) -> Worker:
-        """Fork a worker limited to ``memory`` bytes, charging ``charge`` bytes to its namespace.
+    async def spawn(self, env_key: EnvKey, executor: str, memory: int | None, charge: int, *,
+                    python: str) -> Worker:  # fmt: skip
+        """Fork a worker of Python ``python`` limited to ``memory`` bytes, charging ``charge`` bytes
+        to its namespace.
 
         Raises QuotaExhausted (before forking) when it does not fit the quota, Unavailable when
         it does not start."""
@@ -329,7 +394,7 @@ class Executor:
         reservation = (env_key[0], charge)
         self.spawning.append(reservation)
         try:
-            worker = await self._fork(env_key, executor, memory, charge)
+            worker = await self._fork(env_key, executor, memory, charge, python)
         finally:
             self.spawning.remove(reservation)
         self.workers[worker.id] = worker
@@ -338,10 +403,11 @@ class Executor:
         metrics.workers_changed(self)
         return worker
 
-    async def _fork(self, env_key: EnvKey, executor: str, memory: int | None, charge: int) -> Worker:
-        """The worker process: forked by its namespace's zygote with a listening socket, a log
-        connection and stdout/stderr pipes that only the runtime holds the other ends of; moved
-        into its cgroup before it can run any function code (that waits for specialization)."""
+    async def _fork(self, env_key: EnvKey, executor: str, memory: int | None, charge: int,
+                    python: str) -> Worker:  # fmt: skip
+        """The worker process: forked by its namespace's zygote of ``python`` with a listening
+        socket, a log connection and stdout/stderr pipes that only the runtime holds the other ends
+        of; moved into its cgroup before it can run any function code (that waits for specialization)."""
         namespace, worker_id = env_key[0], f"w{next(self.ids)}"
         path = self.sockets / f"{worker_id}.sock"
         workdir = None if self.sandboxes.enabled else self.run_dir / "workers" / worker_id
@@ -353,12 +419,12 @@ class Executor:
                 cgroup.limit_memory(memory)
             if workdir is not None:
                 workdir.mkdir(parents=True, exist_ok=True)
-            spawned = await self._ask_zygote(namespace, worker_id, workdir, memory, cgroup, channels)
+            spawned = await self._ask_zygote(namespace, python, worker_id, workdir, memory, cgroup, channels)
             worker = Worker(
                 id=worker_id, pid=spawned.pid, pidfd=spawned.pidfd, socket=path, workdir=workdir,
-                env_key=env_key, executor=executor, memory_charge=charge, cgroup=cgroup,
+                env_key=env_key, python=python, executor=executor, memory_charge=charge, cgroup=cgroup,
             )  # fmt: skip
-            await self.logs.attach(worker.owner, *channels.take_ours())
+            worker.output = await self.logs.attach(worker.owner, *channels.take_ours())
         except BaseException:
             if spawned is not None:  # forked, but not ours to run: it must not live on
                 kill(spawned.pidfd)
@@ -370,20 +436,22 @@ class Executor:
             raise
         return worker
 
-    async def _ask_zygote(self, namespace: str, worker_id: str, workdir: Path | None, memory: int | None,
-                          cgroup: Cgroup | None, channels: _Channels) -> Spawned:  # fmt: skip
+    async def _ask_zygote(self, namespace: str, python: str, worker_id: str, workdir: Path | None,
+                          memory: int | None, cgroup: Cgroup | None,
+                          channels: _Channels) -> Spawned:  # fmt: skip
         # The worker moves itself into its cgroups, first thing (see Cgroup.open_doors).
         doors = cgroup.open_doors() if cgroup is not None else []
         request = {
             "id": worker_id, "concurrency": 1,
-            "env": {"HOME": str(workdir) if workdir else "/tmp"},  # noqa: S108 - the sandbox's own
+            "env": {"HOME": str(workdir) if workdir else "/tmp",  # noqa: S108 - the sandbox's own
+                    "PATH": self.sandboxes.worker_path(python)},
             "cwd": str(workdir) if workdir else "/tmp",  # noqa: S108
             "memory_bytes": memory if cgroup is None else None,
             "tmp_bytes": self.sandboxes.settings.tmp_bytes if self.sandboxes.enabled else None,
             "cgroups": len(doors),
         }  # fmt: skip
         try:
-            zygote = await self.sandboxes.zygote(namespace)
+            zygote = await self.sandboxes.zygote(namespace, python)
             spawned = await zygote.spawn(request, [*channels.theirs(), *doors])
         except (ZygoteGone, RuntimeError, OSError) as exc:
             raise Unavailable(f"the worker could not be started: {exc}") from None
@@ -455,9 +523,10 @@ class Executor:
             memory, charge = self.pool_memory(env_key)
             # Counting the workers other fills are starting keeps concurrent calls from overshooting.
             while len(self.pools[env_key]) + self.filling[env_key] < self.pool_sizes.get(env_key, 0):
+                python = self.environments[env_key].python  # set with pool_sizes, never without it
                 self.filling[env_key] += 1
                 try:
-                    worker = await self.spawn(env_key, "poolmgr", memory, charge)
+                    worker = await self.spawn(env_key, "poolmgr", memory, charge, python=python)
                 except QuotaExhausted:
                     break
                 except (Unavailable, RuntimeError, OSError):
@@ -465,10 +534,11 @@ class Executor:
                     return
                 finally:
                     self.filling[env_key] -= 1
-                if env_key in self.pool_sizes:
+                current = self.environments.get(env_key)
+                if env_key in self.pool_sizes and current is not None and current.python == worker.python:
                     self.pools[env_key].append(worker)
-                else:  # the environment went away while the worker started
-                    self.destroy(worker, "environment deleted")
+                else:  # the environment went away, or changed its python, while the worker started
+                    self.destroy(worker, "environment deleted or changed")
         metrics.workers_changed(self)
 
     async def keep_min_scale(self) -> None:
@@ -570,6 +640,16 @@ class _Channels:
             os.close(stdout)
             os.close(stderr)
             self._ours = None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a specialization failed, in one line."""
+    if isinstance(exc, TimeoutError):
+        return f"it did not load within {SPECIALIZE_TIMEOUT:.0f}s"
+    if isinstance(exc, UpstreamClosed):
+        return f"its worker stopped while loading it ({exc})"
+    lines = str(exc).strip().splitlines()
+    return lines[0][:500] if lines else type(exc).__name__
 
 
 async def _remove_when_empty(cgroup: Cgroup, attempts: int = 50) -> None:

@@ -4,11 +4,16 @@ Two halves: ``ServerProtocol`` parses client requests (keep-alive, one at a time
 connection, in order) and hands them to a handler; ``UpstreamConnection`` sends one request
 at a time to a worker over a unix socket and parses its response. No framework on this
 path: it is where the router overhead is measured.
+
+A HEAD goes to the worker as HEAD; its answer has headers only (the Content-Length is the one a
+GET would have), and neither half sends or waits for a body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -19,6 +24,16 @@ import httptools
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
 )
+REQUEST_ID_HEADER = b"x-fission-request-id"
+# A caller's request id is taken only when it is this plain: it names log records and is echoed.
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+
+
+def request_id_or_new(offered: bytes | None) -> bytes:
+    """The caller's ``X-Fission-Request-ID`` when it is valid, else a new one (32 hex digits)."""
+    if offered is not None and _REQUEST_ID.match(offered):
+        return offered
+    return uuid.uuid4().hex.encode()
 
 
 @dataclass
@@ -28,12 +43,21 @@ class Request:
     query: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes = b""
+    target: bytes = b""  # the request line's target as received: path, "?", query
+    client: str = ""  # the peer's address, "" when unknown
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
             if key.lower() == name:
                 return value
         return None
+
+    def full_url(self) -> bytes:
+        """The target as the caller wrote it, which is what Go's ``URL.String()`` gives for a
+        server request (Fission's ``X-Fission-Full-Url``)."""
+        if self.target:
+            return self.target
+        return self.path.encode("latin-1") + (b"?" + self.query if self.query else b"")
 
 
 @dataclass
@@ -46,12 +70,16 @@ class Response:
     def encode(self, keep_alive: bool = True) -> bytes:
         reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
         lines = [f"HTTP/1.1 {self.status} {reason}".encode()]
-        lines.extend(
-            k + b": " + v
-            for k, v in self.headers
-            if k.lower() not in HOP_BY_HOP and k.lower() != b"content-length"
-        )
-        lines.append(b"content-length: " + str(len(self.body)).encode())
+        length = str(len(self.body)).encode()
+        for k, v in self.headers:
+            lower = k.lower()
+            if lower == b"content-length":
+                # A worker's answer to HEAD has no body but says how long the GET body would be.
+                if self.head_only and not self.body:
+                    length = v
+            elif lower not in HOP_BY_HOP:
+                lines.append(k + b": " + v)
+        lines.append(b"content-length: " + length)
         if not keep_alive:
             lines.append(b"connection: close")
         return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if self.head_only else self.body)
@@ -72,6 +100,7 @@ class ServerProtocol(asyncio.Protocol):
         self.max_body = max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self.client = ""
         self.queue: asyncio.Queue[Request | Response | None] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
         self._reset()
@@ -86,6 +115,8 @@ class ServerProtocol(asyncio.Protocol):
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -125,6 +156,8 @@ class ServerProtocol(asyncio.Protocol):
                 query=parsed.query or b"",
                 headers=self.headers,
                 body=b"".join(self.body_parts),
+                target=self.url,
+                client=self.client,
             )
             self.queue.put_nowait(request)
         self._reset()
@@ -147,13 +180,18 @@ class UpstreamClosed(Exception):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """A keep-alive connection to one worker; one request in flight at a time."""
+    """A keep-alive connection to one worker; one request in flight at a time.
+
+    After a HEAD the connection is closed: the parser cannot be told that this answer has no
+    body despite its Content-Length, so the answer ends with its headers, and bytes a worker
+    might still send are never read as the next answer."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
+        self.for_head = False  # the request in flight is a HEAD
         self._start()
 
     def _start(self) -> None:
@@ -189,10 +227,21 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if not self.for_head or status < 200:
+            return
+        response = Response(status, self.headers)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(response)
+        self.close()
+
     def on_body(self, body: bytes) -> None:
         self.body_parts.append(body)
 
     def on_message_complete(self) -> None:
+        if self.closed:
+            return  # the answer to a HEAD, already complete with its headers
         response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body_parts))
         keep = self.parser.should_keep_alive()
         self._start()
@@ -207,6 +256,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise UpstreamClosed("connection already closed")
         self.waiter = asyncio.get_running_loop().create_future()
+        self.for_head = method == "HEAD"
         head = [method.encode() + b" " + target + b" HTTP/1.1", b"host: worker"]
         head.extend(
             k + b": " + v

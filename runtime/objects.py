@@ -3,6 +3,8 @@ namespace, as the runtime understands them, parsed and validated.
 
 Validation follows the CRDs in shared/fission-crds and FISSION.md section 1; every error
 names the field (``spec.functionref.functionweights``) so a caller knows what to fix.
+An Environment also names the Python version its workers run, which must be one this runtime
+has (``runtime.interpreters``; docs/runtimes.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime import interpreters
 from runtime.errors import InvalidObject
 from runtime.sandbox.network import Grant
 
@@ -86,9 +89,13 @@ def parse_cpu(value: Any, path: str) -> int | None:
 
 @dataclass(frozen=True)
 class Meta:
+    """``uid`` and ``resource_version`` are the store's (``runtime.store``), "" on a body not yet
+    stored; the router sends them to the function as Fission does (``X-Fission-Function-Uid``...)."""
+
     namespace: str
     name: str
     resource_version: str = ""
+    uid: str = ""
 
 
 def parse_meta(obj: dict[str, Any], namespace: str, kind: str, api_version: str = API_VERSION) -> Meta:
@@ -100,7 +107,9 @@ def parse_meta(obj: dict[str, Any], namespace: str, kind: str, api_version: str 
     declared = _get(obj, "metadata.namespace", str)
     if declared not in (None, namespace):
         raise InvalidObject("metadata.namespace must match the URL's namespace", field="metadata.namespace")
-    return Meta(namespace=namespace, name=name)
+    version = str(_get(obj, "metadata.resourceVersion", (str, int), ""))
+    uid = _get(obj, "metadata.uid", str, "")
+    return Meta(namespace=namespace, name=name, resource_version=version, uid=uid)
 
 
 def _same_namespace_ref(obj: dict[str, Any], path: str, namespace: str) -> str:
@@ -111,12 +120,33 @@ def _same_namespace_ref(obj: dict[str, Any], path: str, namespace: str) -> str:
     return name
 
 
+# The Python version an Environment runs ("3.12"), as the portal's manifests annotate it.
+PYTHON_VERSION_ANNOTATION = "faas-portal.io/python-version"
+# A "3.NN" in an image's last path segment (python-env-3.12:latest, python:3.13-alpine), not the
+# tail of another version number ("env:1.3.10").
+_IMAGE_PYTHON = re.compile(r"(?<![0-9.])3\.[0-9]{1,2}(?![0-9])")
+
+
 @dataclass(frozen=True)
 class Environment:
     meta: Meta
     image: str
     poolsize: int
     memory_limit: int | None
+    python: str  # "3.12": the interpreter its workers run (runtime.interpreters)
+
+
+def _python_version(obj: dict[str, Any], image: str) -> str:
+    """The annotation's version, else the image's, else the runtime's default (the newest it
+    has); PythonUnavailable (422) naming where the version came from when the runtime lacks it."""
+    annotation = f"metadata.annotations[{PYTHON_VERSION_ANNOTATION}]"
+    wanted = _get(obj, "metadata.annotations", dict, {}).get(PYTHON_VERSION_ANNOTATION)
+    if wanted is not None and not isinstance(wanted, str):
+        raise InvalidObject(f"{annotation} must be a string such as 3.12", field=annotation)
+    if wanted is not None:
+        return interpreters.installed().choose(wanted, field=annotation)
+    match = _IMAGE_PYTHON.search(image.rsplit("/", 1)[-1])
+    return interpreters.installed().choose(match.group(0) if match else None, field="spec.runtime.image")
 
 
 def parse_environment(obj: dict[str, Any], namespace: str) -> Environment:
@@ -131,7 +161,9 @@ def parse_environment(obj: dict[str, Any], namespace: str) -> Environment:
     memory = parse_memory(
         _get(obj, "spec.resources.limits.memory", (str, int)), "spec.resources.limits.memory"
     )
-    return Environment(meta=meta, image=image, poolsize=poolsize, memory_limit=memory)
+    return Environment(
+        meta=meta, image=image, poolsize=poolsize, memory_limit=memory, python=_python_version(obj, image)
+    )
 
 
 @dataclass(frozen=True)

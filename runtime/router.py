@@ -1,7 +1,16 @@
 """The router: HTTP triggers to functions, as Fission's router does it.
 
-Exact ``relativeurl`` first, then ``{var}`` templates, then prefixes (longest first). A path
-that matches but not for this method is 405. ``function-weights`` are drawn per request.
+Exact ``relativeurl`` first, then ``{var}`` templates, then prefixes (longest first). A prefix
+``/p`` matches ``/p`` and ``/p/...``; a prefix ``/p/`` only ``/p/...`` (Fission registers the two
+forms so). A path that matches but not for this method is 405. ``function-weights`` are drawn per
+request.
+
+What the function sees is what Fission's router sends (pkg/router rewrite.go, requesthHeader.go):
+the path relative to the trigger (``/`` for an exact or templated one; a prefix's remainder, or
+the whole path with ``keepPrefix``), the query as it came, the ``X-Fission-*`` headers naming the
+function and the request, and ``Forwarded``/``X-Forwarded-Host``/``X-Forwarded-For``. A caller's
+own ``X-Fission-*`` headers are dropped first: only the router says which function and request
+this is (Fission lets some through; we do not).
 A namespace's ``faas-portal/concurrency`` quota bounds its requests in flight (429 beyond).
 A route is served only under its namespace's tenant root (``runtime.tenancy``): the control API
 refuses any other, and the table leaves out any that got past it (an object stored by an older
@@ -15,20 +24,48 @@ import logging
 import random
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 from runtime import metrics
 from runtime.executor import Executor, TooManyRequests, Unavailable
-from runtime.http import Request, Response
-from runtime.objects import HTTPTrigger
+from runtime.http import REQUEST_ID_HEADER, Request, Response, request_id_or_new
+from runtime.objects import HTTPTrigger, Meta
 from runtime.quota import QuotaExhausted
 from runtime.tenancy import route_root, under
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+# Fission's names, as Go's net/http writes them (each word capitalised, the rest lower case).
+FUNCTION_UID = b"X-Fission-Function-Uid"
+FUNCTION_NAME = b"X-Fission-Function-Name"
+FUNCTION_NAMESPACE = b"X-Fission-Function-Namespace"
+FUNCTION_RESOURCE_VERSION = b"X-Fission-Function-Resourceversion"
+FULL_URL = b"X-Fission-Full-Url"
+_FORWARDED = (b"forwarded", b"x-forwarded-host")
+
+
+def canonical_header(name: str) -> str:
+    """``x-fission-params-itemId`` -> ``X-Fission-Params-Itemid``, as Go's Header.Set writes it."""
+    return "-".join(word[:1].upper() + word[1:].lower() for word in name.split("-"))
+
+
+def forwarded_path(trigger: HTTPTrigger, path: str) -> str:
+    """The path the function sees: a prefix trigger's remainder ("/" at least) or, with
+    ``keepPrefix``, the whole path; "/" for an exact or templated ``relativeurl``."""
+    if not trigger.is_prefix:
+        return "/"
+    if not trigger.keep_prefix:
+        path = path.removeprefix(trigger.path)
+    return path if path.startswith("/") else "/" + path
+
+
+def forwarded_host(host: bytes) -> bytes:
+    """The ``Forwarded`` value naming ``host`` (a Host header, maybe with a port): RFC 7239 wants
+    an IPv6 address quoted, and Fission quotes any host whose name part has a colon or brackets."""
+    if host.startswith(b"[") or host.count(b":") > 1:
+        return b'host="' + host + b'";'
+    return b"host=" + host + b";"
 
 
 @dataclass(frozen=True)
@@ -38,6 +75,8 @@ class Route:
     names: tuple[str, ...]
     functions: tuple[str, ...]
     weights: tuple[int, ...]
+    subtree: str  # a prefix's paths below it start with this ("/p/" for "/p" and "/p/")
+    param_headers: dict[str, bytes]  # a template variable -> its X-Fission-Params-<var> header
 
     @classmethod
     def of(cls, trigger: HTTPTrigger) -> Route:
@@ -47,7 +86,10 @@ class Route:
             parts = _VAR.split(trigger.path)
             regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
             pattern = re.compile(f"^{regex}$")
-        return cls(trigger, pattern, names, tuple(trigger.weights), tuple(trigger.weights.values()))
+        subtree = trigger.path if trigger.path.endswith("/") else trigger.path + "/"
+        param_headers = {name: canonical_header(f"X-Fission-Params-{name}").encode() for name in names}
+        return cls(trigger, pattern, names, tuple(trigger.weights), tuple(trigger.weights.values()),
+                   subtree, param_headers)  # fmt: skip
 
     def pick(self) -> str:
         if len(self.functions) == 1:
@@ -80,8 +122,7 @@ class RouteTable:
                 if method in route.trigger.methods:
                     return route, found.groupdict(), True
         for route in self.prefixes:
-            prefix = route.trigger.path.rstrip("/")
-            if path == prefix or path.startswith(prefix + "/"):
+            if path == route.trigger.path or path.startswith(route.subtree):
                 seen = True
                 if method in route.trigger.methods:
                     return route, {}, True
@@ -117,12 +158,10 @@ class Router:
             )
         function = route.pick()
         namespace = route.trigger.meta.namespace
-        request_id = request.header(b"x-fission-request-id")
-        if request_id is None or not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex.encode()
+        request_id = request_id_or_new(request.header(REQUEST_ID_HEADER))
         response = await self._admit(request, route, function, params, request_id)
-        response.headers = [(k, v) for k, v in response.headers if k.lower() != b"x-fission-request-id"]
-        response.headers.append((b"x-fission-request-id", request_id))
+        response.headers = [(k, v) for k, v in response.headers if k.lower() != REQUEST_ID_HEADER]
+        response.headers.append((REQUEST_ID_HEADER, request_id))
         response.head_only = request.method == "HEAD"
         metrics.observe_call(
             namespace,
@@ -150,21 +189,17 @@ class Router:
         self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
     ) -> Response:
         trigger = route.trigger
-        path = request.path
-        if trigger.is_prefix and not trigger.keep_prefix:
-            path = "/" + path[len(trigger.path.rstrip("/")) :].lstrip("/")
+        key = (trigger.meta.namespace, function)
+        deployable = self.executor.deployables.get(key)
+        if deployable is None:
+            log.warning("%s/%s unavailable: the function is not deployed", *key)
+            return Response(502, TEXT, b"the function is unavailable\n")
+        path = forwarded_path(trigger, request.path)
         target = path.encode("latin-1") + (b"?" + request.query if request.query else b"")
-        headers = [(k, v) for k, v in request.headers if not k.lower().startswith(b"x-fission-")]
-        headers.append((b"x-fission-request-id", request_id))
-        headers.append((b"x-fission-function-name", function.encode()))
-        headers.append((b"x-fission-function-namespace", trigger.meta.namespace.encode()))
-        headers.extend(
-            (f"x-fission-params-{name}".encode(), value.encode()) for name, value in params.items()
-        )
-        method = "GET" if request.method == "HEAD" else request.method
+        headers = proxy_headers(request, deployable.function.meta, route, params, request_id)
         try:
             return await self.executor.call(
-                (trigger.meta.namespace, function), method, target, headers, request.body
+                key, request.method, target, headers, request.body, request_id=request_id.decode()
             )
         except QuotaExhausted as exc:
             message = f"too many requests: the namespace's {exc.resource} quota is exhausted\n"
@@ -174,3 +209,46 @@ class Router:
         except Unavailable as exc:
             log.warning("%s/%s unavailable: %s", trigger.meta.namespace, function, exc)
             return Response(502, TEXT, b"the function is unavailable\n")
+
+
+def proxy_headers(request: Request, meta: Meta, route: Route, params: dict[str, str],
+                  request_id: bytes) -> list[tuple[bytes, bytes]]:  # fmt: skip
+    """The headers sent to the function: the caller's, less any ``X-Fission-*``, plus Fission's.
+
+    ``Forwarded`` and ``X-Forwarded-Host`` naming the Host the caller asked for are added unless
+    the caller (a proxy in front) sent either, which then goes through as it came; the caller's
+    address is appended to ``X-Forwarded-For`` (Go's ReverseProxy does that for Fission)."""
+    headers: list[tuple[bytes, bytes]] = []
+    forwarded: list[tuple[bytes, bytes]] = []
+    proxied = False  # a proxy in front said which host was asked for
+    chain: list[bytes] = []  # X-Forwarded-For so far
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower.startswith(b"x-fission-"):
+            continue
+        if lower in _FORWARDED:
+            proxied = proxied or bool(value)
+            forwarded.append((name, value))
+        elif lower == b"x-forwarded-for":
+            chain.append(value)
+        else:
+            headers.append((name, value))
+    if proxied:
+        headers.extend(forwarded)
+    else:
+        host = request.header(b"host") or b""
+        headers += [(b"Forwarded", forwarded_host(host)), (b"X-Forwarded-Host", host)]
+    if request.client:
+        chain.append(request.client.encode())
+    if chain:
+        headers.append((b"X-Forwarded-For", b", ".join(chain)))
+    headers += [
+        (REQUEST_ID_HEADER, request_id),
+        (FULL_URL, request.full_url()),
+        (FUNCTION_UID, meta.uid.encode()),
+        (FUNCTION_NAME, meta.name.encode()),
+        (FUNCTION_NAMESPACE, meta.namespace.encode()),
+        (FUNCTION_RESOURCE_VERSION, meta.resource_version.encode()),
+    ]
+    headers.extend((route.param_headers[name], value.encode("latin-1")) for name, value in params.items())
+    return headers

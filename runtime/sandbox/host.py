@@ -1,4 +1,4 @@
-"""What the machine offers a sandbox: the tools, the interpreter's files, the host's own networks."""
+"""What the machine offers a sandbox: the tools, an interpreter's files, the host's own networks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.interpreters import Interpreter
 from runtime.worker import isolation
 
 TOOLS = {
@@ -75,8 +76,9 @@ def system_binds() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], 
 
 
 def python_binds() -> tuple[tuple[str, str], ...]:
-    """Read-only binds for this interpreter, at the same paths: its installation and its
-    virtualenv (a virtualenv's ``bin/python`` links to the installation by absolute path)."""
+    """Read-only binds for this process's own interpreter, at the same paths: its installation and
+    its virtualenv (a virtualenv's ``bin/python`` links to the installation by absolute path). For
+    the portal's build sandbox; functions run one of ``runtime.interpreters`` (``python_layout``)."""
     paths = dict.fromkeys((sys.base_prefix, sys.prefix))
     return tuple((path, path) for path in paths if not _under_usr(path))
 
@@ -84,19 +86,20 @@ def python_binds() -> tuple[tuple[str, str], ...]:
 SANDBOX_VIRTUALENV = "/opt/faas/python"
 
 
-def python_layout() -> tuple[tuple[tuple[str, str], ...], str]:
-    """``(read-only binds, the interpreter to run)`` for a sandbox whose /tmp is replaced: the
-    virtualenv goes to a fixed path (Python finds its packages from where the executable is), the
-    installation stays where the virtualenv's ``pyvenv.cfg`` points. Raises SandboxUnavailable
-    when the installation itself lives where the sandbox mounts a fresh /tmp."""
+def python_layout(interpreter: Interpreter) -> tuple[tuple[tuple[str, str], ...], str]:
+    """``(read-only binds, the interpreter to run)`` for a sandbox running ``interpreter`` (one of
+    ``runtime.interpreters``, never the runtime's own virtualenv): the virtualenv goes to a fixed
+    path (Python finds its packages from where the executable is), the installation stays where
+    the virtualenv's ``pyvenv.cfg`` points, since the virtualenv's binary links to it there.
+    Raises SandboxUnavailable when the installation lives where the sandbox mounts a fresh /tmp."""
     # Where each worker mounts fresh tmpfs of its own: nothing it needs may be bound below them.
-    if any(Path(sys.base_prefix).is_relative_to(p) for p in isolation.PRIVATE_TMPFS):
-        raise SandboxUnavailable(f"Python is installed in {sys.base_prefix}, which sandboxes replace")
-    binds = [] if _under_usr(sys.base_prefix) else [(sys.base_prefix, sys.base_prefix)]
-    if sys.prefix == sys.base_prefix:
-        return tuple(binds), sys.executable
-    binds.append((sys.prefix, SANDBOX_VIRTUALENV))
-    return tuple(binds), f"{SANDBOX_VIRTUALENV}/bin/{Path(sys.executable).name}"
+    if any(interpreter.base.is_relative_to(p) for p in isolation.PRIVATE_TMPFS):
+        raise SandboxUnavailable(f"Python {interpreter.version} is installed in {interpreter.base}, "
+                                 "which sandboxes replace")  # fmt: skip
+    base = str(interpreter.base)
+    binds = [] if _under_usr(base) else [(base, base)]
+    binds.append((str(interpreter.venv), SANDBOX_VIRTUALENV))
+    return tuple(binds), f"{SANDBOX_VIRTUALENV}/bin/{interpreter.python.name}"
 
 
 def _under_usr(path: str) -> bool:

@@ -8,7 +8,7 @@ from runtime.logs import LogCollector
 def test_a_flooding_namespace_loses_only_its_own_lines() -> None:
     collector = LogCollector(None, 1000)
     collector.NAMESPACE_BUDGET = 10_000
-    loud, quiet = (lambda: ("faas-loud", "f")), (lambda: ("faas-quiet", "g"))
+    loud, quiet = (lambda: ("faas-loud", "f", "uid-f")), (lambda: ("faas-quiet", "g", "uid-g"))
 
     for _ in range(1000):
         collector._raw(loud, "stdout", b"x" * 1000)
@@ -24,7 +24,7 @@ def test_a_flooding_namespace_loses_only_its_own_lines() -> None:
 def test_the_dropped_lines_are_said_once_there_is_room_again() -> None:
     collector = LogCollector(None, 1000)
     collector.NAMESPACE_BUDGET = 3_000
-    loud = lambda: ("faas-loud", "f")  # noqa: E731
+    loud = lambda: ("faas-loud", "f", "uid-f")  # noqa: E731
     for _ in range(10):
         collector._raw(loud, "stdout", b"x" * 1000)
     batch = [collector.queue.get_nowait() for _ in range(collector.queue.qsize())]

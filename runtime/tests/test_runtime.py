@@ -78,8 +78,9 @@ def test_flask_request_params_and_request_id(runtime):
     )
     assert response.status_code == 200
     body = response.json()
+    # A templated route forwards "/" as Fission's router does; the path is in X-Fission-Full-Url.
     assert body == {"method": "POST", "args": {"q": "x"}, "json": {"a": 1}, "param": "42", "rid": "abc-1",
-                    "path": f"{R}/items/42"}  # fmt: skip
+                    "path": "/"}  # fmt: skip
     assert response.headers["x-fission-request-id"] == "abc-1"
     generated = runtime.call(f"{R}/items/1").headers["x-fission-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)

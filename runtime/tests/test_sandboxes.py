@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from runtime.interpreters import Interpreters
 from runtime.sandbox import tenant
 from runtime.sandbox.host import Tools
 from runtime.sandbox.network import EgressError, Grant, Slirp
@@ -33,14 +34,15 @@ class StubZygote:
 @pytest.fixture
 def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandboxes:
     monkeypatch.setattr(tenant, "host_networks", lambda tools: ())
-    return Sandboxes(SandboxSettings(True, 300_000, 1024, 64), tmp_path, TOOLS, None)
+    interpreters = Interpreters(root=tmp_path, found={})
+    return Sandboxes(SandboxSettings(True, 300_000, 1024, 64), tmp_path, TOOLS, None, interpreters)
 
 
-def running(sandboxes: Sandboxes, namespace: str) -> tuple[TenantSandbox, Any]:
+def running(sandboxes: Sandboxes, namespace: str, python: str = "3.13") -> tuple[TenantSandbox, Any]:
     zygote = StubZygote()
-    sandbox = TenantSandbox(namespace, zygote, pid=12345, applied=())  # type: ignore[arg-type]
-    sandboxes.running[namespace] = sandbox
-    (sandboxes.root / namespace / "etc").mkdir(parents=True)
+    sandbox = TenantSandbox(namespace, python, zygote, pid=12345, applied=())  # type: ignore[arg-type]
+    sandboxes.running[(namespace, python)] = sandbox
+    (sandboxes.root / namespace / "etc").mkdir(parents=True, exist_ok=True)
     return sandbox, zygote
 
 
@@ -60,7 +62,7 @@ async def test_a_sandbox_whose_egress_cannot_change_is_stopped(
     await sandboxes.set_egress("faas-acme", EVERYWHERE)  # does not raise
 
     assert zygote.stopped
-    assert "faas-acme" not in sandboxes.running
+    assert sandboxes.of("faas-acme") == []
     assert sandboxes.grants["faas-acme"] == EVERYWHERE  # what a new sandbox will get
 
 

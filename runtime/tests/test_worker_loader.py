@@ -76,7 +76,7 @@ def test_single_file_uses_only_the_function_part(harness: Rig) -> None:
 
     assert specialize(path, code / "user", "some.module.handler").status == 200
 
-    assert call(path).text == "single user"
+    assert call(path).text == "single mod"  # Fission's module name for a single file
 
 
 def test_single_file_named_like_a_loaded_module_does_not_shadow_it(harness: Rig) -> None:
@@ -85,7 +85,7 @@ def test_single_file_named_like_a_loaded_module_does_not_shadow_it(harness: Rig)
 
     assert specialize(path, code / "json.py").status == 200
 
-    assert call(path).json() == ["main"]
+    assert call(path).json() == ["mod"]
 
 
 @pytest.mark.parametrize(
@@ -118,13 +118,13 @@ def test_load_failure_is_a_500_with_a_short_message(
         assert set(harness.logs.messages(rid)) <= set(harness.logs.messages(rid, "stderr"))
 
 
-def test_a_worker_specializes_only_once(harness: Rig) -> None:
+def test_a_second_specialize_replaces_the_function(harness: Rig) -> None:
     path = harness.function(DEPLOYMENT)
 
     again = specialize(path, harness.code(DEPLOYMENT), "func")
 
-    assert (again.status, again.text) == (409, "already specialized")
-    assert call(path).text == "main.main"
+    assert again.status == 200  # as Fission ("Found state.json, overwriting")
+    assert call(path).text == "main.func"
 
 
 def test_calls_before_specialization_fail(harness: Rig) -> None:
@@ -140,5 +140,6 @@ def test_bad_specialize_requests(harness: Rig) -> None:
 
     assert call(path, "POST", "/v2/specialize", b"not json").status == 400
     assert call(path, "POST", "/v2/specialize", b'{"functionName": "x"}').status == 400
-    assert call(path, "GET", "/v2/specialize").status == 405
+    # Werkzeug routes a GET to the function (/v2/specialize is POST only): not specialized yet.
+    assert call(path, "GET", "/v2/specialize").text == "not specialized"
     assert specialize(path, harness.code(DEPLOYMENT)).status == 200  # still specializable

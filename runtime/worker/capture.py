@@ -28,6 +28,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Final, Literal, TextIO
 
+from flask import logging as flask_logging
+
 Stream = Literal["stdout", "stderr"]
 Record = tuple[float, str, Stream, str]
 
@@ -43,6 +45,11 @@ MAX_LINE_CHARS: Final = 64 * 1024
 MAX_QUEUED_RECORDS: Final = 100_000
 RECONNECT_SECONDS: Final = 1.0
 SEND_TIMEOUT_SECONDS: Final = 5.0
+# How long ``sync`` waits for the records before it to be written (a collector that stopped
+# reading must not hold the worker for longer).
+SYNC_TIMEOUT_SECONDS: Final = 2.0
+#: The format of Fission's handler on its app logger (python/server.py).
+FISSION_LOG_FORMAT: Final = "%(asctime)s - %(levelname)s - %(message)s"
 _STOP: Final = None
 
 
@@ -78,7 +85,8 @@ class LogShipper:
         """Ship to ``connection`` when given (never reopened once it breaks), else to ``socket_path``."""
         self._path = None if connection is not None else socket_path or None
         self._fallback_fd = fallback_fd
-        self._queue: queue.Queue[Record | None] = queue.Queue(MAX_QUEUED_RECORDS)
+        # None stops the thread; an Event is set once every record queued before it is written.
+        self._queue: queue.Queue[Record | threading.Event | None] = queue.Queue(MAX_QUEUED_RECORDS)
         self._dropped = 0
         self._sock = connection
         if connection is not None:
@@ -101,6 +109,18 @@ class LogShipper:
             if self._thread is None:
                 self._thread = _start_small_thread(self._run, "log-shipper")
 
+    def sync(self, timeout: float = SYNC_TIMEOUT_SECONDS) -> bool:
+        """Wait until every record emitted so far is written (to the connection or the fallback
+        descriptor); False when ``timeout`` passed first. Records emitted meanwhile may wait."""
+        if self._thread is None:
+            return True  # nothing was ever emitted
+        written = threading.Event()
+        try:
+            self._queue.put(written, timeout=timeout)
+        except queue.Full:
+            return False
+        return written.wait(timeout)
+
     def close(self, timeout: float = 2.0) -> None:
         """Flush queued records (waiting at most ``timeout`` seconds) and stop the thread."""
         if self._thread is None:
@@ -116,29 +136,34 @@ class LogShipper:
     def _run(self) -> None:
         while True:
             first = self._queue.get()
-            batch, stop = self._drain(first)
+            batch, marker = self._drain(first)
             if batch:
                 self._send(encode_records(batch))
-            if stop:
+            if isinstance(marker, threading.Event):
+                marker.set()
+            elif marker is _STOP:
                 if self._sock is not None:
                     self._sock.close()
                 return
 
-    def _drain(self, first: Record | None) -> tuple[list[Record], bool]:
-        """Everything queued right now (a batch per wake-up keeps syscalls few under load)."""
+    def _drain(
+        self, first: Record | threading.Event | None
+    ) -> tuple[list[Record], threading.Event | Literal[False] | None]:
+        """The records queued right now, up to the first marker (a ``sync`` event or the stop),
+        and that marker (False: none). A batch per wake-up keeps syscalls few under load."""
         batch: list[Record] = []
-        item = first
-        while item is not _STOP:
-            assert item is not None
+        item: Record | threading.Event | Literal[False] | None = first
+        while isinstance(item, tuple):
             batch.append(item)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
+                item = False
                 break
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             batch.append((time.time(), "", "stderr", f"[runtime] {dropped} log lines dropped"))
-        return batch, item is _STOP
+        return batch, item
 
     def _send(self, data: bytes) -> None:
         sock = self._connection()
@@ -277,6 +302,29 @@ class Capture:
         self.stdout.flush_request(rid)
         self.stderr.flush_request(rid)
 
+    def sync(self, timeout: float = SYNC_TIMEOUT_SECONDS) -> bool:
+        """Wait until every complete record so far is written (see ``LogShipper.sync``)."""
+        return self.shipper.sync(timeout)
+
+    def attach_app_logger(self, logger: logging.Logger, *, also_stderr: bool = False) -> None:
+        """Give the Flask app's logger Fission's handler: stdout, ``FISSION_LOG_FORMAT``, every
+        level the logger lets through (Fission sets the root logger to DEBUG).
+
+        Fission's app logger also keeps Flask's default handler (stderr), so each of its lines
+        appears twice there; here it is written once: no default handler, no propagation to the
+        root logger's handler (stderr). ``also_stderr`` (``RUNTIME_APP_LOG_TWICE``): Flask's default
+        handler too, each line twice, as Fission. Replaces handlers attached before (idempotent).
+        """
+        for handler in list(logger.handlers):
+            if handler is flask_logging.default_handler or isinstance(handler, _AppLogHandler):
+                logger.removeHandler(handler)
+        handler = _AppLogHandler(self.stdout)
+        handler.setFormatter(logging.Formatter(FISSION_LOG_FORMAT))
+        logger.addHandler(handler)
+        if also_stderr:
+            logger.addHandler(flask_logging.default_handler)  # Flask's: wsgi.errors or stderr
+        logger.propagate = False
+
     def close(self, timeout: float = 2.0) -> None:
         """Flush everything and stop shipping (idempotent enough for shutdown paths)."""
         self.stdout.flush_all()
@@ -284,13 +332,17 @@ class Capture:
         self.shipper.close(timeout)
 
 
+class _AppLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The app logger's handler (a type of its own, so that attaching again replaces it)."""
+
+
 def install(socket_path: str | None = None, connection: socket.socket | None = None) -> Capture:
     """Replace ``sys.stdout``/``sys.stderr`` with capturing proxies and route logging through them.
 
     Records go to ``connection`` when given, else to ``socket_path`` (default
-    ``$RUNTIME_LOG_SOCKET``). The root logger gets one handler writing to the stderr proxy at INFO
-    (unless the process already configured one), so ``logging.info`` in a function reaches the log
-    stream with its request id.
+    ``$RUNTIME_LOG_SOCKET``). The root logger is set to DEBUG, as Fission sets it, and gets one
+    handler writing to the stderr proxy (unless the process already configured one), so
+    ``logging.debug`` in a function reaches the log stream with its request id.
     """
     if socket_path is None and connection is None:
         socket_path = os.environ.get(LOG_SOCKET_ENV)
@@ -308,9 +360,12 @@ def install(socket_path: str | None = None, connection: socket.socket | None = N
 
 def _configure_logging(stream: LineStream) -> None:
     root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
     if root.handlers:
         return
+    # Why a handler at all: Fission's root logger has none, so a function's own loggers print
+    # only through logging's last resort (WARNING and up, message only) until the function calls
+    # logging.info() & co., which installs basicConfig's (stderr, every level). We behave as that.
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
-    root.setLevel(logging.INFO)

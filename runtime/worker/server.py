@@ -1,18 +1,28 @@
 """The function host: HTTP/1.1 (keep-alive) on asyncio + uvloop + httptools, Flask semantics inside.
 
-Endpoints (as Fission's Python environment, FISSION.md section 2):
+Endpoints, as Werkzeug routes them for Fission's Python environment (FISSION.md section 2):
 
-- ``POST /v2/specialize`` ``{"filepath", "functionName", "FunctionMetadata"}``: load the function once;
-  200 ``{"status": "specialized"}``, 500 with a one-line message when loading fails, 409 when this
-  process is already specialized.
-- ``GET /healthz``: 200.
-- anything else: the function, called with no arguments inside a Flask request context; its return
-  value goes through ``Flask.make_response``. An uncaught exception gives 500 "Internal Server
-  Error" and its traceback as stderr log records of that request.
+- ``POST /v2/specialize`` ``{"filepath", "functionName", "FunctionMetadata"}`` (plus our
+  ``memory_bytes`` and ``concurrency``): load the function, replacing one loaded before (as
+  Fission does; a warning is logged); 200 ``{"status": "specialized"}``, 400 for a bad body, 500
+  with a one-line message when loading fails (the function loaded before, if any, stays). The
+  module is imported inside this request's Flask context, as Fission imports it in its view.
+- ``POST /specialize`` (version 1): the same for the single file ``<USERFUNCVOL>/user``, function
+  ``main``; the body is empty or a JSON object with our extensions.
+- ``GET``/``HEAD /healthz``: 200. ``OPTIONS`` on these three paths: Flask's automatic answer.
+- any other path, and these paths with a method their route lacks: the function, for ``GET``,
+  ``POST``, ``PUT``, ``HEAD``, ``OPTIONS`` and ``DELETE`` (``FUNCTION_METHODS``); any other method
+  is Werkzeug's 405 with ``Allow``. The function is called with no arguments inside a Flask request
+  context; its return value goes through ``Flask.make_response``. An uncaught exception gives 500
+  "Internal Server Error" and its traceback as stderr log records of that request.
 
-Every response echoes the request's ``X-Fission-Request-ID``. With ``concurrency == 1`` the function
-runs inline on the event loop thread (no thread hop); otherwise on a pool of that many threads.
-Requests beyond that wait in the pool's queue (the router enforces limits).
+Every response echoes the request's ``X-Fission-Request-ID``. The app logger logs as Fission's
+(``capture.Capture.attach_app_logger``). A specialization's log records are written before its
+reply, so the runtime has a load error's traceback even if it stops the worker at once.
+
+With ``concurrency == 1`` the function runs inline on the event loop thread (no thread hop);
+otherwise on a pool of that many threads. Requests beyond that wait in the pool's queue (the
+router enforces limits).
 """
 
 from __future__ import annotations
@@ -33,20 +43,21 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any, Final, NamedTuple, cast
 from urllib.parse import unquote_to_bytes
 
 import flask
 import httptools
 import uvloop
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from runtime.worker import capture as capture_module
 from runtime.worker import isolation
 from runtime.worker.capture import Capture, request_id
-from runtime.worker.loader import LoadError, UserFunction, load_function
+from runtime.worker.loader import LoadedCode, LoadError, UserFunction
 
 Environ = dict[str, Any]
 Headers = list[tuple[str, str]]
@@ -59,6 +70,14 @@ _JSON: Final = [("Content-Type", "application/json")]
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 _MAX_PIPELINED: Final = 32  # requests queued on one connection before we stop reading it
 LISTEN_BACKLOG: Final = 1024
+#: The methods of Fission's function routes (``/`` and ``/<path:path>``).
+FUNCTION_METHODS: Final = ("GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE")
+_FUNCTION_METHODS: Final = frozenset(FUNCTION_METHODS)
+# Fission's own routes; with a method they lack, Werkzeug matches the function's route instead.
+_CONTROL_PATHS: Final = frozenset((b"/healthz", b"/v2/specialize", b"/specialize"))
+#: Where Fission's version-1 specialization finds the file ``user`` (outside a sandbox).
+USERFUNCVOL_ENV: Final = "USERFUNCVOL"
+DEFAULT_USERFUNCVOL: Final = "/userfunc"
 
 
 class Reply(NamedTuple):
@@ -88,8 +107,20 @@ def text_reply(status: str, message: str) -> Reply:
     return make_reply(status, _TEXT, message.encode())
 
 
+def http_error_reply(error: HTTPException) -> Reply:
+    """Werkzeug's own response for ``error`` (its HTML page and headers)."""
+    response = error.get_response()
+    return make_reply(response.status, list(response.headers.items()), response.get_data())
+
+
 INTERNAL_ERROR: Final = text_reply("500 INTERNAL SERVER ERROR", "Internal Server Error")
 _HEALTHY: Final = make_reply("200 OK", [], b"")
+_SPECIALIZED: Final = make_reply("200 OK", _JSON, b'{"status":"specialized"}')
+METHOD_NOT_ALLOWED: Final = http_error_reply(MethodNotAllowed(valid_methods=list(FUNCTION_METHODS)))
+# What Flask answers OPTIONS with on a route that does not list it (the function's routes do).
+_OPTIONS: Final = make_reply(
+    "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Allow", ", ".join(FUNCTION_METHODS))], b""
+)
 
 
 class FunctionApp(flask.Flask):
@@ -130,8 +161,13 @@ class Worker:
         self.executor = ThreadPoolExecutor(concurrency, "function") if concurrency > 1 else None
         # A real Flask app, so request contexts and make_response behave exactly as under Flask.
         self.app = app or new_app()
+        if capture is not None:
+            capture.attach_app_logger(self.app.logger)
         self.function: UserFunction | None = None
         self.metadata: dict[str, Any] = {}
+        self.code = LoadedCode()
+        self.package: str | None = None  # the package an isolated worker is confined to
+        self.unusable: str | None = None  # why an isolated worker can never load anything
 
     def in_request(self, rid: str, handler: Callable[..., Reply], *args: Any) -> Reply:
         """Run ``handler(*args)`` with ``rid`` as the current request id, then flush its output."""
@@ -143,10 +179,20 @@ class Worker:
             if self.capture is not None:
                 self.capture.end_request(rid)
 
-    def specialize(self, body: bytes) -> Reply:
-        """Load the function described by the JSON ``body`` (once per process)."""
-        if self.function is not None:
-            return text_reply("409 CONFLICT", "already specialized")
+    def in_control_request(self, rid: str, handler: Callable[..., Reply], *args: Any) -> Reply:
+        """``in_request``, then wait until the records it wrote are sent.
+
+        Why: the runtime may stop the worker as soon as it has the reply (a failed
+        specialization), and the traceback that explains it must not die with the worker.
+        """
+        try:
+            return self.in_request(rid, handler, *args)
+        finally:
+            if self.capture is not None:
+                self.capture.sync()
+
+    def specialize(self, environ: Environ, body: bytes) -> Reply:
+        """``POST /v2/specialize``: load the function the JSON ``body`` names (see the module)."""
         try:
             spec = json.loads(body)
             filepath = spec["filepath"]
@@ -157,22 +203,94 @@ class Worker:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
         if self.isolated:
+            where = self._confined_path(filepath)
+            if not isinstance(where, str):
+                return where
+            filepath = where
+        if spec.get("app_log_twice") is True and self.capture is not None:
+            self.capture.attach_app_logger(self.app.logger, also_stderr=True)
+        metadata = spec.get("FunctionMetadata")
+        return self._load(
+            environ, filepath, function_name, limits, metadata if isinstance(metadata, dict) else {}
+        )
+
+    def specialize_v1(self, environ: Environ, body: bytes) -> Reply:
+        """``POST /specialize``: load ``main`` of the single file ``user`` in the code's directory:
+        ``$USERFUNCVOL`` (default ``/userfunc``), or an isolated worker's own package (so only
+        once a ``/v2/specialize`` confined it: v1 names no package)."""
+        try:
+            limits = _function_limits(json.loads(body)) if body.strip() else (None, None)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
+        if self.unusable is not None:
+            return self._unusable_reply()
+        if not self.isolated:
+            volume = os.environ.get(USERFUNCVOL_ENV, DEFAULT_USERFUNCVOL)
+        elif self.package is not None:
+            volume = isolation.USERFUNC
+        else:
+            return text_reply(
+                "400 BAD REQUEST",
+                "an isolated worker is first specialized by /v2/specialize with its package",
+            )
+        return self._load(environ, os.path.join(volume, "user"), "", limits, {})
+
+    def _confined_path(self, filepath: str) -> str | Reply:
+        """Where an isolated worker loads the package path ``filepath`` from, or the refusal.
+
+        The first specialization confines the worker to the package of ``filepath``. Later ones
+        may only name a path in that same package: the worker has no capability left to show it
+        another, and has run this one's code. So another package is a 409 (the runtime must use a
+        fresh worker), a path outside the packages a 400 (nothing was done), and once confining
+        failed (the worker may be half confined) every specialization is a 500.
+        """
+        if self.unusable is not None:
+            return self._unusable_reply()
+        try:
+            root, inside = isolation.package_root(filepath)
+        except isolation.IsolationError as exc:
+            return text_reply("400 BAD REQUEST", f"bad specialize request: {exc.strerror}")
+        if self.package is None:
             # Before any thread is started (apply_limits may start a pool) and any code imported.
             try:
-                filepath = isolation.confine(filepath)
+                where = isolation.confine(filepath)
             except isolation.IsolationError as exc:
-                self.isolated = False  # not isolated, and never will be: refuse every later attempt
+                self.unusable = str(exc)
                 self.function = _refuse
-                return text_reply("500 INTERNAL SERVER ERROR", f"the sandbox could not be set up: {exc}")
+                return self._unusable_reply()
+            self.package = root
+            return where
+        if root != self.package:
+            return text_reply("409 CONFLICT", f"this worker is confined to {self.package}, not {root}")
+        return str(Path(isolation.USERFUNC, inside)) if inside else isolation.USERFUNC
+
+    def _unusable_reply(self) -> Reply:
+        return text_reply("500 INTERNAL SERVER ERROR", f"the sandbox could not be set up: {self.unusable}")
+
+    def _load(
+        self,
+        environ: Environ,
+        filepath: str,
+        function_name: str,
+        limits: tuple[int | None, int | None],
+        metadata: dict[str, Any],
+    ) -> Reply:
+        """Apply ``limits``, then load the function inside the Flask context of ``environ`` (the
+        specialize request), replacing the one loaded before; it stays when loading fails."""
         self.apply_limits(*limits)
+        if self.function is not None:
+            # Fission logs "Found state.json, overwriting", and replaces the function too.
+            self.app.logger.warning("already specialized: replacing the function with %s", filepath)
         try:
-            self.function = load_function(filepath, function_name)
+            # As Fission imports in its view: a module may use current_app or request at import.
+            with self.app.request_context(environ):
+                function = self.code.load(filepath, function_name)
         except LoadError as exc:
             traceback.print_exception(exc)  # to the stderr log stream, with this request's id
             return text_reply("500 INTERNAL SERVER ERROR", str(exc))
-        metadata = spec.get("FunctionMetadata")
-        self.metadata = metadata if isinstance(metadata, dict) else {}
-        return make_reply("200 OK", _JSON, b'{"status":"specialized"}')
+        self.function = function
+        self.metadata = metadata
+        return _SPECIALIZED
 
     def apply_limits(self, memory_bytes: int | None, concurrency: int | None) -> None:
         """The function's own limits, known only now for a generic (poolmgr) worker.
@@ -185,8 +303,11 @@ class Worker:
             if soft == resource.RLIM_INFINITY or memory_bytes < soft:
                 resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         if concurrency and concurrency != self.concurrency:
+            previous = self.executor
             self.concurrency = concurrency
             self.executor = ThreadPoolExecutor(concurrency, "function") if concurrency > 1 else None
+            if previous is not None:  # a second specialization: calls running there finish
+                previous.shutdown(wait=False)
 
     def invoke(self, environ: Environ) -> Reply:
         """Call the function in a Flask request context built from ``environ``; buffer the reply."""
@@ -428,15 +549,12 @@ class HttpConnection(asyncio.Protocol):
         environ = build_environ(request, path, query, worker, self._server)
         # Repeated headers are joined with "," in the environ; a proxy appends its own id last.
         rid = environ.get(_REQUEST_ID_KEY, "").rpartition(",")[2].strip()
-        head = request.method == "HEAD"
-        if path == b"/healthz":
-            self._send(_HEALTHY, rid, request.keep_alive, head)
-        elif path == b"/v2/specialize":
-            if request.method != "POST":
-                reply = text_reply("405 METHOD NOT ALLOWED", "use POST")
-            else:
-                reply = worker.in_request(rid, worker.specialize, request.body)
-            self._send(reply, rid, request.keep_alive, head)
+        method = request.method
+        head = method == "HEAD"
+        if path in _CONTROL_PATHS and self._control(request, path, environ, rid):
+            return
+        if method not in _FUNCTION_METHODS:
+            self._send(METHOD_NOT_ALLOWED, rid, request.keep_alive, head)
         elif worker.executor is None or worker.function is None:
             self._send(worker.in_request(rid, worker.invoke, environ), rid, request.keep_alive, head)
         else:
@@ -450,6 +568,25 @@ class HttpConnection(asyncio.Protocol):
                 environ,
             )
             future.add_done_callback(lambda f: self._finished(f, rid, request.keep_alive, head))
+
+    def _control(self, request: Request, path: bytes, environ: Environ, rid: str) -> bool:
+        """Answer one of Fission's own routes; False when its route lacks the method (Werkzeug
+        then matches the function's route: the request is the function's, or a 405)."""
+        method, worker = request.method, self._worker
+        if method == "OPTIONS":
+            reply = _OPTIONS
+        elif path == b"/healthz":
+            if method != "GET" and method != "HEAD":
+                return False
+            reply = _HEALTHY
+        elif method != "POST":
+            return False
+        elif path == b"/v2/specialize":
+            reply = worker.in_control_request(rid, worker.specialize, environ, request.body)
+        else:
+            reply = worker.in_control_request(rid, worker.specialize_v1, environ, request.body)
+        self._send(reply, rid, request.keep_alive, method == "HEAD")
+        return True
 
     def _finished(self, future: asyncio.Future[Reply], rid: str, keep_alive: bool, head: bool) -> None:
         self._busy = False

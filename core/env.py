@@ -7,6 +7,7 @@ deployment is caught before the first request. A secret may instead be given as
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -66,6 +67,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_str_map(name: str, default: dict[str, str]) -> dict[str, str]:
+    """A JSON object of strings, e.g. ``{"3.12": "registry/python-env-3.12:1.35"}``, laid over
+    ``default``: the keys it names replace theirs, the others keep their default."""
+    value = _raw(name)
+    if value is None:
+        return dict(default)
+    try:
+        given = json.loads(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}") from None
+    if not isinstance(given, dict) or not all(isinstance(v, str) and v for v in given.values()):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of non-empty strings, got {value!r}")
+    return {**default, **given}
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

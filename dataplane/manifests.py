@@ -19,6 +19,10 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "faas-portal"
 TENANT_LABEL = "faas-portal/tenant"
 FUNCTION_LABEL = "faas-portal/function"
+# The Python version an Environment runs ("3.12"): the local runtime picks its interpreter by it;
+# on a cluster the image decides and the annotation records what the portal chose.
+PYTHON_VERSION_ANNOTATION = "faas-portal.io/python-version"
+_PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
 
 # Set explicitly: an Environment created through the API without it gets 0 in Fission 1.27
 # (FISSION.md section 1), which kills workers mid-request; 30 s lets in-flight calls finish.
@@ -45,7 +49,8 @@ class InvalidManifest(ValueError):
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
-    """A tenant's runtime: Fission Environment ``name`` (a DNS label)."""
+    """A tenant's runtime: Fission Environment ``name`` (a DNS label) running Python
+    ``python_version`` ("3.12"; None: whatever the image has)."""
 
     name: str
     image: str
@@ -53,6 +58,7 @@ class EnvironmentSpec:
     poolsize: int
     memory_mb: int | None
     cpu_millis: int | None
+    python_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,9 +218,12 @@ def restricted_podspec(container: str) -> dict[str, Any]:
 def environment_manifest(
     namespace: str, env: EnvironmentSpec, *, tenant: str | None = None
 ) -> dict[str, Any]:
-    """Environment (spec.version 3, one function per container) for ``env``."""
+    """Environment (spec.version 3, one function per container) for ``env``, annotated with its
+    Python version (PYTHON_VERSION_ANNOTATION) when it has one."""
     if not env.image:
         raise InvalidManifest("environment image is required")
+    if env.python_version is not None and not _PYTHON_VERSION.fullmatch(env.python_version):
+        raise InvalidManifest(f"python version must look like 3.12, got {env.python_version!r}")
     if env.poolsize < 0:
         raise InvalidManifest(f"poolsize must be >= 0, got {env.poolsize}")
     spec: dict[str, Any] = {
@@ -230,6 +239,8 @@ def environment_manifest(
     if limits := resources(env.memory_mb, env.cpu_millis):
         spec["resources"] = limits
     metadata = _metadata(namespace, env.name, labels(tenant=_tenant(namespace, tenant)))
+    if env.python_version is not None:
+        metadata["annotations"] = {PYTHON_VERSION_ANNOTATION: env.python_version}
     return _object("Environment", metadata, spec)
 
 

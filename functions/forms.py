@@ -6,13 +6,42 @@ from typing import Any
 from django import forms
 
 from core.names import NAME_MESSAGE, name_validator
-from functions import config
+from functions import config, runtimes
 from functions.models import TargetKind
 from functions.services.triggers import METHODS
 
 
 class FunctionCreateForm(forms.Form):
     name = forms.CharField(max_length=40, validators=[name_validator], help_text=NAME_MESSAGE)
+
+
+class EnvironmentForm(forms.Form):
+    """An environment's settings (functions.services.functions.ENVIRONMENT_FIELDS), as changed on
+    its page; the images follow the version as the API's do (runtimes.follow)."""
+
+    runtime_version = forms.ChoiceField(
+        label="Python", choices=runtimes.CHOICES, initial=runtimes.DEFAULT_VERSION
+    )
+    image = forms.CharField(
+        max_length=255, required=False,
+        help_text="Empty or one of the portal's Python images: the version's image. Any other is kept as is.",
+    )  # fmt: skip
+    builder_image = forms.CharField(max_length=255, required=False, help_text="Empty: no builder.")
+    poolsize = forms.IntegerField(label="Pool size", min_value=0, max_value=50, initial=3,
+                                  help_text="Warm workers kept ready for the first calls.")  # fmt: skip
+    memory_mb = forms.IntegerField(label="Memory (MiB)", min_value=64, required=False)
+    cpu_millis = forms.IntegerField(label="CPU (millicores)", min_value=10, required=False)
+
+
+class EnvironmentCreateForm(EnvironmentForm):
+    """A new environment: its builder is the version's (it is changed on the environment's page)."""
+
+    name = forms.CharField(max_length=40, validators=[name_validator], help_text=NAME_MESSAGE)
+    field_order = ["name", "runtime_version", "image", "poolsize", "memory_mb", "cpu_millis"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["builder_image"]
 
 
 class SettingsForm(forms.Form):

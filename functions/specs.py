@@ -16,6 +16,7 @@ def environment_spec(environment: Environment) -> EnvironmentSpec:
     return EnvironmentSpec(
         name=environment.name, image=environment.image, builder_image=environment.builder_image or None,
         poolsize=environment.poolsize, memory_mb=environment.memory_mb, cpu_millis=environment.cpu_millis,
+        python_version=environment.runtime_version,
     )  # fmt: skip
 
 

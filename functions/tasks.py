@@ -8,11 +8,14 @@ from datetime import timedelta
 from celery import Task, shared_task
 from django_tenants.utils import schema_context
 
+from dataplane.backends import get_backend
+from dataplane.backends.base import ObjectRef
 from dataplane.retry import TRANSIENT, retrying
 from functions import selectors
+from functions.models import Environment
 from functions.runs import builds as build_runs
 from functions.runs import deployments as deployment_runs
-from tenants.selectors import tenant_queryset
+from tenants.selectors import current_tenant, tenant_queryset
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,17 @@ def undeploy_task(schema: str, function_name: str) -> None:
     gone is a no-op)."""
     with schema_context(schema):
         deployment_runs.function_undeploy(function_name=function_name)
+
+
+@shared_task(name="functions.environment_undeploy", **retrying(retries=8, backoff_max_s=60))
+def environment_undeploy_task(schema: str, environment_name: str) -> None:
+    """Remove a deleted environment's Fission Environment (and so its warm pool) from the data
+    plane. Idempotent: deleting what is gone is a no-op. Nothing is removed when an environment
+    of that name exists again by the time this runs: its functions' deployments apply it."""
+    with schema_context(schema):
+        if not Environment.objects.filter(name=environment_name).exists():
+            ref = ObjectRef("Environment", current_tenant().namespace, environment_name)
+            get_backend().delete(ref)
 
 
 @shared_task(name="functions.resume_stuck_deployments")

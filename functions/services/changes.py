@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db import transaction
 
-from functions.models import Alias, Draft, Function, Trigger
+from functions import selectors, specs
+from functions.models import Alias, DeploymentState, Draft, Environment, Function, Trigger
 from functions.services import deployments, functions, triggers, versions
 
 
@@ -53,3 +54,24 @@ def trigger_delete_and_deploy(*, trigger: Trigger, user: str = "") -> None:
     function, name = trigger.function, trigger.name
     triggers.trigger_delete(trigger=trigger)
     deployments.deployment_create(function=function, cause=f"trigger {name} deleted", user=user)
+
+
+# A function with a deployment in one of these states has (or is getting) data-plane objects.
+_ON_DATA_PLANE = [state for state in DeploymentState if state != DeploymentState.FAILED]
+
+
+@transaction.atomic
+def environment_update_and_deploy(*, environment: Environment, user: str = "", **fields: Any) -> Environment:
+    """Change the environment, then redeploy each function that uses it and is on the data plane
+    (a live or running deployment: one never deployed stays so), a deployment each. Nothing is
+    queued when the change leaves the Fission Environment as it was."""
+    before = specs.environment_spec(environment)
+    environment = functions.environment_update(environment=environment, **fields)
+    if specs.environment_spec(environment) == before:
+        return environment
+    users = selectors.environment_usage().get(environment.name, [])
+    on_data_plane = Function.objects.filter(name__in=users, deployments__state__in=_ON_DATA_PLANE)
+    cause = f"environment {environment.name} changed"
+    for function in on_data_plane.distinct().order_by("name"):
+        deployments.deployment_create(function=function, cause=cause, user=user)
+    return environment

@@ -1,4 +1,5 @@
-"""Request middleware: body limits, tenant resolution from ``/t/<tenant>/``, unknown tenants."""
+"""Request middleware: body limits, NULs in URLs, tenant resolution from ``/t/<tenant>/``,
+unknown tenants."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
 
@@ -16,6 +17,7 @@ from tenants.auth import bearer_from_header
 from tenants.selectors import token_resolve
 
 Handler = Callable[[HttpRequest], HttpResponse]
+NUL = "\x00"
 
 
 class HealthMiddleware:
@@ -50,6 +52,24 @@ class BodySizeLimitMiddleware:
             if wants_json(request):
                 return error_response(413, "too_large", message)
             return HttpResponse(message, status=413, content_type="text/plain")
+        return self.get_response(request)
+
+
+class NulInUrlMiddleware:
+    """Refuse a NUL in the path or the query string with 400 before anything looks it up:
+    PostgreSQL compares no text that holds one, so the tenant's lookup (or any later one) would
+    fail with a 500."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = (item for pair in request.GET.lists() for item in (pair[0], *pair[1]))
+        if NUL in request.path or any(NUL in item for item in query):
+            message = "The URL contains a NUL character (%00)."
+            if wants_json(request):
+                return error_response(400, "malformed", message)
+            return HttpResponseBadRequest(message, content_type="text/plain")
         return self.get_response(request)
 
 

@@ -114,3 +114,40 @@ def test_invalid_content_length_is_400(world, api):
         "POST", "/t/acme/api/v1/tokens/", "{}", content_type="application/json", CONTENT_LENGTH="abc"
     )
     assert response.status_code == 400
+
+
+# PostgreSQL stores no NUL in text or jsonb: a lookup or a save with one failed (a 500).
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/t/ac%00me/api/v1/members/",  # the tenant lookup
+        "/t/acme/api/v1/environments/py%00thon/",
+        "/t/acme/api/v1/logs/?q=a%00b",
+        "/api/v1/tenants/?x=%00",
+    ],
+)
+def test_a_nul_in_the_url_is_400(world, api, url):
+    response = api(world.alice).get(url)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "malformed"
+
+
+def test_a_nul_in_a_page_url_is_400_too(world, client):
+    client.force_login(world.alice)
+    response = client.get("/t/ac%00me/functions/")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "role": "viewer", "expires_at": None, "extra\u0000key": 1}, "extra\u0000key"),
+        ({"name": "x\u0000", "role": "viewer"}, "name"),
+    ],
+)
+def test_a_nul_anywhere_in_a_json_body_is_400_naming_the_field(world, api, body, field):
+    response = api(world.alice).post("/t/acme/api/v1/tokens/", body, format="json")
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], list(error["detail"])) == ("invalid", [field])
+    assert not ApiToken.objects.exists()

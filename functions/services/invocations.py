@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 from core.errors import ValidationFailed
 from dataplane.backends import get_backend
@@ -16,15 +18,24 @@ MAX_BODY_CHARS = 64 * 1024
 LOG_SETTLE_S = 1.0  # log records travel worker -> runtime -> Redis; wait this long at most
 QUIET_S = 0.3  # ...but not when none has arrived by then
 _HIDDEN_HEADERS = {"authorization", "cookie", "x-fission-request-id"}
+# What the call's HTTP client can send (RFC 9110): a path starts with "/" and has no control
+# character; a header name is a token; a value here is printable ASCII, space and tab (no CR or LF
+# that would start another header). \u, not \x: the API's serializer documents them as patterns.
+PATH_RE = r"^/[^\u0000-\u001f\u007f]*$"
+HEADER_NAME_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HEADER_VALUE_RE = r"^[\t\u0020-\u007e]*$"
 
 
 def invocation_create(
     *, function: Function, method: str, path: str, headers: dict[str, str], body: str, user: str = ""
 ) -> Invocation:
-    """Call ``/<tenant><path>`` on the router and record status, body, duration and logs."""
+    """Call ``/<tenant><path>`` on the router and record status, body, duration and logs.
+    ValidationFailed for a path or headers that the router cannot be sent."""
     # "/acme" + "2/x" would be tenant acme2's route: the path must start a new segment.
-    if not path.startswith("/") or ".." in path.split("?")[0].split("/"):
-        raise ValidationFailed("The path must start with '/' and contain no '..'.", detail={"path": [path]})
+    if not re.fullmatch(PATH_RE, path) or ".." in path.split("?")[0].split("/"):
+        message = "The path must start with '/' and contain no '..' and no control character."
+        raise ValidationFailed(message, detail={"path": [path]})
+    _check_headers(headers)
     tenant = current_tenant()
     request_id = uuid.uuid4().hex
     sent = {k: v for k, v in headers.items() if k.lower() not in _HIDDEN_HEADERS}
@@ -43,11 +54,28 @@ def invocation_create(
     else:
         invocation.status, invocation.duration_ms = result.status, round(result.duration_ms, 2)
         invocation.response_headers = {k: v for k, v in result.headers.items() if k.lower() != "set-cookie"}
-        invocation.response_body = result.body.decode(errors="replace")[:MAX_BODY_CHARS]
+        invocation.response_body = _storable(result.body.decode(errors="replace")[:MAX_BODY_CHARS])
         records = _logs_of(backend, tenant.namespace, request_id, function.name, called_at)
-        invocation.logs = [asdict(r) for r in records]
+        invocation.logs = [{k: _storable(v) for k, v in asdict(r).items()} for r in records]
     invocation.save()
     return invocation
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    """ValidationFailed naming each header the router cannot be sent (as given)."""
+    bad = {
+        name: ["A header name is letters, digits and !#$%&'*+-.^_`|~; a value is printable ASCII."]
+        for name, value in headers.items()
+        if not re.fullmatch(HEADER_NAME_RE, name) or not re.fullmatch(HEADER_VALUE_RE, value)
+    }
+    if bad:
+        raise ValidationFailed("These headers cannot be sent over HTTP.", detail={"headers": bad})
+
+
+def _storable(value: Any) -> Any:
+    """Text as PostgreSQL can store it: what a function printed or answered may hold NUL bytes,
+    which text and jsonb refuse; each becomes U+FFFD, as an undecodable byte does."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def _logs_of(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from core.names import NAME_RE, VERSION_RE
@@ -86,6 +87,7 @@ class FunctionSeriesSerializer(serializers.Serializer[Any]):
     )
 
 
+@extend_schema_serializer(many=False)  # the answer of a viewset's `list`, yet one object
 class TenantOverviewSerializer(serializers.Serializer[Any]):
     range = serializers.CharField()
     at = serializers.FloatField()
@@ -124,6 +126,7 @@ class LogRecordSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
 
 
+@extend_schema_serializer(many=False)  # the answer of a viewset's `list`: a page of its own kind
 class LogPageSerializer(serializers.Serializer[Any]):
     results = LogRecordSerializer(many=True)
     cursor = serializers.CharField(allow_null=True, help_text="Pass it back for the next, older page")

@@ -68,6 +68,8 @@ class FunctionMetricsViewSet(TenantViewSet):
 
 
 class TenantMetricsViewSet(TenantViewSet):
+    pagination_class = None  # one object (TenantOverviewSerializer), not a page
+
     @extend_schema(
         summary="The tenant's totals and its top functions by calls and by errors",
         parameters=[s.RangeQuery], responses={200: s.TenantOverviewSerializer, **READ_ERRORS},
@@ -84,6 +86,8 @@ class TenantMetricsViewSet(TenantViewSet):
 
 
 class LogViewSet(TenantViewSet):
+    pagination_class = None  # pages by `cursor` (LogPageSerializer), not by offset
+
     @extend_schema(
         summary="Search the tenant's function logs, newest first",
         description="Filter by function, version, request id, stream, time range and text; pass "

@@ -113,6 +113,9 @@ def test_logs_page_with_a_cursor_until_the_end(api: Any, world: Any, acme_logs: 
         ("cursor=1-2-3", "cursor"), ("cursor=5-", "cursor"), ("cursor=-", "cursor"),
         ("cursor=99999999999999999999-1", "cursor"), (f"function={'f' * 41}", "function"),
         (f"function={'f' * 40}&version=v1234567", "version"),
+        # Before the epoch no log store has a record, and the local one refused the bound (503).
+        ("until=0600-01-25T18:35:58Z", "until"), ("since=1969-12-31T23:59:59Z", "since"),
+        ("until=9999-12-31T23:59:59-01:00", "until"),  # past datetime's range once in UTC
     ],
 )  # fmt: skip
 def test_bad_log_queries_are_400_naming_the_field(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,48 @@ def test_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()  # Swagger UI comes from the sidecar, not a CDN
+
+
+# Answers that are one object, though their views are a viewset's ``list``: drf-spectacular
+# documented them as pages ({count, next, previous, results}) until they said otherwise.
+OBJECT_ANSWERS = {
+    "/t/{tenant}/api/v1/me/": "TenantMe",
+    "/t/{tenant}/api/v1/quota/": "QuotaUsage",
+    "/t/{tenant}/api/v1/metrics/": "TenantOverview",
+    "/t/{tenant}/api/v1/logs/": "LogPage",
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "component"), OBJECT_ANSWERS.items())
+def test_object_answers_are_documented_as_objects_not_pages(client, path, component):
+    document = client.get("/api/schema/?format=json").json()
+    get = document["paths"][path]["get"]
+    assert get["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": f"#/components/schemas/{component}"
+    }
+    assert "offset" not in {parameter["name"] for parameter in get.get("parameters", [])}
+
+
+def _one_of_blank_twice(node, where=""):
+    """Paths of ``oneOf`` whose branches a blank string matches both (it must match one)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _one_of_blank_twice(item, f"{where}/{index}")
+    if not isinstance(node, dict):
+        return
+    branches = node.get("oneOf") or []
+    blank = [b for b in branches if b.get("type") == "string" and b.get("maxLength", 1) == 0]
+    patterns = [b["pattern"] for b in branches if b.get("type") == "string" and "pattern" in b]
+    if blank and any(re.search(pattern, "") for pattern in patterns):
+        yield where
+    for key, value in node.items():
+        yield from _one_of_blank_twice(value, f"{where}/{key}")
+
+
+@pytest.mark.django_db
+def test_a_blank_string_matches_exactly_one_branch_of_each_one_of(client):
+    document = client.get("/api/schema/?format=json").json()
+    entrypoint = document["components"]["schemas"]["Function"]["properties"]["entrypoint"]
+    assert re.search(entrypoint["pattern"], "")  # "" (main.main) is a valid entrypoint
+    assert list(_one_of_blank_twice(document)) == []

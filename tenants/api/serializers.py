@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from tenants.models import ApiToken, Membership, Tenant
@@ -50,7 +51,8 @@ class TenantUpdateSerializer(serializers.Serializer[Any]):
 
 class MembershipSerializer(serializers.ModelSerializer[Membership]):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    # A user may have no email (members added by username alone): "" is an answer too.
+    email = serializers.EmailField(source="user.email", read_only=True, allow_blank=True)
 
     class Meta:
         model = Membership
@@ -125,6 +127,7 @@ class MeSerializer(serializers.Serializer[Any]):
     tenants = MembershipBriefSerializer(many=True)
 
 
+@extend_schema_serializer(many=False)  # the answer of a viewset's `list`, yet one object
 class TenantMeSerializer(serializers.Serializer[Any]):
     username = serializers.CharField()
     tenant = serializers.CharField()

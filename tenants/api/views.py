@@ -103,6 +103,8 @@ class MeView(APIView):
 
 
 class TenantMeViewSet(TenantViewSet):
+    pagination_class = None  # one object (TenantMeSerializer), not a page
+
     @extend_schema(
         summary="The caller's role in this tenant", responses={200: s.TenantMeSerializer, **ERRORS}
     )

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from runtime import interpreters
 from runtime.sandbox import bwrap
 from runtime.sandbox.host import (
     SandboxUnavailable,
@@ -129,8 +130,10 @@ class BuildSandbox:
 
     @contextlib.contextmanager
     def popen(self, argv: list[str], *, workdir: Path, cwd: Path, env: dict[str, str],
-              index_args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
-        """Start ``argv`` in the sandbox (stdout and stderr together on one pipe, in a session of
+              index_args: tuple[str, ...] = (), python: Path | None = None,
+              ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+        """Start ``argv`` in the sandbox, which holds ``python``'s virtualenv and installation (None:
+        the portal's own interpreter) (stdout and stderr together on one pipe, in a session of
         its own) once its network is in place; ``workdir`` is the only writable host directory.
         The caller ends the process (its process group) before leaving the block. Raises OSError
         when the sandbox cannot start."""
@@ -144,7 +147,7 @@ class BuildSandbox:
             block_r, block_w = os.pipe()
             stack.callback(os.close, info_r)
             stack.callback(os.close, block_w)
-            spec = self._spec(argv, workdir, cwd, locations, etc, info_fd=info_w, block_fd=block_r)
+            spec = self._spec(argv, workdir, cwd, locations, etc, python, info_fd=info_w, block_fd=block_r)
             try:
                 process = subprocess.Popen(  # noqa: S603 - bwrap with our spec
                     bwrap.command(spec, bwrap=self.tools.bwrap, setpriv=self.tools.setpriv), cwd="/",
@@ -168,15 +171,26 @@ class BuildSandbox:
             yield process
 
     def _spec(self, argv: list[str], workdir: Path, cwd: Path, locations: PipLocations, etc: dict[str, Path],
-              *, info_fd: int, block_fd: int) -> bwrap.SandboxSpec:  # fmt: skip
+              python: Path | None, *, info_fd: int, block_fd: int) -> bwrap.SandboxSpec:  # fmt: skip
         os_binds, links = system_binds()
+        interpreter = python_binds() if python is None else virtualenv_binds(python)
         return bwrap.SandboxSpec(
             uid=self.uid, gid=self.uid, command=tuple(argv), hostname="build", chdir=str(cwd),
-            ro_binds=(*os_binds, *python_binds(), *((p, p) for p in locations.paths),
+            ro_binds=(*os_binds, *interpreter, *((p, p) for p in locations.paths),
                       *((str(path), f"/etc/{name}") for name, path in etc.items())),
             rw_binds=((str(workdir), str(workdir)),), symlinks=links,
             tmpfs=(("/tmp", TMP_BYTES),), info_fd=info_fd, block_fd=block_fd,  # noqa: S108 - the sandbox's
         )  # fmt: skip
+
+
+def virtualenv_binds(python: Path) -> tuple[tuple[str, str], ...]:
+    """Read-only binds, at their own paths, for the runtime virtualenv of ``python``
+    (``<venv>/bin/python``) and the installation it was made from, whose binary it links to."""
+    found = interpreters.at(python.parent.parent)
+    if found is None:
+        raise SandboxUnavailable(f"{python} is not the python of a complete runtime virtualenv")
+    paths = dict.fromkeys(str(path) for path in (found.venv, found.base) if not path.is_relative_to("/usr"))
+    return tuple((path, path) for path in paths)
 
 
 def _end(process: subprocess.Popen[bytes]) -> None:

@@ -1,5 +1,9 @@
 """The build step: a draft's source, checked, with its requirements installed into it, zipped.
 
+Checked: every ``.py`` file compiles with the environment's Python (a syntax error fails the build
+with Python's own report: file, line, caret). A draft of one ``.py`` file alone deploys as that file,
+as Fission's ``--code`` does; anything else as a zip.
+
 As Fission's Python builder does: when the source has a non-empty ``requirements.txt``,
 ``pip install -r requirements.txt -t <source>``, and then the whole source folder is the deployment.
 The build task (``functions.services.builds``) runs ``build`` in a fresh temporary ``workdir``.
@@ -33,6 +37,7 @@ from typing import IO
 from packaging.requirements import InvalidRequirement, Requirement
 
 from core.errors import ValidationFailed
+from functions import compilecheck
 from functions.archives import (
     CODE_INVALID,
     CODE_TOO_LARGE,
@@ -92,6 +97,7 @@ class BuildResult:
     sha256: str
     size: int
     log: str
+    is_zip: bool = True  # False: ``archive`` is a single .py file (``single_file_name``)
 
 
 class BuildFailed(Exception):
@@ -142,10 +148,14 @@ def build(
     pip_index_args: list[str] | None = None,
     pip_command: list[str] | None = None,
     limits: ArchiveLimits = DEFAULT_LIMITS,
+    python: Path | None = None,
 ) -> BuildResult:
-    """Builds ``source`` in ``workdir/source`` and returns the deployment zip with its sha256.
+    """Builds ``source`` in ``workdir/source`` and returns the deployment archive with its sha256:
+    the zip of the source folder, or the file itself for a single ``.py`` file (``_package``).
 
-    Installs ``requirements.txt`` (when it names packages) with pip into the source folder within
+    With ``python`` (the environment's interpreter, ``functions.runtimes``), every ``.py`` file must
+    first compile with it (``functions.compilecheck``), and pip is that interpreter's. Installs
+    ``requirements.txt`` (when it names packages) with pip into the source folder within
     ``timeout_s``, in ``sandbox`` (None: as this process's user, for a machine that builds only its
     owner's code); ``pip_index_args`` are extra pip options from the operator (trusted);
     ``pip_command``, for tests, is the argv run instead of pip (sandboxed the same way). Every log
@@ -157,17 +167,59 @@ def build(
     target = workdir / "source"
     try:
         _materialize(source, target, limits, log)
+        if python is not None:
+            _compile_check(target, python, log)
         requirements = _requirement_lines(target, log)
         if requirements:
-            argv = pip_command or _pip_argv(target, pip_index_args or [])
-            runner = _Runner(sandbox, workdir, tuple(pip_index_args or ()))
+            argv = pip_command or _pip_argv(target, pip_index_args or [], python)
+            runner = _Runner(sandbox, workdir, tuple(pip_index_args or ()), python)
             _install(argv, runner=runner, timeout_s=timeout_s, log=log)
-        archive = make_zip(target)
+        archive, count, is_zip = _package(source, target, log)
     except ValidationFailed as exc:
         raise log.fail(exc.message) from None
     digest = sha256(archive)
-    log.write(f"built {_file_count(archive)} files, {len(archive)} bytes, sha256 {digest}", always=True)
-    return BuildResult(archive=archive, sha256=digest, size=len(archive), log=log.text)
+    log.write(f"built {count} files, {len(archive)} bytes, sha256 {digest}", always=True)
+    return BuildResult(archive=archive, sha256=digest, size=len(archive), log=log.text, is_zip=is_zip)
+
+
+def single_file_name(files: dict[str, str] | None) -> str | None:
+    """The file name when ``files`` (a draft from the editor or a single upload) is exactly one
+    top-level ``.py`` file: it deploys as that file alone, as ``fission function create --code
+    greet.py`` does, and Fission then uses only the function part of the entrypoint."""
+    if files and len(files) == 1:
+        (name,) = files
+        if name.endswith(".py") and "/" not in name:
+            return name
+    return None
+
+
+def _package(source: SourceSpec, target: Path, log: _Log) -> tuple[bytes, int, bool]:
+    """The deployment archive, its file count and whether it is a zip: the file itself for a
+    single ``.py`` file with nothing to install (``single_file_name``), else the zip of the whole
+    source folder."""
+    single = single_file_name(source.files) if source.requirements is None else None
+    if single is not None and [p.name for p in target.iterdir()] == [single]:
+        log.write(f"{single} is the only file: deployed as the file itself (Fission's single-file code)")
+        return (target / single).read_bytes(), 1, False
+    archive = make_zip(target)
+    return archive, _file_count(archive), True
+
+
+def _compile_check(target: Path, python: Path, log: _Log) -> None:
+    """Every ``.py`` file of the source must compile with the environment's Python
+    (``functions.compilecheck``); BuildFailed with Python's report of each that does not."""
+    try:
+        report = compilecheck.check(compilecheck.python_files_in(target), python)
+    except compilecheck.CheckUnavailable as exc:
+        raise log.fail(f"the code could not be checked: {exc}") from None
+    if not report.problems:
+        log.write(f"compiled {report.checked} Python files with Python {report.version}: no syntax errors")
+        return
+    for problem in report.problems:
+        for line in problem.text.rstrip("\n").splitlines():
+            log.write(line, always=True)
+    first, more = report.problems[0], len(report.problems) - 1
+    raise log.fail(first.summary + (f" (and {more} more file{'s' if more > 1 else ''})" if more else ""))
 
 
 # --- the source folder ---------------------------------------------------------------------------
@@ -320,10 +372,12 @@ def _requirement_problem(text: str) -> str | None:
 # --- pip -----------------------------------------------------------------------------------------
 
 
-def _pip_argv(target: Path, index_args: list[str]) -> list[str]:
+def _pip_argv(target: Path, index_args: list[str], python: Path | None) -> list[str]:
+    """pip of the environment's Python (its wheels must match the interpreter that imports them);
+    the portal's own only when no environment is given (tests of the install itself)."""
     requirements = str(target / REQUIREMENTS)
     return [
-        sys.executable,
+        str(python) if python is not None else sys.executable,
         "-m",
         "pip",
         "install",
@@ -343,13 +397,14 @@ class _Runner:
     sandbox: BuildSandbox | None
     workdir: Path
     index_args: tuple[str, ...]
+    python: Path | None = None  # the interpreter the sandbox must hold (None: the portal's)
 
     @contextlib.contextmanager
     def popen(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         """The command started (stdout and stderr on one pipe, in a process group of its own)."""
         if self.sandbox is not None:
             with self.sandbox.popen(argv, workdir=self.workdir, cwd=cwd, env=env,
-                                    index_args=self.index_args) as process:  # fmt: skip
+                                    index_args=self.index_args, python=self.python) as process:  # fmt: skip
                 yield process
             return
         yield subprocess.Popen(  # noqa: S603 - argv is ours (pip) or a test's, never tenant text

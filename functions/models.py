@@ -10,16 +10,25 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from core.names import name_validator
-from functions import config
-
-DEFAULT_IMAGE = "ghcr.io/fission/python-env:latest"
-DEFAULT_BUILDER = "ghcr.io/fission/python-builder:latest"
+from functions import config, runtimes
 
 
 class Environment(models.Model):
+    """A Python runtime of the tenant: Fission's Environment of the same name. ``image`` and
+    ``builder_image`` follow ``runtime_version`` unless the tenant set its own (runtimes.follow);
+    ``builder_image`` "" means no builder."""
+
     name = models.CharField(max_length=40, unique=True, validators=[name_validator])
-    image = models.CharField(max_length=255, default=DEFAULT_IMAGE)
-    builder_image = models.CharField(max_length=255, blank=True, default=DEFAULT_BUILDER)
+    runtime_version = models.CharField(
+        max_length=8, choices=runtimes.CHOICES, default=runtimes.DEFAULT_VERSION
+    )
+    image = models.CharField(
+        max_length=255, default=runtimes.default_image, validators=[runtimes.image_validator]
+    )
+    builder_image = models.CharField(
+        max_length=255, blank=True, default=runtimes.default_builder_image,
+        validators=[runtimes.image_validator],
+    )  # fmt: skip
     poolsize = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(50)])
     memory_mb = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(64)])
     cpu_millis = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(10)])
@@ -96,6 +105,9 @@ class Build(models.Model):
     archive = models.FileField(upload_to="packages/", null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     size = models.PositiveBigIntegerField(default=0)
+    # The environment's Python it was built for (checked and pip-installed with): a draft built
+    # for another version is built again (wheels are per interpreter). "" for builds before this.
+    python_version = models.CharField(max_length=8, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

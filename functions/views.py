@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from core.errors import DomainError
 from functions import config, forms, quotas, selectors
-from functions.models import Function
+from functions.models import Draft, Environment, Function
 from functions.services import changes, deployments, functions, invocations, versions
 from tenants.pages import tenant_page
 
@@ -45,14 +45,27 @@ def _save_code(request: HttpRequest, function: Function) -> str:
     form = forms.CodeForm(request.POST)
     if not form.is_valid():
         return "The code form is incomplete."
-    files = {"main.py": form.cleaned_data["main_py"]}
+    files = {_code_file(function.draft): form.cleaned_data["main_py"]}
     if form.cleaned_data["requirements_txt"].strip():
         files["requirements.txt"] = form.cleaned_data["requirements_txt"]
     if request.POST.get("deploy"):
         changes.draft_update_and_deploy(function=function, files=files, user=_user(request))
-        return "Saved; deploying."
-    functions.draft_update_files(function=function, files=files)
-    return "Draft saved."
+        saved = "Saved; deploying."
+    else:
+        functions.draft_update_files(function=function, files=files)
+        saved = "Draft saved."
+    function.draft.refresh_from_db()
+    problems = selectors.draft_problems(function=function)
+    if problems:
+        return f"{saved} It does not compile: {problems[0].summary} (see the code panel)."
+    return saved
+
+
+def _code_file(draft: Draft) -> str:
+    """The file the editor shows: the draft's only .py file (an uploaded ``greet.py`` keeps its
+    name), else ``main.py``."""
+    python = [name for name in draft.files if name.endswith(".py") and "/" not in name]
+    return python[0] if len(python) == 1 else "main.py"
 
 
 def _upload(request: HttpRequest, function: Function) -> str:
@@ -116,13 +129,16 @@ ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
 
 def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
     draft = function.draft
+    code_file = _code_file(draft)
     code = {
-        "main_py": draft.files.get("main.py", ""),
+        "main_py": draft.files.get(code_file, ""),
         "requirements_txt": draft.files.get("requirements.txt", ""),
     }
     return {
         "function": function,
         "draft": draft,
+        "code_file": code_file,
+        "problems": selectors.draft_problems(function=function),
         "code_form": forms.CodeForm(initial=code),
         "upload_form": forms.UploadForm(),
         "settings_form": forms.SettingsForm(initial=config.current(function)),
@@ -159,8 +175,71 @@ def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
     form = forms.InvokeForm(request.POST)
     if not form.is_valid():
         return render(request, "functions/_invocation.html", {"errors": form.errors}, status=400)
-    invocation = invocations.invocation_create(function=function, user=_user(request), **form.cleaned_data)
+    try:
+        invocation = invocations.invocation_create(
+            function=function, user=_user(request), **form.cleaned_data
+        )
+    except DomainError as error:  # a path or header the service refuses: shown like the form's own
+        errors = error.detail if isinstance(error.detail, dict) else {"request": [error.message]}
+        return render(request, "functions/_invocation.html", {"errors": errors}, status=error.status)
     return render(request, "functions/_invocation.html", {"invocation": invocation})
+
+
+# ---------------------------------------------------------------- environments
+
+
+@tenant_page()
+def environment_list(request: HttpRequest) -> HttpResponse:
+    """The tenant's environments with their version, image, pool and users; a new one."""
+    form = forms.EnvironmentCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            environment = functions.environment_create(**form.cleaned_data)
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"Environment {environment.name} created.")
+            return redirect("environment-list")
+    usage = selectors.environment_usage()
+    rows = [{"environment": e, "functions": usage.get(e.name, [])} for e in selectors.environment_list()]
+    return render(request, "functions/environments.html", {"rows": rows, "form": form})
+
+
+@tenant_page()
+def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
+    """One environment: change it (redeploys its functions) or delete it (refused while used)."""
+    environment = get_object_or_404(Environment, name=name)
+    if request.method == "POST" and request.POST.get("action") == "delete":
+        return _environment_delete(request, environment)
+    form = forms.EnvironmentForm(request.POST or None, initial=_environment_initial(environment))
+    if request.method == "POST" and form.is_valid():
+        try:
+            changes.environment_update_and_deploy(
+                environment=environment, user=_user(request), **form.cleaned_data
+            )
+        except DomainError as error:
+            messages.error(request, error.message)
+            environment.refresh_from_db()  # the refused change was rolled back
+        else:
+            messages.success(request, f"Environment {name} saved; any function deployed with it redeploys.")
+            return redirect("environment-edit", name=name)
+    users = selectors.environment_usage().get(name, [])
+    context = {"environment": environment, "form": form, "users": users}
+    return render(request, "functions/environments_edit.html", context)
+
+
+def _environment_initial(environment: Environment) -> dict[str, Any]:
+    return {field: getattr(environment, field) for field in functions.ENVIRONMENT_FIELDS}
+
+
+def _environment_delete(request: HttpRequest, environment: Environment) -> HttpResponse:
+    try:
+        functions.environment_delete(environment=environment)
+    except DomainError as error:  # in use: the message names the functions
+        messages.error(request, error.message)
+        return redirect("environment-edit", name=environment.name)
+    messages.success(request, f"Environment {environment.name} deleted.")
+    return redirect("environment-list")
 
 
 # ---------------------------------------------------------------- the tenant's quota

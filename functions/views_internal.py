@@ -22,6 +22,7 @@ def package_archive(request: HttpRequest, schema: str, build_id: int, sha256: st
         build = Build.objects.filter(pk=build_id, sha256=sha256, state=BuildState.SUCCEEDED).first()
         if build is None or not build.archive:
             raise Http404
-        response = FileResponse(build.archive.open("rb"), content_type="application/zip")
+        kind = "application/zip" if build.archive.name.endswith(".zip") else "text/x-python; charset=utf-8"
+        response = FileResponse(build.archive.open("rb"), content_type=kind)
     response["Content-Length"] = str(build.size)
     return response

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from core.env import env_bool, env_choice, env_int, env_list, env_str
+from core.env import env_bool, env_choice, env_int, env_list, env_str, env_str_map
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "portal.middleware.HealthMiddleware",
     "portal.metrics.RequestMetricsMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
+    "portal.middleware.NulInUrlMiddleware",
     "portal.middleware.TenantPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -176,7 +177,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
@@ -193,6 +194,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default, kept
+        "core.api.schema.blank_matches_once",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tenants.roles.Role",
         "TenantRoleEnum": "tenants.api.serializers.TENANT_ROLE_CHOICES",
@@ -234,6 +239,22 @@ RUNTIME_TOKEN = env_str("RUNTIME_TOKEN", "")
 # Where the data plane fetches package archives from the portal (Fission's fetcher does too).
 PORTAL_INTERNAL_URL = env_str("PORTAL_INTERNAL_URL", "http://127.0.0.1:8000")
 BUILD_TIMEOUT_S = env_int("PORTAL_BUILD_TIMEOUT_S", 300, minimum=10)
+# The Python versions of environments (functions/runtimes.py): each version's Fission images
+# (JSON objects over these defaults, e.g. '{"3.12": "registry.example/python-env-3.12:1.35"}'), and
+# where `make setup` builds one virtualenv per version (python3.12/bin/python...) with the
+# packages of Fission's image: builds and the syntax check use it.
+PYTHON_RUNTIME_IMAGES = env_str_map("PYTHON_RUNTIME_IMAGES", {
+    "3.13": "ghcr.io/fission/python-env:latest",
+    "3.12": "ghcr.io/fission/python-env-3.12:latest",
+    "3.11": "ghcr.io/fission/python-env-3.11:latest",
+})  # fmt: skip
+PYTHON_BUILDER_IMAGES = env_str_map("PYTHON_BUILDER_IMAGES", {
+    "3.13": "ghcr.io/fission/python-builder:latest",
+    "3.12": "ghcr.io/fission/python-builder-3.12:latest",
+    "3.11": "ghcr.io/fission/python-builder-3.11:latest",
+})  # fmt: skip
+# The same variable as the runtime's (runtime/config.py): one place on a machine for both.
+PYTHON_RUNTIMES_DIR = Path(env_str("RUNTIME_PYTHON_RUNTIMES_DIR", str(BASE_DIR / ".build" / "runtimes")))
 # Builds run pip in a sandbox (functions/build_sandbox.py) as this unprivileged uid; off only on a
 # machine that builds nobody else's code.
 BUILD_SANDBOX = env_bool("PORTAL_BUILD_SANDBOX", True)

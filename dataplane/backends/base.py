@@ -43,6 +43,25 @@ class Conflict(TransientError):
     """A concurrent change or a stale write (409): reading and writing again resolves it."""
 
 
+class LoadFailed(PermanentError):
+    """The function's code does not load on the data plane (an import error, a missing
+    entrypoint): ``traceback`` is what the worker printed, ``request_id`` the specialization's id,
+    under which its log records are found."""
+
+    def __init__(self, message: str, *, traceback: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+        self.request_id = request_id
+
+    @classmethod
+    def of(cls, function: str, reason: str, traceback: str = "", request_id: str = "") -> LoadFailed:
+        """``<function> does not load: <reason>`` and the end of the traceback, which says what
+        failed (a deployment keeps 2,000 characters of its reason)."""
+        tail = traceback.strip()[-1500:]
+        message = f"{function} does not load: {reason}" + (f"\n{tail}" if tail else "")
+        return cls(message, traceback=traceback, request_id=request_id)
+
+
 class InvalidCursor(PermanentError):
     """A log cursor this backend did not hand out."""
 
@@ -146,6 +165,11 @@ class Backend(Protocol):
 
     def wait_ready(self, namespace: str, functions: list[str], timeout_s: float) -> None:
         """Return once the functions can serve; TransientError when not yet after timeout."""
+
+    def specialize(self, namespace: str, functions: list[str], request_id: str) -> str:
+        """Make each function load its code on the data plane without calling it (a deployment's
+        last step); return a note on what was checked. LoadFailed when the code does not load,
+        TransientError when it could not be tried now. ``request_id`` tags the workers' output."""
 
     def invoke(
         self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float

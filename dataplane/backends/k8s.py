@@ -140,6 +140,23 @@ class KubernetesBackend:
             _raise_if_stuck(name, pod)
         return any(_pod_ready(pod) for pod in pods)
 
+    def specialize(self, namespace: str, functions: list[str], request_id: str) -> str:
+        """The closest Fission allows: a newdeploy function with MinScale >= 1 has specialized
+        pods once ``wait_ready`` returned (its pods load the code at start and are ready only
+        then; a pod that cannot is reported by ``wait_ready``). Fission specializes a poolmgr pod
+        only for a call (its executor's API is internal and signed), so a poolmgr function's load
+        error shows at its first call, under that call's request id."""
+        on_demand = [name for name in functions if not self._starts_pods(namespace, name)]
+        if not on_demand:
+            return "pods ready"
+        waiting = ", ".join(on_demand)
+        return f"pods ready; {waiting} load at the first call (Fission specializes them on demand)"
+
+    def _starts_pods(self, namespace: str, name: str) -> bool:
+        function = self.adapter.get("Function", namespace, name) or {}
+        strategy = (((function.get("spec") or {}).get("InvokeStrategy") or {}).get("ExecutionStrategy")) or {}
+        return strategy.get("ExecutorType") == "newdeploy" and int(strategy.get("MinScale") or 0) >= 1
+
     # -- traffic and logs ----------------------------------------------------------------------
 
     def invoke(

@@ -16,6 +16,7 @@ from dataplane import namespaces as tenant_manifests
 from dataplane.backends import redis_logs
 from dataplane.backends.base import (
     InvokeResult,
+    LoadFailed,
     LogPage,
     LogQuery,
     LogRecord,
@@ -26,6 +27,7 @@ from dataplane.backends.base import (
 from dataplane.backends.router import invoke_router
 from dataplane.namespaces import TenantQuota
 
+SPECIALIZE_TIMEOUT_S = 150.0
 # In the order a namespace is built: its fences first, its routes last.
 PLURALS = {
     "NetworkPolicy": "networkpolicies",
@@ -57,10 +59,12 @@ class LocalBackend:
         base = f"{self.control_url}/{group}/namespaces/{namespace}/{PLURALS[kind]}"
         return f"{base}/{name}" if name else base
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"}
+    def _request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> httpx.Response:  # fmt: skip
+        headers = {**(headers or {}), "Authorization": f"Bearer {self.token}"}
+        kwargs.setdefault("timeout", 60)
         try:
-            response = httpx.request(method, url, headers=headers, timeout=60, **kwargs)
+            response = httpx.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise TransientError(f"the runtime is unreachable: {exc}") from None
         if response.status_code == 429 or response.status_code >= 500:
@@ -136,6 +140,30 @@ class LocalBackend:
             if response.status_code == 404:
                 raise TransientError(f"function {name} is not on the runtime after the apply")
 
+    def specialize(self, namespace: str, functions: list[str], request_id: str) -> str:
+        """A real specialization of each function in a sandboxed worker, which then serves its
+        first call (runtime/control.py, ``.../functions/<name>/specialize``)."""
+        for name in functions:
+            url = self._url(namespace, "Function", name) + "/specialize"
+            # A cold start may take the runtime's whole specialization timeout (120 s).
+            response = self._request(
+                "POST",
+                url,
+                headers={"X-Fission-Request-ID": f"{request_id}-{name}"},
+                timeout=SPECIALIZE_TIMEOUT_S,
+            )
+            if response.status_code == 404:
+                raise TransientError(f"function {name} is not on the runtime after the apply")
+            if response.status_code == 422:
+                detail = _detail(response)
+                reason = str(detail.get("reason") or _message(response, name))
+                raise LoadFailed.of(
+                    name, reason, str(detail.get("traceback") or ""), str(detail.get("request_id") or "")
+                )
+            if response.status_code >= 400:
+                raise PermanentError(_message(response, f"specializing {name}"))
+        return f"specialized {', '.join(functions)}" if functions else "nothing to specialize"
+
     def invoke(
         self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
     ) -> InvokeResult:
@@ -160,6 +188,15 @@ class LocalBackend:
         self, namespace: str, stop: threading.Event, since: float | None = None
     ) -> Iterator[list[LogRecord]]:
         return redis_logs.tail(namespace, stop, since)
+
+
+def _detail(response: httpx.Response) -> dict[str, Any]:
+    """The ``detail`` object of an error answer ({} when there is none)."""
+    try:
+        detail = response.json()["error"].get("detail")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return detail if isinstance(detail, dict) else {}
 
 
 def _message(response: httpx.Response, what: str) -> str:

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField
 from core.names import name_validator
-from functions import config
+from functions import config, runtimes, selectors
 from functions.models import (
     Alias,
     Build,
@@ -18,14 +20,59 @@ from functions.models import (
     Trigger,
     Version,
 )  # fmt: skip
+from functions.services import invocations
 from functions.services.triggers import METHODS
 
+_IMAGE_HELP = (
+    'The runtime image. Left out or "": the image of runtime_version, which then follows the version '
+    "when it changes; so does any of the portal's own Python images, even sent back unchanged beside "
+    "a new runtime_version. Any other image is your own: it is kept when runtime_version changes (the "
+    "version still chooses the Python of the local runtime; on a cluster the image decides)."
+)
+_BUILDER_HELP = (
+    'The Fission builder image, with the same rule as image; "" means no builder (the portal builds '
+    "packages itself, so a builder only serves Fission's own builds)."
+)
 
+
+class _VersionField(serializers.ChoiceField):
+    """A version is a string: the number 3.1 is not "3.10", so no number passes for one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
+# Read and change (name and usage are read-only); EnvironmentCreateSerializer adds the name.
+# (A comment: a docstring would become the OpenAPI description of both.)
 class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
+    runtime_version = _VersionField(
+        choices=runtimes.VERSIONS, required=False,
+        help_text=f"The Python version (default {runtimes.DEFAULT_VERSION}, as Fission's image). Changing it "
+        "redeploys the functions that use the environment.",
+    )  # fmt: skip
+    image = StrictCharField(max_length=255, required=False, allow_blank=True, help_text=_IMAGE_HELP)
+    builder_image = StrictCharField(max_length=255, required=False, allow_blank=True, help_text=_BUILDER_HELP)
+    functions = serializers.SerializerMethodField(
+        help_text="The functions that deploy this environment; it cannot be deleted while there are any."
+    )
+
     class Meta:
         model = Environment
-        fields = ["name", "image", "builder_image", "poolsize", "memory_mb", "cpu_millis", "updated_at"]
-        read_only_fields = ["name", "updated_at"]
+        fields = ["name", "runtime_version", "image", "builder_image", "poolsize", "memory_mb", "cpu_millis",
+                  "functions", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = ["name", "created_at", "updated_at"]
+
+    def get_functions(self, environment: Environment) -> list[str]:
+        usage = self.context.get("usage")
+        if usage is None:  # one object: ask for it alone
+            usage = selectors.environment_usage()
+        return list(usage.get(environment.name, []))
+
+
+class EnvironmentCreateSerializer(EnvironmentSerializer):
+    name = StrictCharField(max_length=40, validators=[name_validator])
 
 
 class FunctionSerializer(serializers.ModelSerializer[Function]):
@@ -64,14 +111,37 @@ class FunctionUpdateSerializer(FunctionSettingsSerializer):
     )
 
 
+class ProblemSerializer(serializers.Serializer[Any]):
+    """A file that does not compile with the environment's Python (functions.compilecheck)."""
+
+    file = serializers.CharField()
+    line = serializers.IntegerField(allow_null=True)
+    column = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+    text = serializers.CharField(help_text="Python's report: the file and line, the source line, a caret.")
+
+
 class CodeSerializer(serializers.Serializer[Any]):
     files = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
     revision = serializers.IntegerField(read_only=True)
     archive_name = serializers.CharField(read_only=True)
+    problems = ProblemSerializer(
+        many=True, read_only=True,
+        help_text="Syntax errors of the draft's files with its environment's Python: the build will fail "
+        "on them. The draft is saved all the same.",
+    )  # fmt: skip
 
 
 class UploadSerializer(serializers.Serializer[Any]):
     file = serializers.FileField()
+
+    def validate_file(self, upload: Any) -> Any:
+        """No NUL in a .py file: its text is stored, PostgreSQL stores no NUL in text (the save
+        was a 500), and Python refuses such source anyway. A .zip is stored as bytes."""
+        if (upload.name or "").endswith(".py") and b"\x00" in upload.read():
+            raise serializers.ValidationError("A .py file cannot contain NUL bytes.")
+        upload.seek(0)
+        return upload
 
 
 class BuildSerializer(serializers.ModelSerializer[Build]):
@@ -157,8 +227,15 @@ class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
 
 class InvokeSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=METHODS, default="GET")
-    path = StrictCharField(max_length=500, default="/")
-    headers = serializers.DictField(child=StrictCharField(allow_blank=True), required=False, default=dict)
+    # The pattern documents the service's rule; the detail names the path, as the service's does.
+    path = StrictCharField(
+        max_length=500, default="/", validators=[RegexValidator(invocations.PATH_RE, message="%(value)s")]
+    )
+    headers = serializers.DictField(
+        child=StrictCharField(allow_blank=True, validators=[RegexValidator(invocations.HEADER_VALUE_RE)]),
+        required=False, default=dict,
+        help_text="Names are HTTP tokens (letters, digits, !#$%&'*+-.^_`|~); values printable ASCII.",
+    )  # fmt: skip
     body = StrictCharField(required=False, allow_blank=True, default="", trim_whitespace=False)
 
 
@@ -179,6 +256,7 @@ class QuotaItemSerializer(serializers.Serializer[Any]):
     unit = serializers.ChoiceField(choices=["count", "bytes", "millicores"])
 
 
+@extend_schema_serializer(many=False)  # the answer of a viewset's `list`, yet one object
 class QuotaUsageSerializer(serializers.Serializer[Any]):
     suspended = serializers.BooleanField()
     items = QuotaItemSerializer(many=True)

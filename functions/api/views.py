@@ -21,7 +21,17 @@ from core.api.schema import ERRORS
 from core.api.views import valid_data
 from functions import quotas, selectors
 from functions.api import serializers as s
-from functions.models import Alias, Build, Deployment, Environment, Function, Invocation, Trigger, Version
+from functions.models import (
+    Alias,
+    Build,
+    Deployment,
+    Draft,
+    Environment,
+    Function,
+    Invocation,
+    Trigger,
+    Version,
+)
 from functions.services import builds as build_services
 from functions.services import changes, deployments, functions, invocations, versions
 from tenants.api.base import TenantViewSet
@@ -38,17 +48,55 @@ def _username(request: Request) -> str:
 class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     serializer_class = s.EnvironmentSerializer
     lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
 
     def get_queryset(self) -> QuerySet[Environment]:
         return selectors.environment_list()
 
-    @extend_schema(summary="Change an environment", request=s.EnvironmentSerializer,
-                   responses={200: s.EnvironmentSerializer, **ERRORS})  # fmt: skip
+    def get_serializer_context(self) -> dict[str, Any]:
+        # Which functions use each environment, asked once for a whole list.
+        usage = {} if self.schema_only else selectors.environment_usage()
+        return {**super().get_serializer_context(), "usage": usage}
+
+    @extend_schema(summary="Create an environment", request=s.EnvironmentCreateSerializer,
+                   responses={201: s.EnvironmentSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request) -> Response:
+        environment = functions.environment_create(**valid_data(s.EnvironmentCreateSerializer, request))
+        return Response(self._shown(environment), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change an environment (redeploys the functions that use it)",
+        request=s.EnvironmentSerializer,
+        responses={200: s.EnvironmentSerializer, **ERRORS},
+    )
+    def update(self, request: Request, name: str) -> Response:
+        return self._change(request, partial=False)
+
+    @extend_schema(
+        summary="Change some of an environment (redeploys the functions that use it)",
+        request=s.EnvironmentSerializer,
+        responses={200: s.EnvironmentSerializer, **ERRORS},
+    )
     def partial_update(self, request: Request, name: str) -> Response:
-        serializer = s.EnvironmentSerializer(data=request.data, partial=True)
+        return self._change(request, partial=True)
+
+    @extend_schema(summary="Delete an environment no function uses (409 names those that do)",
+                   responses={204: None, **ERRORS})  # fmt: skip
+    def destroy(self, request: Request, name: str) -> Response:
+        functions.environment_delete(environment=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _change(self, request: Request, *, partial: bool) -> Response:
+        environment = self.get_object()
+        serializer = s.EnvironmentSerializer(data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        environment = functions.environment_update(environment=self.get_object(), **serializer.validated_data)
-        return Response(s.EnvironmentSerializer(environment).data)
+        environment = changes.environment_update_and_deploy(
+            environment=environment, user=_username(request), **serializer.validated_data
+        )
+        return Response(self._shown(environment))
+
+    def _shown(self, environment: Environment) -> dict[str, Any]:
+        return dict(s.EnvironmentSerializer(environment, context=self.get_serializer_context()).data)
 
 
 @extend_schema_view(
@@ -89,21 +137,15 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     @extend_schema(summary="The draft's files", responses={200: s.CodeSerializer, **ERRORS})
     @action(detail=True, methods=["get"])
     def code(self, request: Request, name: str) -> Response:
-        draft = self.get_object().draft
-        return Response(
-            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
-        )
+        return Response(_code(self.get_object()))
 
     @extend_schema(summary="Replace the draft's files", request=s.CodeSerializer,
                    responses={200: s.CodeSerializer, **ERRORS})  # fmt: skip
     @code.mapping.put
     def put_code(self, request: Request, name: str) -> Response:
-        draft = functions.draft_update_files(
-            function=self.get_object(), files=valid_data(s.CodeSerializer, request)["files"]
-        )
-        return Response(
-            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
-        )
+        function = self.get_object()
+        functions.draft_update_files(function=function, files=valid_data(s.CodeSerializer, request)["files"])
+        return Response(_code(function))
 
     @extend_schema(
         summary="Upload the draft: one .py file or a .zip",
@@ -113,12 +155,9 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
     def upload(self, request: Request, name: str) -> Response:
         upload = valid_data(s.UploadSerializer, request)["file"]
-        draft = functions.draft_upload(
-            function=self.get_object(), filename=upload.name or "", data=upload.read()
-        )
-        return Response(
-            {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name}
-        )
+        function = self.get_object()
+        functions.draft_upload(function=function, filename=upload.name or "", data=upload.read())
+        return Response(_code(function))
 
     @extend_schema(summary="Call the function through the router (a test call)", request=s.InvokeSerializer,
                    responses={201: s.InvocationSerializer, **ERRORS})  # fmt: skip
@@ -270,6 +309,8 @@ class InvocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Functi
 
 
 class QuotaViewSet(TenantViewSet):
+    pagination_class = None  # one object (QuotaUsageSerializer), not a page
+
     @extend_schema(
         summary="The tenant's quota and what it uses of it",
         responses={200: s.QuotaUsageSerializer, **ERRORS},
@@ -277,3 +318,12 @@ class QuotaViewSet(TenantViewSet):
     def list(self, request: Request) -> Response:
         body = {"suspended": self.tenant.suspended, "items": quotas.usage()}
         return Response(s.QuotaUsageSerializer(body).data)
+
+
+def _code(function: Function) -> dict[str, Any]:
+    """The draft as the code endpoints answer it, with what does not compile (``problems``)."""
+    draft = Draft.objects.get(function=function)
+    function.draft = draft
+    problems = [p.as_dict() for p in selectors.draft_problems(function=function)]
+    return {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name,
+            "problems": problems}  # fmt: skip

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core import notifier
-from functions import builder
+from functions import builder, runtimes
 from functions.build_sandbox import BuildSandbox, SandboxUnavailable
 from functions.models import Build, BuildState, Draft, Function
 
@@ -35,7 +35,7 @@ def build_run(*, build_id: int) -> Build | None:
     claimed = Build.objects.filter(pk=build_id, state=BuildState.QUEUED).update(
         state=BuildState.RUNNING, started_at=timezone.now()
     )
-    build = Build.objects.select_related("function").filter(pk=build_id).first()
+    build = Build.objects.select_related("function__environment").filter(pk=build_id).first()
     if build is None or not claimed:
         return build
     draft = Draft.objects.get(function=build.function)
@@ -54,15 +54,17 @@ def build_run(*, build_id: int) -> Build | None:
         sandbox = BuildSandbox(settings.BUILD_UID) if settings.BUILD_SANDBOX else None
     except SandboxUnavailable as exc:
         return _finish(build, BuildState.FAILED, f"builds cannot be sandboxed on this machine: {exc}", "")
+    build.python_version = build.function.environment.runtime_version
     with tempfile.TemporaryDirectory(prefix="build-") as workdir:
         try:
             result = builder.build(
                 source, workdir=Path(workdir), sandbox=sandbox, timeout_s=settings.BUILD_TIMEOUT_S,
-                on_log=on_log,
+                on_log=on_log, python=runtimes.interpreter(build.python_version),
             )  # fmt: skip
         except builder.BuildFailed as exc:
             return _finish(build, BuildState.FAILED, exc.reason, exc.log)
-    build.archive.save(f"{result.sha256}.zip", ContentFile(result.archive), save=False)
+    suffix = ".zip" if result.is_zip else ".py"
+    build.archive.save(f"{result.sha256}{suffix}", ContentFile(result.archive), save=False)
     build.sha256, build.size = result.sha256, result.size
     return _finish(build, BuildState.SUCCEEDED, "", result.log)
 

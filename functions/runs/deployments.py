@@ -1,6 +1,7 @@
 """The worker side of a deployment: the stored state machine (queued, building, applying,
 waiting, live | failed) that a Celery task drives. It applies a function's manifests to the data
-plane and waits until it serves. The request side (deployments.py) records and queues it.
+plane, waits until they are ready and, last, has the data plane load the code (``specialize``):
+it is live only when the code serves. The request side (deployments.py) records and queues it.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _run(deployment_id: int) -> Deployment | None:
         names = _apply(function, build)
         record_step(deployment, DeploymentState.WAITING, f"waiting for {', '.join(names) or 'routes'}")
         get_backend().wait_ready(_namespace(), names, timeout_s=60)
+        # Last: the code must load where it runs, or the deployment is not live (LoadFailed).
+        checked = get_backend().specialize(_namespace(), names, request_id=f"deploy-{deployment.pk}")
     except (PermanentError, builder.BuildFailed, manifests.InvalidManifest) as exc:
         # InvalidManifest: an object stored before a rule existed (the API checks it now).
         record_step(deployment, DeploymentState.FAILED, str(exc))
@@ -108,7 +111,7 @@ def _run(deployment_id: int) -> Deployment | None:
     except quotas.QuotaExceeded as exc:
         record_step(deployment, DeploymentState.FAILED, exc.message)
         return deployment
-    record_step(deployment, DeploymentState.LIVE, "serving")
+    record_step(deployment, DeploymentState.LIVE, f"serving ({checked})")
     return deployment
 
 
@@ -158,16 +161,21 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
     referenced by an alias or trigger, and the triggers with their weights."""
     tenant, schema, namespace = current_tenant(), connection.schema_name, _namespace()  # type: ignore[attr-defined]
     slug = tenant.slug
-    objects = [manifests.environment_manifest(namespace, environment_spec(function.environment), tenant=slug)]
+    versions = [(v, spec_from_config(v.config)) for v in selectors.referenced_versions(function=function)]
+    # The function's environment, and those its referenced versions were published with.
+    names = {function.environment.name, *(spec.environment for _, spec in versions)}
+    objects = [
+        manifests.environment_manifest(namespace, environment_spec(environment), tenant=slug)
+        for environment in Environment.objects.filter(name__in=names)
+    ]
     if draft_build is not None:
         draft = function_spec(function)
         objects += manifests.version_manifests(
             namespace, function.name, None, draft, archive_ref(draft_build, schema), tenant=slug
         )
-    for version in selectors.referenced_versions(function=function):
-        spec, archive = spec_from_config(version.config), archive_ref(version.build, schema)
+    for version, spec in versions:
         objects += manifests.version_manifests(
-            namespace, function.name, version.number, spec, archive, tenant=slug
+            namespace, function.name, version.number, spec, archive_ref(version.build, schema), tenant=slug
         )
     for trigger in function.triggers.select_related("alias__version", "alias__canary_version", "version"):
         trigger_spec = manifests.TriggerSpec(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import ProtectedError
 
 from core.errors import Conflict, ValidationFailed
-from functions import config, quotas
+from functions import config, quotas, runtimes, selectors, tasks
 from functions.archives import ArchiveLimits, inspect_zip, python_module_name, read_member
 from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
@@ -22,24 +23,90 @@ def main():
     name = request.args.get("name", "world")
     return {"hello": name}
 '''
+# What a tenant sets on an environment (its name is chosen once, at creation).
+ENVIRONMENT_FIELDS = ("runtime_version", "image", "builder_image", "poolsize", "memory_mb", "cpu_millis")
+CODE_ENVIRONMENT_IN_USE = "environment_in_use"
 MAX_DRAFT_FILE_BYTES = 512 * 1024
 MAX_DRAFT_FILES = 50
 
 
 def environment_ensure_default() -> Environment:
-    """The tenant's default Python environment. Idempotent (natural key: the name)."""
+    """The tenant's default Python environment. Idempotent (natural key: the name); made again
+    on demand after it was deleted."""
     environment, _ = Environment.objects.get_or_create(name=DEFAULT_ENVIRONMENT)
     return environment
 
 
 @transaction.atomic
+def environment_create(*, name: str, **fields: Any) -> Environment:
+    """A new environment (``fields``: those of ENVIRONMENT_FIELDS), its images following its
+    version unless given (runtimes.follow). It reaches the data plane with the first function
+    that deploys with it. Conflict when the name is taken."""
+    if Environment.objects.filter(name=name).exists():
+        raise Conflict("An environment with this name exists.", detail={"name": ["Already taken."]})
+    environment = Environment(name=name)
+    _apply_environment(environment, fields)
+    full_clean(environment)
+    environment.save()
+    quotas.enforce(what=f"environment {name}")  # as a change does (an unused one claims nothing yet)
+    return environment
+
+
+@transaction.atomic
 def environment_update(*, environment: Environment, **fields: Any) -> Environment:
-    for name, value in fields.items():
-        setattr(environment, name, value)
+    """Change ``fields`` (images follow a new version, runtimes.follow). The data plane learns of
+    it when the functions using it deploy (changes.environment_update_and_deploy queues that).
+    QuotaExceeded when the warm pool no longer fits: the change is rolled back."""
+    _apply_environment(environment, fields)
     full_clean(environment)
     environment.save()
     quotas.enforce(what=f"environment {environment.name}")
     return environment
+
+
+@transaction.atomic
+def environment_delete(*, environment: Environment) -> None:
+    """Delete an environment no function deploys; its Fission Environment (and warm pool) is
+    removed from the data plane by a task after commit. Conflict (code environment_in_use)
+    naming the functions that use it otherwise. The default environment is no exception: the
+    next function created without one makes it again."""
+    schema, name = connection.schema_name, environment.name  # type: ignore[attr-defined]
+    # The row lock makes concurrent deletes of one environment wait for each other.
+    if Environment.objects.select_for_update().filter(pk=environment.pk).first() is None:
+        return  # deleted meanwhile, by a request that also removes it from the data plane
+    users = selectors.environment_usage().get(name, [])
+    if users:
+        raise _in_use(name, users)
+    try:
+        environment.delete()
+    except ProtectedError as exc:  # a function took it up since the check
+        raise _in_use(name, sorted(str(f) for f in exc.protected_objects)) from None
+    transaction.on_commit(lambda: tasks.environment_undeploy_task.delay(schema, name))
+
+
+def _in_use(name: str, functions: list[str]) -> Conflict:
+    return Conflict(
+        f"Environment {name} is used by {', '.join(functions)}: move them to another environment "
+        "or delete them first.",
+        detail={"functions": functions},
+        code=CODE_ENVIRONMENT_IN_USE,
+    )
+
+
+def _apply_environment(environment: Environment, fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(ENVIRONMENT_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            "Unknown fields.", detail={name: ["Unknown field."] for name in sorted(unknown)}
+        )
+    version = fields.get("runtime_version", environment.runtime_version)
+    if version not in runtimes.VERSIONS:
+        detail = {"runtime_version": [f"Choose one of {', '.join(runtimes.VERSIONS)}."]}
+        raise ValidationFailed("The request has invalid fields.", detail=detail)
+    for name, value in fields.items():
+        setattr(environment, name, value)
+    environment.image = runtimes.follow(environment.image or "", version)
+    environment.builder_image = runtimes.follow(environment.builder_image or "", version, builder=True)
 
 
 @transaction.atomic
@@ -124,9 +191,10 @@ def draft_upload(*, function: Function, filename: str, data: bytes) -> Draft:
             text = data.decode()
         except UnicodeDecodeError:
             raise ValidationFailed("A .py file must be UTF-8.", detail={"file": ["Not UTF-8."]}) from None
-        # As in Fission, a single file is the module whatever its name: only the function
-        # part of the entrypoint matters, so it becomes main.py.
-        return draft_update_files(function=function, files={"main.py": text})
+        # The file keeps its name and deploys alone (functions.builder.single_file_name): as in
+        # Fission, only the function part of the entrypoint is used, so `greet.hello` and `hello`
+        # both call hello() of greet.py.
+        return draft_update_files(function=function, files={filename: text})
     if not filename.endswith(".zip"):
         raise ValidationFailed("Upload one .py file or a .zip.", detail={"file": ["Use .py or .zip."]})
     limits = ArchiveLimits()

@@ -14,7 +14,7 @@ from functions.models import Build, BuildState, Deployment, Draft, Function, Inv
 from functions.services import functions as function_services
 from functions.services import versions
 from testsupport.fixtures import error_of
-from testsupport.matrix import assert_access
+from testsupport.matrix import assert_access, call
 
 pytestmark = pytest.mark.django_db
 API = "/t/{t}/api/v1/functions"
@@ -27,7 +27,11 @@ def fn(world: Any) -> Function:
         function = function_services.function_create(name="hello")
         revision = Draft.objects.get(function=function).revision
         Build.objects.create(
-            function=function, draft_revision=revision, state=BuildState.SUCCEEDED, sha256="a" * 64
+            function=function,
+            draft_revision=revision,
+            state=BuildState.SUCCEEDED,
+            sha256="a" * 64,
+            python_version=function.environment.runtime_version,
         )
         versions.version_publish(function=function)
         versions.alias_set(function=function, name="live", version=1)
@@ -224,13 +228,27 @@ def test_index_requirements_are_accepted_on_save(world, api, fn):
     assert response.status_code == 200, response.content
 
 
-def test_single_py_upload_becomes_the_draft(world, api, fn):
+def test_single_py_upload_becomes_the_draft_under_its_own_name(world, api, fn):
+    # As Fission keeps the file: the entrypoint then reads handler.main (or just main).
     upload = SimpleUploadedFile("handler.py", b"def main():\n    return 'up'\n")
     response = api(world.bob).post(
         API.format(t="acme") + "/hello/upload/", {"file": upload}, format="multipart"
     )
     assert response.status_code == 200
-    assert response.json()["files"] == {"main.py": "def main():\n    return 'up'\n"}
+    assert response.json()["files"] == {"handler.py": "def main():\n    return 'up'\n"}
+    assert response.json()["problems"] == []
+
+
+def test_saving_code_that_does_not_compile_answers_its_problems(world, api, fn):
+    files = {"main.py": "def main():\n    return 1\n", "lib/bad.py": "x = [\n"}
+    response = api(world.bob).put(API.format(t="acme") + "/hello/code/", {"files": files}, format="json")
+    assert response.status_code == 200
+    assert response.json()["revision"] > 1  # saved all the same
+    (problem,) = response.json()["problems"]
+    assert (problem["file"], problem["line"], problem["message"]) == ("lib/bad.py", 1, "'[' was never closed")
+    assert problem["text"].startswith('  File "lib/bad.py", line 1\n    x = [\n        ^\n')
+    shown = api(world.bob).get(API.format(t="acme") + "/hello/code/").json()["problems"]
+    assert shown == response.json()["problems"]
 
 
 @pytest.mark.parametrize(
@@ -297,3 +315,64 @@ def test_test_calls_cannot_leave_the_tenant(world, api, fn, path):
     assert error_of(response)["detail"] == {"path": [path]}
     with schema_context(world.acme.schema_name):
         assert Invocation.objects.count() == 1  # only the fixture's
+
+
+# What the test call's HTTP client cannot send was a 500 (UnicodeEncodeError, InvalidURL), or a
+# recorded "router unreachable": it is the caller's mistake, a 400 naming the field.
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"headers": {"X-Café": "1"}}, "headers"),  # a name must be an HTTP token (ASCII)
+        ({"headers": {"X Y": "1"}}, "headers"),
+        ({"headers": {"": "1"}}, "headers"),
+        ({"headers": {"X-A": "café"}}, "headers"),  # a value: printable ASCII, space and tab
+        ({"headers": {"X-A": "a\r\nX-B: b"}}, "headers"),
+        ({"path": "/hel\nlo"}, "path"),
+        ({"path": "/hello\x7f"}, "path"),
+    ],
+)
+def test_a_test_call_the_router_cannot_be_sent_is_400(world, api, hello, body, field):
+    response = api(world.bob).post(API.format(t="acme") + "/hello/invoke/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in error_of(response)["detail"]
+    with schema_context(world.acme.schema_name):
+        assert not Invocation.objects.exists()
+
+
+def test_a_test_call_stores_what_the_function_answers_even_with_nul_bytes(world, api, hello, monkeypatch):
+    from dataplane.backends import local
+    from dataplane.backends.base import InvokeResult, LogRecord
+
+    answer = InvokeResult(status=200, headers={"x-a": "1"}, body=b"a\x00b", duration_ms=1.0, request_id="r")
+    line = LogRecord(time=1.0, namespace="faas-acme", function="hello-draft", request_id="r", stream="stdout",
+                     message="printed \x00", id="1-0")  # fmt: skip
+    monkeypatch.setattr(local.LocalBackend, "invoke", lambda self, *args, **kwargs: answer)
+    monkeypatch.setattr(local.LocalBackend, "logs", lambda self, *args, **kwargs: [line])
+    response = api(world.bob).post(API.format(t="acme") + "/hello/invoke/", {"path": "/hello"}, format="json")
+    assert response.status_code == 201, response.content
+    # PostgreSQL stores no NUL in text: what the function sent is kept, with U+FFFD in its place.
+    assert response.json()["response_body"] == "a\ufffdb"
+    assert [record["message"] for record in response.json()["logs"]] == ["printed \ufffd"]
+
+
+def _nul_upload(name: str, data: bytes) -> dict[str, Any]:
+    return {"file": SimpleUploadedFile(name, data)}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "fmt"),
+    [
+        ("put", "/hello/code/", {"files": {"main\x00.py": "x = 1\n"}}, "json"),  # a file's name
+        ("put", "/hello/code/", {"files": {"main.py": "x = 1\x00\n"}}, "json"),
+        # (Django's multipart parser drops a NUL from an upload's name.)
+        ("post", "/hello/upload/", lambda: _nul_upload("main.py", b"x = 1\x00\n"), "multipart"),
+    ],
+)
+def test_a_nul_in_a_file_or_its_name_is_400(world, api, hello, method, path, body, fmt):
+    with schema_context(world.acme.schema_name):
+        before = Draft.objects.get(function__name="hello").revision
+    response = call(api(world.bob), method, API.format(t="acme") + path, body, fmt)
+    assert response.status_code == 400, response.content
+    assert set(error_of(response)["detail"]) in ({"files"}, {"file"})
+    with schema_context(world.acme.schema_name):
+        assert Draft.objects.get(function__name="hello").revision == before

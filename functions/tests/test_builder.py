@@ -418,3 +418,56 @@ def test_pip_installs_wheels_only(tmp_path: Path) -> None:
     result = build(SourceSpec(files={"main.py": MAIN}, requirements="six==1.16.0\n"), workdir=tmp_path)
     command = next(line for line in result.log.splitlines() if line.startswith("$ "))
     assert " --only-binary=:all: " in command
+
+
+# --- the environment's Python: syntax check, single files, pip -------------------------------------
+
+
+def runtime_python(version: str) -> Path:
+    from functions import runtimes
+
+    path = runtimes.interpreter(version)
+    assert path.exists(), f"{path} is missing: make setup builds the runtimes"
+    return path
+
+
+def test_a_single_py_file_deploys_as_the_file_itself(tmp_path: Path) -> None:
+    result = build(SourceSpec(files={"greet.py": MAIN}), workdir=tmp_path / "one")
+    assert (result.archive, result.is_zip) == (MAIN.encode(), False)
+    assert "greet.py is the only file: deployed as the file itself" in result.log
+    # With anything beside it (requirements, another file), it is a zip as before.
+    with_more = build(SourceSpec(files={"greet.py": MAIN, "util.py": "X = 1\n"}), workdir=tmp_path / "two")
+    assert (names(with_more.archive), with_more.is_zip) == (["greet.py", "util.py"], True)
+
+
+def test_a_syntax_error_fails_the_build_with_file_line_and_caret(tmp_path: Path) -> None:
+    source = SourceSpec(files={"main.py": MAIN, "lib/bad.py": "def f():\n    return (1,\n"})
+    with pytest.raises(BuildFailed) as failed:
+        build(source, workdir=tmp_path, python=runtime_python("3.13"))
+    assert failed.value.reason == "lib/bad.py, line 2: '(' was never closed"
+    assert '  File "lib/bad.py", line 2\n    return (1,\n           ^\nSyntaxError:' in failed.value.log
+
+
+def test_the_check_uses_the_environments_python(tmp_path: Path) -> None:
+    generic = SourceSpec(files={"main.py": "def first[T](items: list[T]) -> T:\n    return items[0]\n"})
+    result = build(generic, workdir=tmp_path / "new", python=runtime_python("3.12"))
+    assert "compiled 1 Python files with Python 3.12: no syntax errors" in result.log
+    with pytest.raises(BuildFailed) as failed:  # PEP 695 generics are a syntax error before 3.12
+        build(generic, workdir=tmp_path / "old", python=runtime_python("3.11"))
+    assert failed.value.reason.startswith("main.py, line 1:")
+
+
+def test_pip_is_the_environments_own(tmp_path: Path) -> None:
+    python = runtime_python("3.12")
+    lines: list[str] = []
+    source = SourceSpec(files={"main.py": "import six\n", "requirements.txt": "six==1.16.0\n"})
+    result = build(source, workdir=tmp_path, python=python, on_log=lines.append)
+    assert any(line.startswith(f"$ {python} -m pip install ") for line in lines), lines
+    assert "Successfully installed six-1.16.0" in result.log
+
+
+def test_a_missing_interpreter_fails_the_build_saying_so(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailed) as failed:
+        build(SourceSpec(files={"main.py": MAIN}), workdir=tmp_path, python=tmp_path / "no-python")
+    assert failed.value.reason.startswith("the code could not be checked: ")
+    assert "make setup" in failed.value.reason

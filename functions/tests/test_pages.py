@@ -87,3 +87,49 @@ def test_invoke_panel_shows_errors_of_the_form(world, client, hello):
     )
     assert response.status_code == 400
     assert b"Headers must be a JSON object" in response.content
+
+
+def test_invoke_panel_shows_what_the_service_refuses(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/invoke/", {"method": "GET", "path": "/", "headers": '{"b\u00e4d": "x"}'}
+    )
+    assert response.status_code == 400
+    assert b"headers" in response.content
+
+
+def test_the_editor_shows_a_syntax_error_on_save(world, client, hello):
+    client.force_login(world.bob)
+    broken = "def main():\n    return {'a': 1\n"
+    saved = client.post(
+        "/t/acme/functions/hello/", {"action": "code", "main_py": broken, "requirements_txt": ""}, follow=True
+    )
+    page = saved.content.decode()
+    assert "Draft saved. It does not compile: main.py, line 2: &#x27;{&#x27; was never closed" in page
+    assert "data-problems" in page
+    assert "File &quot;main.py&quot;, line 2\n    return {&#x27;a&#x27;: 1\n           ^" in page
+    # Fixed, the panel is gone.
+    fixed = client.post(
+        "/t/acme/functions/hello/",
+        {"action": "code", "main_py": "def main():\n    return 1\n", "requirements_txt": ""},
+        follow=True,
+    )
+    assert "data-problems" not in fixed.content.decode()
+
+
+def test_an_uploaded_file_is_edited_under_its_own_name(world, client, hello):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(world.bob)
+    upload = SimpleUploadedFile("greet.py", b"def hello():\n    return 'hi'\n")
+    client.post("/t/acme/functions/hello/", {"action": "upload", "file": upload})
+    page = client.get("/t/acme/functions/hello/").content.decode()
+    assert "<code data-code-file>greet.py</code>" in page
+    client.post(
+        "/t/acme/functions/hello/",
+        {"action": "code", "main_py": "def hello():\n    return 'hey'\n", "requirements_txt": ""},
+    )
+    with schema_context(world.acme.schema_name):
+        assert Function.objects.get(name="hello").draft.files == {
+            "greet.py": "def hello():\n    return 'hey'\n"
+        }

@@ -34,7 +34,8 @@ def live(world: Any) -> Function:
         function = function_services.function_create(name="hello")
         revision = Draft.objects.get(function=function).revision
         Build.objects.create(function=function, draft_revision=revision, state=BuildState.SUCCEEDED,
-                             sha256="a" * 64, size=2048)  # fmt: skip
+                             sha256="a" * 64, size=2048,
+                             python_version=function.environment.runtime_version)  # fmt: skip
         Deployment.objects.create(function=function, state=DeploymentState.LIVE, cause="fixture")
     return function
 

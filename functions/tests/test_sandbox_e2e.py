@@ -106,10 +106,12 @@ def test_a_function_reads_only_its_own_package_and_writes_only_its_tmp(
     deployed: Deployed, stack: Any
 ) -> None:
     media = Path(settings.MEDIA_ROOT)
-    archives = sorted(str(p) for p in media.rglob("*.zip"))
+    archives = sorted(str(p) for p in (media / "packages").iterdir())
     assert archives  # both tenants' built packages are there, on the host
     targets = {
-        "own": ["read", "/userfunc/deploy/main.py"],
+        # One main.py deploys as the file itself (Fission's single-file code): the runtime keeps it
+        # as function.py in the package the worker sees at /userfunc.
+        "own": ["read", "/userfunc/function.py"],
         "tmp": ["write", "/tmp/mine", 100],
         "dev": ["listdir", "/dev"],
         "shadow": ["read", "/etc/shadow"],
@@ -121,7 +123,7 @@ def test_a_function_reads_only_its_own_package_and_writes_only_its_tmp(
         "secret_key_env": ["read", f"/proc/{os.getpid()}/environ"],
         "other_packages": ["listdir", "/packages"],
         "write_root": ["write", "/owned"],
-        "write_package": ["write", "/userfunc/deploy/main.py"],
+        "write_package": ["write", "/userfunc/function.py"],
         "tmp_overflow": ["write", "/tmp/huge", 80 * Mi],
     }
     results = deployed.probe("acme", targets)

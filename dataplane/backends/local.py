@@ -60,14 +60,18 @@ class LocalBackend:
         return f"{base}/{name}" if name else base
 
     def _request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-                 **kwargs: Any) -> httpx.Response:  # fmt: skip
+                 answered: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:  # fmt: skip
+        """The runtime's answer; TransientError when it is unreachable or answers 429 or 5xx,
+        except for the codes in ``answered``, which the caller handles."""
         headers = {**(headers or {}), "Authorization": f"Bearer {self.token}"}
         kwargs.setdefault("timeout", 60)
         try:
             response = httpx.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise TransientError(f"the runtime is unreachable: {exc}") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if (
+            response.status_code == 429 or response.status_code >= 500
+        ) and response.status_code not in answered:
             raise TransientError(f"the runtime answered {response.status_code}")
         return response
 
@@ -142,7 +146,10 @@ class LocalBackend:
 
     def specialize(self, namespace: str, functions: list[str], request_id: str) -> str:
         """A real specialization of each function in a sandboxed worker, which then serves its
-        first call (runtime/control.py, ``.../functions/<name>/specialize``)."""
+        first call (runtime/control.py, ``.../functions/<name>/specialize``). A function that
+        cannot have a worker now (429: every worker it may have is busy, or the namespace's quota
+        is used up) is not a failed deployment: it loads at a call once there is room."""
+        busy = []
         for name in functions:
             url = self._url(namespace, "Function", name) + "/specialize"
             # A cold start may take the runtime's whole specialization timeout (120 s).
@@ -151,7 +158,11 @@ class LocalBackend:
                 url,
                 headers={"X-Fission-Request-ID": f"{request_id}-{name}"},
                 timeout=SPECIALIZE_TIMEOUT_S,
+                answered=(429,),
             )
+            if response.status_code == 429:
+                busy.append(name)
+                continue
             if response.status_code == 404:
                 raise TransientError(f"function {name} is not on the runtime after the apply")
             if response.status_code == 422:
@@ -162,7 +173,11 @@ class LocalBackend:
                 )
             if response.status_code >= 400:
                 raise PermanentError(_message(response, f"specializing {name}"))
-        return f"specialized {', '.join(functions)}" if functions else "nothing to specialize"
+        loaded = [name for name in functions if name not in busy]
+        notes = [f"specialized {', '.join(loaded)}"] if loaded else []
+        if busy:
+            notes.append(f"no worker free for {', '.join(busy)} (at its limits): it loads at a call")
+        return "; ".join(notes) or "nothing to specialize"
 
     def invoke(
         self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float

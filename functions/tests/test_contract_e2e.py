@@ -9,6 +9,7 @@ What Fission does, for each assertion, is read off its sources: fission/environm
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -284,3 +285,36 @@ def test_a_function_created_under_a_deleted_ones_name_starts_without_its_logs(wo
 
 def _logs(client: Any, function: str, text: str) -> list[dict[str, Any]]:
     return list(client.get(LOGS, {"function": function, "q": text}).json()["results"])
+
+
+def test_a_redeploy_while_every_worker_is_busy_goes_live(world, api, stack):
+    """The last step wants a worker; a function at its concurrency limit has none free (429). Its
+    code already serves, so the deployment goes live and says the check waits for a call."""
+    alice = api(world.alice)
+    code = "import time\nfrom flask import request\n\ndef main():\n    time.sleep(float(request.args['s']))\n"
+    create_function(alice, "busy", {"main.py": code + "    return 'ok'\n"}, "/busy")
+    assert alice.patch(f"{API}/busy/", {"concurrency": 1}, format="json").status_code == 200
+    deploy_and_wait(alice, "busy")
+    # The deployments the trigger and the settings queued are over too: nothing changes under us.
+    wait_until(lambda: all(d["state"] in ("live", "failed") for d in _deployments(alice, "busy")), timeout=60)
+    answers: list[int] = []
+    slow = threading.Thread(target=lambda: answers.append(_get(stack, "/acme/busy?s=10")))
+    slow.start()
+    try:
+        wait_until(
+            lambda: _get(stack, "/acme/busy?s=0") == 429, timeout=8, message="the worker never got busy"
+        )
+        deployment = deploy_and_wait(alice, "busy")
+    finally:
+        slow.join()
+    assert answers == [200]
+    assert "no worker free for busy-draft" in deployment["steps"][-1]["message"]
+    assert _get(stack, "/acme/busy?s=0") == 200
+
+
+def _get(stack: Any, path: str) -> int:
+    return httpx.get(f"{stack.router}{path}", timeout=30).status_code
+
+
+def _deployments(client: Any, name: str) -> list[dict[str, Any]]:
+    return list(client.get(f"{API}/{name}/deployments/").json()["results"])

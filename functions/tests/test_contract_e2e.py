@@ -318,3 +318,20 @@ def _get(stack: Any, path: str) -> int:
 
 def _deployments(client: Any, name: str) -> list[dict[str, Any]]:
     return list(client.get(f"{API}/{name}/deployments/").json()["results"])
+
+
+def test_new_code_replaces_the_old_under_the_same_function_identity(echo, stack):
+    """Fission updates the Function object (same uid, a new resourceVersion) and its workers load
+    the new package: the next call runs the new code, never the old."""
+    before = httpx.get(f"{stack.router}/acme/echo", timeout=30).json()["headers"]
+    changed = ECHO.replace('"version":', '"replaced": True, "version":')
+    assert echo.put(f"{API}/echo/code/", {"files": {"main.py": changed}}, format="json").status_code == 200
+    deploy_and_wait(echo, "echo")
+    after = httpx.get(f"{stack.router}/acme/echo", timeout=30).json()
+    assert after["replaced"] is True
+    assert after["headers"]["x-fission-function-uid"] == before["x-fission-function-uid"]
+    new, old = (
+        after["headers"]["x-fission-function-resourceversion"],
+        before["x-fission-function-resourceversion"],
+    )
+    assert int(new) > int(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ class Command(BaseCommand):
         password = self._password(Path(options["password_file"]))
         admin = self._admin(options["admin"], password)
         self._demo(options["demo"], admin)
+        # Where `make run` serves (portal/up.py reads the same variables).
+        where = f"{os.environ.get('PORTAL_HOST', '127.0.0.1')}:{os.environ.get('PORTAL_PORT', '8000')}"
         self.stdout.write(
-            self.style.SUCCESS(f"Sign in at http://127.0.0.1:8000/login/ as {options['admin']} / {password}")
+            self.style.SUCCESS(f"Sign in at http://{where}/login/ as {options['admin']} / {password}")
         )
 
     def _password(self, path: Path) -> str:

@@ -26,7 +26,8 @@ def latest_deployment(client: Any, name: str, tenant: str = "acme") -> dict[str,
     return client.get(f"{functions_api(tenant)}/{name}/deployments/").json()["results"][0]
 
 
-def deploy_and_wait(client: Any, name: str, tenant: str = "acme") -> dict[str, Any]:
+def deploy_and_finish(client: Any, name: str, tenant: str = "acme") -> dict[str, Any]:
+    """Queue a deployment and return it once it is live or failed."""
     api = functions_api(tenant)
     response = client.post(f"{api}/{name}/deployments/")
     assert response.status_code == 202, response.content
@@ -36,7 +37,11 @@ def deploy_and_wait(client: Any, name: str, tenant: str = "acme") -> dict[str, A
         body = client.get(f"{api}/{name}/deployments/{deployment_id}/").json()
         return body if body["state"] in ("live", "failed") else None
 
-    deployment = wait_until(finished, timeout=120, interval=0.2, message="the deployment did not finish")
+    return dict(wait_until(finished, timeout=120, interval=0.2, message="the deployment did not finish"))
+
+
+def deploy_and_wait(client: Any, name: str, tenant: str = "acme") -> dict[str, Any]:
+    deployment = deploy_and_finish(client, name, tenant)
     assert deployment["state"] == "live", deployment
     assert [s["state"] for s in deployment["steps"]][-3:] == ["applying", "waiting", "live"]
     return deployment

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from testsupport.e2e import create_function, deploy_and_wait, functions_api
+from testsupport.e2e import create_function, deploy_and_finish, deploy_and_wait, functions_api
 from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
@@ -53,17 +53,9 @@ def _trigger(client: Any, function: str, name: str, path: str, methods: list[str
 
 
 def _deploy_failed(client: Any, name: str) -> dict[str, Any]:
-    response = client.post(f"{API}/{name}/deployments/")
-    assert response.status_code == 202, response.content
-    deployment_id = response.json()["id"]
-
-    def finished() -> dict[str, Any] | None:
-        body = client.get(f"{API}/{name}/deployments/{deployment_id}/").json()
-        return body if body["state"] in ("live", "failed") else None
-
-    deployment = wait_until(finished, timeout=120, interval=0.2, message="the deployment did not finish")
+    deployment = deploy_and_finish(client, name)
     assert deployment["state"] == "failed", deployment
-    return dict(deployment)
+    return deployment
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from runtime.errors import InvalidObject
 from runtime.interpreters import Interpreter, Interpreters, PythonUnavailable
 from runtime.objects import PYTHON_VERSION_ANNOTATION, parse_environment
 from runtime.sandbox import tenant
-from runtime.sandbox.host import SANDBOX_VIRTUALENV, SandboxUnavailable, Tools, python_layout
+from runtime.sandbox.host import SANDBOX_VIRTUALENV, SandboxUnavailable, python_layout
 from runtime.sandbox.network import Grant, Slirp
 from runtime.sandbox.tenant import Sandboxes, SandboxSettings, TenantSandbox
+from runtime.tests.test_sandboxes import TOOLS, StubZygote
 from testsupport.fission import environment, function, httptrigger, package_literal, zip_bytes
 from testsupport.runtime import TOKEN, RuntimeProcess
 
@@ -182,7 +183,7 @@ def test_a_workers_python3_is_its_own_interpreter(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(tenant, "host_networks", lambda tools: ())
     venv = fake_virtualenv(tmp_path, "3.12")
     found = Interpreters.discover(tmp_path)
-    tools = Tools(bwrap="bwrap", setpriv="setpriv", slirp4netns="slirp4netns", nsenter="nsenter", ip="ip")
+    tools = TOOLS
     on = Sandboxes(SandboxSettings(True, 300_000, 1024, 64), tmp_path, tools, None, found)
     off = Sandboxes(SandboxSettings(False, 300_000, 1024, 64), tmp_path, None, None, found)
 
@@ -205,23 +206,10 @@ def test_an_unsandboxed_zygote_gets_only_the_worker_code_on_its_path(tmp_path: P
     assert sandboxes.worker_code() == code  # idempotent
 
 
-class StubZygote:
-    def __init__(self) -> None:
-        self.stopped = False
-
-    @property
-    def alive(self) -> bool:
-        return not self.stopped
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
 @pytest.fixture
 def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandboxes:
     monkeypatch.setattr(tenant, "host_networks", lambda tools: ())
-    tools = Tools(bwrap="bwrap", setpriv="setpriv", slirp4netns="slirp4netns", nsenter="nsenter", ip="ip")
-    return Sandboxes(SandboxSettings(True, 300_000, 1024, 64), tmp_path, tools, None,
+    return Sandboxes(SandboxSettings(True, 300_000, 1024, 64), tmp_path, TOOLS, None,
                      Interpreters(root=tmp_path, found={}))  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -63,10 +64,44 @@ def redis_server_binary() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
 
 
+# Ports below the kernel's ephemeral range and above the common service ports (8080, 9090, ...).
+_PORT_FLOOR = 15_000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def _port_range() -> range:
+    low, high = _ephemeral_range()
+    return range(_PORT_FLOOR, low) if low - _PORT_FLOOR >= 1_000 else range(high + 1, 65_536)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on now, that this process has not handed out before.
+
+    Chosen outside the kernel's ephemeral range: a port the kernel picks for ``bind(0)`` comes from
+    that range, and any outgoing connection can take it before the caller binds it.
+    """
+    ports = _port_range()
+    pick = random.SystemRandom()
+    for _ in range(1_000):
+        port = pick.choice(ports)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None) -> Redis:

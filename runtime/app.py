@@ -12,6 +12,12 @@ from aiohttp import web
 from runtime.config import Config
 from runtime.control import make_app
 from runtime.errors import NotFound, PackageUnavailable
+from runtime.events.asynchronous.caller import RuntimeCaller
+from runtime.events.asynchronous.dispatcher import Dispatcher
+from runtime.events.asynchronous.queue import Queue
+from runtime.events.asynchronous.records import AsyncUnavailable, Keys, keyspace
+from runtime.events.queues import Consumers
+from runtime.events.timers import Timers
 from runtime.executor import Deployable, Executor
 from runtime.http import ServerProtocol
 from runtime.interpreters import installed
@@ -25,6 +31,7 @@ from runtime.objects import (
     Package,
     Parsed,
     ResourceQuota,
+    TimeTrigger,
     parse_package,
 )
 from runtime.packages import Packages
@@ -62,7 +69,14 @@ class Runtime:
         self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
         self.executor = Executor(self.sandboxes, run_dir, self.logs)
         self.executor.app_log_twice = config.app_log_twice
-        self.router = Router(self.executor, config.namespace_prefix)
+        caller = RuntimeCaller(self.executor, self.store, self.logs)
+        self.invocations = Queue(config.redis_url, Keys(keyspace(config.state_dir)), caller,
+                                 limit=config.async_queue_limit)  # fmt: skip
+        self.dispatcher = Dispatcher(self.invocations, backoff=config.async_backoff_ms / 1000,
+                                     concurrency=config.async_concurrency)  # fmt: skip
+        self.router = Router(self.executor, config.namespace_prefix, self.invocations)
+        self.timers = Timers(self.executor, config.state_dir / "timers")
+        self.consumers = Consumers(self.executor, config, self.logs)
         self.servers: list[Any] = []
         self.apply_lock = asyncio.Lock()
         log.info("%s; cgroups: %s", sandbox_settings_summary(settings),
@@ -76,6 +90,7 @@ class Runtime:
         count = self.store.load()
         await self.logs.start()
         await self.apply()
+        await self.dispatcher.start()  # once the functions are deployed
         loop = asyncio.get_running_loop()
         max_body = self.config.max_body_bytes
         router = await loop.create_server(
@@ -115,6 +130,12 @@ class Runtime:
             raise NotFound(f"function {namespace}/{name} is not deployed: no package or environment to run")
         await self.executor.prepare((namespace, name), request_id)
 
+    def event_status(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """What the event source behind a stored trigger last did; None for other kinds."""
+        sources: dict[str, Any] = {"timetriggers": self.timers, "messagequeuetriggers": self.consumers}
+        source = sources.get(plural)
+        return None if source is None else source.status(namespace, name)
+
     async def apply(self) -> None:
         """Make sandboxes, workers and routes match the stored objects. Safe to call any time."""
         async with self.apply_lock:
@@ -129,9 +150,26 @@ class Runtime:
             self.executor.set_deployables(await self._deployables(environments))
             triggers: list[HTTPTrigger] = list(self.store.items("httptriggers"))
             self.router.set_triggers(triggers)
+            self.dispatcher.watch({key[1] for key in self.store.raw if key[0] == "functions"})
+            timetriggers: list[TimeTrigger] = list(self.store.items("timetriggers"))
+            self.timers.set_triggers(timetriggers)
+            secrets = {(s.meta.namespace, s.meta.name): s for s in self.store.items("secrets")}
+            self.consumers.set_triggers(list(self.store.items("messagequeuetriggers")), secrets)
             await self.sandboxes.retain()
-            for namespace in self.packages.namespaces() - {key[1] for key in self.store.raw}:
+            present = {key[1] for key in self.store.raw}
+            for namespace in self.packages.namespaces() - present:
                 self.packages.remove_namespace(namespace)
+            await self._forget_events(present)
+
+    async def _forget_events(self, present: set[str]) -> None:
+        """A namespace with no object left (its tenant was deleted) keeps no queued event and no
+        dead letter: a tenant created later under the same name must not see them."""
+        try:
+            for namespace in await self.invocations.known_namespaces() - present:
+                log.info("namespace %s is gone: dropped its asynchronous invocations (%d keys)",
+                         namespace, await self.invocations.drop_namespace(namespace))  # fmt: skip
+        except AsyncUnavailable as exc:
+            log.warning("could not drop the events of deleted namespaces: %s", exc)
 
     async def _apply_network(self) -> None:
         """Each namespace's egress: the union of what its NetworkPolicies grant; none without one."""
@@ -166,8 +204,12 @@ class Runtime:
                 await server.cleanup()
             else:
                 server.close()
+        await self.consumers.stop()  # before the workers go: messages in flight finish or go back
+        await self.timers.stop()  # before the workers go: a fire in flight is cancelled, not failed
+        await self.dispatcher.stop()  # before the workers go: a call in flight stays pending, not failed
         await self.executor.shutdown()
         await self.sandboxes.stop_all()
         if self.cgroups is not None:
             await asyncio.to_thread(self.cgroups.sweep, remove_root=True)
+        await self.invocations.close()
         await self.logs.stop()

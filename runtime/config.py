@@ -24,6 +24,23 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _at_least(name: str, default: int, low: int) -> int:
+    value = _int(name, default)
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+def _brokers(name: str) -> frozenset[str]:
+    """A comma-separated list of ``host:port`` (``[v6]:port`` for IPv6), each with its port."""
+    entries = frozenset(e.strip().lower() for e in os.environ.get(name, "").split(",") if e.strip())
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must list host:port entries separated by commas, got {entry!r}")
+    return entries
+
+
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -65,6 +82,12 @@ class Config:
     worker_pids: int
     namespace_prefix: str
     app_log_twice: bool = False
+    # The brokers message-queue triggers may connect to (runtime.events.queues): host:port as the
+    # trigger names it; the runtime's own Redis never, even when listed.
+    mq_brokers: frozenset[str] = frozenset()
+    async_queue_limit: int = 10_000  # events a namespace may hold (queued, running, waiting)
+    async_backoff_ms: int = 1000  # before an event's first retry (the second waits twice as long)
+    async_concurrency: int = 16  # events dispatched at once (at most half of them one namespace's)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -98,4 +121,8 @@ class Config:
             # Fission's app logger writes each line twice (stdout, and stderr through Flask's
             # default handler); off: once, on stdout. On: exactly as Fission.
             app_log_twice=_flag("RUNTIME_APP_LOG_TWICE", False),
+            mq_brokers=_brokers("RUNTIME_MQ_BROKERS"),
+            async_queue_limit=_at_least("RUNTIME_ASYNC_QUEUE_LIMIT", 10_000, 1),
+            async_backoff_ms=_at_least("RUNTIME_ASYNC_BACKOFF_MS", 1000, 0),
+            async_concurrency=_at_least("RUNTIME_ASYNC_CONCURRENCY", 16, 1),
         )

@@ -51,6 +51,15 @@ POOL_TARGET = Gauge(
     registry=REGISTRY,
 )
 
+# What each event source did: kind timer (outcome fired, failed, skipped_overlap, missed), mq
+# (delivered, failed, retried, error_topic, unreachable) or async (accepted, refused, succeeded,
+# retried, throttled, dead_lettered, expired, redriven). ``trigger`` is the trigger's name ("" for
+# async). Labelled like the call metrics, so the portal's queries select them the same way.
+EVENTS = Counter(
+    "faas_trigger_events_total", "Fires, messages and asynchronous invocations by outcome.",
+    ("function_namespace", "function_name", "kind", "trigger", "outcome"), registry=REGISTRY,
+)  # fmt: skip
+
 # Like kube-state-metrics' kube_resourcequota{resource, type}: resource is pods (worker processes),
 # limits.memory (bytes: the sum of the workers' memory limits) or concurrency (requests in flight).
 QUOTA_LABELS = ("namespace", "resource")
@@ -69,6 +78,10 @@ def observe_call(namespace: str, function: str, path: str, method: str, code: in
     if code >= 400:
         ERRORS.labels(*labels).inc()
     OVERHEAD.labels(*labels).observe(seconds)
+
+
+def observe_event(namespace: str, kind: str, trigger: str, function: str, outcome: str) -> None:
+    EVENTS.labels(namespace, function, kind, trigger, outcome).inc()
 
 
 def workers_changed(executor: Executor) -> None:

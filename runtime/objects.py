@@ -9,6 +9,7 @@ has (``runtime.interpreters``; docs/runtimes.md).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 from runtime import interpreters
 from runtime.errors import InvalidObject
 from runtime.sandbox.network import Grant
+from runtime.schedule import InvalidSchedule, Schedule
 
 API_VERSION = "fission.io/v1"
 KINDS = {
@@ -25,9 +27,12 @@ KINDS = {
     "packages": "Package",
     "functions": "Function",
     "httptriggers": "HTTPTrigger",
+    "timetriggers": "TimeTrigger",
+    "messagequeuetriggers": "MessageQueueTrigger",
 }
-# Served under /api/v1: the namespace's quota, which the executor and router enforce.
-CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange"}
+# Served under /api/v1: the namespace's quota, which the executor and router enforce, and the
+# Secrets a MessageQueueTrigger takes its broker connection from.
+CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange", "secrets": "Secret"}
 # Served under /apis/networking.k8s.io/v1: what the namespace's sandbox may reach.
 NETWORKING_KINDS = {"networkpolicies": "NetworkPolicy"}
 NETWORKING_API_VERSION = "networking.k8s.io/v1"
@@ -358,6 +363,127 @@ def parse_httptrigger(obj: dict[str, Any], namespace: str) -> HTTPTrigger:
     )  # fmt: skip
 
 
+def _function_target(obj: dict[str, Any]) -> str:
+    """A TimeTrigger's or MessageQueueTrigger's function: Fission's timer and connectors call the
+    one ``functionref.name`` names (they read no weights), so only ``type: name`` is accepted."""
+    if _required(obj, "spec.functionref.type", str) != "name":
+        raise InvalidObject("spec.functionref.type must be name", field="spec.functionref.type")
+    return _name(_required(obj, "spec.functionref.name", str), "spec.functionref.name")
+
+
+@dataclass(frozen=True)
+class TimeTrigger:
+    meta: Meta
+    cron: str
+    function: str
+    method: str = "POST"
+    subpath: str = "/"
+
+
+def parse_timetrigger(obj: dict[str, Any], namespace: str) -> TimeTrigger:
+    meta = parse_meta(obj, namespace, "TimeTrigger")
+    cron = _required(obj, "spec.cron", str)
+    try:
+        Schedule.parse(cron)
+    except InvalidSchedule as exc:
+        raise InvalidObject(f"spec.cron: {exc}", field="spec.cron") from None
+    method = _get(obj, "spec.method", str, "") or "POST"
+    if method not in HTTP_METHODS:
+        raise InvalidObject(f"spec.method must be one of {sorted(HTTP_METHODS)}", field="spec.method")
+    subpath = _get(obj, "spec.subpath", str, "") or "/"
+    if not subpath.startswith("/") or ".." in subpath.split("/") or any(c in subpath for c in " \r\n"):
+        raise InvalidObject("spec.subpath must start with '/' and contain no '..'", field="spec.subpath")
+    return TimeTrigger(meta=meta, cron=cron, function=_function_target(obj), method=method, subpath=subpath)
+
+
+# The brokers this runtime consumes from (runtime.events.queues); Fission knows more (kafka, aws-sqs, ...).
+MQ_TYPES = ("nats-jetstream", "rabbitmq", "redis")
+
+
+@dataclass(frozen=True)
+class MessageQueueTrigger:
+    meta: Meta
+    mq_type: str
+    topic: str
+    function: str
+    resp_topic: str = ""
+    error_topic: str = ""
+    max_retries: int = 0
+    content_type: str = "application/json"
+    polling_interval: int = 30
+    cooldown_period: int = 300
+    min_replicas: int = 0
+    max_replicas: int = 100
+    metadata: dict[str, str] = field(default_factory=dict)
+    secret: str = ""
+
+
+def _count(obj: dict[str, Any], path: str, default: int, low: int = 0) -> int:
+    value = _get(obj, path, int, default)
+    if value < low:
+        raise InvalidObject(f"{path} must be >= {low}", field=path)
+    return int(value)
+
+
+def parse_messagequeuetrigger(obj: dict[str, Any], namespace: str) -> MessageQueueTrigger:
+    meta = parse_meta(obj, namespace, "MessageQueueTrigger")
+    mq_type = _required(obj, "spec.messageQueueType", str)
+    if mq_type not in MQ_TYPES:
+        raise InvalidObject(
+            f"spec.messageQueueType {mq_type!r} is not served by the local runtime: one of {list(MQ_TYPES)}"
+            " (Kafka and the others run on Kubernetes, through KEDA)",
+            field="spec.messageQueueType",
+        )
+    kind = _get(obj, "spec.mqtkind", str, "keda")
+    if kind != "keda":
+        raise InvalidObject("spec.mqtkind must be keda", field="spec.mqtkind")
+    metadata = _get(obj, "spec.metadata", dict, {})
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise InvalidObject("spec.metadata values must be strings", field=f"spec.metadata.{key}")
+    secret = _get(obj, "spec.secret", str, "")
+    min_replicas = _count(obj, "spec.minReplicaCount", 0)
+    max_replicas = _count(obj, "spec.maxReplicaCount", 100, 1)
+    if max_replicas < min_replicas:
+        raise InvalidObject(
+            "spec.maxReplicaCount must be >= spec.minReplicaCount", field="spec.maxReplicaCount"
+        )
+    return MessageQueueTrigger(
+        meta=meta, mq_type=mq_type, topic=_required(obj, "spec.topic", str), function=_function_target(obj),
+        resp_topic=_get(obj, "spec.respTopic", str, ""), error_topic=_get(obj, "spec.errorTopic", str, ""),
+        max_retries=_count(obj, "spec.maxRetries", 0), content_type=_get(obj, "spec.contentType", str, "")
+        or "application/json", polling_interval=_count(obj, "spec.pollingInterval", 30, 1),
+        cooldown_period=_count(obj, "spec.cooldownPeriod", 300), min_replicas=min_replicas,
+        max_replicas=max_replicas, metadata=dict(metadata),
+        secret=_name(secret, "spec.secret") if secret else "",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A core/v1 Secret: ``data`` base64-decoded (``stringData`` merged in, as the API server does)."""
+
+    meta: Meta
+    data: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+
+def parse_secret(obj: dict[str, Any], namespace: str) -> Secret:
+    meta = parse_meta(obj, namespace, "Secret", CORE_API_VERSION)
+    data: dict[str, bytes] = {}
+    for key, value in (_get(obj, "data", dict, {}) or {}).items():
+        if not isinstance(value, str):
+            raise InvalidObject("data values must be base64 strings", field=f"data.{key}")
+        try:
+            data[key] = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise InvalidObject("data values must be base64 strings", field=f"data.{key}") from None
+    for key, value in (_get(obj, "stringData", dict, {}) or {}).items():
+        if not isinstance(value, str):
+            raise InvalidObject("stringData values must be strings", field=f"stringData.{key}")
+        data[key] = value.encode()
+    return Secret(meta=meta, data=data)
+
+
 CORE_API_VERSION = "v1"
 CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
 _LIMIT_TYPES = ("Container", "Pod", "PersistentVolumeClaim")
@@ -522,12 +648,26 @@ def parse_networkpolicy(obj: dict[str, Any], namespace: str) -> NetworkPolicy:
     return NetworkPolicy(meta=meta, egress=tuple(grants))
 
 
-Parsed = Environment | Package | Function | HTTPTrigger | ResourceQuota | LimitRange | NetworkPolicy
+Parsed = (
+    Environment
+    | Package
+    | Function
+    | HTTPTrigger
+    | TimeTrigger
+    | MessageQueueTrigger
+    | ResourceQuota
+    | LimitRange
+    | NetworkPolicy
+    | Secret
+)
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "environments": parse_environment,
     "packages": parse_package,
     "functions": parse_function,
     "httptriggers": parse_httptrigger,
+    "timetriggers": parse_timetrigger,
+    "messagequeuetriggers": parse_messagequeuetrigger,
+    "secrets": parse_secret,
     "resourcequotas": parse_resourcequota,
     "limitranges": parse_limitrange,
     "networkpolicies": parse_networkpolicy,

@@ -16,10 +16,19 @@ A route is served only under its namespace's tenant root (``runtime.tenancy``): 
 refuses any other, and the table leaves out any that got past it (an object stored by an older
 runtime), so a request under ``/<a>/`` never reaches another tenant's function.
 Error answers are short and generic: internals go to the runtime's log, not to callers.
+
+Asynchronous invocation (``runtime.events.asynchronous``), as Lambda's ``X-Amz-Invocation-Type``:
+a request with ``X-Faas-Invocation-Type: Event`` (any case) is matched and rewritten exactly as a
+call (trigger, weights, path, headers) but queued instead of forwarded, and answered at once
+``202`` with ``{"requestId": ...}`` and ``X-Fission-Request-ID``; 429 when the namespace's queue
+is full, 503 without Redis. ``RequestResponse`` (or no header) is the ordinary call; another value
+is 400. The header never reaches the function. An accepted event is not counted as a call here:
+each of its calls is, when the dispatcher makes it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -27,20 +36,19 @@ import time
 from dataclasses import dataclass
 
 from runtime import metrics
-from runtime.executor import Executor, TooManyRequests, Unavailable
+from runtime.errors import NotFound, RuntimeProblem
+from runtime.events.asynchronous.queue import Queue
+from runtime.events.asynchronous.records import EVENT, INVOCATION_TYPE, REQUEST_RESPONSE, Event
+from runtime.executor import Executor
 from runtime.http import REQUEST_ID_HEADER, Request, Response, request_id_or_new
-from runtime.objects import HTTPTrigger, Meta
-from runtime.quota import QuotaExhausted
+from runtime.invoke import call_function
+from runtime.objects import HTTPTrigger
 from runtime.tenancy import route_root, under
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-# Fission's names, as Go's net/http writes them (each word capitalised, the rest lower case).
-FUNCTION_UID = b"X-Fission-Function-Uid"
-FUNCTION_NAME = b"X-Fission-Function-Name"
-FUNCTION_NAMESPACE = b"X-Fission-Function-Namespace"
-FUNCTION_RESOURCE_VERSION = b"X-Fission-Function-Resourceversion"
+JSON = [(b"content-type", b"application/json")]
 FULL_URL = b"X-Fission-Full-Url"
 _FORWARDED = (b"forwarded", b"x-forwarded-host")
 
@@ -139,9 +147,11 @@ def _owned(trigger: HTTPTrigger, namespace_prefix: str) -> bool:
 
 
 class Router:
-    def __init__(self, executor: Executor, namespace_prefix: str) -> None:
+    def __init__(self, executor: Executor, namespace_prefix: str, invocations: Queue | None = None) -> None:
+        """``invocations``: where asynchronous invocations are queued (none: 503 for them)."""
         self.executor = executor
         self.namespace_prefix = namespace_prefix
+        self.invocations = invocations
         self.table = RouteTable([], namespace_prefix)
 
     def set_triggers(self, triggers: list[HTTPTrigger]) -> None:
@@ -156,13 +166,22 @@ class Router:
             return (
                 Response(405, TEXT, b"method not allowed\n") if seen else Response(404, TEXT, b"not found\n")
             )
+        kind = request.header(INVOCATION_TYPE)
+        event = kind is not None and kind.lower() == EVENT
+        if kind is not None and not event and kind.lower() != REQUEST_RESPONSE:
+            return Response(400, TEXT, b"X-Faas-Invocation-Type must be Event or RequestResponse\n")
         function = route.pick()
         namespace = route.trigger.meta.namespace
         request_id = request_id_or_new(request.header(REQUEST_ID_HEADER))
-        response = await self._admit(request, route, function, params, request_id)
+        if event:
+            response = await self._enqueue(request, route, function, params, request_id)
+        else:
+            response = await self._forward(request, route, function, params, request_id)
         response.headers = [(k, v) for k, v in response.headers if k.lower() != REQUEST_ID_HEADER]
         response.headers.append((REQUEST_ID_HEADER, request_id))
         response.head_only = request.method == "HEAD"
+        if event:
+            return response
         metrics.observe_call(
             namespace,
             function,
@@ -173,47 +192,46 @@ class Router:
         )
         return response
 
-    async def _admit(
-        self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
-    ) -> Response:
-        """Forward unless the namespace already has as many requests in flight as its quota allows."""
-        quotas, namespace = self.executor.quotas, route.trigger.meta.namespace
-        if not quotas.enter(namespace):
-            return Response(429, TEXT, b"too many requests: the namespace's concurrency quota is exhausted\n")
-        try:
-            return await self._forward(request, route, function, params, request_id)
-        finally:
-            quotas.leave(namespace)
-
     async def _forward(
         self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
     ) -> Response:
-        trigger = route.trigger
-        key = (trigger.meta.namespace, function)
-        deployable = self.executor.deployables.get(key)
-        if deployable is None:
-            log.warning("%s/%s unavailable: the function is not deployed", *key)
-            return Response(502, TEXT, b"the function is unavailable\n")
-        path = forwarded_path(trigger, request.path)
-        target = path.encode("latin-1") + (b"?" + request.query if request.query else b"")
-        headers = proxy_headers(request, deployable.function.meta, route, params, request_id)
+        target, headers = forwarded_target(route.trigger, request), proxy_headers(request, route, params)
+        namespace = route.trigger.meta.namespace
+        return await call_function(
+            self.executor, namespace, function, request.method, target, headers, request.body, request_id
+        )
+
+    async def _enqueue(
+        self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
+    ) -> Response:
+        """Queue the call, as it would be forwarded now, as an asynchronous invocation."""
+        if self.invocations is None:
+            return Response(503, TEXT, b"asynchronous invocation is not available\n")
+        target, headers = forwarded_target(route.trigger, request), proxy_headers(request, route, params)
+        event = Event(
+            function, request.method, target, headers, request.body, request_id.decode(), time.time()
+        )
+        namespace = route.trigger.meta.namespace
         try:
-            return await self.executor.call(
-                key, request.method, target, headers, request.body, request_id=request_id.decode()
-            )
-        except QuotaExhausted as exc:
-            message = f"too many requests: the namespace's {exc.resource} quota is exhausted\n"
-            return Response(429, TEXT, message.encode())
-        except TooManyRequests:
-            return Response(429, TEXT, b"too many requests: the function is at its concurrency limit\n")
-        except Unavailable as exc:
-            log.warning("%s/%s unavailable: %s", trigger.meta.namespace, function, exc)
-            return Response(502, TEXT, b"the function is unavailable\n")
+            await self.invocations.accept(namespace, event)
+        except NotFound:
+            log.warning("%s/%s unavailable: the function does not exist", namespace, function)
+            return Response(502, TEXT, b"the function is unavailable\n")  # as a call would be answered
+        except RuntimeProblem as exc:
+            return Response(exc.status, TEXT, exc.message.encode() + b"\n")
+        return Response(202, JSON, json.dumps({"requestId": event.request_id}).encode())
 
 
-def proxy_headers(request: Request, meta: Meta, route: Route, params: dict[str, str],
-                  request_id: bytes) -> list[tuple[bytes, bytes]]:  # fmt: skip
-    """The headers sent to the function: the caller's, less any ``X-Fission-*``, plus Fission's.
+def forwarded_target(trigger: HTTPTrigger, request: Request) -> bytes:
+    """The request target the function sees: ``forwarded_path`` and the query as it came."""
+    path = forwarded_path(trigger, request.path)
+    return path.encode("latin-1") + (b"?" + request.query if request.query else b"")
+
+
+def proxy_headers(request: Request, route: Route, params: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """The headers sent to the function: the caller's, less any ``X-Fission-*`` and
+    ``X-Faas-Invocation-Type``, plus the router's (``call_function`` adds those naming the function
+    and the request).
 
     ``Forwarded`` and ``X-Forwarded-Host`` naming the Host the caller asked for are added unless
     the caller (a proxy in front) sent either, which then goes through as it came; the caller's
@@ -224,7 +242,7 @@ def proxy_headers(request: Request, meta: Meta, route: Route, params: dict[str, 
     chain: list[bytes] = []  # X-Forwarded-For so far
     for name, value in request.headers:
         lower = name.lower()
-        if lower.startswith(b"x-fission-"):
+        if lower.startswith(b"x-fission-") or lower == INVOCATION_TYPE:
             continue
         if lower in _FORWARDED:
             proxied = proxied or bool(value)
@@ -242,13 +260,6 @@ def proxy_headers(request: Request, meta: Meta, route: Route, params: dict[str, 
         chain.append(request.client.encode())
     if chain:
         headers.append((b"X-Forwarded-For", b", ".join(chain)))
-    headers += [
-        (REQUEST_ID_HEADER, request_id),
-        (FULL_URL, request.full_url()),
-        (FUNCTION_UID, meta.uid.encode()),
-        (FUNCTION_NAME, meta.name.encode()),
-        (FUNCTION_NAMESPACE, meta.namespace.encode()),
-        (FUNCTION_RESOURCE_VERSION, meta.resource_version.encode()),
-    ]
+    headers.append((FULL_URL, request.full_url()))
     headers.extend((route.param_headers[name], value.encode("latin-1")) for name, value in params.items())
     return headers

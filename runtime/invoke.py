@@ -1,0 +1,67 @@
+"""One way into a function for every source of calls: the router's HTTP requests, time triggers,
+message-queue messages and asynchronous invocations all call ``call_function``.
+
+It admits the call against the namespace's concurrency quota, finds the deployed function, adds
+the headers Fission's router sends about the function and the request, and turns the executor's
+refusals into the answers a caller of Fission's router gets (429, 502), so an event source sees
+exactly what an HTTP caller would.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from runtime.executor import Executor, TooManyRequests, Unavailable
+from runtime.http import REQUEST_ID_HEADER, Response
+from runtime.objects import Meta
+from runtime.quota import QuotaExhausted
+
+log = logging.getLogger(__name__)
+TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+# Fission's names, as Go's net/http writes them (each word capitalised, the rest lower case).
+FUNCTION_UID = b"X-Fission-Function-Uid"
+FUNCTION_NAME = b"X-Fission-Function-Name"
+FUNCTION_NAMESPACE = b"X-Fission-Function-Namespace"
+FUNCTION_RESOURCE_VERSION = b"X-Fission-Function-Resourceversion"
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def function_headers(meta: Meta, request_id: bytes) -> Headers:
+    return [
+        (REQUEST_ID_HEADER, request_id),
+        (FUNCTION_UID, meta.uid.encode()),
+        (FUNCTION_NAME, meta.name.encode()),
+        (FUNCTION_NAMESPACE, meta.namespace.encode()),
+        (FUNCTION_RESOURCE_VERSION, meta.resource_version.encode()),
+    ]
+
+
+async def call_function(executor: Executor, namespace: str, function: str, method: str, target: bytes,
+                        headers: Headers, body: bytes, request_id: bytes) -> Response:  # fmt: skip
+    """Call ``namespace/function`` with ``target`` (path and query) as the function sees it.
+
+    ``headers`` must hold no ``X-Fission-*`` header of a caller: this adds the function's and the
+    request id. Never raises for the function's or the quota's sake: a refusal is an answer."""
+    quotas = executor.quotas
+    if not quotas.enter(namespace):
+        return Response(429, TEXT, b"too many requests: the namespace's concurrency quota is exhausted\n")
+    try:
+        deployable = executor.deployables.get((namespace, function))
+        if deployable is None:
+            log.warning("%s/%s unavailable: the function is not deployed", namespace, function)
+            return Response(502, TEXT, b"the function is unavailable\n")
+        headers = headers + function_headers(deployable.function.meta, request_id)
+        return await executor.call(
+            (namespace, function), method, target, headers, body, request_id=request_id.decode()
+        )
+    except QuotaExhausted as exc:
+        message = f"too many requests: the namespace's {exc.resource} quota is exhausted\n"
+        return Response(429, TEXT, message.encode())
+    except TooManyRequests:
+        return Response(429, TEXT, b"too many requests: the function is at its concurrency limit\n")
+    except Unavailable as exc:
+        log.warning("%s/%s unavailable: %s", namespace, function, exc)
+        return Response(502, TEXT, b"the function is unavailable\n")
+    finally:
+        quotas.leave(namespace)

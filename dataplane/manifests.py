@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from runtime.schedule import InvalidSchedule, Schedule
+
 API_VERSION = "fission.io/v1"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "faas-portal"
@@ -22,6 +24,10 @@ FUNCTION_LABEL = "faas-portal/function"
 # The Python version an Environment runs ("3.12"): the local runtime picks its interpreter by it;
 # on a cluster the image decides and the annotation records what the portal chose.
 PYTHON_VERSION_ANNOTATION = "faas-portal.io/python-version"
+# A Function's asynchronous-invocation settings, read by whatever drives its async queue (the local
+# runtime's runtime/events/asynchronous.py); Fission itself ignores them.
+ASYNC_RETRIES_ANNOTATION = "faas-portal.io/async-retries"
+ASYNC_MAX_EVENT_AGE_ANNOTATION = "faas-portal.io/async-max-event-age"
 _PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
 
 # Set explicitly: an Environment created through the API without it gets 0 in Fission 1.27
@@ -78,6 +84,8 @@ class FunctionSpec:
     idle_timeout_s: int
     memory_mb: int | None
     cpu_millis: int | None
+    async_retries: int = 2
+    async_max_event_age_s: int = 21600
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,10 @@ def function_manifest(
         spec["resources"] = limits
     owner = function if function is not None else fn.name
     metadata = _metadata(namespace, name, labels(tenant=_tenant(namespace, tenant), function=owner))
+    metadata["annotations"] = {
+        ASYNC_RETRIES_ANNOTATION: str(fn.async_retries),
+        ASYNC_MAX_EVENT_AGE_ANNOTATION: str(fn.async_max_event_age_s),
+    }
     return _object("Function", metadata, spec)
 
 
@@ -437,6 +449,136 @@ def httptrigger_manifest(
     return _object("HTTPTrigger", metadata, spec)
 
 
+# --- event sources -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeTriggerSpec:
+    """A schedule in Fission's cron syntax calling one Fission function (``target``)."""
+
+    name: str
+    cron: str
+    method: str
+    subpath: str
+    target: str
+
+
+@dataclass(frozen=True)
+class QueueTriggerSpec:
+    """A message-queue consumer calling one Fission function (``target``); ``connection`` is the
+    broker's secret (KEDA's keys), which goes into a Secret the trigger names."""
+
+    name: str
+    mq_type: str
+    topic: str
+    target: str
+    resp_topic: str = ""
+    error_topic: str = ""
+    max_retries: int = 3
+    content_type: str = "application/json"
+    polling_interval: int = 30
+    cooldown_period: int = 300
+    min_replicas: int = 0
+    max_replicas: int = 10
+    metadata: Mapping[str, str] | None = None
+    connection: Mapping[str, str] | None = None
+
+
+QUEUE_TYPES = ("nats-jetstream", "rabbitmq", "redis", "kafka")
+_SUBPATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+
+
+def check_cron(cron: str) -> str:
+    """``cron`` if Fission's timer would run it (robfig/cron syntax); else InvalidManifest saying why.
+    Fission's server stores any string and its timer fails later: the portal checks first."""
+    try:
+        Schedule.parse(cron)
+    except InvalidSchedule as exc:
+        raise InvalidManifest(f"cron {cron!r}: {exc}") from None
+    return cron
+
+
+def check_subpath(subpath: str) -> str:
+    if not _SUBPATH.fullmatch(subpath) or ".." in subpath:
+        raise InvalidManifest(
+            f"subpath {subpath!r} must start with '/', use URL characters and contain no '..'"
+        )
+    return subpath
+
+
+def timetrigger_manifest(
+    namespace: str, tenant_slug: str, trigger: TimeTriggerSpec, *, function: str
+) -> dict[str, Any]:
+    """TimeTrigger ``trigger.name`` calling ``trigger.target`` on its schedule."""
+    if trigger.method not in HTTP_METHODS:
+        raise InvalidManifest(f"method {trigger.method!r} must be one of {list(HTTP_METHODS)}")
+    spec = {
+        "cron": check_cron(trigger.cron),
+        "method": trigger.method,
+        "subpath": check_subpath(trigger.subpath),
+        "functionref": {"type": "name", "name": dns_label(trigger.target, "target function")},
+    }
+    metadata = _metadata(namespace, trigger.name, labels(tenant=tenant_slug, function=function))
+    return _object("TimeTrigger", metadata, spec)
+
+
+def queue_secret_name(trigger: str) -> str:
+    return dns_label(f"{trigger}-broker", "secret name")
+
+
+def queue_metadata(trigger: QueueTriggerSpec) -> dict[str, str]:
+    """KEDA's scaler metadata for the trigger: the user's, with what each scaler needs filled in
+    from the trigger (the queue or list is the topic; a consumer group or durable consumer is
+    named after the trigger)."""
+    given = dict(trigger.metadata or {})
+    defaults = {
+        "kafka": {"topic": trigger.topic, "consumerGroup": trigger.name, "lagThreshold": "10"},
+        # The stream is the user's (a JetStream stream is named apart from its subjects).
+        "nats-jetstream": {"consumer": trigger.name, "account": "$G"},
+        "rabbitmq": {"queueName": trigger.topic, "mode": "QueueLength", "value": "10"},
+        "redis": {"listName": trigger.topic, "listLength": "10"},
+    }[trigger.mq_type]
+    return {**defaults, **given}
+
+
+def queuetrigger_manifests(namespace: str, tenant_slug: str, trigger: QueueTriggerSpec, *,
+                           function: str) -> list[dict[str, Any]]:  # fmt: skip
+    """The broker's Secret (when the trigger has a connection), then the MessageQueueTrigger."""
+    if trigger.mq_type not in QUEUE_TYPES:
+        raise InvalidManifest(f"message queue type {trigger.mq_type!r} must be one of {list(QUEUE_TYPES)}")
+    if not trigger.topic:
+        raise InvalidManifest("a message queue trigger needs a topic")
+    if not 0 <= trigger.min_replicas <= trigger.max_replicas or trigger.max_replicas < 1:
+        raise InvalidManifest("replicas: 0 <= min <= max and max >= 1")
+    object_labels = labels(tenant=tenant_slug, function=function)
+    objects = []
+    spec: dict[str, Any] = {
+        "messageQueueType": trigger.mq_type,
+        "mqtkind": "keda",
+        "topic": trigger.topic,
+        "respTopic": trigger.resp_topic,
+        "errorTopic": trigger.error_topic,
+        "maxRetries": trigger.max_retries,
+        "contentType": trigger.content_type,
+        "pollingInterval": trigger.polling_interval,
+        "cooldownPeriod": trigger.cooldown_period,
+        "minReplicaCount": trigger.min_replicas,
+        "maxReplicaCount": trigger.max_replicas,
+        "metadata": queue_metadata(trigger),
+        "functionref": {"type": "name", "name": dns_label(trigger.target, "target function")},
+    }
+    if trigger.connection:
+        secret = queue_secret_name(trigger.name)
+        objects.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(namespace, secret, object_labels),
+            "stringData": {str(k): str(v) for k, v in trigger.connection.items()},
+        })  # fmt: skip
+        spec["secret"] = secret
+    objects.append(_object("MessageQueueTrigger", _metadata(namespace, trigger.name, object_labels), spec))
+    return objects
+
+
 # --- a whole tenant --------------------------------------------------------------------------------
 
 VersionInput = tuple[str, int | None, FunctionSpec, ArchiveRef]
@@ -445,7 +587,7 @@ VersionInput = tuple[str, int | None, FunctionSpec, ArchiveRef]
 
 def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
     """(kind, name) of every object ``obj`` refers to."""
-    spec = obj["spec"]
+    spec = obj.get("spec") or {}
     if obj["kind"] == "Package":
         return [("Environment", spec["environment"]["name"])]
     if obj["kind"] == "Function":
@@ -453,6 +595,8 @@ def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
             ("Environment", spec["environment"]["name"]),
             ("Package", spec["package"]["packageref"]["name"]),
         ]
+    if obj["kind"] in ("TimeTrigger", "MessageQueueTrigger"):
+        return [("Function", spec["functionref"]["name"])]
     if obj["kind"] == "HTTPTrigger":
         ref = spec["functionref"]
         targets = ref.get("functionweights") or {ref["name"]: 100}

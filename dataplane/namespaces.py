@@ -102,6 +102,8 @@ class TenantQuota:
     functions: int = 50
     packages: int = 100
     httptriggers: int = 50
+    timetriggers: int = 20
+    messagequeuetriggers: int = 20
     environments: int = 5
     concurrency: int = 200
     package_size: str = "64Mi"
@@ -126,7 +128,10 @@ class TenantQuota:
                 raise ValueError(f"{smaller}: {low!r} exceeds {larger} ({high!r})")
 
 
-_COUNT_FIELDS = frozenset({"pods", "functions", "packages", "httptriggers", "environments", "concurrency"})
+_COUNT_FIELDS = frozenset({
+    "pods", "functions", "packages", "httptriggers", "timetriggers", "messagequeuetriggers", "environments",
+    "concurrency",
+})  # fmt: skip
 CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
 """Requests in flight at once across the tenant: enforced by the portal's checks and the local
 runtime's router; Kubernetes has no such quota, so on a cluster it is an annotation only."""
@@ -252,6 +257,8 @@ def resource_quota_manifest(
         "count/functions.fission.io": str(quota.functions),
         "count/packages.fission.io": str(quota.packages),
         "count/httptriggers.fission.io": str(quota.httptriggers),
+        "count/timetriggers.fission.io": str(quota.timetriggers),
+        "count/messagequeuetriggers.fission.io": str(quota.messagequeuetriggers),
         "count/environments.fission.io": str(quota.environments),
     }
     metadata = _metadata(slug, prefix, RESOURCE_QUOTA)

@@ -79,6 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout_s", "Idle timeout (s)", 120, minimum=1, maximum=86400),
     Setting("memory_mb", "Memory limit (MB)", None, minimum=64),
     Setting("cpu_millis", "CPU limit (millicores)", None, minimum=10),
+    # Asynchronous invocations (Lambda's model): retries after the first attempt fails, and how
+    # old an event may get in the queue before it goes to the dead letters unrun.
+    Setting("async_retries", "Async retries", 2, minimum=0, maximum=2, small=True),
+    Setting("async_max_event_age_s", "Async max event age (s)", 21600, minimum=60, maximum=21600),
 )
 NAMES = tuple(setting.name for setting in SETTINGS)
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -7,7 +7,7 @@ from django import forms
 
 from core.names import NAME_MESSAGE, name_validator
 from functions import config, runtimes
-from functions.models import TargetKind
+from functions.models import QueueKind, TargetKind
 from functions.services.triggers import METHODS
 
 
@@ -88,11 +88,67 @@ class TriggerForm(forms.Form):
     version = forms.IntegerField(min_value=1, required=False)
 
 
+def _json_object(raw: str | None, what: str) -> dict[str, str]:
+    try:
+        value: Any = json.loads(raw or "{}")
+    except ValueError:
+        raise forms.ValidationError(f"{what} must be a JSON object.") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise forms.ValidationError(f"{what} must be a JSON object of strings.")
+    return value
+
+
+class TimeTriggerForm(forms.Form):
+    name = forms.CharField(max_length=50)
+    cron = forms.CharField(
+        max_length=120,
+        initial="@every 1m",
+        help_text="5 fields, or 6 with leading seconds; @hourly; @every 90s. UTC.",
+    )
+    method = forms.ChoiceField(choices=[(m, m) for m in METHODS], initial="POST")
+    subpath = forms.CharField(max_length=200, initial="/")
+    target_kind = forms.ChoiceField(choices=TargetKind.choices, initial=TargetKind.DRAFT)
+    alias = forms.CharField(max_length=30, required=False)
+    version = forms.IntegerField(min_value=1, required=False)
+
+
+class QueueTriggerForm(forms.Form):
+    name = forms.CharField(max_length=50)
+    mq_type = forms.ChoiceField(choices=QueueKind.choices, label="Broker")
+    topic = forms.CharField(max_length=200)
+    resp_topic = forms.CharField(max_length=200, required=False, label="Response topic")
+    error_topic = forms.CharField(max_length=200, required=False, label="Error topic")
+    max_retries = forms.IntegerField(min_value=0, max_value=10, initial=3)
+    content_type = forms.CharField(max_length=100, initial="application/json")
+    target_kind = forms.ChoiceField(choices=TargetKind.choices, initial=TargetKind.DRAFT)
+    alias = forms.CharField(max_length=30, required=False)
+    version = forms.IntegerField(min_value=1, required=False)
+    connection = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"host": "amqp://user:pass@broker:5672/"}'}),
+        required=False, help_text="The broker's secret keys as JSON (write-only).",
+    )  # fmt: skip
+    metadata = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, initial="{}",
+                               help_text="KEDA scaler metadata as JSON.")  # fmt: skip
+
+    def clean_connection(self) -> dict[str, str]:
+        return _json_object(self.cleaned_data.get("connection"), "The connection")
+
+    def clean_metadata(self) -> dict[str, str]:
+        return _json_object(self.cleaned_data.get("metadata"), "The metadata")
+
+
 class InvokeForm(forms.Form):
     method = forms.ChoiceField(choices=[(m, m) for m in METHODS], initial="GET")
     path = forms.CharField(max_length=500, initial="/")
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, initial="{}")
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
+    invocation_type = forms.ChoiceField(
+        choices=[("RequestResponse", "Wait for the answer"), ("Event", "Asynchronous (queued, 202 at once)")],
+        initial="RequestResponse", required=False, label="Invocation",
+    )  # fmt: skip
+
+    def clean_invocation_type(self) -> str:
+        return self.cleaned_data.get("invocation_type") or "RequestResponse"
 
     def clean_headers(self) -> dict[str, str]:
         raw = self.cleaned_data.get("headers") or "{}"

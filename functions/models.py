@@ -56,6 +56,8 @@ class Function(models.Model):
     idle_timeout_s = config.model_field("idle_timeout_s")
     memory_mb = config.model_field("memory_mb")
     cpu_millis = config.model_field("cpu_millis")
+    async_retries = config.model_field("async_retries")
+    async_max_event_age_s = config.model_field("async_max_event_age_s")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -180,6 +182,21 @@ class TargetKind(models.TextChoices):
     DRAFT = "draft"
 
 
+class Targeted(models.Model):
+    """What a trigger calls: an alias, a version or the draft (``TargetKind``)."""
+
+    target_kind = models.CharField(max_length=16, choices=TargetKind.choices, default=TargetKind.DRAFT)
+    alias = models.ForeignKey(
+        Alias, on_delete=models.PROTECT, null=True, blank=True, related_name="%(class)ss"
+    )
+    version = models.ForeignKey(
+        Version, on_delete=models.PROTECT, null=True, blank=True, related_name="%(class)ss"
+    )
+
+    class Meta:
+        abstract = True
+
+
 class Trigger(models.Model):
     """An HTTP trigger, served under ``/<tenant>/`` on the router."""
 
@@ -262,3 +279,65 @@ class Invocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status}"
+
+
+class TimeTrigger(Targeted):
+    """A schedule (Fission's cron syntax, runtime/events/schedule.py) calling the function."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="time_triggers")
+    name = models.CharField(max_length=50, unique=True, validators=[name_validator])
+    cron = models.CharField(max_length=120)
+    method = models.CharField(max_length=10, default="POST")
+    subpath = models.CharField(max_length=200, default="/")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueKind(models.TextChoices):
+    NATS = "nats-jetstream", "NATS JetStream"
+    RABBITMQ = "rabbitmq", "RabbitMQ"
+    REDIS = "redis", "Redis"
+    KAFKA = "kafka", "Kafka (Kubernetes only)"
+
+
+class QueueTrigger(Targeted):
+    """A message-queue consumer (Fission's MessageQueueTrigger, ``mqtkind: keda``). ``connection``
+    holds the broker's secret keys (KEDA's names per broker); it is written, never read back."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="queue_triggers")
+    name = models.CharField(max_length=50, unique=True, validators=[name_validator])
+    mq_type = models.CharField(max_length=20, choices=QueueKind.choices)
+    topic = models.CharField(max_length=200)
+    resp_topic = models.CharField(max_length=200, blank=True)
+    error_topic = models.CharField(max_length=200, blank=True)
+    max_retries = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(10)])
+    content_type = models.CharField(max_length=100, default="application/json")
+    polling_interval = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+    cooldown_period = models.PositiveIntegerField(default=300, validators=[MaxValueValidator(86400)])
+    min_replicas = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    max_replicas = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    connection = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_replicas__gte=models.F("min_replicas")), name="queuetrigger_replicas"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

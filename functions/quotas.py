@@ -37,6 +37,8 @@ class Footprint:
     functions: int = 0
     packages: int = 0
     httptriggers: int = 0
+    timetriggers: int = 0
+    messagequeuetriggers: int = 0
     environments: int = 0
     pods: int = 0
     memory_limits: int = 0  # bytes
@@ -55,6 +57,8 @@ UNITS = {
     "functions": "count",
     "packages": "count",
     "httptriggers": "count",
+    "timetriggers": "count",
+    "messagequeuetriggers": "count",
     "environments": "count",
     "pods": "count",
     "concurrency": "count",
@@ -131,7 +135,10 @@ def footprint(quota: TenantQuota, *, deploying: Function | None = None) -> Footp
         for spec in deployed_specs(function):
             total += _spec_footprint(quota, spec, environments.get(spec.environment))
             used_envs.add(spec.environment)
-        total += Footprint(httptriggers=function.triggers.count())
+        total += Footprint(
+            httptriggers=function.triggers.count(), timetriggers=function.time_triggers.count(),
+            messagequeuetriggers=function.queue_triggers.count(),
+        )  # fmt: skip
     for name in sorted(used_envs & environments.keys()):
         total += _environment_footprint(quota, environments[name])
     return total

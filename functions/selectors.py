@@ -80,7 +80,8 @@ def referenced_versions(*, function: Function) -> list[Version]:
     numbers: set[int] = set()
     for alias in function.aliases.select_related("version", "canary_version"):
         numbers.update(alias.weights())
-    numbers.update(function.triggers.filter(version__isnull=False).values_list("version__number", flat=True))
+    for triggers in (function.triggers, function.time_triggers, function.queue_triggers):
+        numbers.update(triggers.filter(version__isnull=False).values_list("version__number", flat=True))
     return list(Version.objects.select_related("build").filter(function=function, number__in=numbers))
 
 

@@ -10,10 +10,11 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from core.errors import DomainError
+from core.errors import DomainError, NotFound
+from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors
 from functions.models import Draft, Environment, Function
-from functions.services import changes, deployments, functions, invocations, versions
+from functions.services import changes, deadletters, deployments, events, functions, invocations, versions
 from tenants.pages import tenant_page
 
 
@@ -121,10 +122,98 @@ def _trigger(request: HttpRequest, function: Function) -> str:
     return f"Trigger {trigger.name} added; redeploying."
 
 
+def _target(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "target_kind": data["target_kind"],
+        "alias": data.get("alias") or None,
+        "version": data.get("version"),
+    }
+
+
+def _time_trigger(request: HttpRequest, function: Function) -> str:
+    form = forms.TimeTriggerForm(request.POST)
+    if not form.is_valid():
+        return _invalid("Check the time trigger", form)
+    data = form.cleaned_data
+    trigger = changes.time_trigger_save_and_deploy(
+        function=function, user=_user(request), name=data["name"], cron=data["cron"], method=data["method"],
+        subpath=data["subpath"], **_target(data),
+    )  # fmt: skip
+    fires = ", ".join(moment.strftime("%Y-%m-%d %H:%M:%S") for moment in events.upcoming(trigger.cron))
+    return f"Time trigger {trigger.name} saved; redeploying. Next fires (UTC): {fires}."
+
+
+def _queue_trigger(request: HttpRequest, function: Function) -> str:
+    form = forms.QueueTriggerForm(request.POST)
+    if not form.is_valid():
+        return _invalid("Check the queue trigger", form)
+    data = form.cleaned_data
+    trigger = changes.queue_trigger_save_and_deploy(
+        function=function, user=_user(request), name=data["name"], mq_type=data["mq_type"],
+        topic=data["topic"],
+        resp_topic=data["resp_topic"], error_topic=data["error_topic"], max_retries=data["max_retries"],
+        content_type=data["content_type"], metadata=data["metadata"], connection=data["connection"] or None,
+        **_target(data),
+    )  # fmt: skip
+    return f"Queue trigger {trigger.name} saved; redeploying."
+
+
+def _delete_event_trigger(request: HttpRequest, function: Function) -> str:
+    name = request.POST.get("name", "")
+    trigger = (
+        function.time_triggers.filter(name=name).first() or function.queue_triggers.filter(name=name).first()
+    )
+    if trigger is None:
+        raise NotFound(f"No time or queue trigger {name!r}.")
+    changes.event_trigger_delete_and_deploy(trigger=trigger, user=_user(request))
+    return f"Trigger {name} deleted; redeploying."
+
+
+def _selected(request: HttpRequest) -> list[str] | None:
+    """One dead letter (a row's button) or, without an id, all of them."""
+    chosen = request.POST.get("id", "")
+    return [chosen] if chosen else None
+
+
+def _redrive(request: HttpRequest, function: Function) -> str:
+    request_ids = deadletters.dead_letters_redrive(function=function, ids=_selected(request))
+    return f"Queued {len(request_ids)} dead letter{'s' if len(request_ids) != 1 else ''} again."
+
+
+def _purge(request: HttpRequest, function: Function) -> str:
+    purged = deadletters.dead_letters_purge(function=function, ids=_selected(request))
+    return f"Purged {purged} dead letter{'s' if purged != 1 else ''}."
+
+
 ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
     "code": _save_code, "upload": _upload, "settings": _settings, "deploy": _deploy,
-    "publish": _publish, "alias": _alias, "trigger": _trigger,
+    "publish": _publish, "alias": _alias, "trigger": _trigger, "time_trigger": _time_trigger,
+    "queue_trigger": _queue_trigger, "delete_event_trigger": _delete_event_trigger, "redrive": _redrive,
+    "purge": _purge,
 }  # fmt: skip
+
+
+def _dead_letters(function: Function) -> dict[str, Any]:
+    """The newest dead letters; none shown (with a note) when the data plane cannot be read now."""
+    try:
+        return deadletters.dead_letter_page(function=function, limit=20)
+    except BackendError as exc:
+        return {"items": [], "next": None, "total": 0, "error": exc.message}
+
+
+def _event_triggers(function: Function) -> dict[str, Any]:
+    """The function's time and queue triggers, each with the data plane's status (``status``) and,
+    for a schedule, its next fire times."""
+    time_status = events.event_statuses("TimeTrigger")
+    queue_status = events.event_statuses("MessageQueueTrigger")
+    time_triggers = list(function.time_triggers.select_related("alias", "version"))
+    for trigger in time_triggers:
+        trigger.status = time_status.get(trigger.name)  # type: ignore[attr-defined]
+        trigger.next_fires = events.upcoming(trigger.cron, 3)  # type: ignore[attr-defined]
+    queue_triggers = list(function.queue_triggers.select_related("alias", "version"))
+    for queue_trigger in queue_triggers:
+        queue_trigger.status = queue_status.get(queue_trigger.name)  # type: ignore[attr-defined]
+    return {"time_triggers": time_triggers, "queue_triggers": queue_triggers}
 
 
 def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
@@ -144,6 +233,10 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "settings_form": forms.SettingsForm(initial=config.current(function)),
         "alias_form": forms.AliasForm(),
         "trigger_form": forms.TriggerForm(),
+        "time_trigger_form": forms.TimeTriggerForm(),
+        "queue_trigger_form": forms.QueueTriggerForm(),
+        **_event_triggers(function),
+        "dead_letters": _dead_letters(function),
         "invoke_form": forms.InvokeForm(),
         "versions": selectors.version_list(function=function),
         "aliases": selectors.alias_list(function=function),

@@ -28,6 +28,8 @@ CALLS = "fission_function_calls_total"
 ERRORS = "fission_function_errors_total"
 LATENCY = "fission_function_overhead_seconds_bucket"
 COLD_STARTS = "fission_function_cold_starts_total"
+# The local runtime's event sources (runtime/metrics.py): fires, messages, asynchronous invocations.
+EVENTS = "faas_trigger_events_total"
 QUANTILES = (0.5, 0.95, 0.99)
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -130,6 +132,14 @@ def count(metric: str, scope: Scope, window_s: int, group: GroupBy = GroupBy.NON
     are ignored for them."""
     with_paths = metric != COLD_STARTS
     return PromQL(f"sum{_by(group)} {_window_count(metric, scope, window_s, with_paths=with_paths)}")
+
+
+def events(scope: Scope, window_s: int) -> PromQL:
+    """What the event sources did during the window, by kind, trigger and outcome (no paths: an
+    event source is no route)."""
+    return PromQL(
+        f"sum by (kind, trigger, outcome) {_window_count(EVENTS, scope, window_s, with_paths=False)}"
+    )
 
 
 def quantile(q: float, scope: Scope, window_s: int, group: GroupBy = GroupBy.NONE) -> PromQL:

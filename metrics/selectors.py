@@ -108,6 +108,18 @@ class FunctionStats:
     totals: Totals
     by: Breakdown | None = None
     breakdown: list[Row] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """What one event source did in the window: ``kind`` timer, mq or async; ``trigger`` its name
+    ("" for asynchronous invocations); ``outcome`` as runtime/metrics.py names them."""
+
+    kind: str
+    trigger: str
+    outcome: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -265,7 +277,21 @@ def function_stats(
     window = lifetime_window(time_range.seconds, at, _born())
     summed = totals(scope, window, at)
     rows = _breakdown(function, scope, window, at, by) if by else []
-    return FunctionStats(function.name, time_range, at, summed, by, rows)
+    return FunctionStats(function.name, time_range, at, summed, by, rows, _events(scope, window, at))
+
+
+def _events(scope: Scope, window_s: int, at: float) -> list[EventRow]:
+    samples = prometheus().instant(queries.events(scope, window_s), at=at)
+    rows = [
+        EventRow(
+            s.labels.get("kind", ""),
+            s.labels.get("trigger", ""),
+            s.labels.get("outcome", ""),
+            round(s.value or 0),
+        )
+        for s in samples
+    ]
+    return sorted((row for row in rows if row.count), key=lambda r: (r.kind, r.trigger, r.outcome))
 
 
 def _breakdown(function: Function, scope: Scope, window_s: int, at: float, by: Breakdown) -> list[Row]:

@@ -3,7 +3,8 @@
 Usage: ``python -m portal.up``. PostgreSQL and Redis are embedded (data in ``PORTAL_DATA_DIR``,
 default ``.data/``) unless ``DATABASE_URL`` / ``REDIS_URL`` are set. The ASGI server, the Celery
 worker, Celery beat and the local runtime (router on 127.0.0.1:8888) run under honcho, which
-stops all of them on Ctrl-C.
+stops all of them on Ctrl-C; with ``PORTAL_BACKEND=kubernetes``, also the asynchronous
+invocations' dispatcher (``manage.py async_dispatcher``).
 """
 
 from __future__ import annotations
@@ -83,13 +84,17 @@ def set_up_database(data: Path) -> None:
 
 def processes(host: str, port: int) -> dict[str, str]:
     python = sys.executable
-    return {
+    commands = {
         "web": f"{python} -m uvicorn portal.asgi:application --host {host} --port {port} "
         "--ws websockets-sansio --lifespan off --no-access-log",
         "worker": f"{python} -m celery -A portal worker --loglevel INFO --concurrency 2",
         "beat": f"{python} -m celery -A portal beat --loglevel INFO",
         "runtime": f"{python} -m runtime",
     }
+    if os.environ.get("PORTAL_BACKEND") == "kubernetes":
+        # Fission's router has no queue: the portal runs asynchronous invocations (docs/kubernetes.md).
+        commands["async-dispatcher"] = f"{python} manage.py async_dispatcher"
+    return commands
 
 
 # The portal's processes sum their metrics through this directory; the runtime keeps its own.

@@ -118,13 +118,42 @@ class RuntimeProcess:
         """Delete every Fission object of ``namespace`` (routes first), so that a test sharing
         the session's runtime starts from an empty namespace."""
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        for plural in ("httptriggers", "functions", "packages", "environments"):
+        plurals = (
+            "httptriggers",
+            "timetriggers",
+            "messagequeuetriggers",
+            "functions",
+            "packages",
+            "environments",
+        )
+        for plural in plurals:
             for item in self.list(namespace, plural):
                 url = f"{self.control}/apis/fission.io/v1/namespaces/{namespace}/{plural}/"
                 httpx.delete(url + item["metadata"]["name"], headers=headers, timeout=30)
+        secrets = f"{self.control}/api/v1/namespaces/{namespace}/secrets"
+        for item in httpx.get(secrets, headers=headers, timeout=30).json()["items"]:
+            httpx.delete(f"{secrets}/{item['metadata']['name']}", headers=headers, timeout=30)
 
     def call(self, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.router + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+
+# The session's runtime retries asynchronous invocations after 0.1 s and 0.2 s (not 1 s and 2 s), and
+# may consume from this machine's brokers (their standard loopback ports).
+SESSION_ENV = {
+    "RUNTIME_ASYNC_BACKOFF_MS": "100",
+    "RUNTIME_MQ_BROKERS": "127.0.0.1:4222,127.0.0.1:5672,127.0.0.1:6379,127.0.0.1:1883",
+}
+
+
+def _set_for_the_session(settings: Any, name: str, value: str) -> None:
+    """Set ``name`` in Django's settings and in every layer below: the first test to need the
+    session's runtime may be inside an ``override_settings`` (pytest-django's ``settings``
+    fixture), whose layer, and what was set in it, goes at the end of that test."""
+    holder = settings._wrapped
+    while holder is not None:
+        setattr(holder, name, value)
+        holder = getattr(holder, "default_settings", None)
 
 
 @pytest.fixture(scope="session")
@@ -134,11 +163,11 @@ def runtime_session(tmp_path_factory: Any) -> Iterator[RuntimeProcess]:
     RUNTIME_TOKEN."""
     from django.conf import settings
 
-    process = RuntimeProcess(state_dir=tmp_path_factory.mktemp("runtime-session")).start()
+    process = RuntimeProcess(state_dir=tmp_path_factory.mktemp("runtime-session"), env=SESSION_ENV).start()
     urls = {"RUNTIME_URL": process.control, "RUNTIME_ROUTER_URL": process.router, "RUNTIME_TOKEN": TOKEN}
     os.environ.update(urls)
     for name, value in urls.items():
-        setattr(settings, name, value)
+        _set_for_the_session(settings, name, value)
     yield process
     process.stop()
 

@@ -19,6 +19,8 @@ PLURALS = {
     "Package": "packages",
     "Function": "functions",
     "HTTPTrigger": "httptriggers",
+    "TimeTrigger": "timetriggers",
+    "MessageQueueTrigger": "messagequeuetriggers",
     "FissionTenant": "fissiontenants",
 }
 

@@ -138,6 +138,33 @@ def portal_function_of(fission_name: str) -> str:
 
 
 @dataclass(frozen=True)
+class DeadLetterPage:
+    """Dead letters as the data plane shows them (runtime/control.py: each with ``id``,
+    ``requestId``, ``function``, ``request``, ``condition``, ``attempts``, ``error``, times);
+    ``next`` is the ``before`` of the next page (None on the last); ``total`` counts all."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+    total: int
+
+    @classmethod
+    def merged(cls, pages: list[tuple[list[dict[str, Any]], str | None, int]], limit: int) -> DeadLetterPage:
+        """One page from each function's page (items, next, total) of the same ``before``:
+        dead-letter ids are stream ids of one Redis (time, then sequence), so "older than
+        ``before``" means the same in each list, and the newest ``limit`` of them are the page."""
+        items = sorted((item for page, _, _ in pages for item in page), key=_stream_order, reverse=True)
+        more = len(items) > limit or any(following is not None for _, following, _ in pages)
+        items = items[:limit]
+        total = sum(count for _, _, count in pages)
+        return cls(items=items, next=items[-1]["id"] if more and items else None, total=total)
+
+
+def _stream_order(item: dict[str, Any]) -> tuple[int, int]:
+    milliseconds, _, sequence = str(item["id"]).partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+@dataclass(frozen=True)
 class ObjectRef:
     kind: str
     namespace: str
@@ -156,6 +183,26 @@ class Backend(Protocol):
 
     def list_objects(self, namespace: str, kind: str, labels: dict[str, str]) -> list[ObjectRef]:
         """Objects of ``kind`` in ``namespace`` carrying all of ``labels``."""
+
+    def event_status(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
+        """What the data plane last did for each TimeTrigger or MessageQueueTrigger (``kind``) of
+        the namespace, by name: fires, messages, errors, a broker that cannot be reached. Empty
+        when the data plane keeps no such record (Fission does not)."""
+
+    def dead_letters(
+        self, namespace: str, functions: list[str], limit: int, before: str | None
+    ) -> DeadLetterPage:
+        """The asynchronous invocations of ``functions`` (Fission names) that failed for good,
+        newest first, older than the dead letter ``before`` (an id of a previous page)."""
+
+    def redrive_dead_letters(
+        self, namespace: str, function: str, ids: list[str] | None, to: str
+    ) -> list[str]:
+        """Queue the dead letters ``ids`` of ``function`` (all when None) again as new invocations
+        of ``to``; return the new request ids. TransientError when the queue is full."""
+
+    def purge_dead_letters(self, namespace: str, function: str, ids: list[str] | None) -> int:
+        """Drop the dead letters ``ids`` of ``function`` (all when None); return how many."""
 
     def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
         """Create or update the tenant's namespace, quota and fences. Idempotent."""

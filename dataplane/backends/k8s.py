@@ -7,6 +7,8 @@ Same interface as LocalBackend. Everything goes through ``KubeAdapter`` (the onl
   newdeploy with MinScale >= 1, one of its pods is Ready. A pod stuck pulling its image or crash
   looping fails the deployment with the kubelet's reason instead of waiting forever.
 - Logs: ``pods/log`` of the pods Fission labels ``functionName`` (dataplane/backends/k8s_logs.py).
+- Asynchronous invocations: Fission's router has none, so the portal queues them in its Redis and
+  its dispatcher calls the router (dataplane/backends/k8s_async.py; the local runtime's semantics).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 from django.conf import settings
 
 from dataplane import namespaces as tenant_manifests
-from dataplane.backends import k8s_logs, kube_adapter
+from dataplane.backends import k8s_async, k8s_logs, kube_adapter
 from dataplane.backends.base import (
+    DeadLetterPage,
     InvokeResult,
     LogPage,
     LogQuery,
@@ -89,6 +92,7 @@ class KubernetesBackend:
         everything in it. Idempotent: both deletes accept an object already gone."""
         self.adapter.delete("FissionTenant", None, namespace)
         self.adapter.delete("Namespace", None, namespace)
+        k8s_async.drop_namespace(self.adapter, namespace)
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -104,6 +108,10 @@ class KubernetesBackend:
             ObjectRef(kind, namespace, item["metadata"]["name"], item["metadata"].get("labels") or {})
             for item in self.adapter.list(kind, namespace, labels)
         ]
+
+    def event_status(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
+        """Fission keeps no record of what a timer or a KEDA connector did: nothing to show."""
+        return {}
 
     # -- status --------------------------------------------------------------------------------
 
@@ -157,11 +165,32 @@ class KubernetesBackend:
         strategy = (((function.get("spec") or {}).get("InvokeStrategy") or {}).get("ExecutionStrategy")) or {}
         return strategy.get("ExecutorType") == "newdeploy" and int(strategy.get("MinScale") or 0) >= 1
 
+    # -- asynchronous invocations ----------------------------------------------------------------
+    # Fission has none: the portal's own queue keeps them (dataplane/backends/k8s_async.py).
+
+    def dead_letters(
+        self, namespace: str, functions: list[str], limit: int, before: str | None
+    ) -> DeadLetterPage:
+        return k8s_async.dead_letters(self.adapter, namespace, functions, limit, before)
+
+    def redrive_dead_letters(
+        self, namespace: str, function: str, ids: list[str] | None, to: str
+    ) -> list[str]:
+        return k8s_async.redrive(self.adapter, namespace, function, ids, to)
+
+    def purge_dead_letters(self, namespace: str, function: str, ids: list[str] | None) -> int:
+        return k8s_async.purge(self.adapter, namespace, function, ids)
+
     # -- traffic and logs ----------------------------------------------------------------------
 
     def invoke(
         self, method: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
     ) -> InvokeResult:
+        """A call through Fission's router; with ``X-Faas-Invocation-Type: Event``, queued by the
+        portal and answered 202 at once, as the local router does (``k8s_async.accept``)."""
+        if k8s_async.queued(headers):
+            return k8s_async.accept(self.adapter, method, path, headers, body)
+        headers = k8s_async.synchronous_headers(headers)
         return invoke_router(self.router_url, method, path, headers, body, timeout_s)
 
     def logs(

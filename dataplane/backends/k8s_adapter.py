@@ -58,6 +58,7 @@ KINDS: dict[str, Kind] = {
     "ResourceQuota": Kind("", "v1", "resourcequotas"),
     "LimitRange": Kind("", "v1", "limitranges"),
     "ServiceAccount": Kind("", "v1", "serviceaccounts"),
+    "Secret": Kind("", "v1", "secrets"),
     "Pod": Kind("", "v1", "pods"),
     "NetworkPolicy": Kind("networking.k8s.io", "v1", "networkpolicies"),
     "Role": Kind("rbac.authorization.k8s.io", "v1", "roles"),

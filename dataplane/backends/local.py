@@ -15,11 +15,13 @@ from django.conf import settings
 from dataplane import namespaces as tenant_manifests
 from dataplane.backends import redis_logs
 from dataplane.backends.base import (
+    DeadLetterPage,
     InvokeResult,
     LoadFailed,
     LogPage,
     LogQuery,
     LogRecord,
+    NotFound,
     ObjectRef,
     PermanentError,
     TransientError,
@@ -36,12 +38,16 @@ PLURALS = {
     "Environment": "environments",
     "Package": "packages",
     "Function": "functions",
+    "Secret": "secrets",
     "HTTPTrigger": "httptriggers",
+    "TimeTrigger": "timetriggers",
+    "MessageQueueTrigger": "messagequeuetriggers",
 }
 # Routes first, fences last: nothing is ever served half deleted or unfenced.
 DELETE_ORDER = tuple(reversed(PLURALS))
 # Served under the API group Kubernetes serves them under; the rest is fission.io/v1.
-GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "NetworkPolicy": "apis/networking.k8s.io/v1"}
+GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "Secret": "api/v1",
+          "NetworkPolicy": "apis/networking.k8s.io/v1"}  # fmt: skip
 
 
 class LocalBackend:
@@ -102,6 +108,52 @@ class LocalBackend:
                 refs.append(ObjectRef(kind, namespace, item["metadata"]["name"], item_labels))
         return refs
 
+    def event_status(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
+        """The runtime's record of each trigger, the ``status`` of its objects."""
+        response = self._request("GET", self._url(namespace, kind))
+        if response.status_code >= 400:
+            raise PermanentError(_message(response, kind))
+        return {item["metadata"]["name"]: item.get("status") or {} for item in response.json()["items"]}
+
+    def _dead_letters_url(self, namespace: str, function: str, suffix: str = "") -> str:
+        return self._url(namespace, "Function", function) + "/deadletters" + suffix
+
+    def dead_letters(
+        self, namespace: str, functions: list[str], limit: int, before: str | None
+    ) -> DeadLetterPage:
+        """One page over several functions (``DeadLetterPage.merged``)."""
+        pages = []
+        for function in functions:
+            params: dict[str, Any] = {"limit": limit, **({"cursor": before} if before else {})}
+            response = self._request("GET", self._dead_letters_url(namespace, function), params=params)
+            if response.status_code == 404:
+                continue  # not on the runtime (never deployed, or removed): it has none to show
+            if response.status_code >= 400:
+                raise PermanentError(_message(response, f"dead letters of {function}"))
+            page = response.json()
+            pages.append((page["items"], page["next"], int(page["total"])))
+        return DeadLetterPage.merged(pages, limit)
+
+    def redrive_dead_letters(
+        self, namespace: str, function: str, ids: list[str] | None, to: str
+    ) -> list[str]:
+        body: dict[str, Any] = {"function": to, **({"ids": ids} if ids is not None else {})}
+        response = self._request("POST", self._dead_letters_url(namespace, function, "/redrive"), json=body)
+        if response.status_code == 404:
+            raise NotFound(_message(response, f"dead letters of {function}"))
+        if response.status_code >= 400:
+            raise PermanentError(_message(response, f"redriving the dead letters of {function}"))
+        return [str(item["requestId"]) for item in response.json()["redriven"]]
+
+    def purge_dead_letters(self, namespace: str, function: str, ids: list[str] | None) -> int:
+        body = {"ids": ids} if ids is not None else None
+        response = self._request("DELETE", self._dead_letters_url(namespace, function), json=body)
+        if response.status_code == 404:
+            return 0
+        if response.status_code >= 400:
+            raise PermanentError(_message(response, f"purging the dead letters of {function}"))
+        return int(response.json()["purged"])
+
     def provision_tenant(self, slug: str, quota: TenantQuota, *, internet_egress: bool) -> None:
         """The runtime takes the tenant's ResourceQuota and LimitRange (it bounds workers, memory
         and concurrency by them) and its NetworkPolicies (its sandbox's egress follows them), and
@@ -123,6 +175,9 @@ class LocalBackend:
         and lines must not survive into a tenant that reuses the slug)."""
         kinds = (
             "HTTPTrigger",
+            "TimeTrigger",
+            "MessageQueueTrigger",
+            "Secret",
             "Function",
             "Package",
             "Environment",

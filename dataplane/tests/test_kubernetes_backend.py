@@ -21,7 +21,7 @@ from functions.models import FINAL_DEPLOYMENT_STATES, Deployment, DeploymentStat
 from functions.runs import deployments as deployment_runs
 from functions.runs.deployments import desired_objects
 from functions.selectors import build_current
-from functions.services import deployments, triggers, versions
+from functions.services import deployments, events, triggers, versions
 from functions.services import functions as function_services
 from tenants import provisioning as tenant_provisioning
 from tenants import services as tenant_services
@@ -32,7 +32,14 @@ from testsupport.schemas import SERVER_FIELDS, schema_errors
 
 pytestmark = pytest.mark.django_db
 NS = "faas-acme"
-FISSION_PLURALS = ("environments", "packages", "functions", "httptriggers")
+FISSION_PLURALS = (
+    "environments",
+    "packages",
+    "functions",
+    "httptriggers",
+    "timetriggers",
+    "messagequeuetriggers",
+)
 
 
 def everything(fake: FakeKubernetes) -> list[dict[str, Any]]:
@@ -210,6 +217,34 @@ def test_alias_weights_reach_the_httptrigger(kubernetes_portal: FakeKubernetes, 
         "hello-draft",
         "hello-v2",
     }
+
+
+def test_time_and_queue_triggers_reach_fission_with_the_brokers_secret(
+    kubernetes_portal: FakeKubernetes, in_acme: Tenant
+) -> None:
+    hello = function_services.function_create(name="hello")
+    events.time_trigger_save(function=hello, name="nightly", cron="0 30 2 * * *")
+    events.queue_trigger_save(
+        function=hello, name="orders", mq_type="kafka", topic="orders", error_topic="orders-err",
+        metadata={"bootstrapServers": "kafka.kafka:9092"}, connection={"sasl": "plaintext", "password": "pw"},
+    )  # fmt: skip
+    assert deploy(hello).state == DeploymentState.LIVE
+    assert_holds_exactly(kubernetes_portal, [
+        o for o in desired_objects(hello, build_current(function=hello)) if o["kind"] != "Secret"
+    ])  # fmt: skip
+    (timer,) = kubernetes_portal.objects("timetriggers", NS)
+    assert timer["spec"]["functionref"] == {"type": "name", "name": "hello-draft"}
+    (queue,) = kubernetes_portal.objects("messagequeuetriggers", NS)
+    assert queue["spec"]["metadata"]["bootstrapServers"] == "kafka.kafka:9092"
+    (secret,) = kubernetes_portal.objects("secrets", NS)
+    assert secret["metadata"]["name"] == queue["spec"]["secret"] == "orders-broker"
+    assert schema_errors(as_applied(secret)) == []
+
+    events.event_trigger_delete(trigger=hello.queue_triggers.get())
+    assert deploy(hello).state == DeploymentState.LIVE
+    assert kubernetes_portal.objects("messagequeuetriggers", NS) == []
+    assert kubernetes_portal.objects("secrets", NS) == []
+    assert len(kubernetes_portal.objects("timetriggers", NS)) == 1
 
 
 def test_a_newdeploy_function_waits_for_a_ready_pod(

@@ -189,6 +189,8 @@ def test_quota_has_every_key() -> None:
         "count/functions.fission.io": "50",
         "count/packages.fission.io": "100",
         "count/httptriggers.fission.io": "50",
+        "count/timetriggers.fission.io": "20",
+        "count/messagequeuetriggers.fission.io": "20",
         "count/environments.fission.io": "5",
     }
     for key, value in quota["spec"]["hard"].items():

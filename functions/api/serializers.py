@@ -16,11 +16,14 @@ from functions.models import (
     Environment,
     Function,
     Invocation,
+    QueueKind,
+    QueueTrigger,
     TargetKind,
+    TimeTrigger,
     Trigger,
     Version,
 )  # fmt: skip
-from functions.services import invocations
+from functions.services import events, invocations
 from functions.services.triggers import METHODS
 
 _IMAGE_HELP = (
@@ -217,6 +220,98 @@ class TriggerWriteSerializer(serializers.Serializer[Any]):
     version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
 
 
+class _EventTriggerSerializer(serializers.ModelSerializer[Any]):
+    alias = serializers.CharField(source="alias.name", allow_null=True, required=False)
+    version = serializers.IntegerField(source="version.number", allow_null=True, required=False)
+    status = serializers.SerializerMethodField(
+        help_text="What the data plane last did for the trigger (the local runtime keeps this record: "
+        "fires or messages, the last request id, errors, a broker it cannot reach); null when it has none."
+    )
+
+    def get_status(self, trigger: Any) -> dict[str, Any] | None:
+        return (self.context.get("statuses") or {}).get(trigger.name)
+
+
+class TimeTriggerSerializer(_EventTriggerSerializer):
+    next_fires = serializers.SerializerMethodField(help_text="The next five fire times (UTC).")
+
+    class Meta:
+        model = TimeTrigger
+        fields = ["name", "cron", "method", "subpath", "target_kind", "alias", "version", "next_fires",
+                  "status", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_next_fires(self, trigger: TimeTrigger) -> list[str]:
+        return [moment.isoformat() for moment in events.upcoming(trigger.cron)]
+
+
+class _TargetFields(serializers.Serializer[Any]):
+    target_kind = serializers.ChoiceField(
+        choices=TargetKind.choices, required=False, default=TargetKind.DRAFT
+    )
+    alias = StrictCharField(required=False, allow_null=True, default=None)
+    version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+
+
+class TimeTriggerWriteSerializer(_TargetFields):
+    name = StrictCharField(max_length=50, validators=[name_validator])
+    cron = StrictCharField(
+        max_length=120,
+        help_text="Fission's cron syntax: 5 fields, or 6 with leading seconds; @hourly, @daily, ...; "
+        "@every 90s. Times are UTC.",
+    )
+    method = serializers.ChoiceField(choices=METHODS, required=False, default="POST")
+    subpath = StrictCharField(max_length=200, required=False, default="/")
+
+
+class QueueTriggerSerializer(_EventTriggerSerializer):
+    connection_keys = serializers.SerializerMethodField(
+        help_text="The names of the broker connection's keys; their values are never returned."
+    )
+
+    class Meta:
+        model = QueueTrigger
+        fields = ["name", "mq_type", "topic", "resp_topic", "error_topic", "max_retries", "content_type",
+                  "polling_interval", "cooldown_period", "min_replicas", "max_replicas", "metadata",
+                  "connection_keys", "target_kind", "alias", "version", "status", "created_at",
+                  "updated_at"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_connection_keys(self, trigger: QueueTrigger) -> list[str]:
+        return sorted(trigger.connection)
+
+
+_CONNECTION_HELP = (
+    "The broker connection, as the keys of the Secret the trigger names (write-only): rabbitmq "
+    "{host: amqp://user:pass@host:5672/vhost}, redis {address: host:port, password}, nats-jetstream "
+    "{natsServer: nats://host:4222}, kafka KEDA's Kafka keys. Left out on an update: kept."
+)
+
+
+class QueueTriggerWriteSerializer(_TargetFields):
+    name = StrictCharField(max_length=50, validators=[name_validator])
+    mq_type = serializers.ChoiceField(choices=QueueKind.choices)
+    topic = StrictCharField(max_length=200)
+    resp_topic = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    error_topic = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    max_retries = serializers.IntegerField(required=False, default=3, min_value=0, max_value=10)
+    content_type = StrictCharField(max_length=100, required=False, default="application/json")
+    polling_interval = serializers.IntegerField(required=False, default=30, min_value=1, max_value=3600)
+    cooldown_period = serializers.IntegerField(required=False, default=300, min_value=0, max_value=86400)
+    min_replicas = serializers.IntegerField(required=False, default=0, min_value=0, max_value=100)
+    max_replicas = serializers.IntegerField(required=False, default=10, min_value=1, max_value=100)
+    metadata = serializers.DictField(
+        child=StrictCharField(max_length=4096, allow_blank=True),
+        required=False,
+        default=dict,
+        help_text="KEDA's scaler metadata for this broker.",
+    )
+    connection = serializers.DictField(
+        child=StrictCharField(max_length=4096, allow_blank=True), required=False, allow_null=True,
+        default=None, write_only=True, help_text=_CONNECTION_HELP,
+    )  # fmt: skip
+
+
 class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
     class Meta:
         model = Deployment
@@ -237,6 +332,55 @@ class InvokeSerializer(serializers.Serializer[Any]):
         help_text="Names are HTTP tokens (letters, digits, !#$%&'*+-.^_`|~); values printable ASCII.",
     )  # fmt: skip
     body = StrictCharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    invocation_type = serializers.ChoiceField(
+        choices=invocations.INVOCATION_TYPES, default="RequestResponse", required=False,
+        help_text="Event: queued and answered 202 with the request id at once (Lambda's InvocationType: "
+        "Event); retried on failure up to the function's async_retries, then kept as a dead letter.",
+    )  # fmt: skip
+
+
+class DeadLetterSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField(help_text="<target>/<data-plane id>: what redrive and purge take.")
+    target = serializers.CharField(help_text='"draft" or the version number the invocation was for.')
+    requestId = serializers.CharField()
+    request = serializers.DictField(help_text="method, path (with the query), headers, body (text or null), "
+                                    "bodyBase64")  # fmt: skip
+    condition = serializers.ChoiceField(choices=["RetriesExhausted", "EventAgeExceeded"])
+    attempts = serializers.IntegerField()
+    error = serializers.DictField(
+        allow_null=True, help_text="status and the first 4 KB of the last answer's body"
+    )
+    acceptedAt = serializers.DateTimeField()
+    failedAt = serializers.DateTimeField()
+    redriveOf = serializers.CharField(allow_null=True)
+
+
+class DeadLetterPageSerializer(serializers.Serializer[Any]):
+    items = DeadLetterSerializer(many=True)
+    next = serializers.CharField(allow_null=True, help_text="The cursor of the next page; null on the last.")
+    total = serializers.IntegerField()
+
+
+class DeadLetterSelectionSerializer(serializers.Serializer[Any]):
+    ids = serializers.ListField(
+        child=StrictCharField(max_length=200), required=False, allow_null=True, default=None,
+        max_length=10000, help_text="The dead letters to act on; left out: all of the function's.",
+    )  # fmt: skip
+
+
+class RedriveSerializer(DeadLetterSelectionSerializer):
+    to = StrictCharField(
+        required=False, allow_null=True, default=None, max_length=20,
+        help_text='"draft" or a version number: queue them for that code (their own target if left out).',
+    )  # fmt: skip
+
+
+class RedriveResultSerializer(serializers.Serializer[Any]):
+    request_ids = serializers.ListField(child=serializers.CharField())
+
+
+class PurgeResultSerializer(serializers.Serializer[Any]):
+    purged = serializers.IntegerField()
 
 
 class InvocationSerializer(serializers.ModelSerializer[Invocation]):

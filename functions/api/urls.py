@@ -12,6 +12,8 @@ nested.register("builds", views.BuildViewSet, basename="build")
 nested.register("versions", views.VersionViewSet, basename="version")
 nested.register("aliases", views.AliasViewSet, basename="alias")
 nested.register("triggers", views.TriggerViewSet, basename="trigger")
+nested.register("time-triggers", views.TimeTriggerViewSet, basename="time-trigger")
+nested.register("queue-triggers", views.QueueTriggerViewSet, basename="queue-trigger")
 nested.register("deployments", views.DeploymentViewSet, basename="deployment")
 nested.register("invocations", views.InvocationViewSet, basename="invocation")
 

@@ -6,11 +6,12 @@ tenant's objects do not exist here; TenantRole answers 404 to non-members before
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 
 from core.api.schema import ERRORS
 from core.api.views import valid_data
+from core.errors import ValidationFailed
 from functions import quotas, selectors
 from functions.api import serializers as s
 from functions.models import (
@@ -29,11 +31,13 @@ from functions.models import (
     Environment,
     Function,
     Invocation,
+    QueueTrigger,
+    TimeTrigger,
     Trigger,
     Version,
 )
 from functions.services import builds as build_services
-from functions.services import changes, deployments, functions, invocations, versions
+from functions.services import changes, deadletters, deployments, events, functions, invocations, versions
 from tenants.api.base import TenantViewSet
 
 
@@ -168,6 +172,52 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
         )
         return Response(s.InvocationSerializer(invocation).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        summary="Dead letters: asynchronous invocations that failed for good, newest first",
+        parameters=[
+            OpenApiParameter("limit", int, description=f"At most {deadletters.MAX_PAGE} (default 50)."),
+            OpenApiParameter("cursor", str, description="The previous page's next."),
+        ],
+        responses={200: s.DeadLetterPageSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["get"], url_path="dead-letters")
+    def dead_letters(self, request: Request, name: str) -> Response:
+        limit = request.query_params.get("limit", "50")
+        if not limit.isdigit():
+            raise ValidationFailed("limit is a number.", detail={"limit": [limit]})
+        page = deadletters.dead_letter_page(
+            function=self.get_object(), limit=int(limit), cursor=_cursor(request.query_params.get("cursor"))
+        )
+        return Response(page)
+
+    @extend_schema(summary="Queue dead letters again as new invocations", request=s.RedriveSerializer,
+                   responses={200: s.RedriveResultSerializer, **ERRORS})  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="dead-letters/redrive")
+    def redrive(self, request: Request, name: str) -> Response:
+        data = valid_data(s.RedriveSerializer, request)
+        request_ids = deadletters.dead_letters_redrive(
+            function=self.get_object(), ids=data["ids"], to=data["to"]
+        )
+        return Response({"request_ids": request_ids})
+
+    @extend_schema(summary="Drop dead letters", request=s.DeadLetterSelectionSerializer,
+                   responses={200: s.PurgeResultSerializer, **ERRORS})  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="dead-letters/purge")
+    def purge(self, request: Request, name: str) -> Response:
+        data = valid_data(s.DeadLetterSelectionSerializer, request)
+        return Response(
+            {"purged": deadletters.dead_letters_purge(function=self.get_object(), ids=data["ids"])}
+        )
+
+
+def _cursor(value: str | None) -> str | None:
+    """A dead-letter cursor is a data-plane id (``<ms>-<seq>``), nothing else."""
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"[0-9]{1,20}-[0-9]{1,20}", value):
+        raise ValidationFailed("cursor is the next of a previous page.", detail={"cursor": [value]})
+    return value
+
 
 class FunctionChildViewSet(TenantViewSet):
     """A viewset under ``functions/<function_name>/``."""
@@ -267,6 +317,105 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
     @extend_schema(summary="Delete an HTTP trigger (redeploys)", responses={204: None, **ERRORS})
     def destroy(self, request: Request, function_name: str, name: str) -> Response:
         changes.trigger_delete_and_deploy(trigger=self.get_object(), user=_username(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _EventTriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionChildViewSet):
+    """Shared by time and queue triggers: ``status`` comes from the data plane, once per request."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
+    kind = ""  # the Fission kind, for the data plane's status
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not self.schema_only and self.action in ("list", "retrieve", "create", "update"):
+            context["statuses"] = events.event_statuses(self.kind)
+        return context
+
+    def _saved(self, trigger: Any, code: int) -> Response:
+        return Response(self.get_serializer(trigger).data, status=code)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List time triggers", responses={200: s.TimeTriggerSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a time trigger", responses={200: s.TimeTriggerSerializer, **ERRORS}),
+)
+class TimeTriggerViewSet(_EventTriggerViewSet):
+    serializer_class = s.TimeTriggerSerializer
+    kind = "TimeTrigger"
+
+    def get_queryset(self) -> QuerySet[TimeTrigger]:
+        if self.schema_only:
+            return TimeTrigger.objects.none()
+        return self.function.time_triggers.select_related("alias", "version")
+
+    @extend_schema(summary="Create a time trigger (redeploys)", request=s.TimeTriggerWriteSerializer,
+                   responses={201: s.TimeTriggerSerializer, **ERRORS})  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        data = valid_data(s.TimeTriggerWriteSerializer, request)
+        trigger = changes.time_trigger_save_and_deploy(
+            function=self.function, user=_username(request), **data
+        )
+        return self._saved(trigger, status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Replace a time trigger (redeploys)", request=s.TimeTriggerWriteSerializer,
+                   responses={200: s.TimeTriggerSerializer, **ERRORS})  # fmt: skip
+    def update(self, request: Request, function_name: str, name: str) -> Response:
+        data = valid_data(s.TimeTriggerWriteSerializer, request)
+        trigger = changes.time_trigger_save_and_deploy(
+            function=self.function, user=_username(request), trigger=self.get_object(), **data
+        )
+        return self._saved(trigger, status.HTTP_200_OK)
+
+    @extend_schema(summary="Delete a time trigger (redeploys)", responses={204: None, **ERRORS})
+    def destroy(self, request: Request, function_name: str, name: str) -> Response:
+        changes.event_trigger_delete_and_deploy(trigger=self.get_object(), user=_username(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List message-queue triggers", responses={200: s.QueueTriggerSerializer, **ERRORS}
+    ),
+    retrieve=extend_schema(
+        summary="Get a message-queue trigger", responses={200: s.QueueTriggerSerializer, **ERRORS}
+    ),
+)
+class QueueTriggerViewSet(_EventTriggerViewSet):
+    serializer_class = s.QueueTriggerSerializer
+    kind = "MessageQueueTrigger"
+
+    def get_queryset(self) -> QuerySet[QueueTrigger]:
+        if self.schema_only:
+            return QueueTrigger.objects.none()
+        return self.function.queue_triggers.select_related("alias", "version")
+
+    @extend_schema(
+        summary="Create a message-queue trigger (redeploys)", request=s.QueueTriggerWriteSerializer,
+        responses={201: s.QueueTriggerSerializer, **ERRORS},
+    )  # fmt: skip
+    def create(self, request: Request, function_name: str) -> Response:
+        data = valid_data(s.QueueTriggerWriteSerializer, request)
+        trigger = changes.queue_trigger_save_and_deploy(
+            function=self.function, user=_username(request), **data
+        )
+        return self._saved(trigger, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Replace a message-queue trigger (redeploys; a connection left out is kept)",
+        request=s.QueueTriggerWriteSerializer, responses={200: s.QueueTriggerSerializer, **ERRORS},
+    )  # fmt: skip
+    def update(self, request: Request, function_name: str, name: str) -> Response:
+        data = valid_data(s.QueueTriggerWriteSerializer, request)
+        trigger = changes.queue_trigger_save_and_deploy(
+            function=self.function, user=_username(request), trigger=self.get_object(), **data
+        )
+        return self._saved(trigger, status.HTTP_200_OK)
+
+    @extend_schema(summary="Delete a message-queue trigger (redeploys)", responses={204: None, **ERRORS})
+    def destroy(self, request: Request, function_name: str, name: str) -> Response:
+        changes.event_trigger_delete_and_deploy(trigger=self.get_object(), user=_username(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

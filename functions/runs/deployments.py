@@ -36,7 +36,9 @@ from functions.specs import archive_ref, environment_spec, function_spec, spec_f
 from tenants.selectors import current_tenant
 
 FUNCTION_LABEL = manifests.FUNCTION_LABEL
-KINDS = ("HTTPTrigger", "Function", "Package")  # deletion order: routes first
+# Deletion order: what calls a function first (routes, schedules, consumers and the consumers'
+# broker secrets), then the functions, then their packages.
+KINDS = ("HTTPTrigger", "TimeTrigger", "MessageQueueTrigger", "Secret", "Function", "Package")
 # A deployment ends: after this many runs (Celery's retries of a transient error, and the beat
 # task's resumes of a lost one), or when it is this old and still not live.
 MAX_ATTEMPTS = 8
@@ -183,7 +185,51 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
             keep_prefix=trigger.keep_prefix, target=_weights(function, trigger),
         )  # fmt: skip
         objects.append(manifests.httptrigger_manifest(namespace, slug, trigger_spec, function=function.name))
+    return objects + event_objects(function)
+
+
+def event_objects(function: Function) -> list[dict[str, Any]]:
+    """The function's TimeTriggers and MessageQueueTriggers (with their brokers' Secrets)."""
+    namespace, slug = _namespace(), current_tenant().slug
+    related = ("alias__version", "version")
+    objects = [
+        manifests.timetrigger_manifest(
+            namespace, slug, time_trigger_spec(function, trigger), function=function.name
+        )
+        for trigger in function.time_triggers.select_related(*related)
+    ]
+    for trigger in function.queue_triggers.select_related(*related):
+        spec = queue_trigger_spec(function, trigger)
+        objects += manifests.queuetrigger_manifests(namespace, slug, spec, function=function.name)
     return objects
+
+
+def single_target(function: Function, trigger: Any) -> str:
+    """The one Fission function a time or queue trigger calls: Fission's timer and connectors read
+    no weights, so an alias in a canary split calls its main version."""
+    if trigger.target_kind == TargetKind.ALIAS:
+        return manifests.fission_name(function.name, trigger.alias.version.number)
+    if trigger.target_kind == TargetKind.VERSION:
+        return manifests.fission_name(function.name, trigger.version.number)
+    return manifests.fission_name(function.name, None)
+
+
+def time_trigger_spec(function: Function, trigger: Any) -> manifests.TimeTriggerSpec:
+    return manifests.TimeTriggerSpec(
+        name=trigger.name, cron=trigger.cron, method=trigger.method, subpath=trigger.subpath,
+        target=single_target(function, trigger),
+    )  # fmt: skip
+
+
+def queue_trigger_spec(function: Function, trigger: Any) -> manifests.QueueTriggerSpec:
+    return manifests.QueueTriggerSpec(
+        name=trigger.name, mq_type=trigger.mq_type, topic=trigger.topic,
+        target=single_target(function, trigger),
+        resp_topic=trigger.resp_topic, error_topic=trigger.error_topic, max_retries=trigger.max_retries,
+        content_type=trigger.content_type, polling_interval=trigger.polling_interval,
+        cooldown_period=trigger.cooldown_period, min_replicas=trigger.min_replicas,
+        max_replicas=trigger.max_replicas, metadata=trigger.metadata, connection=trigger.connection,
+    )  # fmt: skip
 
 
 def _weights(function: Function, trigger: Any) -> dict[str, int]:
@@ -212,7 +258,7 @@ def tenant_scale_to_zero() -> None:
     pools: nothing answers, nothing runs. Packages stay, so resuming needs no rebuild."""
     backend, namespace = get_backend(), _namespace()
     managed = {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY}
-    for kind in ("HTTPTrigger", "Function"):
+    for kind in ("HTTPTrigger", "TimeTrigger", "MessageQueueTrigger", "Function"):
         for ref in backend.list_objects(namespace, kind, managed):
             backend.delete(ObjectRef(kind, namespace, ref.name))
     present = {ref.name for ref in backend.list_objects(namespace, "Environment", managed)}

@@ -10,8 +10,17 @@ from typing import Any
 from django.db import transaction
 
 from functions import selectors, specs
-from functions.models import Alias, DeploymentState, Draft, Environment, Function, Trigger
-from functions.services import deployments, functions, triggers, versions
+from functions.models import (
+    Alias,
+    DeploymentState,
+    Draft,
+    Environment,
+    Function,
+    QueueTrigger,
+    TimeTrigger,
+    Trigger,
+)
+from functions.services import deployments, events, functions, triggers, versions
 
 
 @transaction.atomic
@@ -54,6 +63,30 @@ def trigger_delete_and_deploy(*, trigger: Trigger, user: str = "") -> None:
     function, name = trigger.function, trigger.name
     triggers.trigger_delete(trigger=trigger)
     deployments.deployment_create(function=function, cause=f"trigger {name} deleted", user=user)
+
+
+@transaction.atomic
+def time_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> TimeTrigger:
+    verb = "changed" if trigger.get("trigger") else "added"
+    saved = events.time_trigger_save(function=function, **trigger)
+    deployments.deployment_create(function=function, cause=f"time trigger {saved.name} {verb}", user=user)
+    return saved
+
+
+@transaction.atomic
+def queue_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> QueueTrigger:
+    verb = "changed" if trigger.get("trigger") else "added"
+    saved = events.queue_trigger_save(function=function, **trigger)
+    deployments.deployment_create(function=function, cause=f"queue trigger {saved.name} {verb}", user=user)
+    return saved
+
+
+@transaction.atomic
+def event_trigger_delete_and_deploy(*, trigger: TimeTrigger | QueueTrigger, user: str = "") -> None:
+    function, name = trigger.function, trigger.name
+    kind = "time trigger" if isinstance(trigger, TimeTrigger) else "queue trigger"
+    events.event_trigger_delete(trigger=trigger)
+    deployments.deployment_create(function=function, cause=f"{kind} {name} deleted", user=user)
 
 
 # A function with a deployment in one of these states has (or is getting) data-plane objects.

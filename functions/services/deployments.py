@@ -40,7 +40,8 @@ def function_delete(*, function: Function) -> None:
     """Delete the function; its data-plane objects are removed by a task after commit."""
     schema, name = connection.schema_name, function.name  # type: ignore[attr-defined]
     # Versions and aliases protect what they point at; a whole function goes in this order.
-    function.triggers.all().delete()
+    for triggers in (function.triggers, function.time_triggers, function.queue_triggers):
+        triggers.all().delete()
     function.aliases.all().delete()
     function.versions.all().delete()
     function.delete()

@@ -26,19 +26,37 @@ HEADER_NAME_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 HEADER_VALUE_RE = r"^[\t\u0020-\u007e]*$"
 
 
+# The router queues a call carrying it (Lambda's InvocationType: Event) and answers 202 at once
+# (runtime/events/asynchronous); the portal's asynchronous calls are that router call. On
+# Kubernetes, whose router has no queue, the backend queues it itself, with the same semantics
+# (dataplane/backends/k8s_async.py).
+INVOCATION_TYPE_HEADER = "X-Faas-Invocation-Type"
+INVOCATION_TYPES = ("RequestResponse", "Event")
+
+
 def invocation_create(
-    *, function: Function, method: str, path: str, headers: dict[str, str], body: str, user: str = ""
-) -> Invocation:
+    *, function: Function, method: str, path: str, headers: dict[str, str], body: str, user: str = "",
+    invocation_type: str = "RequestResponse",
+) -> Invocation:  # fmt: skip
     """Call ``/<tenant><path>`` on the router and record status, body, duration and logs.
-    ValidationFailed for a path or headers that the router cannot be sent."""
+    ValidationFailed for a path or headers that the router cannot be sent.
+
+    ``invocation_type`` "Event": the data plane queues the call and answers 202 with its request
+    id (retries, dead letters: runtime/events/asynchronous); its logs come later, under that id
+    (on Kubernetes, where no line names its request, the function's lines of that time)."""
     # "/acme" + "2/x" would be tenant acme2's route: the path must start a new segment.
     if not re.fullmatch(PATH_RE, path) or ".." in path.split("?")[0].split("/"):
         message = "The path must start with '/' and contain no '..' and no control character."
         raise ValidationFailed(message, detail={"path": [path]})
     _check_headers(headers)
+    asynchronous = _asynchronous(invocation_type)
     tenant = current_tenant()
     request_id = uuid.uuid4().hex
-    sent = {k: v for k, v in headers.items() if k.lower() not in _HIDDEN_HEADERS}
+    sent = {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in _HIDDEN_HEADERS and k.lower() != INVOCATION_TYPE_HEADER.lower()
+    }
     invocation = Invocation(
         function=function, method=method, path=path, request_headers=sent, request_body=body[:MAX_BODY_CHARS],
         request_id=request_id, invoked_by=user,
@@ -46,8 +64,8 @@ def invocation_create(
     backend, called_at = get_backend(), time.time()
     try:
         result = backend.invoke(
-            method, f"/{tenant.slug}{path}", {**sent, "X-Fission-Request-ID": request_id}, body.encode(),
-            timeout_s=function.timeout_s + 5,
+            method, f"/{tenant.slug}{path}", {**sent, **asynchronous, "X-Fission-Request-ID": request_id},
+            body.encode(), timeout_s=function.timeout_s + 5,
         )  # fmt: skip
     except BackendError as exc:
         invocation.error = exc.message
@@ -55,10 +73,23 @@ def invocation_create(
         invocation.status, invocation.duration_ms = result.status, round(result.duration_ms, 2)
         invocation.response_headers = {k: v for k, v in result.headers.items() if k.lower() != "set-cookie"}
         invocation.response_body = _storable(result.body.decode(errors="replace")[:MAX_BODY_CHARS])
-        records = _logs_of(backend, tenant.namespace, request_id, function.name, called_at)
+        records = (
+            [] if asynchronous else _logs_of(backend, tenant.namespace, request_id, function.name, called_at)
+        )
         invocation.logs = [{k: _storable(v) for k, v in asdict(r).items()} for r in records]
     invocation.save()
     return invocation
+
+
+def _asynchronous(invocation_type: str) -> dict[str, str]:
+    """The header that makes the router queue the call; {} for a call that waits for its answer."""
+    if invocation_type not in INVOCATION_TYPES:
+        raise ValidationFailed(
+            "Unknown invocation type.", detail={"invocation_type": [f"One of {INVOCATION_TYPES}."]}
+        )
+    if invocation_type == "RequestResponse":
+        return {}
+    return {INVOCATION_TYPE_HEADER: "Event"}
 
 
 def _check_headers(headers: dict[str, str]) -> None:

@@ -36,9 +36,12 @@ def _check_methods(methods: list[str]) -> list[str]:
     return sorted(set(methods))
 
 
-def _target(function: Function, kind: str, alias: str | None, version: int | None) -> dict[str, Any]:
+def target_fields(function: Function, kind: str, alias: str | None, version: int | None) -> dict[str, Any]:
+    """The target fields of any trigger (``Targeted``): an alias, a version or the draft."""
     if kind == TargetKind.ALIAS:
-        found = Alias.objects.filter(function=function, name=alias or "").first()
+        if not alias:
+            raise ValidationFailed("Which alias?", detail={"alias": ["Required."]})
+        found = Alias.objects.filter(function=function, name=alias).first()
         if found is None:
             raise ValidationFailed("Unknown alias.", detail={"alias": [f"No alias {alias!r}."]})
         return {"alias": found, "version": None}
@@ -62,7 +65,7 @@ def trigger_save(
     trigger = trigger or Trigger(function=function)
     trigger.name, trigger.path, trigger.methods = name, path, _check_methods(methods)
     trigger.is_prefix, trigger.keep_prefix, trigger.target_kind = is_prefix, keep_prefix, target_kind
-    for key, value in _target(function, target_kind, alias, version).items():
+    for key, value in target_fields(function, target_kind, alias, version).items():
         setattr(trigger, key, value)
     full_clean(trigger, exclude=["function", "alias", "version"])
     trigger.save()

@@ -67,6 +67,6 @@ def alias_set(
 
 @transaction.atomic
 def alias_delete(*, alias: Alias) -> None:
-    if alias.triggers.exists():
+    if alias.triggers.exists() or alias.timetriggers.exists() or alias.queuetriggers.exists():
         raise Conflict("Triggers use this alias: point them elsewhere first.", code="in_use")
     alias.delete()

@@ -10,7 +10,17 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import schema_context
 
-from functions.models import Build, BuildState, Deployment, Draft, Function, Invocation, Trigger
+from functions.models import (
+    Build,
+    BuildState,
+    Deployment,
+    Draft,
+    Function,
+    Invocation,
+    QueueTrigger,
+    TimeTrigger,
+    Trigger,
+)  # fmt: skip
 from functions.services import functions as function_services
 from functions.services import versions
 from testsupport.fixtures import error_of
@@ -36,6 +46,9 @@ def fn(world: Any) -> Function:
         versions.version_publish(function=function)
         versions.alias_set(function=function, name="live", version=1)
         Trigger.objects.create(function=function, name="hello", methods=["GET"], path="/hello")
+        TimeTrigger.objects.create(function=function, name="tick", cron="@every 1m")
+        QueueTrigger.objects.create(function=function, name="orders", mq_type="redis", topic="orders",
+                                    connection={"address": "127.0.0.1:6379"})  # fmt: skip
         Deployment.objects.create(function=function, state="live", cause="fixture")
         Invocation.objects.create(function=function, method="GET", path="/hello", request_id="r1", status=200)
     return function
@@ -93,6 +106,48 @@ ENDPOINTS = [
         {"vera": 403},
     ),
     ("delete", "/hello/triggers/hello/", None, "json", "bob", 204, {"vera": 403}),
+    ("get", "/hello/time-triggers/", None, "json", "vera", 200, {}),
+    ("get", "/hello/time-triggers/tick/", None, "json", "vera", 200, {}),
+    (
+        "post",
+        "/hello/time-triggers/",
+        {"name": "t2", "cron": "*/5 * * * *"},
+        "json",
+        "bob",
+        201,
+        {"vera": 403},
+    ),
+    (
+        "put",
+        "/hello/time-triggers/tick/",
+        {"name": "tick", "cron": "@hourly"},
+        "json",
+        "bob",
+        200,
+        {"vera": 403},
+    ),
+    ("delete", "/hello/time-triggers/tick/", None, "json", "bob", 204, {"vera": 403}),
+    ("get", "/hello/queue-triggers/", None, "json", "vera", 200, {}),
+    ("get", "/hello/queue-triggers/orders/", None, "json", "vera", 200, {}),
+    (
+        "post",
+        "/hello/queue-triggers/",
+        {"name": "q2", "mq_type": "rabbitmq", "topic": "in", "connection": {"host": "amqp://h/"}},
+        "json",
+        "bob",
+        201,
+        {"vera": 403},
+    ),
+    (
+        "put",
+        "/hello/queue-triggers/orders/",
+        {"name": "orders", "mq_type": "redis", "topic": "orders2"},
+        "json",
+        "bob",
+        200,
+        {"vera": 403},
+    ),
+    ("delete", "/hello/queue-triggers/orders/", None, "json", "bob", 204, {"vera": 403}),
     ("get", "/hello/deployments/", None, "json", "vera", 200, {}),
     ("post", "/hello/deployments/", None, "json", "bob", 202, {"vera": 403}),
     ("get", "/hello/invocations/", None, "json", "vera", 200, {}),

@@ -20,6 +20,8 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Locator, Page, expect
 
 from functions.models import Build, Deployment, Function
+from functions.services import triggers
+from functions.services.functions import function_create
 from portal.tests.test_browser import (  # the fixtures are found by name
     LIVE,
     PASSWORD,
@@ -35,6 +37,7 @@ from portal.tests.test_browser import (  # the fixtures are found by name
     still_same_document,
 )
 from testsupport.fixtures import slow_password
+from testsupport.processes import wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -182,3 +185,41 @@ def test_create_edit_deploy_and_call_a_function(
     # and the route itself, through the runtime's router
     response = httpx.get(runtime_session.router + "/acme/greet?name=curl", timeout=30)
     assert (response.status_code, response.text) == (200, "Hello, curl!")
+
+
+def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
+    page: Page, live_server_url: str, world: Any, celery_worker_process: Any, runtime_session: Any
+) -> None:
+    with schema_context(world.acme.schema_name):
+        function = function_create(name="ticker")
+        triggers.trigger_save(function=function, name="ticker", methods=["POST"], path="/ticker")
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    page.goto(f"{live_server_url}/t/acme/functions/ticker/")
+
+    form = form_of(page, "time_trigger")
+    form.get_by_label("Name", exact=True).fill("nightly")
+    form.get_by_label("Schedule").fill("30 2 * * *")
+    form.get_by_role("button", name="Add time trigger").click()
+    expect(message(page)).to_contain_text("Next fires (UTC):", timeout=UI)
+    expect(message(page)).to_contain_text("02:30:00")
+    row = page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")
+    expect(row).to_contain_text("30 2 * * *")
+
+    bad = form_of(page, "time_trigger")
+    bad.get_by_label("Name", exact=True).fill("broken")
+    bad.get_by_label("Schedule").fill("0 25 * * *")
+    bad.get_by_role("button", name="Add time trigger").click()
+    expect(page.locator(".messages")).to_contain_text("out of range 0-23", timeout=UI)
+
+    def live() -> bool:
+        with schema_context(world.acme.schema_name):
+            return Deployment.objects.filter(function__name="ticker", state="live").exists()
+
+    wait_until(live, timeout=WORKER / 1000, interval=0.2, message="the deployment did not go live")
+    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    test_call.get_by_label("Method").select_option("POST")
+    test_call.get_by_label("Path").fill("/ticker")
+    test_call.get_by_label("Invocation").select_option("Event")
+    test_call.get_by_role("button", name="Send").click()
+    expect(test_call.locator("[data-invocation] [data-status]")).to_have_text("202", timeout=LIVE)

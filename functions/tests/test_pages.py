@@ -133,3 +133,39 @@ def test_an_uploaded_file_is_edited_under_its_own_name(world, client, hello):
         assert Function.objects.get(name="hello").draft.files == {
             "greet.py": "def hello():\n    return 'hey'\n"
         }
+
+
+def test_time_and_queue_triggers_through_the_page(world, client, hello, django_capture_on_commit_callbacks):
+    client.force_login(world.bob)
+    page = "/t/acme/functions/hello/"
+    with django_capture_on_commit_callbacks(execute=False):
+        saved = client.post(
+            page,
+            {"action": "time_trigger", "name": "nightly", "cron": "30 2 * * *", "method": "POST",
+             "subpath": "/", "target_kind": "draft"},
+            follow=True,
+        )  # fmt: skip
+        assert b"Next fires (UTC):" in saved.content
+        assert b"02:30:00" in saved.content
+        client.post(
+            page,
+            {"action": "queue_trigger", "name": "orders", "mq_type": "redis", "topic": "orders",
+             "max_retries": 2, "content_type": "application/json", "target_kind": "draft",
+             "connection": '{"address": "127.0.0.1:6379", "password": "hunter2-secret"}', "metadata": "{}"},
+        )  # fmt: skip
+    shown = client.get(page).content
+    assert all(text in shown for text in (b"nightly", b"30 2 * * *", b"orders"))
+    assert b"hunter2-secret" not in shown
+    with schema_context(world.acme.schema_name):
+        assert hello.queue_triggers.get().connection["password"] == "hunter2-secret"
+    bad = client.post(page, {"action": "time_trigger", "name": "bad", "cron": "99 * * * *", "method": "POST",
+                             "subpath": "/", "target_kind": "draft"}, follow=True)  # fmt: skip
+    assert b"The schedule is not valid" in bad.content
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(page, {"action": "delete_event_trigger", "name": "nightly"})
+    with schema_context(world.acme.schema_name):
+        assert list(hello.time_triggers.values_list("name", flat=True)) == []
+    client.force_login(world.vera)
+    viewer = client.get(page).content
+    assert b'value="queue_trigger"' not in viewer
+    assert b"orders" in viewer

@@ -64,6 +64,17 @@ class RowSerializer(serializers.Serializer[Any]):
     error_rate = serializers.FloatField(allow_null=True)
 
 
+class EventRowSerializer(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=["timer", "mq", "async"])
+    trigger = serializers.CharField(help_text='The time or queue trigger; "" for asynchronous invocations')
+    outcome = serializers.CharField(
+        help_text="timer: fired, failed, skipped_overlap, missed; mq: delivered, failed, retried, "
+        "error_topic, unreachable; async: accepted, refused, succeeded, retried, throttled, dead_lettered, "
+        "expired, redriven"
+    )
+    count = serializers.IntegerField()
+
+
 class FunctionStatsSerializer(serializers.Serializer[Any]):
     function = serializers.CharField()
     range = serializers.CharField()
@@ -71,6 +82,7 @@ class FunctionStatsSerializer(serializers.Serializer[Any]):
     totals = TotalsSerializer()
     by = serializers.CharField(allow_null=True)
     breakdown = RowSerializer(many=True)
+    events = EventRowSerializer(many=True, help_text="What the event sources did in the window")
 
 
 class FunctionSeriesSerializer(serializers.Serializer[Any]):

@@ -5,6 +5,7 @@ Prometheus or the log store being away is a 503 in the error shape, never a 500.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.shortcuts import get_object_or_404
@@ -48,6 +49,7 @@ class FunctionMetricsViewSet(TenantViewSet):
             "function": stats.function, "range": stats.range.value, "at": stats.at,
             "totals": stats.totals.as_dict(), "by": stats.by.value if stats.by else None,
             "breakdown": [_row(row) for row in stats.breakdown],
+            "events": [asdict(row) for row in stats.events],
         }  # fmt: skip
         return Response(s.FunctionStatsSerializer(body).data)
 

@@ -120,6 +120,30 @@ def test_after_k_calls_the_api_reports_k_calls_and_the_errors(hello: Deployed, a
     assert any(v is not None for _, v in series["series"]["p99"])
 
 
+def test_the_function_reports_what_its_asynchronous_calls_did(hello: Deployed, api: Any, world: Any) -> None:
+    alice = api(world.alice)
+    assert (
+        alice.patch(f"{API}/functions/{hello.name}/", {"async_retries": 0}, format="json").status_code == 200
+    )
+    deploy_and_wait(alice, hello.name)
+    event = {"X-Faas-Invocation-Type": "Event"}
+    for query in ("?fail=1", "?fail=1", ""):
+        response = httpx.get(f"{hello.router}/acme/{hello.name}{query}", headers=event, timeout=30)
+        assert response.status_code == 202
+
+    def reported() -> dict[tuple[str, str], int] | None:
+        events = alice.get(f"{API}/functions/{hello.name}/metrics/?range=15m").json()["events"]
+        found = {(row["kind"], row["outcome"]): row["count"] for row in events}
+        return (
+            found if found.get(("async", "dead_lettered")) == 2 and ("async", "succeeded") in found else None
+        )
+
+    found = wait_until(reported, timeout=30, interval=0.5, message="Prometheus never reported the events")
+    assert found == {("async", "accepted"): 3, ("async", "succeeded"): 1, ("async", "dead_lettered"): 2}
+    page = alice.get(f"/t/acme/functions/{hello.name}/metrics/").content.decode()
+    assert "dead_lettered" in page
+
+
 def test_another_tenant_sees_none_of_it(hello: Deployed, api: Any, world: Any) -> None:
     oscar = api(world.oscar)
     create_function(oscar, hello.name, {"main.py": CODE}, f"/{hello.name}", tenant="globex")

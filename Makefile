@@ -97,6 +97,7 @@ wrk:
 bench: setup sandbox wrk prometheus
 	$(PY) bench/runtime.py
 	$(PY) bench/ws_fanout.py
+	$(PY) bench/events.py
 
 reset:
 	@echo "Deleting .data/ (database, Redis, secret key, admin password)."

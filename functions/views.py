@@ -135,9 +135,10 @@ def _time_trigger(request: HttpRequest, function: Function) -> str:
     if not form.is_valid():
         return _invalid("Check the time trigger", form)
     data = form.cleaned_data
+    existing = function.time_triggers.filter(name=data["name"]).first()  # the same name: a change
     trigger = changes.time_trigger_save_and_deploy(
         function=function, user=_user(request), name=data["name"], cron=data["cron"], method=data["method"],
-        subpath=data["subpath"], **_target(data),
+        subpath=data["subpath"], trigger=existing, **_target(data),
     )  # fmt: skip
     fires = ", ".join(moment.strftime("%Y-%m-%d %H:%M:%S") for moment in events.upcoming(trigger.cron))
     return f"Time trigger {trigger.name} saved; redeploying. Next fires (UTC): {fires}."
@@ -153,7 +154,7 @@ def _queue_trigger(request: HttpRequest, function: Function) -> str:
         topic=data["topic"],
         resp_topic=data["resp_topic"], error_topic=data["error_topic"], max_retries=data["max_retries"],
         content_type=data["content_type"], metadata=data["metadata"], connection=data["connection"] or None,
-        **_target(data),
+        trigger=function.queue_triggers.filter(name=data["name"]).first(), **_target(data),
     )  # fmt: skip
     return f"Queue trigger {trigger.name} saved; redeploying."
 

@@ -200,7 +200,7 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
     form = form_of(page, "time_trigger")
     form.get_by_label("Name", exact=True).fill("nightly")
     form.get_by_label("Schedule").fill("30 2 * * *")
-    form.get_by_role("button", name="Add time trigger").click()
+    form.get_by_role("button", name="Save time trigger").click()
     expect(message(page)).to_contain_text("Next fires (UTC):", timeout=UI)
     expect(message(page)).to_contain_text("02:30:00")
     row = page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")
@@ -209,7 +209,7 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
     bad = form_of(page, "time_trigger")
     bad.get_by_label("Name", exact=True).fill("broken")
     bad.get_by_label("Schedule").fill("0 25 * * *")
-    bad.get_by_role("button", name="Add time trigger").click()
+    bad.get_by_role("button", name="Save time trigger").click()
     expect(page.locator(".messages")).to_contain_text("out of range 0-23", timeout=UI)
 
     def live() -> bool:

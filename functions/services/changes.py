@@ -67,18 +67,20 @@ def trigger_delete_and_deploy(*, trigger: Trigger, user: str = "") -> None:
 
 @transaction.atomic
 def time_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> TimeTrigger:
-    verb = "changed" if trigger.get("trigger") else "added"
     saved = events.time_trigger_save(function=function, **trigger)
-    deployments.deployment_create(function=function, cause=f"time trigger {saved.name} {verb}", user=user)
+    _deploy_for(saved, "time trigger", "changed" if trigger.get("trigger") else "added", user)
     return saved
 
 
 @transaction.atomic
 def queue_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> QueueTrigger:
-    verb = "changed" if trigger.get("trigger") else "added"
     saved = events.queue_trigger_save(function=function, **trigger)
-    deployments.deployment_create(function=function, cause=f"queue trigger {saved.name} {verb}", user=user)
+    _deploy_for(saved, "queue trigger", "changed" if trigger.get("trigger") else "added", user)
     return saved
+
+
+def _deploy_for(trigger: TimeTrigger | QueueTrigger, kind: str, what: str, user: str) -> None:
+    deployments.deployment_create(function=trigger.function, cause=f"{kind} {trigger.name} {what}", user=user)
 
 
 @transaction.atomic

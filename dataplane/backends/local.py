@@ -139,6 +139,8 @@ class LocalBackend:
     ) -> list[str]:
         body: dict[str, Any] = {"function": to, **({"ids": ids} if ids is not None else {})}
         response = self._request("POST", self._dead_letters_url(namespace, function, "/redrive"), json=body)
+        if response.status_code == 404 and ids is None and to == function:
+            return []  # all of a function that is not on the runtime: it has none
         if response.status_code == 404:
             raise NotFound(_message(response, f"dead letters of {function}"))
         if response.status_code >= 400:

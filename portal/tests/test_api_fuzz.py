@@ -28,7 +28,17 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from functions.models import Build, BuildState, Deployment, Draft, Environment, Invocation, Trigger
+from functions.models import (
+    Build,
+    BuildState,
+    Deployment,
+    Draft,
+    Environment,
+    Invocation,
+    QueueTrigger,
+    TimeTrigger,
+    Trigger,
+)  # fmt: skip
 from functions.services import functions, versions
 from tenants import services
 from tenants.models import Membership
@@ -74,6 +84,8 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
         versions.version_publish(function=hello)
         versions.alias_set(function=hello, name="live", version=1)
         Trigger.objects.create(function=hello, name="hello", methods=["GET"], path="/hello")
+        TimeTrigger.objects.create(function=hello, name="tick", cron="@hourly")
+        QueueTrigger.objects.create(function=hello, name="orders", mq_type="redis", topic="orders")
         deployment = Deployment.objects.create(function=hello, state="live", cause="fixture")
         call = Invocation.objects.create(function=hello, method="GET", path="/hello", request_id="r1")
     token = services.token_create(tenant=world.acme, user=world.alice, name="fuzz", role="admin")
@@ -86,6 +98,11 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
     pinned = {
         f"DELETE {functions_}/aliases/{{name}}/": {"path.name": "live"},
         f"DELETE {functions_}/triggers/{{name}}/": {"path.name": "hello"},
+        **{
+            f"{method} {functions_}/{kind}/{{name}}/": {"path.name": name}
+            for method in ("PUT", "DELETE")
+            for kind, name in (("time-triggers", "tick"), ("queue-triggers", "orders"))
+        },
         "DELETE /functions/{name}/": {"path.name": "scratch"},
         **{
             f"{method} /environments/{{name}}/": {"path.name": "spare"}
@@ -102,6 +119,9 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
                 ("PUT", "code/"),
                 ("POST", "invoke/"),
                 ("POST", "upload/"),
+                ("GET", "dead-letters/"),
+                ("POST", "dead-letters/redrive/"),
+                ("POST", "dead-letters/purge/"),
             )
         },
     }
@@ -119,6 +139,23 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
         "GET /environments/{name}/": {"path.name": ("python", 1.0)},
         f"POST {functions_}/aliases/": {"body.name": ("beta", 0.5), "body.version": (1, 0.5)},
         f"POST {functions_}/triggers/": {"body.name": ("fuzz", 0.5), "body.path": ("/fuzz", 0.5)},
+        f"GET {functions_}/time-triggers/{{name}}/": {"path.name": ("tick", 1.0)},
+        f"GET {functions_}/queue-triggers/{{name}}/": {"path.name": ("orders", 1.0)},
+        # A body that can succeed; a PUT always keeps the trigger's name (a rename would leave
+        # nothing for the DELETE pinned to it).
+        **{
+            label: {"body.name": name, "body.cron": ("@hourly", 0.5), "body.subpath": ("/", 0.5),
+                    "body.target_kind": ("draft", 0.5)}
+            for label, name in ((f"POST {functions_}/time-triggers/", ("fuzz", 0.5)),
+                                (f"PUT {functions_}/time-triggers/{{name}}/", ("tick", 1.0)))
+        },
+        **{
+            label: {"body.name": name, "body.mq_type": ("redis", 0.5), "body.topic": ("in", 0.5),
+                    "body.target_kind": ("draft", 0.5), "body.min_replicas": (0, 0.5),
+                    "body.max_replicas": (10, 0.5)}
+            for label, name in ((f"POST {functions_}/queue-triggers/", ("fuzz", 0.5)),
+                                (f"PUT {functions_}/queue-triggers/{{name}}/", ("orders", 1.0)))
+        },
     }  # fmt: skip
     return token.secret, pinned, drawn
 
@@ -128,7 +165,9 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
 RICH = (
     "POST /functions/{name}/invoke/", "PUT /functions/{name}/code/", "GET /logs/", "POST /functions/",
     "PATCH /functions/{name}/", "POST /functions/{function_name}/triggers/", "POST /tokens/",
-    "POST /members/",
+    "POST /members/", "POST /functions/{function_name}/time-triggers/",
+    "POST /functions/{function_name}/queue-triggers/", "PUT /functions/{function_name}/time-triggers/{name}/",
+    "PUT /functions/{function_name}/queue-triggers/{name}/",
 )  # fmt: skip
 
 

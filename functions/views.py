@@ -160,12 +160,11 @@ def _queue_trigger(request: HttpRequest, function: Function) -> str:
 
 
 def _delete_event_trigger(request: HttpRequest, function: Function) -> str:
-    name = request.POST.get("name", "")
-    trigger = (
-        function.time_triggers.filter(name=name).first() or function.queue_triggers.filter(name=name).first()
-    )
+    name, kind = request.POST.get("name", ""), request.POST.get("kind", "")
+    triggers = {"time": function.time_triggers, "queue": function.queue_triggers}.get(kind)
+    trigger = triggers.filter(name=name).first() if triggers is not None else None
     if trigger is None:
-        raise NotFound(f"No time or queue trigger {name!r}.")
+        raise NotFound(f"No {kind or 'such'} trigger {name!r}.")
     changes.event_trigger_delete_and_deploy(trigger=trigger, user=_user(request))
     return f"Trigger {name} deleted; redeploying."
 

@@ -212,6 +212,13 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
     bad.get_by_role("button", name="Save time trigger").click()
     expect(page.locator(".messages")).to_contain_text("out of range 0-23", timeout=UI)
 
+    # the row's own Delete button removes that trigger (the form names its kind)
+    page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly").get_by_role(
+        "button", name="Delete"
+    ).click()
+    expect(message(page)).to_have_text("Trigger nightly deleted; redeploying.", timeout=UI)
+    expect(page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")).to_have_count(0)
+
     def live() -> bool:
         with schema_context(world.acme.schema_name):
             return Deployment.objects.filter(function__name="ticker", state="live").exists()

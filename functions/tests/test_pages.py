@@ -171,9 +171,11 @@ def test_time_and_queue_triggers_through_the_page(world, client, hello, django_c
                              "subpath": "/", "target_kind": "draft"}, follow=True)  # fmt: skip
     assert b"The schedule is not valid" in bad.content
     with django_capture_on_commit_callbacks(execute=False):
-        client.post(page, {"action": "delete_event_trigger", "name": "nightly"})
+        client.post(page, {"action": "delete_event_trigger", "name": "orders", "kind": "time"})  # no such
+        client.post(page, {"action": "delete_event_trigger", "name": "nightly", "kind": "time"})
     with schema_context(world.acme.schema_name):
         assert list(hello.time_triggers.values_list("name", flat=True)) == []
+        assert list(hello.queue_triggers.values_list("name", flat=True)) == ["orders"]
     client.force_login(world.vera)
     viewer = client.get(page).content
     assert b'value="queue_trigger"' not in viewer

@@ -27,8 +27,12 @@ MAX_KEYS = 20
 
 
 def upcoming(cron: str, count: int = 5, after: datetime | None = None) -> list[datetime]:
-    """The next ``count`` fire times of a valid schedule (UTC)."""
-    return Schedule.parse(cron).upcoming(count, after or timezone.now())
+    """The next ``count`` fire times of a schedule (UTC); none for one no longer valid (saved
+    under an older rule): it still lists, and its data plane refuses it with the reason."""
+    try:
+        return Schedule.parse(cron).upcoming(count, after or timezone.now())
+    except InvalidSchedule:
+        return []
 
 
 def event_statuses(kind: str) -> dict[str, Any]:
@@ -97,9 +101,11 @@ def _strings(value: Any, field: str) -> dict[str, str]:
             raise ValidationFailed(
                 f"{field} keys are letters, digits, '_', '.', '-'.", detail={field: [f"{key!r}"]}
             )
-        if not isinstance(item, str) or len(item) > MAX_VALUE:
-            raise ValidationFailed(f"{field} values are strings of at most {MAX_VALUE} characters.",
-                                   detail={field: [f"{key!r}"]})  # fmt: skip
+        if not isinstance(item, str) or len(item) > MAX_VALUE or "\x00" in item:
+            raise ValidationFailed(
+                f"{field} values are strings of at most {MAX_VALUE} characters, without NUL.",
+                detail={field: [f"{key!r}"]},
+            )
     return dict(value)
 
 

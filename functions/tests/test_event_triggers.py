@@ -119,6 +119,8 @@ def test_kafka_is_refused_on_the_local_runtime_with_the_reason(world: Any, post:
         {"name": "q", "mq_type": "sqs", "topic": "t"},
         {"name": "q", "mq_type": "redis", "topic": ""},
         {"name": "q", "mq_type": "redis", "topic": "t", "max_retries": 11},
+        {"name": "q", "mq_type": "redis", "topic": "t", "metadata": {"stream": "a\u0000b"}},
+        {"name": "q", "mq_type": "redis", "topic": "t", "connection": {"password": "\u0000"}},
     ],
 )
 def test_a_bad_queue_trigger_is_400_in_the_error_shape(

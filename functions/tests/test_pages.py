@@ -180,3 +180,18 @@ def test_time_and_queue_triggers_through_the_page(world, client, hello, django_c
     viewer = client.get(page).content
     assert b'value="queue_trigger"' not in viewer
     assert b"orders" in viewer
+
+
+def test_a_nul_in_a_queue_triggers_json_is_a_message_not_an_error(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/",
+        {"action": "queue_trigger", "name": "q", "mq_type": "redis", "topic": "t", "max_retries": 1,
+         "content_type": "text/plain", "target_kind": "draft", "connection": "{}",
+         "metadata": '{"stream": "a\\u0000b"}'},
+        follow=True,
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert b"without NUL" in response.content
+    with schema_context(world.acme.schema_name):
+        assert not hello.queue_triggers.exists()

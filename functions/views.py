@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from core.errors import DomainError, NotFound
 from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors
-from functions.models import Draft, Environment, Function
+from functions.models import Draft, Environment, Function, QueueTrigger, TimeTrigger
 from functions.services import changes, deadletters, deployments, events, functions, invocations, versions
 from tenants.pages import tenant_page
 
@@ -161,8 +161,11 @@ def _queue_trigger(request: HttpRequest, function: Function) -> str:
 
 def _delete_event_trigger(request: HttpRequest, function: Function) -> str:
     name, kind = request.POST.get("name", ""), request.POST.get("kind", "")
-    triggers = {"time": function.time_triggers, "queue": function.queue_triggers}.get(kind)
-    trigger = triggers.filter(name=name).first() if triggers is not None else None
+    trigger: TimeTrigger | QueueTrigger | None = None
+    if kind == "time":
+        trigger = function.time_triggers.filter(name=name).first()
+    elif kind == "queue":
+        trigger = function.queue_triggers.filter(name=name).first()
     if trigger is None:
         raise NotFound(f"No {kind or 'such'} trigger {name!r}.")
     changes.event_trigger_delete_and_deploy(trigger=trigger, user=_user(request))

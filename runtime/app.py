@@ -90,6 +90,7 @@ class Runtime:
         count = self.store.load()
         await self.logs.start()
         await self.apply()
+        await self._forget_events()  # of namespaces deleted before a crash could forget them
         await self.dispatcher.start()  # once the functions are deployed
         loop = asyncio.get_running_loop()
         max_body = self.config.max_body_bytes
@@ -120,6 +121,7 @@ class Runtime:
     async def delete(self, key: Key) -> None:
         self.store.delete(key)
         await self.apply()
+        await self._forget_events()  # the namespace's last object may have gone
 
     async def prepare(self, namespace: str, name: str, request_id: str) -> None:
         """The specialize probe: a worker specialized for the function as its first call would have
@@ -156,16 +158,18 @@ class Runtime:
             secrets = {(s.meta.namespace, s.meta.name): s for s in self.store.items("secrets")}
             self.consumers.set_triggers(list(self.store.items("messagequeuetriggers")), secrets)
             await self.sandboxes.retain()
-            present = {key[1] for key in self.store.raw}
-            for namespace in self.packages.namespaces() - present:
+            for namespace in self.packages.namespaces() - self._namespaces():
                 self.packages.remove_namespace(namespace)
-            await self._forget_events(present)
 
-    async def _forget_events(self, present: set[str]) -> None:
+    def _namespaces(self) -> set[str]:
+        """The namespaces that hold at least one object."""
+        return {key[1] for key in self.store.raw}
+
+    async def _forget_events(self) -> None:
         """A namespace with no object left (its tenant was deleted) keeps no queued event and no
         dead letter: a tenant created later under the same name must not see them."""
         try:
-            for namespace in await self.invocations.known_namespaces() - present:
+            for namespace in await self.invocations.known_namespaces() - self._namespaces():
                 log.info("namespace %s is gone: dropped its asynchronous invocations (%d keys)",
                          namespace, await self.invocations.drop_namespace(namespace))  # fmt: skip
         except AsyncUnavailable as exc:

@@ -240,6 +240,13 @@ class Function:
     requests_per_pod: int
     memory_limit: int | None
 
+    @property
+    def capacity(self) -> int:
+        """Calls it takes at once before its executor refuses (poolmgr: ``concurrency`` workers) or
+        queues (newdeploy: ``MaxScale`` workers) more, each worker ``requestsPerPod`` of them."""
+        workers = self.concurrency if self.executor == "poolmgr" else self.max_scale
+        return max(1, workers * self.requests_per_pod)
+
 
 _STRATEGY = "spec.InvokeStrategy.ExecutionStrategy"
 

@@ -29,7 +29,7 @@ from runtime.events.queues.delivery import KEDA_HEADERS, NATS_HEADERS, Delivery,
 from runtime.events.queues.nats import go_duration
 from runtime.executor import Executor
 from runtime.http import Response
-from runtime.objects import MessageQueueTrigger, Meta, Secret
+from runtime.objects import Function, MessageQueueTrigger, Meta, Secret
 
 NS = "faas-acme"
 
@@ -150,8 +150,10 @@ class FakeExecutor:
         self.answer = answer
         self.calls: list[tuple[bytes, dict[bytes, bytes]]] = []
         self.quotas = SimpleNamespace(enter=lambda namespace: True, leave=lambda namespace: None)
-        spec = SimpleNamespace(meta=Meta(NS, "fn", "7", "uid-fn"), executor="poolmgr", concurrency=1,
-                               requests_per_pod=3, max_scale=1)  # fmt: skip
+        spec = Function(meta=Meta(NS, "fn", "7", "uid-fn"), environment="python", package="fn",
+                        package_version="1", entrypoint="main", executor="poolmgr", min_scale=0, max_scale=1,
+                        timeout=60, idle_timeout=120, concurrency=1, requests_per_pod=3,
+                        memory_limit=None)  # fmt: skip
         self.deployables = {(NS, "fn"): SimpleNamespace(function=spec)}
 
     async def call(self, key: Any, method: str, target: bytes, headers: list[tuple[bytes, bytes]],

@@ -253,7 +253,4 @@ def capacity_of(store: Store, namespace: str, function: str) -> int:
 def capacity_from(parsed: object) -> int:
     """How many calls a Function takes at once before its executor refuses (poolmgr) or queues
     (newdeploy) more; 1 for a function that is gone or unreadable (its events fail anyway)."""
-    if not isinstance(parsed, Function):
-        return 1
-    workers = parsed.concurrency if parsed.executor == "poolmgr" else parsed.max_scale
-    return max(1, workers * parsed.requests_per_pod)
+    return parsed.capacity if isinstance(parsed, Function) else 1

@@ -88,11 +88,7 @@ def reconnect_delay(failures: int) -> float:
 def capacity(executor: Executor, namespace: str, function: str) -> int:
     """How many calls the function takes at once (1 while it is not deployed)."""
     deployable = executor.deployables.get((namespace, function))
-    if deployable is None:
-        return 1
-    spec = deployable.function
-    workers = spec.concurrency if spec.executor == "poolmgr" else spec.max_scale
-    return max(1, workers * spec.requests_per_pod)
+    return 1 if deployable is None else deployable.function.capacity
 
 
 class Slots:

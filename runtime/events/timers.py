@@ -28,8 +28,10 @@ Guarantees (each has a test in runtime/tests/test_timers.py):
   publisher sends one request at a time per trigger and queues the rest, so a function slower
   than its schedule builds a backlog there; here it does not.
 - **On time.** Each tick is computed from the schedule (never by adding periods, so nothing
-  drifts) and slept for on the wall clock, re-checked after every wake-up; ``lastFire.lateMs``
-  says how late the call started.
+  drifts), the next one before the tick comes, and waited for on the wall clock by one
+  ``TickClock`` for every trigger: it wakes within tens of microseconds of the tick (the event
+  loop alone is a millisecond or two late) and starts the calls of every trigger due then before
+  anything else runs. ``lastFire.lateMs`` says how late the call started.
 
 Also different from Fission on purpose: Fission retries a fire that got 404 or no answer up to
 10 times (a route can lag behind its trigger there); here a route never lags, and a refusal
@@ -43,6 +45,7 @@ Fission's timer calls, on path ``/fission-function/<function>``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -51,6 +54,8 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,12 +222,69 @@ async def _sleep_until(when: float) -> None:
         await asyncio.sleep(min(delay, MAX_SLEEP))
 
 
+def _block_until(when: float) -> None:
+    while (delay := when - time.time()) > 0:
+        time.sleep(delay)
+
+
+class TickClock:
+    """Wakes everything due on a tick together and on time: the event loop's timers have a
+    millisecond's resolution (uvloop's woke 0-2.5 ms late here), so the loop sleeps until
+    ``PRECISE`` before the tick and a thread of its own sleeps the rest (``time.sleep``: tens of
+    microseconds late). At the tick, every waiter's ``on_tick`` runs first, in the order they
+    came, then the waiters wake: the calls of a hundred triggers on one second are started before
+    any schedule computes its next tick."""
+
+    PRECISE = 0.005
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[tuple[asyncio.Future[float], Callable[[float], None] | None]]] = {}
+        self._wakers: set[asyncio.Task[None]] = set()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tick-clock")
+
+    async def at(self, tick: int, on_tick: Callable[[float], None] | None = None) -> float:
+        """Wait until wall-clock second ``tick``; ``on_tick(now)`` runs at it unless this wait was
+        cancelled first. Returns the moment (epoch seconds) it woke."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        if tick not in self._due:
+            self._due[tick] = []
+            waker = loop.create_task(self._wake(tick), name=f"tick {tick}")
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
+        self._due[tick].append((future, on_tick))
+        return await future
+
+    async def _wake(self, tick: int) -> None:
+        try:
+            await _sleep_until(tick - self.PRECISE)
+            await asyncio.get_running_loop().run_in_executor(self._thread, _block_until, tick)
+        finally:
+            now = time.time()
+            for future, on_tick in self._due.pop(tick, []):
+                if future.done():  # its wait was cancelled: the trigger changed or went
+                    continue
+                if on_tick is not None:
+                    try:
+                        on_tick(now)
+                    except Exception:
+                        log.exception("timer: a tick's action failed")
+                future.set_result(now)
+
+    async def close(self) -> None:
+        for waker in list(self._wakers):
+            waker.cancel()
+        await asyncio.gather(*self._wakers, return_exceptions=True)
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
 class Timers:
     """The runtime's time triggers: ``set_triggers`` from ``Runtime.apply``, ``stop`` at exit."""
 
     def __init__(self, executor: Executor, directory: Path) -> None:
         self.executor = executor
         self.store = TickStore(directory)
+        self.clock = TickClock()
         self.timers: dict[Key, _Timer] = {}
         self._swept = False
 
@@ -278,6 +340,7 @@ class Timers:
         await asyncio.gather(*tasks, return_exceptions=True)
         claims = [t.claiming for t in timers if t.claiming is not None]
         await asyncio.gather(*claims, return_exceptions=True)  # a claim being written lands first
+        await self.clock.close()
         for timer in timers:
             timer.state.claimed = timer.settled
         await asyncio.to_thread(self._save_all, [asdict(t.state) for t in timers])
@@ -330,13 +393,12 @@ class Timers:
             timer.next_tick = tick
             await _sleep_until(tick - CLAIM_LEAD)
             claimed = await self._claim(timer, tick)
-            await _sleep_until(tick)
-            now = time.time()
-            if claimed:
-                self._fire(timer, tick, now)
-            else:
+            following = _next_tick(schedule, tick)  # now, so that at the tick only the call starts
+            fire = functools.partial(self._fire, timer, tick) if claimed else None
+            now = await self.clock.at(tick, fire)
+            if not claimed:
                 timer.settled = tick
-            tick = self._after(timer, schedule, tick, now)
+            tick = self._after(timer, schedule, tick, now, following)
 
     def _resume(self, timer: _Timer, schedule: Schedule) -> int:
         """The first tick to fire: after now and after every tick that has come. Ticks that fell
@@ -354,9 +416,9 @@ class Timers:
         timer.settled = math.floor(after)
         return _next_tick(schedule, after)
 
-    def _after(self, timer: _Timer, schedule: Schedule, tick: int, now: float) -> int:
-        """The tick after ``tick``; ticks that passed while the loop was held up are missed."""
-        following = _next_tick(schedule, tick)
+    def _after(self, timer: _Timer, schedule: Schedule, tick: int, now: float, following: int) -> int:
+        """The tick after ``tick`` (``following``) unless it has passed while the loop was held up:
+        then every tick that passed is missed, and the next is the first after ``now``."""
         if following > now:
             return following
         missed = schedule.count_between(_moment(tick), _moment(now), MISSED_LIMIT)

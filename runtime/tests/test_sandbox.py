@@ -88,6 +88,12 @@ def other_worker(tenants: Tenants, namespace: str) -> int:
 # ------------------------------------------------------------------ identity and processes
 
 
+def test_workers_are_batch_scheduled_so_a_request_never_preempts_the_runtime(tenants: Tenants) -> None:
+    """runtime.worker.zygote._batch_scheduling: inherited by every worker, in a sandbox too."""
+    for namespace in (A, B):
+        assert os.sched_getscheduler(other_worker(tenants, namespace)) == os.SCHED_BATCH
+
+
 def test_each_tenant_runs_as_its_own_unprivileged_uid_with_no_capabilities(tenants: Tenants) -> None:
     seen = {ns: tenants.probe(ns, {"me": ["identity"]})["me"]["value"] for ns in (A, B)}
 

@@ -418,3 +418,47 @@ def test_the_store_writes_atomically_and_sweeps_what_is_gone(tmp_path):
     store.sweep({"a"})
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert store.path("../../etc/passwd").parent == tmp_path
+
+
+# ------------------------------------------------------------------ the tick clock
+
+
+async def test_the_clock_runs_every_action_of_a_tick_before_any_waiter_wakes():
+    clock, seen = timers_module.TickClock(), []
+    tick = int(time.time()) + 1
+
+    async def wait(name: str) -> None:
+        moment = await clock.at(tick, lambda now: seen.append(("act", name, now)))
+        seen.append(("woke", name, moment))
+
+    await asyncio.gather(*(wait(name) for name in "abc"))
+    await clock.close()
+    assert [(kind, name) for kind, name, _ in seen] == [
+        ("act", "a"), ("act", "b"), ("act", "c"), ("woke", "a"), ("woke", "b"), ("woke", "c"),
+    ]  # fmt: skip
+    assert len({moment for _, _, moment in seen}) == 1  # one moment for the whole tick
+    assert seen[0][2] >= tick  # never early
+
+
+async def test_a_cancelled_wait_runs_nothing_at_its_tick_and_the_others_still_do():
+    clock, acted = timers_module.TickClock(), []
+    tick = int(time.time()) + 1
+    cancelled = asyncio.create_task(clock.at(tick, lambda now: acted.append("cancelled")))
+    kept = asyncio.create_task(clock.at(tick, lambda now: acted.append("kept")))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    assert await kept >= tick
+    await clock.close()
+    assert acted == ["kept"]
+    assert cancelled.cancelled()
+
+
+async def test_a_tick_already_past_wakes_at_once_and_an_action_that_fails_wakes_its_waiter():
+    clock = timers_module.TickClock()
+
+    def fail(now: float) -> None:
+        raise RuntimeError("boom")
+
+    moment = await clock.at(int(time.time()) - 5, fail)
+    await clock.close()
+    assert moment <= time.time()

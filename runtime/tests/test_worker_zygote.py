@@ -29,7 +29,8 @@ INSPECT = {
         import os
 
         def main():
-            return {"env": dict(os.environ), "cwd": os.getcwd(), "sid": os.getsid(0), "pid": os.getpid()}
+            return {"env": dict(os.environ), "cwd": os.getcwd(), "sid": os.getsid(0), "pid": os.getpid(),
+                    "batch": os.sched_getscheduler(0) == os.SCHED_BATCH}
     """
 }
 
@@ -67,6 +68,7 @@ def test_child_runs_in_its_own_session_with_exactly_the_given_environment(harnes
     assert seen["cwd"] == str(harness.root)
     assert seen["pid"] == pid
     assert seen["sid"] == pid  # os.setsid(): a session (and process group) of its own
+    assert seen["batch"] is True  # SCHED_BATCH, the zygote's (zygote._batch_scheduling)
     assert os.environ.get("PORTAL_SECRET_KEY")  # the zygote had more (the suite sets it)
     assert os.stat(path).st_mode & 0o777 == 0o600  # only our user may connect (and run code)
 

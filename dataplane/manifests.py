@@ -9,11 +9,14 @@ an object that validates against ``shared/fission-crds`` (Fission v1.27.0) and p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from runtime.objects import ENVIRONMENT_VARIABLES_ANNOTATION
 from runtime.schedule import InvalidSchedule, Schedule
 
 API_VERSION = "fission.io/v1"
@@ -28,6 +31,9 @@ PYTHON_VERSION_ANNOTATION = "faas-portal.io/python-version"
 # runtime's runtime/events/asynchronous.py); Fission itself ignores them.
 ASYNC_RETRIES_ANNOTATION = "faas-portal.io/async-retries"
 ASYNC_MAX_EVENT_AGE_ANNOTATION = "faas-portal.io/async-max-event-age"
+# A ConfigMap so marked (runtime.objects, its home) holds its Function's environment variables
+# (environment_variables_manifest); the Function carries their digest, so that it changes with them.
+ENVIRONMENT_VARIABLES_SHA256_ANNOTATION = "faas-portal.io/environment-variables-sha256"
 _PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
 
 # Set explicitly: an Environment created through the API without it gets 0 in Fission 1.27
@@ -86,6 +92,7 @@ class FunctionSpec:
     cpu_millis: int | None
     async_retries: int = 2
     async_max_event_age_s: int = 21600
+    environment_variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -333,7 +340,7 @@ def function_manifest(
         "concurrency": fn.concurrency,
         "requestsPerPod": fn.requests_per_pod,
         "secrets": [],
-        "configmaps": [],
+        "configmaps": [_ref(namespace, environment_variables_name(name))] if fn.environment_variables else [],
     }
     if limits := resources(fn.memory_mb, fn.cpu_millis):
         spec["resources"] = limits
@@ -343,6 +350,9 @@ def function_manifest(
         ASYNC_RETRIES_ANNOTATION: str(fn.async_retries),
         ASYNC_MAX_EVENT_AGE_ANNOTATION: str(fn.async_max_event_age_s),
     }
+    if fn.environment_variables:  # the Function changes with its variables: workers re-specialize
+        digest = hashlib.sha256(json.dumps(dict(fn.environment_variables), sort_keys=True).encode())
+        metadata["annotations"][ENVIRONMENT_VARIABLES_SHA256_ANNOTATION] = digest.hexdigest()
     return _object("Function", metadata, spec)
 
 
@@ -365,7 +375,27 @@ def version_manifests(
     name = fission_name(function, version)
     package = package_manifest(namespace, name, fn.environment, archive, tenant=tenant, function=function)
     func = function_manifest(namespace, name, fn, name, archive.sha256[:12], tenant=tenant, function=function)
-    return [package, func]
+    if not fn.environment_variables:
+        return [package, func]
+    variables = environment_variables_manifest(namespace, name, fn.environment_variables, tenant=tenant,
+                                               function=function)  # fmt: skip
+    return [package, variables, func]
+
+
+def environment_variables_name(function_object: str) -> str:
+    """The ConfigMap holding Function ``function_object``'s environment variables."""
+    return f"{function_object}-env"
+
+
+def environment_variables_manifest(namespace: str, function_object: str, variables: Mapping[str, str], *,
+                                   tenant: str | None = None, function: str) -> dict[str, Any]:  # fmt: skip
+    """The ConfigMap of Function ``function_object``'s environment variables, marked
+    ``ENVIRONMENT_VARIABLES_ANNOTATION``: the local runtime puts its data in the function's
+    process environment; Fission mounts it as files (/configs/<namespace>/<name>/<NAME>)."""
+    name = environment_variables_name(function_object)
+    metadata = _metadata(namespace, name, labels(tenant=_tenant(namespace, tenant), function=function))
+    metadata["annotations"] = {ENVIRONMENT_VARIABLES_ANNOTATION: "true"}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(variables)}
 
 
 # --- HTTPTrigger -----------------------------------------------------------------------------------
@@ -594,6 +624,7 @@ def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
         return [
             ("Environment", spec["environment"]["name"]),
             ("Package", spec["package"]["packageref"]["name"]),
+            *(("ConfigMap", ref["name"]) for ref in spec.get("configmaps") or []),
         ]
     if obj["kind"] in ("TimeTrigger", "MessageQueueTrigger"):
         return [("Function", spec["functionref"]["name"])]

@@ -1,4 +1,4 @@
-"""A function's settings (executor, scaling, timeouts, resources), declared once.
+"""A function's settings (executor, scaling, timeouts, resources, environment variables), declared once.
 
 Everything else is derived from SETTINGS: the model fields and their validation
 (``model_field``), the API fields (``serializer_fields``), the settings form (``form_fields``),
@@ -13,15 +13,18 @@ setting existed still loads, deploys and shows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField
+from runtime.worker import environment
 
 # 1: the keys of FunctionSpec as of the first release (no "config_version" stored).
 # 2: "config_version" stored; settings missing from a stored config take their defaults.
@@ -31,6 +34,88 @@ entrypoint_validator = RegexValidator(
     r"^([A-Za-z_][A-Za-z0-9_]*)?(\.[A-Za-z_][A-Za-z0-9_]*)*$",
     "Use '' (main.main), 'func' (main.func) or 'package.module.func'.",
 )
+
+
+# Environment variables: the runtime's rules (runtime/worker/environment.py: POSIX names, some
+# reserved for the platform, no NUL) and the portal's limits, Lambda's: names of at most 128
+# characters, 4 KiB of names and values in all.
+ENV_NAME_MAX = 128
+ENV_MAX_BYTES = 4096
+
+
+def check_environment_variables(value: object) -> dict[str, str]:
+    """``value`` as environment variables (a dict of str to str), or ValidationError saying what
+    is wrong with which variable. The model, the API and the form call it."""
+    if not isinstance(value, Mapping):
+        raise ValidationError("Give an object of names to values.")
+    errors = [reason for name, text in value.items() if (reason := _variable_error(name, text))]
+    if not errors and _env_bytes(value) > ENV_MAX_BYTES:
+        errors.append(f"Names and values take {_env_bytes(value)} bytes in all; at most {ENV_MAX_BYTES}.")
+    if errors:
+        raise ValidationError(errors)
+    return dict(value)
+
+
+def _variable_error(name: object, text: object) -> str | None:
+    if isinstance(name, str) and len(name) > ENV_NAME_MAX:
+        return f"{name[:20]}...: a name has at most {ENV_NAME_MAX} characters."
+    reason = environment.problem(name, text)
+    return None if reason is None else f"{reason}."
+
+
+def _env_bytes(value: Mapping[str, str]) -> int:
+    return sum(len(name.encode()) + len(text.encode()) for name, text in value.items())
+
+
+def environment_variables_text(value: Mapping[str, str]) -> str:
+    """``NAME=value`` lines by name, the form's text for ``value`` (PostgreSQL's jsonb keeps no order)."""
+    return "\n".join(f"{name}={value[name]}" for name in sorted(value))
+
+
+def parse_environment_variables_text(text: str) -> dict[str, str]:
+    """The form's ``NAME=value`` lines (blank lines skipped) as a dict; ValidationError naming a
+    line without '=' or a name given twice. The values are then checked as any others."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValidationError(f"Line {number}: write NAME=value.")
+        if name in found:
+            raise ValidationError(f"Line {number}: {name} is given twice.")
+        found[name] = value
+    return check_environment_variables(found)
+
+
+class EnvironmentVariablesFormField(forms.CharField):
+    """``NAME=value`` lines in a textarea; cleans to a dict."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
+        super().__init__(widget=widget, strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return environment_variables_text(value) if isinstance(value, Mapping) else value
+
+    def clean(self, value: Any) -> dict[str, str]:
+        return parse_environment_variables_text(str(super().clean(value) or ""))
+
+
+class EnvironmentVariablesField(serializers.DictField):
+    """The API's environment variables: an object of names to string values."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.CharField(allow_blank=True, trim_whitespace=False), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError("Give an object of names to values.")
+        try:
+            return check_environment_variables(data)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
 
 
 class Executor(models.TextChoices):
@@ -45,17 +130,22 @@ class Setting:
 
     name: str
     label: str
-    default: int | str | None
+    default: int | str | dict[str, str] | None
     minimum: int | None = None
     maximum: int | None = None
     max_length: int | None = None
     choices: tuple[tuple[str, str], ...] = ()
     validators: tuple[RegexValidator, ...] = ()
     small: bool = False  # stored as a PositiveSmallIntegerField
+    mapping: bool = False  # environment variables: names to values (check_environment_variables)
 
     @property
     def is_text(self) -> bool:
         return self.max_length is not None
+
+    def fresh_default(self) -> Any:
+        """The default, a new dict for a mapping (never one shared by every function)."""
+        return dict(self.default) if isinstance(self.default, dict) else self.default
 
     def bounds(self) -> list[MinValueValidator | MaxValueValidator]:
         found: list[MinValueValidator | MaxValueValidator] = []
@@ -83,6 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     # old an event may get in the queue before it goes to the dead letters unrun.
     Setting("async_retries", "Async retries", 2, minimum=0, maximum=2, small=True),
     Setting("async_max_event_age_s", "Async max event age (s)", 21600, minimum=60, maximum=21600),
+    # Delivered to the function's process (runtime) or as a ConfigMap (Kubernetes): docs/configuration.md.
+    Setting("environment_variables", "Environment variables", {}, mapping=True),
 )
 NAMES = tuple(setting.name for setting in SETTINGS)
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -91,6 +183,8 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 def model_field(name: str) -> Any:
     """The model field of setting ``name``, with its default and validation."""
     setting = _BY_NAME[name]
+    if setting.mapping:
+        return models.JSONField(default=dict, blank=True, validators=[check_environment_variables])
     if setting.is_text:
         return models.CharField(
             max_length=setting.max_length or 0, default=setting.default, blank=not setting.choices,
@@ -108,6 +202,8 @@ def serializer_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
 
 
 def _serializer_field(setting: Setting) -> serializers.Field[Any, Any, Any, Any]:
+    if setting.mapping:
+        return EnvironmentVariablesField(required=False)
     if setting.choices:
         return serializers.ChoiceField(choices=list(setting.choices), required=False)
     if setting.is_text:
@@ -128,6 +224,9 @@ def form_fields() -> dict[str, forms.Field]:
 
 
 def _form_field(setting: Setting) -> forms.Field:
+    if setting.mapping:
+        return EnvironmentVariablesFormField(required=False, label=setting.label,
+                                             help_text="NAME=value, one per line.")  # fmt: skip
     if setting.choices:
         return forms.ChoiceField(choices=list(setting.choices), label=setting.label)
     if setting.is_text:
@@ -157,4 +256,4 @@ def thawed(config: dict[str, Any]) -> dict[str, Any]:
     """The settings of a stored configuration of any version: a setting it lacks gets its
     default, a key no longer known is dropped. ``name`` and ``environment`` pass through."""
     known: dict[str, Any] = {key: config[key] for key in ("name", "environment") if key in config}
-    return {**known, **{s.name: config.get(s.name, s.default) for s in SETTINGS}}
+    return {**known, **{s.name: config[s.name] if s.name in config else s.fresh_default() for s in SETTINGS}}

@@ -58,6 +58,7 @@ class Function(models.Model):
     cpu_millis = config.model_field("cpu_millis")
     async_retries = config.model_field("async_retries")
     async_max_event_age_s = config.model_field("async_max_event_age_s")
+    environment_variables = config.model_field("environment_variables")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,4 +1,9 @@
-"""The runtime process: store, packages, zygote, executor, router, control API, log collector."""
+"""The runtime process: store, packages, zygote, executor, router, control API, log collector.
+
+A function is deployed (``Runtime._deployables``) once its environment, its package (fetched) and
+every ConfigMap it references are there; until then it is not deployable (a call gets 502, the
+specialize probe 404), and it becomes deployable as soon as the missing object is applied.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from runtime.http import ServerProtocol
 from runtime.interpreters import installed
 from runtime.logs import LogCollector
 from runtime.objects import (
+    ConfigMap,
     Environment,
     Function,
     HTTPTrigger,
@@ -129,7 +135,8 @@ class Runtime:
         exist or is not deployed (its package or environment is missing or could not be fetched)."""
         self.store.get(("functions", namespace, name))
         if (namespace, name) not in self.executor.deployables:
-            raise NotFound(f"function {namespace}/{name} is not deployed: no package or environment to run")
+            raise NotFound(f"function {namespace}/{name} is not deployed: its package, environment or a"
+                           " ConfigMap it references is missing")  # fmt: skip
         await self.executor.prepare((namespace, name), request_id)
 
     def event_status(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -192,15 +199,30 @@ class Runtime:
             namespace = function.meta.namespace
             package = self.store.parsed.get(("packages", namespace, function.package))
             environment = by_env.get((namespace, function.environment))
-            if not isinstance(package, Package) or environment is None:
-                continue  # not servable yet: its package or environment is missing
+            variables = self._variables(function)
+            if not isinstance(package, Package) or environment is None or variables is None:
+                continue  # not servable yet: its package, environment or a ConfigMap is missing
             try:
                 path = await self.packages.materialize(package.deployment, namespace)
             except PackageUnavailable as exc:
                 log.error("function %s/%s: %s", namespace, function.meta.name, exc.message)
                 continue
-            result.append(Deployable(function=function, environment=environment, code_path=path))
+            result.append(Deployable(function=function, environment=environment, code_path=path,
+                                     variables=variables))  # fmt: skip
         return result
+
+    def _variables(self, function: Function) -> dict[str, str] | None:
+        """The function's environment variables: the data of the ConfigMaps it references that hold
+        some, a later reference's value winning (as Kubernetes' envFrom); None while one it
+        references is missing (it may hold some: the function waits for it, as for its package)."""
+        variables: dict[str, str] = {}
+        for name in function.configmaps:
+            configmap = self.store.parsed.get(("configmaps", function.meta.namespace, name))
+            if not isinstance(configmap, ConfigMap):
+                return None
+            if configmap.environment_variables:
+                variables.update(configmap.data)
+        return variables
 
     async def stop(self) -> None:
         for server in self.servers:

@@ -1,11 +1,15 @@
 """The control API: Kubernetes-style paths for fission.io/v1 objects and for the core/v1
-ResourceQuota and LimitRange of a namespace, bearer-token protected.
+ResourceQuota, LimitRange, Secret and ConfigMap of a namespace, and its NetworkPolicies,
+bearer-token protected.
 
-``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]``,
-``/api/v1/namespaces/<ns>/{resourcequotas,limitranges}[/<name>]`` and
+``/apis/fission.io/v1/namespaces/<ns>/<plural>[/<name>]`` (environments, packages, functions,
+httptriggers, timetriggers, messagequeuetriggers),
+``/api/v1/namespaces/<ns>/{resourcequotas,limitranges,secrets,configmaps}[/<name>]`` and
 ``/apis/networking.k8s.io/v1/namespaces/<ns>/networkpolicies[/<name>]``: GET (read, list), POST
 (create), PUT (replace), DELETE. Errors use the portal's shape: ``{"error": {code, message, detail}}``.
-An HTTPTrigger must route under its namespace's tenant (``runtime.tenancy``), else 422.
+An HTTPTrigger must route under its namespace's tenant (``runtime.tenancy``), else 422. A
+ConfigMap of environment variables (``runtime.objects``) with a name the platform keeps
+(``PATH``, ``FISSION_...``) is a 422 naming ``data.<NAME>``.
 ``POST /apis/fission.io/v1/namespaces/<ns>/functions/<name>/specialize`` is the specialize probe:
 the function gets a worker specialized for it without being called (see ``specialize``).
 ``/metrics`` (Prometheus) and ``/healthz`` need no token.

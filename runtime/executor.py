@@ -1,6 +1,12 @@
 """Executors: poolmgr (warm generic workers per environment, specialized on first call) and
 newdeploy (dedicated workers between MinScale and MaxScale), with Fission's semantics.
 
+A function's environment variables reach its worker with its specialization, for both executors
+(a poolmgr worker is already running, generic, when it is chosen): the worker sets them before
+it imports the function (``runtime.worker.environment``). They are part of the function's
+``Deployable.signature``, so a change of them retires its workers and the next call runs with
+the new values.
+
 Everything runs on the runtime's event loop; no locks are needed because no ``await``
 sits between reading and updating a worker's counters, nor between admitting a worker
 against its namespace's quota and counting it (``spawning``, then ``workers``).
@@ -60,11 +66,13 @@ class LoadFailed(Unavailable):
 
 @dataclass(frozen=True)
 class Deployable:
-    """A function ready to run: its spec plus where its code is and its environment."""
+    """A function ready to run: its spec plus where its code is, its environment, and its
+    environment variables (from the ConfigMaps it references)."""
 
     function: Function
     environment: Environment
     code_path: Path
+    variables: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> FnKey:
@@ -82,6 +90,7 @@ class Deployable:
             f.requests_per_pod,
             f.executor,
             self.environment.python,  # its workers come from a zygote of that interpreter
+            tuple(sorted(self.variables.items())),  # set once, at specialization
         )
 
 
@@ -344,6 +353,7 @@ class Executor:
             "concurrency": function.requests_per_pod,
             "memory_bytes": memory if worker.cgroup is None else None,
             "app_log_twice": self.app_log_twice,
+            "environment_variables": deployable.variables,  # in os.environ before the import
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, request_id.encode())]

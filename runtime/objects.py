@@ -1,10 +1,16 @@
-"""Fission objects (fission.io/v1), plus the core/v1 ResourceQuota and LimitRange of a tenant's
-namespace, as the runtime understands them, parsed and validated.
+"""Fission objects (fission.io/v1), plus the core/v1 ResourceQuota, LimitRange, Secret and
+ConfigMap of a tenant's namespace, as the runtime understands them, parsed and validated.
 
 Validation follows the CRDs in shared/fission-crds and FISSION.md section 1; every error
 names the field (``spec.functionref.functionweights``) so a caller knows what to fix.
 An Environment also names the Python version its workers run, which must be one this runtime
 has (``runtime.interpreters``; docs/runtimes.md).
+
+A ConfigMap annotated ``ENVIRONMENT_VARIABLES_ANNOTATION: "true"`` holds environment variables:
+the functions that reference it (``spec.configmaps``, in their own namespace) find its ``data`` in
+their ``os.environ``. Its names and values must follow ``runtime.worker.environment``'s rules
+(POSIX names, none of the platform's such as ``PATH``, no NUL), else it is refused (422). Any
+other ConfigMap is only stored.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from runtime import interpreters
 from runtime.errors import InvalidObject
 from runtime.sandbox.network import Grant
 from runtime.schedule import InvalidSchedule, Schedule
+from runtime.worker.environment import problem as variable_problem
 
 API_VERSION = "fission.io/v1"
 KINDS = {
@@ -30,9 +37,11 @@ KINDS = {
     "timetriggers": "TimeTrigger",
     "messagequeuetriggers": "MessageQueueTrigger",
 }
-# Served under /api/v1: the namespace's quota, which the executor and router enforce, and the
-# Secrets a MessageQueueTrigger takes its broker connection from.
-CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange", "secrets": "Secret"}
+# Served under /api/v1: the namespace's quota, which the executor and router enforce, the
+# Secrets a MessageQueueTrigger takes its broker connection from, and the ConfigMaps that hold
+# functions' environment variables.
+CORE_KINDS = {"resourcequotas": "ResourceQuota", "limitranges": "LimitRange", "secrets": "Secret",
+              "configmaps": "ConfigMap"}  # fmt: skip
 # Served under /apis/networking.k8s.io/v1: what the namespace's sandbox may reach.
 NETWORKING_KINDS = {"networkpolicies": "NetworkPolicy"}
 NETWORKING_API_VERSION = "networking.k8s.io/v1"
@@ -118,11 +127,33 @@ def parse_meta(obj: dict[str, Any], namespace: str, kind: str, api_version: str 
 
 
 def _same_namespace_ref(obj: dict[str, Any], path: str, namespace: str) -> str:
-    name = _name(_required(obj, f"{path}.name", str), f"{path}.name")
-    ref_namespace = _get(obj, f"{path}.namespace", str, namespace)
-    if ref_namespace != namespace:
+    return _reference(_get(obj, path, dict, {}), path, namespace)
+
+
+def _reference(ref: dict[str, Any], path: str, namespace: str) -> str:
+    """The name of the ``{namespace, name}`` reference ``ref`` at ``path``; 422 unless it is in
+    ``namespace`` (the namespace left out means it)."""
+    name, ref_namespace = ref.get("name"), ref.get("namespace")
+    for key, value in (("name", name), ("namespace", ref_namespace)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidObject(f"{path}.{key} must be of type str", field=f"{path}.{key}")
+    if not name:
+        raise InvalidObject(f"{path}.name is required", field=f"{path}.name")
+    if ref_namespace not in (None, namespace):
         raise InvalidObject(f"{path}.namespace must be the object's own namespace", field=f"{path}.namespace")
-    return name
+    return _name(name, f"{path}.name")
+
+
+def _references(obj: dict[str, Any], path: str, namespace: str) -> tuple[str, ...]:
+    """The names a list of references at ``path`` (``spec.configmaps``) names, in its order, each
+    checked as ``_reference`` checks one; () when absent."""
+    names = []
+    for index, ref in enumerate(_get(obj, path, list, [])):
+        item = f"{path}[{index}]"
+        if not isinstance(ref, dict):
+            raise InvalidObject(f"{item} must be an object with a name", field=item)
+        names.append(_reference(ref, item, namespace))
+    return tuple(names)
 
 
 # The Python version an Environment runs ("3.12"), as the portal's manifests annotate it.
@@ -239,6 +270,9 @@ class Function:
     concurrency: int
     requests_per_pod: int
     memory_limit: int | None
+    # Its ConfigMaps (spec.configmaps, its own namespace), in order: those holding environment
+    # variables give it theirs, a later one's value winning (as Kubernetes' envFrom).
+    configmaps: tuple[str, ...] = ()
 
     @property
     def capacity(self) -> int:
@@ -301,6 +335,7 @@ def parse_function(obj: dict[str, Any], namespace: str) -> Function:
     return Function(
         meta=meta, environment=environment, package=package, package_version=version,
         entrypoint=entrypoint, memory_limit=memory, **_strategy(obj), **_function_limits(obj),
+        configmaps=_references(obj, "spec.configmaps", namespace),
     )  # fmt: skip
 
 
@@ -491,6 +526,84 @@ def parse_secret(obj: dict[str, Any], namespace: str) -> Secret:
     return Secret(meta=meta, data=data)
 
 
+# A ConfigMap so annotated ("true") holds the environment variables of the functions that
+# reference it (module docstring); the portal also annotates those Functions with the variables'
+# digest, which the runtime does not need (it compares the variables themselves).
+ENVIRONMENT_VARIABLES_ANNOTATION = "faas-portal.io/environment-variables"
+# Kubernetes' bounds of a ConfigMap: its keys, and the size of its data and binaryData together.
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+MAX_CONFIGMAP_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    """A core/v1 ConfigMap: ``data`` (text) and ``binaryData`` (base64-decoded). When
+    ``environment_variables``, ``data`` are environment variables, checked as such."""
+
+    meta: Meta
+    data: dict[str, str] = field(default_factory=dict)
+    binary_data: dict[str, bytes] = field(default_factory=dict, repr=False)
+    environment_variables: bool = False
+
+
+def _marked_as_variables(obj: dict[str, Any]) -> bool:
+    path = f"metadata.annotations[{ENVIRONMENT_VARIABLES_ANNOTATION}]"
+    value = _get(obj, "metadata.annotations", dict, {}).get(ENVIRONMENT_VARIABLES_ANNOTATION)
+    if value not in (None, "true", "false"):
+        raise InvalidObject(f'{path} must be "true" or "false"', field=path)
+    return value == "true"
+
+
+def _configmap_entries(obj: dict[str, Any], path: str) -> dict[str, Any]:
+    """``data`` or ``binaryData``: keys as Kubernetes allows them, values strings."""
+    entries = _get(obj, path, dict, {})
+    for key, value in entries.items():
+        where = f"{path}.{key}"
+        if not _CONFIGMAP_KEY.fullmatch(key) or key in (".", ".."):
+            raise InvalidObject(f"{path} keys must be letters, digits, '-', '_' or '.'", field=where)
+        if not isinstance(value, str):
+            raise InvalidObject(f"{path} values must be strings", field=where)
+    return dict(entries)
+
+
+def _binary_data(obj: dict[str, Any]) -> dict[str, bytes]:
+    decoded = {}
+    for key, value in _configmap_entries(obj, "binaryData").items():
+        try:
+            decoded[key] = base64.b64decode(value, validate=True)
+        except ValueError:
+            where = f"binaryData.{key}"
+            raise InvalidObject("binaryData values must be base64 strings", field=where) from None
+    return decoded
+
+
+def _check_variables(data: dict[str, str], binary_data: dict[str, bytes]) -> None:
+    """Each entry of an environment variables ConfigMap is a variable a function may have."""
+    if binary_data:
+        raise InvalidObject("environment variables are text: give them in data, not binaryData",
+                            field="binaryData")  # fmt: skip
+    for name, value in data.items():
+        reason = variable_problem(name, value)
+        if reason is not None:
+            raise InvalidObject(f"data.{name}: {reason}", field=f"data.{name}")
+
+
+def parse_configmap(obj: dict[str, Any], namespace: str) -> ConfigMap:
+    meta = parse_meta(obj, namespace, "ConfigMap", CORE_API_VERSION)
+    data, binary_data = _configmap_entries(obj, "data"), _binary_data(obj)
+    both = sorted(data.keys() & binary_data.keys())
+    if both:
+        raise InvalidObject("a key may be in data or in binaryData, not both", field=f"binaryData.{both[0]}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+    size += sum(len(k.encode()) + len(v) for k, v in binary_data.items())
+    if size > MAX_CONFIGMAP_BYTES:
+        raise InvalidObject(f"a ConfigMap holds at most {MAX_CONFIGMAP_BYTES} bytes", field="data")
+    variables = _marked_as_variables(obj)
+    if variables:
+        _check_variables(data, binary_data)
+    return ConfigMap(meta=meta, data=data, binary_data=binary_data, environment_variables=variables)
+
+
 CORE_API_VERSION = "v1"
 CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
 _LIMIT_TYPES = ("Container", "Pod", "PersistentVolumeClaim")
@@ -666,6 +779,7 @@ Parsed = (
     | LimitRange
     | NetworkPolicy
     | Secret
+    | ConfigMap
 )
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "environments": parse_environment,
@@ -675,6 +789,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "timetriggers": parse_timetrigger,
     "messagequeuetriggers": parse_messagequeuetrigger,
     "secrets": parse_secret,
+    "configmaps": parse_configmap,
     "resourcequotas": parse_resourcequota,
     "limitranges": parse_limitrange,
     "networkpolicies": parse_networkpolicy,

@@ -1,4 +1,5 @@
-"""Builders of fission.io/v1 objects for tests (the portal's manifests come later)."""
+"""Builders of fission.io/v1 objects for tests (the portal's manifests come later), and of the
+core/v1 ConfigMap that holds a function's environment variables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 import io
 import zipfile
 from typing import Any
+
+from runtime.objects import ENVIRONMENT_VARIABLES_ANNOTATION
 
 API = "fission.io/v1"
 
@@ -68,7 +71,9 @@ def function(
     requests_per_pod: int = 0,
     memory: str | None = None,
     package_version: str = "1",
+    configmaps: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """``configmaps``: the names of the ConfigMaps it references, in its own namespace."""
     spec: dict[str, Any] = {
         "environment": {"namespace": namespace, "name": env},
         "package": {
@@ -92,7 +97,19 @@ def function(
     }
     if memory:
         spec["resources"] = {"limits": {"memory": memory}}
+    if configmaps:
+        spec["configmaps"] = [{"namespace": namespace, "name": configmap} for configmap in configmaps]
     return {"apiVersion": API, "kind": "Function", "metadata": _meta(namespace, name), "spec": spec}
+
+
+def configmap(namespace: str, name: str, data: dict[str, Any], *,
+              environment_variables: bool = True) -> dict[str, Any]:  # fmt: skip
+    """A core/v1 ConfigMap, as the portal sends a function's environment variables (its data)
+    unless ``environment_variables`` is False (then it is only a ConfigMap)."""
+    metadata: dict[str, Any] = {**_meta(namespace, name), "labels": {"faas-portal/tenant": "test"}}
+    if environment_variables:
+        metadata["annotations"] = {ENVIRONMENT_VARIABLES_ANNOTATION: "true"}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 def httptrigger(

@@ -130,9 +130,10 @@ class RuntimeProcess:
             for item in self.list(namespace, plural):
                 url = f"{self.control}/apis/fission.io/v1/namespaces/{namespace}/{plural}/"
                 httpx.delete(url + item["metadata"]["name"], headers=headers, timeout=30)
-        secrets = f"{self.control}/api/v1/namespaces/{namespace}/secrets"
-        for item in httpx.get(secrets, headers=headers, timeout=30).json()["items"]:
-            httpx.delete(f"{secrets}/{item['metadata']['name']}", headers=headers, timeout=30)
+        for plural in ("secrets", "configmaps"):
+            core = f"{self.control}/api/v1/namespaces/{namespace}/{plural}"
+            for item in httpx.get(core, headers=headers, timeout=30).json()["items"]:
+                httpx.delete(f"{core}/{item['metadata']['name']}", headers=headers, timeout=30)
 
     def call(self, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.router + path, timeout=kwargs.pop("timeout", 30), **kwargs)

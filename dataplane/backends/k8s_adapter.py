@@ -59,6 +59,7 @@ KINDS: dict[str, Kind] = {
     "LimitRange": Kind("", "v1", "limitranges"),
     "ServiceAccount": Kind("", "v1", "serviceaccounts"),
     "Secret": Kind("", "v1", "secrets"),
+    "ConfigMap": Kind("", "v1", "configmaps"),
     "Pod": Kind("", "v1", "pods"),
     "NetworkPolicy": Kind("networking.k8s.io", "v1", "networkpolicies"),
     "Role": Kind("rbac.authorization.k8s.io", "v1", "roles"),

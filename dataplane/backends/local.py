@@ -37,6 +37,7 @@ PLURALS = {
     "LimitRange": "limitranges",
     "Environment": "environments",
     "Package": "packages",
+    "ConfigMap": "configmaps",
     "Function": "functions",
     "Secret": "secrets",
     "HTTPTrigger": "httptriggers",
@@ -46,7 +47,7 @@ PLURALS = {
 # Routes first, fences last: nothing is ever served half deleted or unfenced.
 DELETE_ORDER = tuple(reversed(PLURALS))
 # Served under the API group Kubernetes serves them under; the rest is fission.io/v1.
-GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "Secret": "api/v1",
+GROUPS = {"ResourceQuota": "api/v1", "LimitRange": "api/v1", "Secret": "api/v1", "ConfigMap": "api/v1",
           "NetworkPolicy": "apis/networking.k8s.io/v1"}  # fmt: skip
 
 
@@ -181,6 +182,7 @@ class LocalBackend:
             "MessageQueueTrigger",
             "Secret",
             "Function",
+            "ConfigMap",
             "Package",
             "Environment",
             "ResourceQuota",

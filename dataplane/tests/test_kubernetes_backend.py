@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django_tenants.utils import schema_context, schema_exists
 
+from dataplane import manifests
 from dataplane import namespaces as tenant_manifests
 from dataplane.backends.k8s import network_options
 from functions.models import FINAL_DEPLOYMENT_STATES, Deployment, DeploymentState
@@ -23,6 +24,7 @@ from functions.runs.deployments import desired_objects
 from functions.selectors import build_current
 from functions.services import deployments, events, triggers, versions
 from functions.services import functions as function_services
+from runtime import objects as runtime_objects
 from tenants import provisioning as tenant_provisioning
 from tenants import services as tenant_services
 from tenants import tasks as tenant_tasks
@@ -245,6 +247,45 @@ def test_time_and_queue_triggers_reach_fission_with_the_brokers_secret(
     assert kubernetes_portal.objects("messagequeuetriggers", NS) == []
     assert kubernetes_portal.objects("secrets", NS) == []
     assert len(kubernetes_portal.objects("timetriggers", NS)) == 1
+
+
+def test_environment_variables_reach_fission_as_the_functions_configmap(
+    kubernetes_portal: FakeKubernetes, in_acme: Tenant
+) -> None:
+    hello = function_services.function_create(
+        name="hello", environment_variables={"GREETING": "hi", "LEVEL": "3"}
+    )
+    assert deploy(hello).state == DeploymentState.LIVE
+    (configmap,) = kubernetes_portal.objects("configmaps", NS)
+    assert as_applied(configmap) == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "hello-draft-env",
+            "namespace": NS,
+            "labels": manifests.labels(tenant="acme", function="hello"),
+            "annotations": {runtime_objects.ENVIRONMENT_VARIABLES_ANNOTATION: "true"},
+        },
+        "data": {"GREETING": "hi", "LEVEL": "3"},
+    }
+    assert schema_errors(as_applied(configmap)) == []
+    (function,) = kubernetes_portal.objects("functions", NS)
+    assert function["spec"]["configmaps"] == [{"namespace": NS, "name": "hello-draft-env"}]
+    digest = function["metadata"]["annotations"][manifests.ENVIRONMENT_VARIABLES_SHA256_ANNOTATION]
+
+    function_services.function_update(function=hello, environment_variables={"GREETING": "hello"})
+    assert deploy(hello).state == DeploymentState.LIVE
+    (configmap,) = kubernetes_portal.objects("configmaps", NS)
+    assert configmap["data"] == {"GREETING": "hello"}
+    (function,) = kubernetes_portal.objects("functions", NS)
+    assert function["metadata"]["annotations"][manifests.ENVIRONMENT_VARIABLES_SHA256_ANNOTATION] != digest
+
+    function_services.function_update(function=hello, environment_variables={})
+    assert deploy(hello).state == DeploymentState.LIVE
+    assert kubernetes_portal.objects("configmaps", NS) == []
+    (function,) = kubernetes_portal.objects("functions", NS)
+    assert function["spec"]["configmaps"] == []
+    assert manifests.ENVIRONMENT_VARIABLES_SHA256_ANNOTATION not in function["metadata"]["annotations"]
 
 
 def test_a_newdeploy_function_waits_for_a_ready_pod(

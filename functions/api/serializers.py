@@ -83,14 +83,11 @@ class FunctionSerializer(serializers.ModelSerializer[Function]):
         slug_field="name", queryset=Environment.objects.all(), required=False
     )
     last_deployment_state = serializers.CharField(read_only=True, allow_null=True, default=None)
+    environment_variables = config.EnvironmentVariablesField(required=False)
 
     class Meta:
         model = Function
-        fields = [
-            "name", "environment", "entrypoint", "executor", "min_scale", "max_scale", "target_cpu",
-            "concurrency", "requests_per_pod", "timeout_s", "idle_timeout_s", "memory_mb", "cpu_millis",
-            "last_deployment_state", "created_at", "updated_at",
-        ]  # fmt: skip
+        fields = ["name", "environment", *config.NAMES, "last_deployment_state", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at", "last_deployment_state"]
 
 

@@ -38,7 +38,7 @@ from tenants.selectors import current_tenant
 FUNCTION_LABEL = manifests.FUNCTION_LABEL
 # Deletion order: what calls a function first (routes, schedules, consumers and the consumers'
 # broker secrets), then the functions, then their packages.
-KINDS = ("HTTPTrigger", "TimeTrigger", "MessageQueueTrigger", "Secret", "Function", "Package")
+KINDS = ("HTTPTrigger", "TimeTrigger", "MessageQueueTrigger", "Secret", "Function", "ConfigMap", "Package")
 # A deployment ends: after this many runs (Celery's retries of a transient error, and the beat
 # task's resumes of a lost one), or when it is this old and still not live.
 MAX_ATTEMPTS = 8

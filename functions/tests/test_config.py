@@ -38,12 +38,14 @@ def test_every_interface_takes_exactly_the_declared_settings() -> None:
     assert set(update) == {"environment", *config.NAMES}
     for setting in config.SETTINGS:
         field: Any = Function._meta.get_field(setting.name)
-        assert field.default == setting.default or (setting.default is None and field.null)
+        assert field.get_default() == setting.default or (setting.default is None and field.null)
 
 
 def test_an_old_configuration_takes_the_defaults_of_newer_settings() -> None:
     thawed = config.thawed({**OLD_CONFIG, "gone_setting": 7})
     assert thawed["target_cpu"] == 80
+    assert thawed["environment_variables"] == {}
+    assert thawed["environment_variables"] is not config.thawed(OLD_CONFIG)["environment_variables"]
     assert thawed["cpu_millis"] is None
     assert "gone_setting" not in thawed
     assert "config_version" not in thawed

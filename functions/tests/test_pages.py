@@ -195,3 +195,32 @@ def test_a_nul_in_a_queue_triggers_json_is_a_message_not_an_error(world, client,
     assert b"without NUL" in response.content
     with schema_context(world.acme.schema_name):
         assert not hello.queue_triggers.exists()
+
+
+def test_environment_variables_through_the_settings_form(
+    world, client, hello, django_capture_on_commit_callbacks
+):
+    from functions import config
+
+    client.force_login(world.bob)
+    form = {s.name: s.default for s in config.SETTINGS if s.default is not None and not s.mapping}
+    with django_capture_on_commit_callbacks(execute=False):
+        saved = client.post(
+            "/t/acme/functions/hello/",
+            {"action": "settings", **form, "environment_variables": "GREETING=hi there\r\nLEVEL=3"},
+            follow=True,
+        )
+        refused = client.post(
+            "/t/acme/functions/hello/",
+            {"action": "settings", **form, "environment_variables": "PATH=/tmp"},
+            follow=True,
+        )
+    assert saved.status_code == refused.status_code == 200
+    assert b"PATH is reserved for the platform" in refused.content
+    with schema_context(world.acme.schema_name):
+        assert Function.objects.get(name="hello").environment_variables == {
+            "GREETING": "hi there",
+            "LEVEL": "3",
+        }
+    shown = client.get("/t/acme/functions/hello/")
+    assert b"GREETING=hi there\nLEVEL=3</textarea>" in shown.content  # NAME=value lines, by name

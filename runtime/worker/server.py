@@ -3,10 +3,15 @@
 Endpoints, as Werkzeug routes them for Fission's Python environment (FISSION.md section 2):
 
 - ``POST /v2/specialize`` ``{"filepath", "functionName", "FunctionMetadata"}`` (plus our
-  ``memory_bytes`` and ``concurrency``): load the function, replacing one loaded before (as
-  Fission does; a warning is logged); 200 ``{"status": "specialized"}``, 400 for a bad body, 500
-  with a one-line message when loading fails (the function loaded before, if any, stays). The
-  module is imported inside this request's Flask context, as Fission imports it in its view.
+  ``memory_bytes``, ``concurrency``, ``app_log_twice`` and ``environment_variables``): load the
+  function, replacing one loaded before (as Fission does; a warning is logged); 200
+  ``{"status": "specialized"}``, 400 for a bad body, 500 with a one-line message when loading
+  fails (the function loaded before, if any, stays, with its environment variables). The module
+  is imported inside this request's Flask context, as Fission imports it in its view.
+- ``environment_variables`` ``{NAME: value}`` (absent: none) are set in ``os.environ`` before the
+  module is imported, replacing those of a function loaded before; a name or value that breaks
+  ``runtime.worker.environment``'s rules (a reserved name such as ``PATH``) is a 400 and sets
+  nothing.
 - ``POST /specialize`` (version 1): the same for the single file ``<USERFUNCVOL>/user``, function
   ``main``; the body is empty or a JSON object with our extensions.
 - ``GET``/``HEAD /healthz``: 200. ``OPTIONS`` on these three paths: Flask's automatic answer.
@@ -55,7 +60,7 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from runtime.worker import capture as capture_module
-from runtime.worker import isolation
+from runtime.worker import environment, isolation
 from runtime.worker.capture import Capture, request_id
 from runtime.worker.loader import LoadedCode, LoadError, UserFunction
 
@@ -166,6 +171,7 @@ class Worker:
         self.function: UserFunction | None = None
         self.metadata: dict[str, Any] = {}
         self.code = LoadedCode()
+        self.variables = environment.Variables()  # the loaded function's, in os.environ
         self.package: str | None = None  # the package an isolated worker is confined to
         self.unusable: str | None = None  # why an isolated worker can never load anything
 
@@ -200,6 +206,7 @@ class Worker:
             if not isinstance(filepath, str) or not isinstance(function_name, str):
                 raise TypeError("filepath and functionName must be strings")
             limits = _function_limits(spec)
+            variables = environment.checked(spec.get("environment_variables"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
         if self.isolated:
@@ -210,16 +217,17 @@ class Worker:
         if spec.get("app_log_twice") is True and self.capture is not None:
             self.capture.attach_app_logger(self.app.logger, also_stderr=True)
         metadata = spec.get("FunctionMetadata")
-        return self._load(
-            environ, filepath, function_name, limits, metadata if isinstance(metadata, dict) else {}
-        )
+        metadata = metadata if isinstance(metadata, dict) else {}
+        return self._load(environ, filepath, function_name, limits, metadata, variables)
 
     def specialize_v1(self, environ: Environ, body: bytes) -> Reply:
         """``POST /specialize``: load ``main`` of the single file ``user`` in the code's directory:
         ``$USERFUNCVOL`` (default ``/userfunc``), or an isolated worker's own package (so only
         once a ``/v2/specialize`` confined it: v1 names no package)."""
         try:
-            limits = _function_limits(json.loads(body)) if body.strip() else (None, None)
+            spec = json.loads(body) if body.strip() else {}
+            limits = _function_limits(spec)
+            variables = environment.checked(spec.get("environment_variables"))
         except (ValueError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
         if self.unusable is not None:
@@ -233,7 +241,7 @@ class Worker:
                 "400 BAD REQUEST",
                 "an isolated worker is first specialized by /v2/specialize with its package",
             )
-        return self._load(environ, os.path.join(volume, "user"), "", limits, {})
+        return self._load(environ, os.path.join(volume, "user"), "", limits, {}, variables)
 
     def _confined_path(self, filepath: str) -> str | Reply:
         """Where an isolated worker loads the package path ``filepath`` from, or the refusal.
@@ -274,18 +282,22 @@ class Worker:
         function_name: str,
         limits: tuple[int | None, int | None],
         metadata: dict[str, Any],
+        variables: dict[str, str],
     ) -> Reply:
-        """Apply ``limits``, then load the function inside the Flask context of ``environ`` (the
-        specialize request), replacing the one loaded before; it stays when loading fails."""
+        """Apply ``limits`` and set ``variables`` in ``os.environ``, then load the function inside
+        the Flask context of ``environ`` (the specialize request), replacing the one loaded before;
+        it stays, with its variables, when loading fails."""
         self.apply_limits(*limits)
         if self.function is not None:
             # Fission logs "Found state.json, overwriting", and replaces the function too.
             self.app.logger.warning("already specialized: replacing the function with %s", filepath)
+        previous = self.variables.set(variables)  # before the import: module-level code reads them
         try:
             # As Fission imports in its view: a module may use current_app or request at import.
             with self.app.request_context(environ):
                 function = self.code.load(filepath, function_name)
         except LoadError as exc:
+            self.variables.set(previous)
             traceback.print_exception(exc)  # to the stderr log stream, with this request's id
             return text_reply("500 INTERNAL SERVER ERROR", str(exc))
         self.function = function

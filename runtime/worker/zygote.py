@@ -19,7 +19,8 @@ sandbox can connect to a worker or to the zygote.
 
 The child: new session, default signal handlers, stdin on /dev/null and stdout/stderr on the given
 pipes, killed if the zygote dies, RLIMIT_AS = ``memory_bytes`` when given, cwd and ``os.environ`` =
-exactly ``cwd`` and ``env``, a fresh uvloop loop serving the worker (``runtime.worker.server``),
+exactly ``cwd`` and ``env`` (the function's own variables come later, with its specialization:
+``runtime.worker.environment``), a fresh uvloop loop serving the worker (``runtime.worker.server``),
 scheduled SCHED_BATCH as the zygote is (``_batch_scheduling``).
 With ``--isolate`` (the zygote runs in a tenant's sandbox) the zygote first enters a user
 namespace of its own, and each child is the init of a pid namespace of its own, gets a private
@@ -55,7 +56,7 @@ import httptools  # noqa: F401
 import uvloop  # noqa: F401
 import werkzeug  # noqa: F401
 
-from runtime.worker import capture, isolation, loader, protocol, server  # noqa: F401
+from runtime.worker import capture, environment, isolation, loader, protocol, server  # noqa: F401
 from runtime.worker.server import UnixListener
 
 SHUTDOWN_GRACE_SECONDS: Final = 5.0

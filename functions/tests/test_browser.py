@@ -21,7 +21,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from functions.models import Build, Deployment, Function
 from functions.services import triggers
-from functions.services.functions import function_create
+from functions.services.functions import draft_update_files, function_create
 from portal.tests.test_browser import (  # the fixtures are found by name
     LIVE,
     PASSWORD,
@@ -230,3 +230,43 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
     test_call.get_by_label("Invocation").select_option("Event")
     test_call.get_by_role("button", name="Send").click()
     expect(test_call.locator("[data-invocation] [data-status]")).to_have_text("202", timeout=LIVE)
+
+
+def test_environment_variables_set_in_the_settings_form_reach_the_function(
+    page: Page, live_server_url: str, world: Any, celery_worker_process: Any, runtime_session: Any
+) -> None:
+    reader = "import os\n\ndef main():\n    return os.environ.get('GREETING', '<unset>')\n"
+    with schema_context(world.acme.schema_name):
+        function = function_create(name="envy")
+        draft_update_files(function=function, files={"main.py": reader})
+        triggers.trigger_save(function=function, name="envy", methods=["GET"], path="/envy")
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    page.goto(f"{live_server_url}/t/acme/functions/envy/")
+
+    settings = form_of(page, "settings")
+    settings.get_by_label("Environment variables").fill("GREETING=from the page\nPATH=/tmp")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(page.locator(".messages")).to_contain_text("PATH is reserved for the platform", timeout=UI)
+
+    settings = form_of(page, "settings")
+    settings.get_by_label("Environment variables").fill("GREETING=from the page")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(message(page)).to_have_text("Settings saved; redeploying.", timeout=UI)
+    expect(form_of(page, "settings").get_by_label("Environment variables")).to_have_value(
+        "GREETING=from the page"
+    )
+
+    def live() -> bool:
+        with schema_context(world.acme.schema_name):
+            deployments = Deployment.objects.filter(function__name="envy")
+            return deployments.exists() and not deployments.exclude(state__in=("live", "failed")).exists()
+
+    wait_until(live, timeout=WORKER / 1000, interval=0.2, message="the deployments did not finish")
+    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    test_call.get_by_label("Method").select_option("GET")
+    test_call.get_by_label("Path").fill("/envy")
+    test_call.get_by_role("button", name="Send").click()
+    result = test_call.locator("[data-invocation]")
+    expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
+    expect(result.locator("[data-body]")).to_have_text("from the page")

@@ -102,6 +102,15 @@ def type_code(page: Page, lines: list[str]) -> None:
     page.keyboard.press("Escape")
 
 
+def send_test_call(page: Page, method: str, path: str) -> Locator:
+    """Send a call from the function page's "Test call" panel; its result's element."""
+    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    test_call.get_by_label("Method").select_option(method)
+    test_call.get_by_label("Path").fill(path)
+    test_call.get_by_role("button", name="Send").click()
+    return test_call.locator("[data-invocation]")
+
+
 def editor_text(page: Page) -> str:
     return str(page.evaluate("window.codeEditors['main_py'].state.doc.toString()"))
 
@@ -172,11 +181,7 @@ def test_create_edit_deploy_and_call_a_function(
     assert deployment.state == "live", deployment.steps
 
     # the "Test call" panel (htmx): status, body and the request's own log line
-    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
-    test_call.get_by_label("Method").select_option("GET")
-    test_call.get_by_label("Path").fill("/greet?name=web")
-    test_call.get_by_role("button", name="Send").click()
-    result = test_call.locator("[data-invocation]")
+    result = send_test_call(page, "GET", "/greet?name=web")
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("Hello, web!")
     expect(result.locator("[data-logs]")).to_contain_text("greeting web")
@@ -263,10 +268,6 @@ def test_environment_variables_set_in_the_settings_form_reach_the_function(
             return deployments.exists() and not deployments.exclude(state__in=("live", "failed")).exists()
 
     wait_until(live, timeout=WORKER / 1000, interval=0.2, message="the deployments did not finish")
-    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
-    test_call.get_by_label("Method").select_option("GET")
-    test_call.get_by_label("Path").fill("/envy")
-    test_call.get_by_role("button", name="Send").click()
-    result = test_call.locator("[data-invocation]")
+    result = send_test_call(page, "GET", "/envy")
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("from the page")

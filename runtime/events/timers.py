@@ -256,25 +256,31 @@ class TickClock:
         return await future
 
     async def _wake(self, tick: int) -> None:
+        await _sleep_until(tick - self.PRECISE)
         try:
-            await _sleep_until(tick - self.PRECISE)
             await asyncio.get_running_loop().run_in_executor(self._thread, _block_until, tick)
-        finally:
-            now = time.time()
-            for future, on_tick in self._due.pop(tick, []):
-                if future.done():  # its wait was cancelled: the trigger changed or went
-                    continue
-                if on_tick is not None:
-                    try:
-                        on_tick(now)
-                    except Exception:
-                        log.exception("timer: a tick's action failed")
-                future.set_result(now)
+        except RuntimeError:  # its thread is gone (the clock is closing): the loop's own wake-up
+            await _sleep_until(tick)
+        now = time.time()
+        for future, on_tick in self._due.pop(tick, []):
+            if future.done():  # its wait was cancelled: the trigger changed or went
+                continue
+            if on_tick is not None:
+                try:
+                    on_tick(now)
+                except Exception:
+                    log.exception("timer: a tick's action failed")
+            future.set_result(now)
 
     async def close(self) -> None:
+        """Stop: nothing still due runs, and whoever waits for it is cancelled."""
         for waker in list(self._wakers):
             waker.cancel()
         await asyncio.gather(*self._wakers, return_exceptions=True)
+        for waiters in self._due.values():
+            for future, _ in waiters:
+                future.cancel()
+        self._due.clear()
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 

@@ -462,3 +462,13 @@ async def test_a_tick_already_past_wakes_at_once_and_an_action_that_fails_wakes_
     moment = await clock.at(int(time.time()) - 5, fail)
     await clock.close()
     assert moment <= time.time()
+
+
+async def test_closing_the_clock_runs_nothing_that_was_due_and_cancels_its_waiters():
+    clock, acted = timers_module.TickClock(), []
+    waiting = asyncio.create_task(clock.at(int(time.time()) + 30, lambda now: acted.append(now)))
+    await asyncio.sleep(0)
+    await clock.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert acted == []

@@ -243,7 +243,9 @@ class OutsideHost:
     banner: str
 
 
-OUTSIDE_ADDRESS = "198.51.100.7"  # TEST-NET-2: never a real host, and not one of this machine's
+# TEST-NET-2: never a real host, and not one of this machine's; one per test session (by pid, as
+# the veth and its subnet are), so that two sessions on one machine do not add the same route.
+OUTSIDE_ADDRESS = f"198.51.100.{1 + os.getpid() % 254}"
 _SERVER = (
     "import socket\n"
     "server = socket.create_server(('0.0.0.0', {port}))\n"

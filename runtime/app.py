@@ -1,8 +1,11 @@
 """The runtime process: store, packages, zygote, executor, router, control API, log collector.
 
 A function is deployed (``Runtime._deployables``) once its environment, its package (fetched) and
-every ConfigMap it references are there; until then it is not deployable (a call gets 502, the
-specialize probe 404), and it becomes deployable as soon as the missing object is applied.
+every Secret and ConfigMap it references are there; until then it is not deployable (a call gets
+502, the specialize probe 404), and it becomes deployable as soon as the missing object is applied.
+The files those objects are (``runtime.worker.volumes``) must hold at most ``MAX_FUNCTION_BYTES``
+together: past it the function is not deployable either, and the runtime logs why and the probe
+says it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from runtime.objects import (
     Package,
     Parsed,
     ResourceQuota,
+    Secret,
     TimeTrigger,
     parse_package,
 )
@@ -48,6 +52,7 @@ from runtime.sandbox.network import Grant
 from runtime.sandbox.tenant import Sandboxes, SandboxSettings, sandbox_settings_summary
 from runtime.store import Key, Store
 from runtime.tenancy import check_trigger
+from runtime.worker import volumes
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,8 @@ class Runtime:
         self.consumers = Consumers(self.executor, config, self.logs)
         self.servers: list[Any] = []
         self.apply_lock = asyncio.Lock()
+        # Why a stored function is not deployed, when the probe's generic answer would not say it.
+        self.refused: dict[tuple[str, str], str] = {}
         log.info("%s; cgroups: %s", sandbox_settings_summary(settings),
                  "v1 memory and pids" if cgroups else "none (RLIMIT_AS)")  # fmt: skip
 
@@ -135,8 +142,9 @@ class Runtime:
         exist or is not deployed (its package or environment is missing or could not be fetched)."""
         self.store.get(("functions", namespace, name))
         if (namespace, name) not in self.executor.deployables:
-            raise NotFound(f"function {namespace}/{name} is not deployed: its package, environment or a"
-                           " ConfigMap it references is missing")  # fmt: skip
+            reason = self.refused.get((namespace, name), "its package, environment or a Secret or"
+                                      " ConfigMap it references is missing")  # fmt: skip
+            raise NotFound(f"function {namespace}/{name} is not deployed: {reason}")
         await self.executor.prepare((namespace, name), request_id)
 
     def event_status(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -194,21 +202,29 @@ class Runtime:
     async def _deployables(self, environments: list[Environment]) -> list[Deployable]:
         by_env = {(e.meta.namespace, e.meta.name): e for e in environments}
         result = []
+        refused: dict[tuple[str, str], str] = {}
         for function in list(self.store.items("functions")):
             assert isinstance(function, Function)
             namespace = function.meta.namespace
             package = self.store.parsed.get(("packages", namespace, function.package))
             environment = by_env.get((namespace, function.environment))
-            variables = self._variables(function)
-            if not isinstance(package, Package) or environment is None or variables is None:
-                continue  # not servable yet: its package, environment or a ConfigMap is missing
+            variables, files = self._variables(function), self._files(function)
+            if not isinstance(package, Package) or environment is None or variables is None or files is None:
+                continue  # not servable yet: its package, environment, a Secret or a ConfigMap is missing
+            if volumes.size(files) > volumes.MAX_FUNCTION_BYTES:
+                refused[(namespace, function.meta.name)] = reason = (
+                    f"the files of its Secrets and ConfigMaps hold {volumes.size(files)} bytes, more than"
+                    f" the {volumes.MAX_FUNCTION_BYTES} a function may have")  # fmt: skip
+                log.error("function %s/%s: %s", namespace, function.meta.name, reason)
+                continue
             try:
                 path = await self.packages.materialize(package.deployment, namespace)
             except PackageUnavailable as exc:
                 log.error("function %s/%s: %s", namespace, function.meta.name, exc.message)
                 continue
             result.append(Deployable(function=function, environment=environment, code_path=path,
-                                     variables=variables))  # fmt: skip
+                                     variables=variables, files=files))  # fmt: skip
+        self.refused = refused
         return result
 
     def _variables(self, function: Function) -> dict[str, str] | None:
@@ -223,6 +239,28 @@ class Runtime:
             if configmap.environment_variables:
                 variables.update(configmap.data)
         return variables
+
+    def _files(self, function: Function) -> dict[str, bytes] | None:
+        """The files the function's Secrets and ConfigMaps are (``runtime.worker.volumes``), every
+        ConfigMap's included, as Fission mounts them all; None while one it references is missing."""
+        namespace, files = function.meta.namespace, {}
+        for name in function.secrets:
+            secret = self.store.parsed.get(("secrets", namespace, name))
+            if not isinstance(secret, Secret):
+                return None
+            for key, content in secret.data.items():
+                files[volumes.path(volumes.SECRETS, namespace, name, key)] = content
+        for name in function.configmaps:
+            configmap = self.store.parsed.get(("configmaps", namespace, name))
+            if not isinstance(configmap, ConfigMap):
+                return None
+            entries = {
+                **{key: text.encode() for key, text in configmap.data.items()},
+                **configmap.binary_data,
+            }
+            for key, content in entries.items():
+                files[volumes.path(volumes.CONFIGS, namespace, name, key)] = content
+        return files
 
     async def stop(self) -> None:
         for server in self.servers:

@@ -7,6 +7,14 @@ it imports the function (``runtime.worker.environment``). They are part of the f
 ``Deployable.signature``, so a change of them retires its workers and the next call runs with
 the new values.
 
+So do its Secrets and ConfigMaps as files (``/secrets/...``, ``/configs/...``;
+``runtime.worker.volumes``): their bytes travel in the specialize request, over the worker's own
+socket (never through the host's disk, never logged), and a sandboxed worker mounts them
+read-only for itself before it drops its capabilities. Their digest is part of the signature: a
+change of their data or of the references retires the workers, and the next call reads the new
+files. With the sandbox off (``RUNTIME_SANDBOX=off``) a worker could neither make them read-only
+nor its own: they are not sent, and the runtime logs a warning at each such cold start.
+
 Everything runs on the runtime's event loop; no locks are needed because no ``await``
 sits between reading and updating a worker's counters, nor between admitting a worker
 against its namespace's quota and counting it (``spawning``, then ``workers``).
@@ -25,6 +33,7 @@ import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from runtime import metrics
@@ -35,6 +44,7 @@ from runtime.quota import DEFAULT_MEMORY, QuotaExhausted, Quotas
 from runtime.sandbox.cgroups import Cgroup
 from runtime.sandbox.tenant import Sandboxes
 from runtime.spawner import Spawned, ZygoteGone, kill
+from runtime.worker import volumes
 
 log = logging.getLogger(__name__)
 FnKey = tuple[str, str]  # namespace, function name
@@ -66,13 +76,20 @@ class LoadFailed(Unavailable):
 
 @dataclass(frozen=True)
 class Deployable:
-    """A function ready to run: its spec plus where its code is, its environment, and its
-    environment variables (from the ConfigMaps it references)."""
+    """A function ready to run: its spec plus where its code is, its environment, its
+    environment variables (from the ConfigMaps it references), and the files its Secrets and
+    ConfigMaps are (``{"/secrets/<ns>/<name>/<key>": bytes}``; never in a repr: secrets)."""
 
     function: Function
     environment: Environment
     code_path: Path
     variables: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def files_digest(self) -> str:
+        """Names the files' paths and contents (hashed once: the signature is compared at every apply)."""
+        return volumes.digest(self.files)
 
     @property
     def key(self) -> FnKey:
@@ -91,6 +108,7 @@ class Deployable:
             f.executor,
             self.environment.python,  # its workers come from a zygote of that interpreter
             tuple(sorted(self.variables.items())),  # set once, at specialization
+            self.files_digest,  # mounted once, at specialization
         )
 
 
@@ -343,6 +361,10 @@ class Executor:
             worker.cgroup.limit_memory(memory)
             worker.cgroup.limit_pids(self.sandboxes.settings.worker_pids + function.requests_per_pod)
         namespace = function.meta.namespace
+        files = volumes.encoded(deployable.files) if self.sandboxes.enabled else {}
+        if deployable.files and not self.sandboxes.enabled:
+            log.warning("function %s/%s: its Secrets and ConfigMaps are not mounted as files: that needs"
+                        " the sandbox (RUNTIME_SANDBOX=off)", namespace, function.meta.name)  # fmt: skip
         body = json.dumps({
             "filepath": self.sandboxes.package_path(namespace, deployable.code_path),
             "functionName": function.entrypoint,
@@ -354,6 +376,7 @@ class Executor:
             "memory_bytes": memory if worker.cgroup is None else None,
             "app_log_twice": self.app_log_twice,
             "environment_variables": deployable.variables,  # in os.environ before the import
+            "mounted_files": files,  # read-only files under /secrets and /configs
         }).encode()  # fmt: skip
         connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, request_id.encode())]

@@ -6,11 +6,18 @@ names the field (``spec.functionref.functionweights``) so a caller knows what to
 An Environment also names the Python version its workers run, which must be one this runtime
 has (``runtime.interpreters``; docs/runtimes.md).
 
-A ConfigMap annotated ``ENVIRONMENT_VARIABLES_ANNOTATION: "true"`` holds environment variables:
-the functions that reference it (``spec.configmaps``, in their own namespace) find its ``data`` in
-their ``os.environ``. Its names and values must follow ``runtime.worker.environment``'s rules
-(POSIX names, none of the platform's such as ``PATH``, no NUL), else it is refused (422). Any
-other ConfigMap is only stored.
+A Function's ``spec.secrets`` and ``spec.configmaps`` name Secrets and ConfigMaps of its own
+namespace (another namespace is a 422). As on Fission, each key of each of them is a read-only file
+for that function's workers only (``runtime.worker.volumes`` holds the contract and its rules):
+``/secrets/<namespace>/<secret>/<key>`` (the decoded bytes) and
+``/configs/<namespace>/<configmap>/<key>`` (``data`` as UTF-8, ``binaryData`` as is). So their keys
+must be as Kubernetes allows them (letters, digits, ``-``, ``_``, ``.``; not ``.`` or ``..``: no
+key leaves its directory) and each object holds at most 1 MiB, else it is refused (422).
+
+A ConfigMap annotated ``ENVIRONMENT_VARIABLES_ANNOTATION: "true"`` also holds environment
+variables: the functions that reference it find its ``data`` in their ``os.environ``. Its names
+and values must follow ``runtime.worker.environment``'s rules (POSIX names, none of the
+platform's such as ``PATH``, no NUL), else it is refused (422).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from runtime import interpreters
 from runtime.errors import InvalidObject
 from runtime.sandbox.network import Grant
 from runtime.schedule import InvalidSchedule, Schedule
+from runtime.worker import volumes
 from runtime.worker.environment import problem as variable_problem
 
 API_VERSION = "fission.io/v1"
@@ -270,9 +278,12 @@ class Function:
     concurrency: int
     requests_per_pod: int
     memory_limit: int | None
-    # Its ConfigMaps (spec.configmaps, its own namespace), in order: those holding environment
-    # variables give it theirs, a later one's value winning (as Kubernetes' envFrom).
+    # Its ConfigMaps (spec.configmaps, its own namespace), in order: each is files under /configs,
+    # and those holding environment variables give it theirs, a later one's value winning (as
+    # Kubernetes' envFrom).
     configmaps: tuple[str, ...] = ()
+    # Its Secrets (spec.secrets, its own namespace): each is files under /secrets.
+    secrets: tuple[str, ...] = ()
 
     @property
     def capacity(self) -> int:
@@ -336,6 +347,7 @@ def parse_function(obj: dict[str, Any], namespace: str) -> Function:
         meta=meta, environment=environment, package=package, package_version=version,
         entrypoint=entrypoint, memory_limit=memory, **_strategy(obj), **_function_limits(obj),
         configmaps=_references(obj, "spec.configmaps", namespace),
+        secrets=_references(obj, "spec.secrets", namespace),
     )  # fmt: skip
 
 
@@ -509,10 +521,23 @@ class Secret:
     data: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
+def _check_key(key: object, path: str) -> None:
+    """A Secret's or ConfigMap's key: a file name of the function's (``runtime.worker.volumes``)."""
+    reason = volumes.key_problem(key)
+    if reason is not None:
+        raise InvalidObject(f"{path} {reason}", field=f"{path}.{key}")
+
+
+def _check_size(size: int, kind: str) -> None:
+    if size > volumes.MAX_OBJECT_BYTES:
+        raise InvalidObject(f"a {kind} holds at most {volumes.MAX_OBJECT_BYTES} bytes", field="data")
+
+
 def parse_secret(obj: dict[str, Any], namespace: str) -> Secret:
     meta = parse_meta(obj, namespace, "Secret", CORE_API_VERSION)
     data: dict[str, bytes] = {}
     for key, value in (_get(obj, "data", dict, {}) or {}).items():
+        _check_key(key, "data")
         if not isinstance(value, str):
             raise InvalidObject("data values must be base64 strings", field=f"data.{key}")
         try:
@@ -520,9 +545,11 @@ def parse_secret(obj: dict[str, Any], namespace: str) -> Secret:
         except ValueError:
             raise InvalidObject("data values must be base64 strings", field=f"data.{key}") from None
     for key, value in (_get(obj, "stringData", dict, {}) or {}).items():
+        _check_key(key, "stringData")
         if not isinstance(value, str):
             raise InvalidObject("stringData values must be strings", field=f"stringData.{key}")
         data[key] = value.encode()
+    _check_size(sum(len(key.encode()) + len(value) for key, value in data.items()), "Secret")
     return Secret(meta=meta, data=data)
 
 
@@ -530,9 +557,8 @@ def parse_secret(obj: dict[str, Any], namespace: str) -> Secret:
 # reference it (module docstring); the portal also annotates those Functions with the variables'
 # digest, which the runtime does not need (it compares the variables themselves).
 ENVIRONMENT_VARIABLES_ANNOTATION = "faas-portal.io/environment-variables"
-# Kubernetes' bounds of a ConfigMap: its keys, and the size of its data and binaryData together.
-_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
-MAX_CONFIGMAP_BYTES = 1024 * 1024
+# Kubernetes' bound of a ConfigMap (and of a Secret): its data and binaryData together.
+MAX_CONFIGMAP_BYTES = volumes.MAX_OBJECT_BYTES
 
 
 @dataclass(frozen=True)
@@ -558,11 +584,9 @@ def _configmap_entries(obj: dict[str, Any], path: str) -> dict[str, Any]:
     """``data`` or ``binaryData``: keys as Kubernetes allows them, values strings."""
     entries = _get(obj, path, dict, {})
     for key, value in entries.items():
-        where = f"{path}.{key}"
-        if not _CONFIGMAP_KEY.fullmatch(key) or key in (".", ".."):
-            raise InvalidObject(f"{path} keys must be letters, digits, '-', '_' or '.'", field=where)
+        _check_key(key, path)
         if not isinstance(value, str):
-            raise InvalidObject(f"{path} values must be strings", field=where)
+            raise InvalidObject(f"{path} values must be strings", field=f"{path}.{key}")
     return dict(entries)
 
 
@@ -596,8 +620,7 @@ def parse_configmap(obj: dict[str, Any], namespace: str) -> ConfigMap:
         raise InvalidObject("a key may be in data or in binaryData, not both", field=f"binaryData.{both[0]}")
     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
     size += sum(len(k.encode()) + len(v) for k, v in binary_data.items())
-    if size > MAX_CONFIGMAP_BYTES:
-        raise InvalidObject(f"a ConfigMap holds at most {MAX_CONFIGMAP_BYTES} bytes", field="data")
+    _check_size(size, "ConfigMap")
     variables = _marked_as_variables(obj)
     if variables:
         _check_variables(data, binary_data)

@@ -1,5 +1,6 @@
 """Builders of fission.io/v1 objects for tests (the portal's manifests come later), and of the
-core/v1 ConfigMap that holds a function's environment variables."""
+core/v1 Secret and ConfigMap a function references (files under /secrets and /configs; a
+ConfigMap may hold its environment variables)."""
 
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ def function(
     memory: str | None = None,
     package_version: str = "1",
     configmaps: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """``configmaps``: the names of the ConfigMaps it references, in its own namespace."""
+    """``configmaps`` and ``secrets``: the names of those it references, in its own namespace."""
     spec: dict[str, Any] = {
         "environment": {"namespace": namespace, "name": env},
         "package": {
@@ -99,6 +101,8 @@ def function(
         spec["resources"] = {"limits": {"memory": memory}}
     if configmaps:
         spec["configmaps"] = [{"namespace": namespace, "name": configmap} for configmap in configmaps]
+    if secrets:
+        spec["secrets"] = [{"namespace": namespace, "name": secret} for secret in secrets]
     return {"apiVersion": API, "kind": "Function", "metadata": _meta(namespace, name), "spec": spec}
 
 
@@ -110,6 +114,13 @@ def configmap(namespace: str, name: str, data: dict[str, Any], *,
     if environment_variables:
         metadata["annotations"] = {ENVIRONMENT_VARIABLES_ANNOTATION: "true"}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+
+def secret(namespace: str, name: str, data: dict[str, bytes]) -> dict[str, Any]:
+    """A core/v1 Secret holding ``data`` (base64-encoded, as the API takes it)."""
+    encoded = {key: base64.b64encode(value).decode() for key, value in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(namespace, name), "type": "Opaque",
+            "data": encoded}  # fmt: skip
 
 
 def httptrigger(

@@ -15,7 +15,8 @@ A tenant's sandbox (``RUNTIME_SANDBOX=on``, the default):
   it was made from, the worker's own code (``runtime/__init__.py`` and ``runtime/worker``, nothing
   else of the runtime and nothing of the portal), the tenant's packages at ``/packages`` (never
   another tenant's), a generated ``/etc/passwd``, ``group``, ``hosts``, ``nsswitch.conf`` and
-  ``resolv.conf``, a fresh ``/proc`` and a minimal ``/dev``;
+  ``resolv.conf``, a fresh ``/proc`` and a minimal ``/dev``, and empty ``/userfunc``, ``/secrets``
+  and ``/configs`` where each worker mounts its own (``runtime.worker.isolation``);
 - no network but loopback, or egress as the namespace's NetworkPolicies allow (``network``);
 - the zygote in a cgroup of the tenant, each worker moved into one of its own (``cgroups``).
 
@@ -41,7 +42,7 @@ from runtime.sandbox.host import SANDBOX_VIRTUALENV, Tools, host_networks, pytho
 from runtime.sandbox.network import DNS_SERVER, EgressError, Grant, Slirp, allowed_networks, set_routes
 from runtime.sandbox.uids import UidMap
 from runtime.spawner import Zygote, ZygoteGone, clean_environment
-from runtime.worker import isolation
+from runtime.worker import isolation, volumes
 
 log = logging.getLogger(__name__)
 RUNTIME_PACKAGE = Path(__file__).resolve().parent.parent  # runtime/
@@ -229,7 +230,7 @@ class Sandboxes:
         )  # fmt: skip
         spec = bwrap.SandboxSpec(
             uid=uid, gid=uid, command=tuple(command), ro_binds=binds, symlinks=links,
-            dirs=(*isolation.PRIVATE_TMPFS, isolation.USERFUNC), hostname=namespace[:63],
+            dirs=(*isolation.PRIVATE_TMPFS, isolation.USERFUNC, *volumes.ROOTS), hostname=namespace[:63],
             chdir="/tmp", info_fd=info_fd,  # noqa: S108 - the sandbox's own
             # The zygote is the pid namespace's init: when it ends, the kernel ends every process
             # of the tenant, and no function can kill it (init gets only the signals it handles).

@@ -187,9 +187,9 @@ def test_a_function_sees_its_own_package_and_a_private_tmp_and_nothing_else(tena
     assert results["own_package"]["value"] == ["README.txt", "main.py"]
     assert results["packages"]["value"] == []  # the tenant's other packages are hidden
     assert results["worker_code"]["value"] == ["__init__.py", "worker"]
-    assert set(results["root"]["value"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt",
-                                             "packages", "proc", "root", "sbin", "tmp", "userfunc", "usr",
-                                             "work"}  # fmt: skip
+    assert set(results["root"]["value"]) <= {"bin", "configs", "dev", "etc", "lib", "lib32", "lib64",
+                                             "libx32", "opt", "packages", "proc", "root", "sbin", "secrets",
+                                             "tmp", "userfunc", "usr", "work"}  # fmt: skip
     assert set(results["dev"]["value"]) <= ALLOWED_DEV
     assert str(tenants.runtime.tenant_uid(A)) in results["passwd"]["value"]
     denied(results, "shadow", "token", "uids", "state", "their_package", "their_package_in_view")

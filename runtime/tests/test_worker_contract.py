@@ -11,7 +11,7 @@ import json
 import re
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -393,7 +393,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     )
     confined: list[str] = []
 
-    def confine(filepath: str) -> str:
+    def confine(filepath: str, files: Mapping[str, bytes] | None = None) -> str:
         root, inside = isolation.package_root(filepath)
         confined.append(root)
         return str(userfunc / inside)
@@ -477,7 +477,7 @@ def test_an_isolated_worker_whose_confinement_failed_never_loads_anything(
     worker, confined = isolated
     working = isolation.confine
 
-    def fail(filepath: str) -> str:
+    def fail(filepath: str, files: Mapping[str, bytes] | None = None) -> str:
         raise isolation.IsolationError(1, "mount /userfunc: Operation not permitted")
 
     monkeypatch.setattr(isolation, "confine", fail)

@@ -16,8 +16,10 @@ do, with the same kernel calls bubblewrap uses:
    own tenant. Then ``private_mounts`` (the worker, right after): a mount namespace of its own with
    a fresh size-limited tmpfs on ``/tmp`` and ``/dev/shm``.
 3. ``confine`` (at specialization, before the function's code is imported): its package bound
-   read-only at ``/userfunc``, the tenant's other packages hidden, then every capability dropped
-   (bounding, ambient, effective, permitted, inheritable) and checked gone in every thread.
+   read-only at ``/userfunc``, its Secrets and ConfigMaps as files on a tmpfs of its own at
+   ``/secrets`` and ``/configs``, made read-only (``mount_files``; ``runtime.worker.volumes``),
+   the tenant's other packages hidden, then every capability dropped (bounding, ambient,
+   effective, permitted, inheritable) and checked gone in every thread.
 
 Each step raises ``IsolationError`` when a call fails: a worker that is not isolated never serves.
 """
@@ -27,8 +29,11 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
+
+from runtime.worker import volumes
 
 PACKAGES: Final = "/packages"  # the tenant's packages, read-only (bound by the sandbox)
 USERFUNC: Final = "/userfunc"  # where a worker sees its own package (as on Fission)
@@ -49,6 +54,7 @@ _CAPABILITY_FIELDS: Final = (b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"C
 _libc = ctypes.CDLL(None, use_errno=True)
 _unshare, _prctl, _capset, _mount_call = _libc.unshare, _libc.prctl, _libc.capset, _libc.mount
 _LAST_CAPABILITY: Final = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+_PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 
 
 class IsolationError(OSError):
@@ -154,8 +160,9 @@ def package_root(filepath: str) -> tuple[str, str]:
     return str(Path(*parts[:3])), str(Path(*parts[3:])) if len(parts) > 3 else ""
 
 
-def confine(filepath: str) -> str:
-    """Show only the package of ``filepath`` (at /userfunc), then drop every capability.
+def confine(filepath: str, files: Mapping[str, bytes] | None = None) -> str:
+    """Show only the package of ``filepath`` (at /userfunc) and ``files`` (checked by
+    ``volumes.checked``: ``mount_files``), then drop every capability.
 
     Returns the path to load the function from. Raises IsolationError when any step fails or a
     thread still holds a capability.
@@ -163,9 +170,27 @@ def confine(filepath: str) -> str:
     root, inside = package_root(filepath)
     _mount(root, USERFUNC, None, _MS_BIND | _MS_REC, None)
     _mount(None, USERFUNC, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
+    mount_files(files or {})
     _mount("tmpfs", PACKAGES, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
     drop_capabilities()
     return str(Path(USERFUNC, inside)) if inside else USERFUNC
+
+
+def mount_files(files: Mapping[str, bytes]) -> None:
+    """Each root of ``files`` (``/secrets``, ``/configs``) that has some: a fresh tmpfs just big
+    enough, the files written (``volumes.write``), then remounted read-only, so that once the
+    capabilities are gone nothing in the worker can change, add or remove a file. A root with no
+    file stays the sandbox's empty, read-only directory. Needs CAP_SYS_ADMIN (before
+    ``drop_capabilities``); raises IsolationError."""
+    for root, entries in volumes.by_root(files).items():
+        pages = sum(-(-len(content) // _PAGE) + 1 for content in entries.values()) + 1
+        options = f"size={pages * _PAGE},nr_inodes={3 * len(entries) + 8},mode=0700"
+        _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
+        try:
+            volumes.write(root, entries)
+        except OSError as exc:
+            raise IsolationError(exc.errno, f"writing the files of {root}: {exc.strerror}") from None
+        _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
 
 
 class _CapHeader(ctypes.Structure):

@@ -3,15 +3,22 @@
 Endpoints, as Werkzeug routes them for Fission's Python environment (FISSION.md section 2):
 
 - ``POST /v2/specialize`` ``{"filepath", "functionName", "FunctionMetadata"}`` (plus our
-  ``memory_bytes``, ``concurrency``, ``app_log_twice`` and ``environment_variables``): load the
-  function, replacing one loaded before (as Fission does; a warning is logged); 200
-  ``{"status": "specialized"}``, 400 for a bad body, 500 with a one-line message when loading
-  fails (the function loaded before, if any, stays, with its environment variables). The module
-  is imported inside this request's Flask context, as Fission imports it in its view.
+  ``memory_bytes``, ``concurrency``, ``app_log_twice``, ``environment_variables`` and
+  ``mounted_files``): load the function, replacing one loaded before (as Fission does; a warning
+  is logged); 200 ``{"status": "specialized"}``, 400 for a bad body, 500 with a one-line message
+  when loading fails (the function loaded before, if any, stays, with its environment variables).
+  The module is imported inside this request's Flask context, as Fission imports it in its view.
 - ``environment_variables`` ``{NAME: value}`` (absent: none) are set in ``os.environ`` before the
   module is imported, replacing those of a function loaded before; a name or value that breaks
   ``runtime.worker.environment``'s rules (a reserved name such as ``PATH``) is a 400 and sets
   nothing.
+- ``mounted_files`` ``{"/secrets/<ns>/<name>/<key>": base64, "/configs/...": ...}`` (absent: none):
+  the function's Secrets and ConfigMaps as read-only files (``runtime.worker.volumes``), mounted by
+  an isolated worker at its first specialization, before it drops its capabilities. A bad path or
+  content, or files for a worker that is not isolated (it could not make them read-only nor its
+  own), is a 400; a later specialization must bring the same files (409 otherwise: they cannot
+  change once the capabilities are gone). Error messages name paths, never contents, and the
+  request is never logged.
 - ``POST /specialize`` (version 1): the same for the single file ``<USERFUNCVOL>/user``, function
   ``main``; the body is empty or a JSON object with our extensions.
 - ``GET``/``HEAD /healthz``: 200. ``OPTIONS`` on these three paths: Flask's automatic answer.
@@ -60,7 +67,7 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from runtime.worker import capture as capture_module
-from runtime.worker import environment, isolation
+from runtime.worker import environment, isolation, volumes
 from runtime.worker.capture import Capture, request_id
 from runtime.worker.loader import LoadedCode, LoadError, UserFunction
 
@@ -121,6 +128,12 @@ def http_error_reply(error: HTTPException) -> Reply:
 INTERNAL_ERROR: Final = text_reply("500 INTERNAL SERVER ERROR", "Internal Server Error")
 _HEALTHY: Final = make_reply("200 OK", [], b"")
 _SPECIALIZED: Final = make_reply("200 OK", _JSON, b'{"status":"specialized"}')
+_FILES_NEED_ISOLATION: Final = text_reply(
+    "400 BAD REQUEST", "bad specialize request: mounted_files need an isolated (sandboxed) worker"
+)
+_OTHER_FILES: Final = text_reply(
+    "409 CONFLICT", "this worker shows the files of its first specialization: other files need a fresh worker"
+)
 METHOD_NOT_ALLOWED: Final = http_error_reply(MethodNotAllowed(valid_methods=list(FUNCTION_METHODS)))
 # What Flask answers OPTIONS with on a route that does not list it (the function's routes do).
 _OPTIONS: Final = make_reply(
@@ -173,6 +186,7 @@ class Worker:
         self.code = LoadedCode()
         self.variables = environment.Variables()  # the loaded function's, in os.environ
         self.package: str | None = None  # the package an isolated worker is confined to
+        self.files: str | None = None  # the digest of the files it mounted then (volumes.digest)
         self.unusable: str | None = None  # why an isolated worker can never load anything
 
     def in_request(self, rid: str, handler: Callable[..., Reply], *args: Any) -> Reply:
@@ -207,10 +221,13 @@ class Worker:
                 raise TypeError("filepath and functionName must be strings")
             limits = _function_limits(spec)
             variables = environment.checked(spec.get("environment_variables"))
+            files = volumes.checked(spec.get("mounted_files"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
+        if files and not self.isolated:
+            return _FILES_NEED_ISOLATION
         if self.isolated:
-            where = self._confined_path(filepath)
+            where = self._confined_path(filepath, files)
             if not isinstance(where, str):
                 return where
             filepath = where
@@ -228,13 +245,18 @@ class Worker:
             spec = json.loads(body) if body.strip() else {}
             limits = _function_limits(spec)
             variables = environment.checked(spec.get("environment_variables"))
+            files = volumes.checked(spec.get("mounted_files"))
         except (ValueError, TypeError, AttributeError) as exc:
             return text_reply("400 BAD REQUEST", f"bad specialize request: {exc}")
         if self.unusable is not None:
             return self._unusable_reply()
+        if files and not self.isolated:
+            return _FILES_NEED_ISOLATION
         if not self.isolated:
             volume = os.environ.get(USERFUNCVOL_ENV, DEFAULT_USERFUNCVOL)
         elif self.package is not None:
+            if volumes.digest(files) != self.files:
+                return _OTHER_FILES
             volume = isolation.USERFUNC
         else:
             return text_reply(
@@ -243,14 +265,15 @@ class Worker:
             )
         return self._load(environ, os.path.join(volume, "user"), "", limits, {}, variables)
 
-    def _confined_path(self, filepath: str) -> str | Reply:
+    def _confined_path(self, filepath: str, files: dict[str, bytes]) -> str | Reply:
         """Where an isolated worker loads the package path ``filepath`` from, or the refusal.
 
-        The first specialization confines the worker to the package of ``filepath``. Later ones
-        may only name a path in that same package: the worker has no capability left to show it
-        another, and has run this one's code. So another package is a 409 (the runtime must use a
-        fresh worker), a path outside the packages a 400 (nothing was done), and once confining
-        failed (the worker may be half confined) every specialization is a 500.
+        The first specialization confines the worker to the package of ``filepath`` and mounts
+        ``files``. Later ones may only name a path in that same package, with the same files: the
+        worker has no capability left to show it another, and has run this one's code. So another
+        package or other files are a 409 (the runtime must use a fresh worker), a path outside the
+        packages a 400 (nothing was done), and once confining failed (the worker may be half
+        confined) every specialization is a 500.
         """
         if self.unusable is not None:
             return self._unusable_reply()
@@ -261,15 +284,17 @@ class Worker:
         if self.package is None:
             # Before any thread is started (apply_limits may start a pool) and any code imported.
             try:
-                where = isolation.confine(filepath)
+                where = isolation.confine(filepath, files)
             except isolation.IsolationError as exc:
                 self.unusable = str(exc)
                 self.function = _refuse
                 return self._unusable_reply()
-            self.package = root
+            self.package, self.files = root, volumes.digest(files)
             return where
         if root != self.package:
             return text_reply("409 CONFLICT", f"this worker is confined to {self.package}, not {root}")
+        if volumes.digest(files) != self.files:
+            return _OTHER_FILES
         return str(Path(isolation.USERFUNC, inside)) if inside else isolation.USERFUNC
 
     def _unusable_reply(self) -> Reply:

@@ -56,7 +56,7 @@ import httptools  # noqa: F401
 import uvloop  # noqa: F401
 import werkzeug  # noqa: F401
 
-from runtime.worker import capture, environment, isolation, loader, protocol, server  # noqa: F401
+from runtime.worker import capture, environment, isolation, loader, protocol, server, volumes  # noqa: F401
 from runtime.worker.server import UnixListener
 
 SHUTDOWN_GRACE_SECONDS: Final = 5.0

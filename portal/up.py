@@ -4,7 +4,9 @@ Usage: ``python -m portal.up``. PostgreSQL and Redis are embedded (data in ``POR
 default ``.data/``) unless ``DATABASE_URL`` / ``REDIS_URL`` are set. The ASGI server, the Celery
 worker, Celery beat and the local runtime (router on 127.0.0.1:8888) run under honcho, which
 stops all of them on Ctrl-C; with ``PORTAL_BACKEND=kubernetes``, also the asynchronous
-invocations' dispatcher (``manage.py async_dispatcher``).
+invocations' dispatcher (``manage.py async_dispatcher``). The key of the stored secrets is
+generated into ``secrets_keys`` there unless PORTAL_SECRETS_KEYS(_FILE) is set; one that does not
+open the stored secrets stops start-up, once the database is migrated.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import secrets
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from honcho.manager import Manager
 
+from core.crypto import generate_key
 from portal import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -29,13 +34,17 @@ def data_dir() -> Path:
     return path
 
 
-def persistent_secret(path: Path) -> str:
-    """A value generated once and kept in the data directory (sessions survive restarts)."""
+def _random_token() -> str:
+    return secrets.token_urlsafe(50)
+
+
+def persistent_secret(path: Path, make: Callable[[], str] = _random_token) -> str:
+    """A value generated once by ``make`` and kept in the data directory (sessions survive restarts)."""
     if not path.exists():
         # Created 0600: readable by this user only, from the first byte on.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as output:
-            output.write(secrets.token_urlsafe(50))
+            output.write(make())
     path.chmod(0o600)
     return path.read_text().strip()
 
@@ -46,6 +55,9 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
     os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(data / "celerybeat-schedule"))
     if not os.environ.get("PORTAL_SECRET_KEY") and not os.environ.get("PORTAL_SECRET_KEY_FILE"):
         os.environ["PORTAL_SECRET_KEY"] = persistent_secret(data / "secret_key")
+    if not os.environ.get("PORTAL_SECRETS_KEYS") and not os.environ.get("PORTAL_SECRETS_KEYS_FILE"):
+        # The key of the tenants' stored secrets: losing this file loses them (README, Configuration).
+        os.environ["PORTAL_SECRETS_KEYS"] = persistent_secret(data / "secrets_keys", generate_key)
     os.environ.setdefault("RUNTIME_STATE_DIR", str(data / "runtime"))
     if not os.environ.get("RUNTIME_TOKEN") and not os.environ.get("RUNTIME_TOKEN_FILE"):
         os.environ["RUNTIME_TOKEN"] = persistent_secret(data / "runtime-token")
@@ -61,16 +73,21 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
 ENV_FILE = "running.env"
 SHARED_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "PORTAL_SECRET_KEY", "RUNTIME_TOKEN", "PORTAL_DEBUG", "PROMETHEUS_URL",
+    "PORTAL_SECRETS_KEYS", "PORTAL_SECRETS_KEYS_FILE",
 )  # fmt: skip
 
 
 def write_running_env(data: Path) -> None:
     """Let ``manage.py`` in another shell reach the embedded services while this runs."""
     path = data / ENV_FILE
-    path.write_text(
-        "".join(f"{name}={os.environ[name]}\n" for name in SHARED_VARIABLES if name in os.environ)
-    )
+    path.write_text("".join(f"{name}={_one_line(name)}\n" for name in SHARED_VARIABLES if name in os.environ))
     path.chmod(0o600)
+
+
+def _one_line(name: str) -> str:
+    value = os.environ[name]
+    # running.env holds a line per variable; a key list may be given on several (commas do as well).
+    return ",".join(value.split()) if name == "PORTAL_SECRETS_KEYS" else value
 
 
 def set_up_database(data: Path) -> None:
@@ -79,7 +96,23 @@ def set_up_database(data: Path) -> None:
 
     django.setup()
     call_command("migrate_schemas", interactive=False, verbosity=0)
+    check_secrets_keys()
     call_command("bootstrap", password_file=str(data / "admin-password"))
+
+
+def check_secrets_keys() -> None:
+    """Stop here, with the message naming PORTAL_SECRETS_KEYS, when it is missing, malformed or
+    does not hold the key the stored secrets were encrypted with (not at the first secret read)."""
+    # Imported here, not at the top: models may only be imported once django.setup() has run.
+    from tenants import secrets_keys
+
+    try:
+        secrets_keys.verify()
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"faas-portal: {error}") from None
+
+
+ASYNC_DISPATCHER = "async-dispatcher"
 
 
 def processes(host: str, port: int) -> dict[str, str]:
@@ -93,12 +126,16 @@ def processes(host: str, port: int) -> dict[str, str]:
     }
     if os.environ.get("PORTAL_BACKEND") == "kubernetes":
         # Fission's router has no queue: the portal runs asynchronous invocations (docs/kubernetes.md).
-        commands["async-dispatcher"] = f"{python} manage.py async_dispatcher"
+        commands[ASYNC_DISPATCHER] = f"{python} manage.py async_dispatcher"
     return commands
 
 
 # The portal's processes sum their metrics through this directory; the runtime keeps its own.
 PORTAL_PROCESSES = ("web", "worker", "beat")
+# Only the portal's Django processes hold the key of the stored secrets: never the runtime (nor,
+# through it, a function's worker) or Prometheus.
+SECRETS_KEYS_PROCESSES = (*PORTAL_PROCESSES, ASYNC_DISPATCHER)
+SECRETS_KEYS_VARIABLES = ("PORTAL_SECRETS_KEYS", "PORTAL_SECRETS_KEYS_FILE")
 
 
 def prepare_metrics(data: Path) -> None:
@@ -110,6 +147,17 @@ def prepare_metrics(data: Path) -> None:
     shutil.rmtree(multiproc, ignore_errors=True)
     multiproc.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+
+
+def process_environment(name: str) -> dict[str, str]:
+    """The environment process ``name`` of ``make run`` starts with: ours, less what it must not hold."""
+    env = dict(os.environ)
+    if name not in PORTAL_PROCESSES:
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if name not in SECRETS_KEYS_PROCESSES:
+        for variable in SECRETS_KEYS_VARIABLES:
+            env.pop(variable, None)
+    return env
 
 
 def prometheus_process(data: Path, portal: str) -> str | None:
@@ -167,10 +215,7 @@ def main() -> int:
             commands["prometheus"] = prometheus
             write_running_env(data)  # now with PROMETHEUS_URL
         for name, cmd in commands.items():
-            env = dict(os.environ)
-            if name not in PORTAL_PROCESSES:
-                env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            manager.add_process(name, cmd, env=env, cwd=str(BASE_DIR))
+            manager.add_process(name, cmd, env=process_environment(name), cwd=str(BASE_DIR))
         print(f"\nfaas-portal: http://{host}:{port}/  (data in {data}; Ctrl-C stops everything)")
         print(_metrics_line(prometheus is not None) + "\n")
         manager.loop()

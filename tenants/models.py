@@ -106,3 +106,22 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.key_id} ({self.name})"
+
+
+class SecretsKeyCheck(models.Model):
+    """One known plaintext encrypted under ``PORTAL_SECRETS_KEYS`` at the first start, so that a
+    wrong key fails start-up instead of the first secret read (``tenants.secrets_keys.verify``).
+
+    A single row (primary key 1, enforced by a check constraint), in the public schema.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    token = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="secretskeycheck_single_row")]
+
+    def __str__(self) -> str:
+        return "secrets key check"

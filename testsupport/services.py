@@ -27,6 +27,8 @@ _tmp = Path(tempfile.mkdtemp(prefix="portal-test-"))
 atexit.register(shutil.rmtree, _tmp, ignore_errors=True)
 
 os.environ.setdefault("PORTAL_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+# A fixed Fernet key for the stored secrets (core/crypto.py); tests of rotation bring their own.
+os.environ.setdefault("PORTAL_SECRETS_KEYS", "5ViB9zJdchLMoGrYLMdwKItJISTU_Ov_3njl8Ey-nLg=")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault(
     "PORTAL_STATIC_ROOT", str(Path(__file__).resolve().parent.parent / ".build" / "staticfiles")

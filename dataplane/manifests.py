@@ -9,6 +9,7 @@ an object that validates against ``shared/fission-crds`` (Fission v1.27.0) and p
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -93,6 +94,8 @@ class FunctionSpec:
     async_retries: int = 2
     async_max_event_age_s: int = 21600
     environment_variables: Mapping[str, str] = field(default_factory=dict)
+    secrets: Sequence[str] = ()  # the tenant's Secrets and ConfigMaps it mounts, by name
+    configmaps: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -339,8 +342,11 @@ def function_manifest(
         "idletimeout": fn.idle_timeout_s,
         "concurrency": fn.concurrency,
         "requestsPerPod": fn.requests_per_pod,
-        "secrets": [],
-        "configmaps": [_ref(namespace, environment_variables_name(name))] if fn.environment_variables else [],
+        "secrets": [_ref(namespace, secret) for secret in fn.secrets],
+        "configmaps": [
+            *(_ref(namespace, configmap) for configmap in fn.configmaps),
+            *([_ref(namespace, environment_variables_name(name))] if fn.environment_variables else []),
+        ],
     }
     if limits := resources(fn.memory_mb, fn.cpu_millis):
         spec["resources"] = limits
@@ -552,6 +558,30 @@ def timetrigger_manifest(
     return _object("TimeTrigger", metadata, spec)
 
 
+# The names the portal gives objects of its own: a tenant's Secret or ConfigMap may not end so.
+PORTAL_SECRET_SUFFIX = "-broker"  # noqa: S105 - a name suffix (queue_secret_name), not a secret
+PORTAL_CONFIGMAP_SUFFIX = "-env"  # environment_variables_name
+
+
+def tenant_secret_manifest(
+    namespace: str, name: str, data: Mapping[str, str], *, tenant: str
+) -> dict[str, Any]:
+    """The tenant's Secret ``name`` (``data``: key -> text, sent base64 as core/v1 wants)."""
+    metadata = _metadata(namespace, dns_label(name, "secret name"), labels(tenant=_tenant(namespace, tenant)))
+    encoded = {key: base64.b64encode(value.encode()).decode("ascii") for key, value in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": encoded}
+
+
+def tenant_configmap_manifest(
+    namespace: str, name: str, data: Mapping[str, str], *, tenant: str
+) -> dict[str, Any]:
+    """The tenant's ConfigMap ``name``."""
+    metadata = _metadata(
+        namespace, dns_label(name, "config map name"), labels(tenant=_tenant(namespace, tenant))
+    )
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
+
+
 def queue_secret_name(trigger: str) -> str:
     return dns_label(f"{trigger}-broker", "secret name")
 
@@ -625,6 +655,7 @@ def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
             ("Environment", spec["environment"]["name"]),
             ("Package", spec["package"]["packageref"]["name"]),
             *(("ConfigMap", ref["name"]) for ref in spec.get("configmaps") or []),
+            *(("Secret", ref["name"]) for ref in spec.get("secrets") or []),
         ]
     if obj["kind"] in ("TimeTrigger", "MessageQueueTrigger"):
         return [("Function", spec["functionref"]["name"])]

@@ -13,6 +13,7 @@ setting existed still loads, deploys and shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +119,80 @@ class EnvironmentVariablesField(serializers.DictField):
             raise serializers.ValidationError(exc.messages) from exc
 
 
+# A function names at most MAX_OBJECT_NAMES Secrets and as many ConfigMaps, each a DNS label.
+MAX_OBJECT_NAMES = 16
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def check_object_names(value: object) -> list[str]:
+    """``value`` as a list of Secret or ConfigMap names (DNS labels, each once, at most
+    ``MAX_OBJECT_NAMES``), or ValidationError. Whether they exist is the services' to check."""
+    if not isinstance(value, list | tuple):
+        raise ValidationError("Give a list of names.")
+    errors = [f"{name!r}: a name is a DNS label (a-z, 0-9, '-')." for name in value
+              if not isinstance(name, str) or not OBJECT_NAME.fullmatch(name)]  # fmt: skip
+    if len(value) > MAX_OBJECT_NAMES:
+        errors.append(f"At most {MAX_OBJECT_NAMES} names.")
+    if not errors and len(set(value)) != len(value):
+        errors.append("A name is given twice.")
+    if errors:
+        raise ValidationError(errors)
+    return list(value)
+
+
+object_name_validator = RegexValidator(
+    f"^{OBJECT_NAME.pattern}$", "A name is a DNS label: a-z, 0-9 and '-', at most 63, not at either end."
+)
+# Values of a Secret or ConfigMap: keys as Kubernetes allows them in a file name, text values,
+# 1 MiB in all (a Kubernetes object's limit).
+OBJECT_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+MAX_OBJECT_BYTES = 1024 * 1024
+
+
+def check_object_data(value: object) -> dict[str, str]:
+    """``value`` as the data of a Secret or ConfigMap, or ValidationError naming the key."""
+    if not isinstance(value, Mapping) or not value:
+        raise ValidationError("Give an object of at least one key to its value.")
+    errors: list[str] = []
+    for key, text in value.items():
+        if not isinstance(key, str) or not OBJECT_KEY.fullmatch(key) or key in (".", ".."):
+            errors.append(f"{key!r}: a key is letters, digits, '-', '_' or '.' (a file name).")
+        elif not isinstance(text, str):
+            errors.append(f"{key}: a value is a string.")
+        elif "\0" in text:
+            errors.append(f"{key}: a value cannot hold a NUL character.")
+    if not errors and _env_bytes(value) > MAX_OBJECT_BYTES:
+        errors.append(f"Keys and values take {_env_bytes(value)} bytes; at most {MAX_OBJECT_BYTES}.")
+    if errors:
+        raise ValidationError(errors)
+    return dict(value)
+
+
+class ObjectNamesFormField(forms.CharField):
+    """Names separated by commas; cleans to a list."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        text = str(super().clean(value) or "")
+        return check_object_names([name.strip() for name in text.split(",") if name.strip()])
+
+
+class ObjectNamesField(serializers.ListField):
+    """The API's list of Secret or ConfigMap names."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.CharField(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        names = super().to_internal_value(data)
+        try:
+            return check_object_names(names)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+
 class Executor(models.TextChoices):
     POOLMGR = "poolmgr", "Pool manager (warm pool)"
     NEWDEPLOY = "newdeploy", "New deployment (dedicated, scales)"
@@ -130,7 +205,7 @@ class Setting:
 
     name: str
     label: str
-    default: int | str | dict[str, str] | None
+    default: int | str | dict[str, str] | list[str] | None
     minimum: int | None = None
     maximum: int | None = None
     max_length: int | None = None
@@ -138,14 +213,19 @@ class Setting:
     validators: tuple[RegexValidator, ...] = ()
     small: bool = False  # stored as a PositiveSmallIntegerField
     mapping: bool = False  # environment variables: names to values (check_environment_variables)
+    names: bool = False  # a list of the tenant's Secrets or ConfigMaps, by name (check_object_names)
 
     @property
     def is_text(self) -> bool:
         return self.max_length is not None
 
     def fresh_default(self) -> Any:
-        """The default, a new dict for a mapping (never one shared by every function)."""
-        return dict(self.default) if isinstance(self.default, dict) else self.default
+        """The default, a new dict or list for a mapping or names (never one shared by every function)."""
+        if isinstance(self.default, dict):
+            return dict(self.default)
+        if isinstance(self.default, list):
+            return list(self.default)
+        return self.default
 
     def bounds(self) -> list[MinValueValidator | MaxValueValidator]:
         found: list[MinValueValidator | MaxValueValidator] = []
@@ -175,6 +255,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("async_max_event_age_s", "Async max event age (s)", 21600, minimum=60, maximum=21600),
     # Delivered to the function's process (runtime) or as a ConfigMap (Kubernetes): docs/configuration.md.
     Setting("environment_variables", "Environment variables", {}, mapping=True),
+    # The tenant's Secrets and ConfigMaps the function reads, as Fission mounts them:
+    # /secrets/<namespace>/<name>/<key> and /configs/<namespace>/<name>/<key> (docs/configuration.md).
+    Setting("secrets", "Secrets", [], names=True),
+    Setting("configmaps", "Config maps", [], names=True),
 )
 NAMES = tuple(setting.name for setting in SETTINGS)
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -185,6 +269,8 @@ def model_field(name: str) -> Any:
     setting = _BY_NAME[name]
     if setting.mapping:
         return models.JSONField(default=dict, blank=True, validators=[check_environment_variables])
+    if setting.names:
+        return models.JSONField(default=list, blank=True, validators=[check_object_names])
     if setting.is_text:
         return models.CharField(
             max_length=setting.max_length or 0, default=setting.default, blank=not setting.choices,
@@ -204,6 +290,8 @@ def serializer_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
 def _serializer_field(setting: Setting) -> serializers.Field[Any, Any, Any, Any]:
     if setting.mapping:
         return EnvironmentVariablesField(required=False)
+    if setting.names:
+        return ObjectNamesField(required=False)
     if setting.choices:
         return serializers.ChoiceField(choices=list(setting.choices), required=False)
     if setting.is_text:
@@ -224,6 +312,10 @@ def form_fields() -> dict[str, forms.Field]:
 
 
 def _form_field(setting: Setting) -> forms.Field:
+    if setting.names:
+        return ObjectNamesFormField(
+            required=False, label=setting.label, help_text="Names, separated by commas."
+        )
     if setting.mapping:
         return EnvironmentVariablesFormField(required=False, label=setting.label,
                                              help_text="NAME=value, one per line.")  # fmt: skip

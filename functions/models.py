@@ -3,12 +3,14 @@ triggers, deployments and invocations (DESIGN.md section 5)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from core.crypto import Keyring
 from core.names import name_validator
 from functions import config, runtimes
 
@@ -59,6 +61,8 @@ class Function(models.Model):
     async_retries = config.model_field("async_retries")
     async_max_event_age_s = config.model_field("async_max_event_age_s")
     environment_variables = config.model_field("environment_variables")
+    secrets = config.model_field("secrets")
+    configmaps = config.model_field("configmaps")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,6 +148,52 @@ class Version(models.Model):
     def settings(self) -> dict[str, Any]:
         """The frozen configuration, read as today's settings (functions/config.py: thawed)."""
         return config.thawed(self.config)
+
+
+class Secret(models.Model):
+    """A Secret of the tenant: named values that functions naming it read as files
+    (/secrets/<namespace>/<name>/<key>). The values are stored encrypted (``ciphertext``: the
+    JSON object of keys to values under core.crypto's keyring) and never shown: ``keys`` are."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[config.object_name_validator])
+    ciphertext = models.BinaryField()
+    keys = models.JSONField(default=list)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_values(self, values: dict[str, str]) -> None:
+        """Encrypt ``values`` into ``ciphertext`` (under the keyring's first key); ``keys`` follow."""
+        self.ciphertext = Keyring.from_settings().encrypt(json.dumps(values, sort_keys=True).encode())
+        self.keys = sorted(values)
+
+    def values(self) -> dict[str, str]:
+        """The values, for the data plane only (never an answer, a page or a log)."""
+        values: dict[str, str] = json.loads(Keyring.from_settings().decrypt(bytes(self.ciphertext)))
+        return values
+
+
+class ConfigMap(models.Model):
+    """A ConfigMap of the tenant: named values, not secret, that functions naming it read as
+    files (/configs/<namespace>/<name>/<key>)."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[config.object_name_validator])
+    data = models.JSONField(default=dict)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Alias(models.Model):

@@ -12,7 +12,7 @@ from dataplane.backends import get_backend
 from dataplane.backends.base import ObjectRef
 from dataplane.retry import TRANSIENT, retrying
 from functions import selectors
-from functions.models import Environment
+from functions.models import ConfigMap, Environment, Secret
 from functions.runs import builds as build_runs
 from functions.runs import deployments as deployment_runs
 from tenants.selectors import current_tenant, tenant_queryset
@@ -70,6 +70,16 @@ def environment_undeploy_task(schema: str, environment_name: str) -> None:
         if not Environment.objects.filter(name=environment_name).exists():
             ref = ObjectRef("Environment", current_tenant().namespace, environment_name)
             get_backend().delete(ref)
+
+
+@shared_task(name="functions.tenant_object_undeploy", **retrying(retries=8, backoff_max_s=60))
+def tenant_object_undeploy_task(schema: str, kind: str, name: str) -> None:
+    """Remove a deleted Secret or ConfigMap of the tenant (``kind``) from the data plane.
+    Idempotent; nothing is removed when one of that name exists again by the time this runs."""
+    model: type[Secret] | type[ConfigMap] = Secret if kind == "Secret" else ConfigMap
+    with schema_context(schema):
+        if not model.objects.filter(name=name).exists():
+            get_backend().delete(ObjectRef(kind, current_tenant().namespace, name))
 
 
 @shared_task(name="functions.resume_stuck_deployments")

@@ -10,9 +10,9 @@ class PortalConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: models may only be imported once the app registry is ready.
         from functions.runs import deployments as deployment_runs
-        from functions.services import deployments
+        from functions.services import configuration, deployments
         from functions.services.functions import environment_ensure_default
-        from tenants import lifecycle
+        from tenants import lifecycle, secrets_keys
 
         lifecycle.connect(
             lifecycle.SchemaHooks(
@@ -21,3 +21,5 @@ class PortalConfig(AppConfig):
                 resumed=deployments.tenant_resumed,
             )
         )
+        # `manage.py secrets rotate` re-encrypts every tenant's Secrets under the first key.
+        secrets_keys.register_rotation(configuration.rotate_secrets)

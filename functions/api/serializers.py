@@ -12,12 +12,14 @@ from functions import config, runtimes, selectors
 from functions.models import (
     Alias,
     Build,
+    ConfigMap,
     Deployment,
     Environment,
     Function,
     Invocation,
     QueueKind,
     QueueTrigger,
+    Secret,
     TargetKind,
     TimeTrigger,
     Trigger,
@@ -401,3 +403,43 @@ class QuotaItemSerializer(serializers.Serializer[Any]):
 class QuotaUsageSerializer(serializers.Serializer[Any]):
     suspended = serializers.BooleanField()
     items = QuotaItemSerializer(many=True)
+
+
+class SecretSerializer(serializers.ModelSerializer[Secret]):
+    """A Secret as shown: its keys, never its values."""
+
+    class Meta:
+        model = Secret
+        fields = ["name", "keys", "created_by", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+def _object_data(help_text: str) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), help_text=help_text
+    )
+
+
+class SecretCreateSerializer(serializers.Serializer[Any]):
+    name = StrictCharField(max_length=63, validators=[config.object_name_validator])
+    data = _object_data("Keys to values; written only: no answer ever holds a value.")  # type: ignore[assignment]  # a field (DRF pops it), not .data
+
+
+class SecretUpdateSerializer(serializers.Serializer[Any]):
+    data = _object_data("Every key and value (replaces them all); written only.")  # type: ignore[assignment]  # a field (DRF pops it), not .data
+
+
+class ConfigMapSerializer(serializers.ModelSerializer[ConfigMap]):
+    class Meta:
+        model = ConfigMap
+        fields = ["name", "data", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["created_by", "created_at", "updated_at"]
+
+
+class ConfigMapCreateSerializer(serializers.Serializer[Any]):
+    name = StrictCharField(max_length=63, validators=[config.object_name_validator])
+    data = _object_data("Keys to values.")  # type: ignore[assignment]  # a field (DRF pops it), not .data
+
+
+class ConfigMapUpdateSerializer(serializers.Serializer[Any]):
+    data = _object_data("Every key and value (replaces them all).")  # type: ignore[assignment]  # a field (DRF pops it), not .data

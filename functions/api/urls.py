@@ -6,6 +6,8 @@ from functions.api import views
 router = SimpleRouter()
 router.register("environments", views.EnvironmentViewSet, basename="environment")
 router.register("functions", views.FunctionViewSet, basename="function")
+router.register("secrets", views.SecretViewSet, basename="secret")
+router.register("configmaps", views.ConfigMapViewSet, basename="configmap")
 
 nested = SimpleRouter()
 nested.register("builds", views.BuildViewSet, basename="build")

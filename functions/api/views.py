@@ -20,24 +20,35 @@ from rest_framework.response import Response
 
 from core.api.schema import ERRORS
 from core.api.views import valid_data
-from core.errors import ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from functions import quotas, selectors
 from functions.api import serializers as s
 from functions.models import (
     Alias,
     Build,
+    ConfigMap,
     Deployment,
     Draft,
     Environment,
     Function,
     Invocation,
     QueueTrigger,
+    Secret,
     TimeTrigger,
     Trigger,
     Version,
 )
 from functions.services import builds as build_services
-from functions.services import changes, deadletters, deployments, events, functions, invocations, versions
+from functions.services import (
+    changes,
+    configuration,
+    deadletters,
+    deployments,
+    events,
+    functions,
+    invocations,
+    versions,
+)
 from tenants.api.base import TenantViewSet
 
 
@@ -101,6 +112,89 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
     def _shown(self, environment: Environment) -> dict[str, Any]:
         return dict(s.EnvironmentSerializer(environment, context=self.get_serializer_context()).data)
+
+
+class _TenantObjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """A tenant's Secrets or ConfigMaps: create (409 when the name is taken), replace the values
+    (redeploys the functions that use it), delete (409 naming the functions that use it)."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[a-z0-9-]+"
+    create_serializer: type[Any]
+    update_serializer: type[Any]
+
+    def create(self, request: Request) -> Response:
+        values = valid_data(self.create_serializer, request)
+        if self.get_queryset().filter(name=values["name"]).exists():
+            raise Conflict(
+                f"{values['name']} exists: PUT replaces its values.", detail={"name": ["Already taken."]}
+            )
+        saved = self._save(values["name"], values["data"], request)
+        return Response(self.get_serializer(saved).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, name: str) -> Response:
+        obj = self.get_object()
+        values = valid_data(self.update_serializer, request)
+        return Response(self.get_serializer(self._save(obj.name, values["data"], request)).data)
+
+    def _save(self, name: str, data: dict[str, str], request: Request) -> Any:
+        raise NotImplementedError
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the tenant's Secrets (names and keys)",
+                       responses={200: s.SecretSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a Secret (its keys; values are never shown)",
+                           responses={200: s.SecretSerializer, **ERRORS}),
+    create=extend_schema(summary="Create a Secret", request=s.SecretCreateSerializer,
+                         responses={201: s.SecretSerializer, **ERRORS}),
+    update=extend_schema(summary="Replace a Secret's values (redeploys the functions that use it)",
+                         request=s.SecretUpdateSerializer, responses={200: s.SecretSerializer, **ERRORS}),
+    destroy=extend_schema(summary="Delete a Secret no function uses (409 names those that do)",
+                          responses={204: None, **ERRORS}),
+)  # fmt: skip
+class SecretViewSet(_TenantObjectViewSet):
+    serializer_class = s.SecretSerializer
+    create_serializer = s.SecretCreateSerializer
+    update_serializer = s.SecretUpdateSerializer
+
+    def get_queryset(self) -> QuerySet[Secret]:
+        return Secret.objects.all()
+
+    def _save(self, name: str, data: dict[str, str], request: Request) -> Secret:
+        return changes.secret_save_and_deploy(name=name, data=data, user=_username(request))
+
+    def destroy(self, request: Request, name: str) -> Response:
+        configuration.secret_delete(secret=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the tenant's ConfigMaps",
+                       responses={200: s.ConfigMapSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Get a ConfigMap", responses={200: s.ConfigMapSerializer, **ERRORS}),
+    create=extend_schema(summary="Create a ConfigMap", request=s.ConfigMapCreateSerializer,
+                         responses={201: s.ConfigMapSerializer, **ERRORS}),
+    update=extend_schema(summary="Replace a ConfigMap's values (redeploys the functions that use it)",
+                         request=s.ConfigMapUpdateSerializer,
+                         responses={200: s.ConfigMapSerializer, **ERRORS}),
+    destroy=extend_schema(summary="Delete a ConfigMap no function uses (409 names those that do)",
+                          responses={204: None, **ERRORS}),
+)  # fmt: skip
+class ConfigMapViewSet(_TenantObjectViewSet):
+    serializer_class = s.ConfigMapSerializer
+    create_serializer = s.ConfigMapCreateSerializer
+    update_serializer = s.ConfigMapUpdateSerializer
+
+    def get_queryset(self) -> QuerySet[ConfigMap]:
+        return ConfigMap.objects.all()
+
+    def _save(self, name: str, data: dict[str, str], request: Request) -> ConfigMap:
+        return changes.configmap_save_and_deploy(name=name, data=data, user=_username(request))
+
+    def destroy(self, request: Request, name: str) -> Response:
+        configuration.configmap_delete(configmap=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

@@ -25,10 +25,12 @@ from functions.models import (
     FINAL_DEPLOYMENT_STATES,
     Build,
     BuildState,
+    ConfigMap,
     Deployment,
     DeploymentState,
     Environment,
     Function,
+    Secret,
     TargetKind,
 )
 from functions.runs.builds import build_new, build_run
@@ -170,6 +172,10 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
         manifests.environment_manifest(namespace, environment_spec(environment), tenant=slug)
         for environment in Environment.objects.filter(name__in=names)
     ]
+    specs = ([function_spec(function)] if draft_build is not None else []) + [spec for _, spec in versions]
+    objects += tenant_objects(
+        {n for spec in specs for n in spec.secrets}, {n for spec in specs for n in spec.configmaps}
+    )
     if draft_build is not None:
         draft = function_spec(function)
         objects += manifests.version_manifests(
@@ -186,6 +192,20 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
         )  # fmt: skip
         objects.append(manifests.httptrigger_manifest(namespace, slug, trigger_spec, function=function.name))
     return objects + event_objects(function)
+
+
+def tenant_objects(secrets: set[str], configmaps: set[str]) -> list[dict[str, Any]]:
+    """The tenant's Secrets and ConfigMaps named here, as the data plane takes them (one that is
+    gone is left out: the Function's reference to it then fails the deployment, naming it)."""
+    namespace, slug = _namespace(), current_tenant().slug
+    objects = [
+        manifests.tenant_secret_manifest(namespace, secret.name, secret.values(), tenant=slug)
+        for secret in Secret.objects.filter(name__in=secrets)
+    ]
+    return objects + [
+        manifests.tenant_configmap_manifest(namespace, configmap.name, configmap.data, tenant=slug)
+        for configmap in ConfigMap.objects.filter(name__in=configmaps)
+    ]
 
 
 def event_objects(function: Function) -> list[dict[str, Any]]:

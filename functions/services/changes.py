@@ -12,15 +12,17 @@ from django.db import transaction
 from functions import selectors, specs
 from functions.models import (
     Alias,
+    ConfigMap,
     DeploymentState,
     Draft,
     Environment,
     Function,
     QueueTrigger,
+    Secret,
     TimeTrigger,
     Trigger,
 )
-from functions.services import deployments, events, functions, triggers, versions
+from functions.services import configuration, deployments, events, functions, triggers, versions
 
 
 @transaction.atomic
@@ -110,3 +112,26 @@ def environment_update_and_deploy(*, environment: Environment, user: str = "", *
     for function in on_data_plane.distinct().order_by("name"):
         deployments.deployment_create(function=function, cause=cause, user=user)
     return environment
+
+
+@transaction.atomic
+def secret_save_and_deploy(*, name: str, data: dict[str, str], user: str = "") -> Secret:
+    """Save the Secret, then redeploy the functions that use it and are on the data plane."""
+    secret = configuration.secret_save(name=name, data=data, user=user)
+    _redeploy_users("secrets", name, f"secret {name} changed", user)
+    return secret
+
+
+@transaction.atomic
+def configmap_save_and_deploy(*, name: str, data: dict[str, str], user: str = "") -> ConfigMap:
+    """Save the ConfigMap, then redeploy the functions that use it and are on the data plane."""
+    configmap = configuration.configmap_save(name=name, data=data, user=user)
+    _redeploy_users("configmaps", name, f"config map {name} changed", user)
+    return configmap
+
+
+def _redeploy_users(setting: str, name: str, cause: str, user: str) -> None:
+    users = configuration.usage(setting).get(name, [])
+    on_data_plane = Function.objects.filter(name__in=users, deployments__state__in=_ON_DATA_PLANE)
+    for function in on_data_plane.distinct().order_by("name"):
+        deployments.deployment_create(function=function, cause=cause, user=user)

@@ -12,6 +12,7 @@ from functions import config, quotas, runtimes, selectors, tasks
 from functions.archives import ArchiveLimits, inspect_zip, python_module_name, read_member
 from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
+from functions.services import configuration
 from functions.services.common import full_clean
 
 DEFAULT_ENVIRONMENT = "python"
@@ -140,6 +141,7 @@ def _apply_config(function: Function, values: dict[str, Any]) -> None:
         raise ValidationFailed(
             "Unknown fields.", detail={name: ["Unknown field."] for name in sorted(unknown)}
         )
+    configuration.check_references(values)
     for name, value in values.items():
         setattr(function, name, value)
 

@@ -1,0 +1,131 @@
+"""The tenant's Secrets and ConfigMaps (issue 14): named values that functions name in their
+``secrets`` / ``configmaps`` settings and read as files where Fission puts them.
+
+A Secret's values are encrypted at rest (core.crypto) and never shown again: only its keys are.
+Deleting one that a function uses is a Conflict naming the functions; a saved one is applied by
+the deployments of the functions that use it (changes.py queues them), and a deleted one is
+removed from the data plane by a task after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection, transaction
+
+from core.crypto import Keyring
+from core.errors import Conflict, ValidationFailed
+from dataplane.manifests import PORTAL_CONFIGMAP_SUFFIX, PORTAL_SECRET_SUFFIX
+from functions import config, tasks
+from functions.models import ConfigMap, Function, Secret
+from functions.selectors import referenced_versions
+from functions.services.common import full_clean
+from tenants import secrets_keys
+
+CODE_IN_USE = "in_use"
+KINDS: dict[str, type[Secret] | type[ConfigMap]] = {"secrets": Secret, "configmaps": ConfigMap}
+
+
+@transaction.atomic
+def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
+    """Create Secret ``name`` or replace all its values."""
+    values = _checked(name, data, PORTAL_SECRET_SUFFIX, "secret")
+    secret = Secret.objects.select_for_update().filter(name=name).first() or Secret(
+        name=name, created_by=user
+    )
+    secret.set_values(values)
+    full_clean(secret)
+    secret.save()
+    return secret
+
+
+@transaction.atomic
+def configmap_save(*, name: str, data: dict[str, str], user: str = "") -> ConfigMap:
+    """Create ConfigMap ``name`` or replace all its values."""
+    values = _checked(name, data, PORTAL_CONFIGMAP_SUFFIX, "config map")
+    configmap = ConfigMap.objects.select_for_update().filter(name=name).first()
+    configmap = configmap or ConfigMap(name=name, created_by=user)
+    configmap.data = values
+    full_clean(configmap)
+    configmap.save()
+    return configmap
+
+
+@transaction.atomic
+def secret_delete(*, secret: Secret) -> None:
+    _delete("secrets", secret)
+
+
+@transaction.atomic
+def configmap_delete(*, configmap: ConfigMap) -> None:
+    _delete("configmaps", configmap)
+
+
+def _delete(setting: str, obj: Secret | ConfigMap) -> None:
+    """Delete ``obj`` unless a function uses it (Conflict naming them); its object leaves the
+    data plane after commit."""
+    model = KINDS[setting]
+    if model.objects.select_for_update().filter(pk=obj.pk).first() is None:
+        return  # deleted meanwhile, by a request that also removes it from the data plane
+    users = usage(setting).get(obj.name, [])
+    if users:
+        kind = "Secret" if setting == "secrets" else "ConfigMap"
+        raise Conflict(
+            f"{kind} {obj.name} is used by {', '.join(users)}: take it out of their {setting} first "
+            "(a published version an alias or trigger uses counts too).",
+            detail={"functions": users},
+            code=CODE_IN_USE,
+        )
+    obj.delete()
+    schema, kind = connection.schema_name, model.__name__  # type: ignore[attr-defined]
+    transaction.on_commit(lambda: tasks.tenant_object_undeploy_task.delay(schema, kind, obj.name))
+
+
+def rotate_secrets(keyring: Keyring) -> int:
+    """Re-encrypt this schema's Secrets under the keyring's first key (``manage.py secrets rotate``
+    calls it in every tenant schema); how many were rewritten."""
+    return secrets_keys.rotate_field(Secret.objects.all(), "ciphertext", keyring)
+
+
+def usage(setting: str) -> dict[str, list[str]]:
+    """Each name in functions' ``setting`` (``secrets`` or ``configmaps``) -> the functions that
+    use it (sorted): those naming it now, and those with a deployed version published naming it."""
+    found: dict[str, set[str]] = {}
+    for function in Function.objects.all():
+        names = set(getattr(function, setting))
+        for version in referenced_versions(function=function):
+            names.update(version.settings.get(setting) or [])
+        for name in names:
+            found.setdefault(name, set()).add(function.name)
+    return {name: sorted(functions) for name, functions in found.items()}
+
+
+def check_references(values: dict[str, Any]) -> None:
+    """ValidationFailed naming each Secret or ConfigMap in ``values`` (function settings) that
+    the tenant does not have."""
+    detail: dict[str, list[str]] = {}
+    for setting, model in KINDS.items():
+        names = values.get(setting)
+        if not isinstance(names, list):
+            continue  # absent, or not a list: the model's validation says so
+        present = set(model.objects.filter(name__in=names).values_list("name", flat=True))
+        missing = [name for name in names if name not in present]
+        if missing:
+            detail[setting] = [f"No such {setting[:-1]}: {', '.join(missing)}."]
+    if detail:
+        raise ValidationFailed(
+            "A function names a Secret or ConfigMap the tenant does not have.", detail=detail
+        )
+
+
+def _checked(name: str, data: object, reserved_suffix: str, what: str) -> dict[str, str]:
+    if name.endswith(reserved_suffix):
+        raise ValidationFailed(
+            f"A {what} name may not end with {reserved_suffix!r}: the portal names its own so.",
+            detail={"name": [f"Ends with {reserved_suffix!r}."]},
+        )
+    try:
+        return config.check_object_data(data)
+    except DjangoValidationError as exc:
+        raise ValidationFailed("Invalid data.", detail={"data": exc.messages}) from exc

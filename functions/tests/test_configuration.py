@@ -172,3 +172,40 @@ def test_the_data_plane_gets_the_objects_the_function_names(
     assert queued == [(tenant.schema_name, "Secret", "db")]
     tasks.tenant_object_undeploy_task(*queued[0])  # as the worker runs it
     assert kubernetes_portal.objects("secrets", namespace) == []
+
+
+def test_rotating_the_key_keeps_every_tenants_secrets_readable(world: Any, monkeypatch: Any) -> None:
+    """The registered rotation (portal/apps.py: configuration.rotate_secrets) rewrites the tenants'
+    Secrets: after `secrets rotate` the new key alone opens them."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from core.crypto import Keyring, generate_key
+
+    def use(keys: str) -> None:
+        monkeypatch.setenv("PORTAL_SECRETS_KEYS", keys)
+        Keyring.clear_cache()
+
+    old, new = generate_key(), generate_key()
+    monkeypatch.delenv("PORTAL_SECRETS_KEYS_FILE", raising=False)
+    use(old)
+    call_command("secrets", "verify", stdout=StringIO())
+    for tenant in (world.acme, world.globex):
+        with schema_context(tenant.schema_name):
+            configuration_save("db", {"password": f"{MARKER}-{tenant.slug}"})
+    use(f"{new},{old}")
+    call_command("secrets", "rotate", stdout=StringIO())
+    use(new)
+    try:
+        for tenant in (world.acme, world.globex):
+            with schema_context(tenant.schema_name):
+                assert Secret.objects.get(name="db").values() == {"password": f"{MARKER}-{tenant.slug}"}
+    finally:
+        Keyring.clear_cache()
+
+
+def configuration_save(name: str, data: dict[str, str]) -> None:
+    from functions.services import configuration
+
+    configuration.secret_save(name=name, data=data)

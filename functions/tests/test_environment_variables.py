@@ -74,7 +74,9 @@ def test_the_form_refuses_a_line_that_is_not_a_pair_or_a_name_twice(text: str, s
 
 
 def _form_defaults() -> dict[str, Any]:
-    values = {s.name: s.default for s in config.SETTINGS if s.default is not None and not (s.mapping or s.names)}
+    values = {
+        s.name: s.default for s in config.SETTINGS if s.default is not None and not (s.mapping or s.names)
+    }
     return {name: str(value) for name, value in values.items()}
 
 

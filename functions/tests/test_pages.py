@@ -203,7 +203,9 @@ def test_environment_variables_through_the_settings_form(
     from functions import config
 
     client.force_login(world.bob)
-    form = {s.name: s.default for s in config.SETTINGS if s.default is not None and not (s.mapping or s.names)}
+    form = {
+        s.name: s.default for s in config.SETTINGS if s.default is not None and not (s.mapping or s.names)
+    }
     with django_capture_on_commit_callbacks(execute=False):
         saved = client.post(
             "/t/acme/functions/hello/",

@@ -21,8 +21,8 @@ from functions.models import (
     TimeTrigger,
     Trigger,
 )  # fmt: skip
+from functions.services import configuration, versions
 from functions.services import functions as function_services
-from functions.services import versions
 from testsupport.fixtures import error_of
 from testsupport.matrix import assert_access, call
 
@@ -51,6 +51,8 @@ def fn(world: Any) -> Function:
                                     connection={"address": "127.0.0.1:6379"})  # fmt: skip
         Deployment.objects.create(function=function, state="live", cause="fixture")
         Invocation.objects.create(function=function, method="GET", path="/hello", request_id="r1", status=200)
+        configuration.secret_save(name="db", data={"password": "pw"})
+        configuration.configmap_save(name="app", data={"mode": "fast"})
     return function
 
 
@@ -72,6 +74,16 @@ ENDPOINTS = [
     ("get", "/../environments/", None, "json", "vera", 200, {}),
     ("get", "/../environments/python/", None, "json", "vera", 200, {}),
     ("patch", "/../environments/python/", {"poolsize": 2}, "json", "bob", 200, {"vera": 403}),
+    ("get", "/../secrets/", None, "json", "vera", 200, {}),
+    ("post", "/../secrets/", {"name": "new", "data": {"k": "v"}}, "json", "bob", 201, {"vera": 403}),
+    ("get", "/../secrets/db/", None, "json", "vera", 200, {}),
+    ("put", "/../secrets/db/", {"data": {"k": "v"}}, "json", "bob", 200, {"vera": 403}),
+    ("delete", "/../secrets/db/", None, "json", "bob", 204, {"vera": 403}),
+    ("get", "/../configmaps/", None, "json", "vera", 200, {}),
+    ("post", "/../configmaps/", {"name": "new", "data": {"k": "v"}}, "json", "bob", 201, {"vera": 403}),
+    ("get", "/../configmaps/app/", None, "json", "vera", 200, {}),
+    ("put", "/../configmaps/app/", {"data": {"k": "v"}}, "json", "bob", 200, {"vera": 403}),
+    ("delete", "/../configmaps/app/", None, "json", "bob", 204, {"vera": 403}),
     ("get", "/", None, "json", "vera", 200, {}),
     ("post", "/", {"name": "newfn"}, "json", "bob", 201, {"vera": 403}),
     ("get", "/hello/", None, "json", "vera", 200, {}),
@@ -167,7 +179,7 @@ ENDPOINTS = [
 
 
 def _url(tenant: str, path: str) -> str:
-    if path.startswith("/../"):  # environments sit beside functions
+    if path.startswith("/../"):  # environments, secrets and config maps sit beside functions
         return f"/t/{tenant}/api/v1/{path[4:]}"
     return API.format(t=tenant) + path
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from core.crypto import Keyring
 from core.errors import Conflict, ValidationFailed
@@ -31,12 +31,9 @@ KINDS: dict[str, type[Secret] | type[ConfigMap]] = {"secrets": Secret, "configma
 def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
     """Create Secret ``name`` or replace all its values."""
     values = _checked(name, data, PORTAL_SECRET_SUFFIX, "secret")
-    secret = Secret.objects.select_for_update().filter(name=name).first() or Secret(
-        name=name, created_by=user
-    )
+    secret = _existing(Secret, name) or Secret(name=name, created_by=user)
     secret.set_values(values)
-    full_clean(secret)
-    secret.save()
+    _save(secret)
     return secret
 
 
@@ -44,11 +41,9 @@ def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
 def configmap_save(*, name: str, data: dict[str, str], user: str = "") -> ConfigMap:
     """Create ConfigMap ``name`` or replace all its values."""
     values = _checked(name, data, PORTAL_CONFIGMAP_SUFFIX, "config map")
-    configmap = ConfigMap.objects.select_for_update().filter(name=name).first()
-    configmap = configmap or ConfigMap(name=name, created_by=user)
+    configmap = _existing(ConfigMap, name) or ConfigMap(name=name, created_by=user)
     configmap.data = values
-    full_clean(configmap)
-    configmap.save()
+    _save(configmap)
     return configmap
 
 
@@ -117,6 +112,21 @@ def check_references(values: dict[str, Any]) -> None:
         raise ValidationFailed(
             "A function names a Secret or ConfigMap the tenant does not have.", detail=detail
         )
+
+
+def _existing(model: type[Secret] | type[ConfigMap], name: str) -> Any:
+    """The row named ``name``, locked until the transaction ends; None when there is none."""
+    return model.objects.select_for_update().filter(name=name).first()
+
+
+def _save(obj: Secret | ConfigMap) -> None:
+    """Validate and save; a concurrent create of the same name is a Conflict, not an error."""
+    full_clean(obj)
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        raise Conflict(f"{obj.name} was created meanwhile.", detail={"name": ["Already taken."]}) from None
 
 
 def _checked(name: str, data: object, reserved_suffix: str, what: str) -> dict[str, str]:

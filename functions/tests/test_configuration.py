@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from core.errors import Conflict
 from functions.models import ConfigMap, Secret
 from functions.runs import builds as build_runs
 from functions.runs import deployments as deployment_runs
@@ -209,3 +210,17 @@ def configuration_save(name: str, data: dict[str, str]) -> None:
     from functions.services import configuration
 
     configuration.secret_save(name=name, data=data)
+
+
+def test_two_creates_of_one_name_at_once_give_a_conflict_not_an_error(world: Any, monkeypatch: Any) -> None:
+    from functions.services import configuration
+
+    with schema_context(world.acme.schema_name):
+        configuration.secret_save(name="db", data={"k": "first"})
+        # as if the other request's row were not committed yet when this one looked and validated
+        monkeypatch.setattr(configuration, "_existing", lambda model, name: None)
+        monkeypatch.setattr(configuration, "full_clean", lambda obj: None)
+        with pytest.raises(Conflict):
+            configuration.secret_save(name="db", data={"k": "second"})
+        monkeypatch.undo()
+        assert Secret.objects.get(name="db").values() == {"k": "first"}

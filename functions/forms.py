@@ -159,3 +159,25 @@ class InvokeForm(forms.Form):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise forms.ValidationError("Headers must be a JSON object of strings.")
         return value
+
+
+class TenantObjectForm(forms.Form):
+    """A Secret or ConfigMap by name, with every value as ``KEY=value`` lines (replaces them all)."""
+
+    name = forms.CharField(max_length=63, validators=[config.object_name_validator],
+                           help_text="A DNS label; an existing name is replaced.")  # fmt: skip
+    values = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}), strip=False,
+        help_text="KEY=value, one per line (a key is a file name).",
+    )  # fmt: skip
+
+    def clean_values(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for number, line in enumerate(str(self.cleaned_data["values"]).replace("\r\n", "\n").split("\n"), 1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: write KEY=value.")
+            found[key.strip()] = value
+        return config.check_object_data(found)

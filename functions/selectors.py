@@ -14,11 +14,13 @@ from functions.models import (
     Alias,
     Build,
     BuildState,
+    ConfigMap,
     Deployment,
     Draft,
     Environment,
     Function,
     Invocation,
+    Secret,
     Trigger,
     Version,
 )  # fmt: skip
@@ -124,3 +126,11 @@ def draft_problems(*, function: Function) -> list[compilecheck.Problem]:
         found = [problem.as_dict() for problem in report.problems]
         cache.set(key, found, timeout=24 * 3600)
     return [compilecheck.Problem(**problem) for problem in found]
+
+
+def secret_list() -> QuerySet[Secret]:
+    return Secret.objects.all()
+
+
+def configmap_list() -> QuerySet[ConfigMap]:
+    return ConfigMap.objects.all()

@@ -13,8 +13,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from core.errors import DomainError, NotFound
 from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors
-from functions.models import Draft, Environment, Function, QueueTrigger, TimeTrigger
-from functions.services import changes, deadletters, deployments, events, functions, invocations, versions
+from functions.models import ConfigMap, Draft, Environment, Function, QueueTrigger, Secret, TimeTrigger
+from functions.services import (
+    changes,
+    configuration,
+    deadletters,
+    deployments,
+    events,
+    functions,
+    invocations,
+    versions,
+)
 from tenants.pages import tenant_page
 
 
@@ -322,6 +331,65 @@ def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
     users = selectors.environment_usage().get(name, [])
     context = {"environment": environment, "form": form, "users": users}
     return render(request, "functions/environments_edit.html", context)
+
+
+_SAVE = {"secret": changes.secret_save_and_deploy, "configmap": changes.configmap_save_and_deploy}
+
+
+@tenant_page()
+def configuration_page(request: HttpRequest) -> HttpResponse:
+    """The tenant's Secrets (names and keys: a value is never shown) and ConfigMaps, which
+    functions they are used by; save one (replaces its values; redeploys its users) or delete one
+    (refused while used)."""
+    forms_by_kind = {kind: forms.TenantObjectForm(prefix=kind) for kind in _SAVE}
+    if request.method == "POST":
+        kind, action = request.POST.get("kind", ""), request.POST.get("action", "")
+        if kind in _SAVE and action == "delete":
+            return _tenant_object_delete(request, kind, request.POST.get("name", ""))
+        if kind in _SAVE:
+            form = forms_by_kind[kind] = forms.TenantObjectForm(request.POST, prefix=kind)
+            if form.is_valid() and _tenant_object_save(request, kind, form.cleaned_data):
+                return redirect("tenant-configuration")
+    secret_users, configmap_users = configuration.usage("secrets"), configuration.usage("configmaps")
+    context = {
+        "secrets": [(s, secret_users.get(s.name, [])) for s in selectors.secret_list()],
+        "configmaps": [(c, configmap_users.get(c.name, [])) for c in selectors.configmap_list()],
+        "secret_form": forms_by_kind["secret"], "configmap_form": forms_by_kind["configmap"],
+    }  # fmt: skip
+    return render(request, "functions/configuration.html", context)
+
+
+def _tenant_object_save(request: HttpRequest, kind: str, values: dict[str, Any]) -> bool:
+    try:
+        _SAVE[kind](name=values["name"], data=values["values"], user=_user(request))
+    except DomainError as error:
+        messages.error(request, f"{error.message} {_details(error)}".strip())
+        return False
+    what = "Secret" if kind == "secret" else "ConfigMap"
+    messages.success(request, f"{what} {values['name']} saved; the functions that use it redeploy.")
+    return True
+
+
+def _tenant_object_delete(request: HttpRequest, kind: str, name: str) -> HttpResponse:
+    try:
+        if kind == "secret":
+            configuration.secret_delete(secret=get_object_or_404(Secret, name=name))
+        else:
+            configuration.configmap_delete(configmap=get_object_or_404(ConfigMap, name=name))
+    except DomainError as error:  # in use: the message names the functions
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{'Secret' if kind == 'secret' else 'ConfigMap'} {name} deleted.")
+    return redirect("tenant-configuration")
+
+
+def _details(error: DomainError) -> str:
+    """A refusal's field messages as one line (``name: ...; data: ...``)."""
+    detail = getattr(error, "detail", None) or {}
+    if not isinstance(detail, dict):
+        return ""
+    lines = {field: v if isinstance(v, list) else [v] for field, v in detail.items()}
+    return "; ".join(f"{field}: {' '.join(map(str, messages_))}" for field, messages_ in lines.items())
 
 
 def _environment_initial(environment: Environment) -> dict[str, Any]:

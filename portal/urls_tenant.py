@@ -12,6 +12,7 @@ urlpatterns = [
     path("tokens/", views.tokens_page, name="tenant-tokens"),
     path("quota/", function_views.quota_page, name="tenant-quota"),
     path("environments/", function_views.environment_list, name="environment-list"),
+    path("configuration/", function_views.configuration_page, name="tenant-configuration"),
     path("environments/<slug:name>/", function_views.environment_edit, name="environment-edit"),
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),

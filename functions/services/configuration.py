@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 
+from core import notifier
 from core.crypto import Keyring
 from core.errors import Conflict, ValidationFailed
 from dataplane.manifests import PORTAL_CONFIGMAP_SUFFIX, PORTAL_SECRET_SUFFIX
@@ -34,6 +35,7 @@ def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
     secret = _existing(Secret, name) or Secret(name=name, created_by=user)
     secret.set_values(values)
     _save(secret)
+    _announce("secret.saved", secret.name, keys=secret.keys)
     return secret
 
 
@@ -44,6 +46,7 @@ def configmap_save(*, name: str, data: dict[str, str], user: str = "") -> Config
     configmap = _existing(ConfigMap, name) or ConfigMap(name=name, created_by=user)
     configmap.data = values
     _save(configmap)
+    _announce("configmap.saved", configmap.name, keys=sorted(values))
     return configmap
 
 
@@ -75,6 +78,13 @@ def _delete(setting: str, obj: Secret | ConfigMap) -> None:
     obj.delete()
     schema, kind = connection.schema_name, model.__name__  # type: ignore[attr-defined]
     transaction.on_commit(lambda: tasks.tenant_object_undeploy_task.delay(schema, kind, obj.name))
+    _announce(f"{kind.lower()}.deleted", obj.name)
+
+
+def _announce(kind: str, name: str, **data: Any) -> None:
+    """Tell the tenant's event stream, after the commit: names and keys only, never a value."""
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    transaction.on_commit(lambda: notifier.tenant_event(schema, kind, name=name, **data))
 
 
 def rotate_secrets(keyring: Keyring) -> int:

@@ -271,3 +271,28 @@ def test_environment_variables_set_in_the_settings_form_reach_the_function(
     result = send_test_call(page, "GET", "/envy")
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("from the page")
+
+
+def test_secrets_and_config_maps_from_their_page(page: Page, live_server_url: str, world: Any) -> None:
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    page.goto(f"{live_server_url}/t/acme/configuration/")
+
+    secrets = page.locator("#secrets")
+    secrets.locator("input[name='secret-name']").fill("db")
+    secrets.get_by_label("Values").fill("password=browser-s3cr3t\nuser=app")
+    secrets.get_by_role("button", name="Save secret").click()
+    expect(message(page)).to_contain_text("Secret db saved", timeout=UI)
+    row = page.locator("[data-secret='db']")
+    expect(row).to_contain_text("password")
+    expect(page.locator("body")).not_to_contain_text("browser-s3cr3t")
+    expect(page.locator("#secrets").get_by_label("Values")).to_have_value("")  # never filled back in
+
+    configmaps = page.locator("#configmaps")
+    configmaps.locator("input[name='configmap-name']").fill("app")
+    configmaps.get_by_label("Values").fill("mode=fast")
+    configmaps.get_by_role("button", name="Save config map").click()
+    expect(page.locator("[data-configmap='app']")).to_contain_text("mode=fast", timeout=UI)
+    page.locator("[data-configmap='app']").get_by_role("button", name="Delete config map").click()
+    expect(message(page)).to_have_text("ConfigMap app deleted.", timeout=UI)
+    expect(page.locator("[data-configmap='app']")).to_have_count(0)

@@ -226,3 +226,34 @@ def test_environment_variables_through_the_settings_form(
         }
     shown = client.get("/t/acme/functions/hello/")
     assert b"GREETING=hi there\nLEVEL=3</textarea>" in shown.content  # NAME=value lines, by name
+
+
+def test_secrets_and_config_maps_through_their_page(world, client, django_capture_on_commit_callbacks):
+    from functions.models import ConfigMap, Secret
+    from functions.services.functions import function_create
+
+    marker = "page-s3cr3t-MARKER"
+    client.force_login(world.bob)
+    page = "/t/acme/configuration/"
+    with django_capture_on_commit_callbacks(execute=False):
+        secret = {"kind": "secret", "action": "save", "secret-name": "db"}
+        saved = client.post(page, {**secret, "secret-values": f"password={marker}\r\nuser=app"}, follow=True)
+        configmap = {"kind": "configmap", "action": "save", "configmap-name": "app"}
+        client.post(page, {**configmap, "configmap-values": "mode=fast"}, follow=True)
+        bad = client.post(page, {**secret, "secret-name": "x", "secret-values": "../key=v"}, follow=True)
+    assert b"Secret db saved" in saved.content
+    assert b"a key is letters" in bad.content
+    shown = client.get(page)
+    assert b"password" in shown.content  # its keys are shown
+    assert marker.encode() not in saved.content + shown.content  # its values never are
+    assert b"mode=fast" in shown.content
+    with schema_context(world.acme.schema_name):
+        assert Secret.objects.get(name="db").values() == {"password": marker, "user": "app"}
+        assert ConfigMap.objects.get(name="app").data == {"mode": "fast"}
+        function_create(name="user", secrets=["db"])
+    in_use = client.post(page, {"kind": "secret", "action": "delete", "name": "db"}, follow=True)
+    assert b"Secret db is used by user" in in_use.content
+    client.force_login(world.vera)
+    assert client.post(page, {"kind": "configmap", "action": "delete", "name": "app"}).status_code == 403
+    client.force_login(world.oscar)
+    assert client.get(page).status_code == 404

@@ -132,10 +132,15 @@ def processes(host: str, port: int) -> dict[str, str]:
 
 # The portal's processes sum their metrics through this directory; the runtime keeps its own.
 PORTAL_PROCESSES = ("web", "worker", "beat")
-# Only the portal's Django processes hold the key of the stored secrets: never the runtime (nor,
-# through it, a function's worker) or Prometheus.
+# Only the portal's Django processes hold its keys (Django's, and the stored secrets'): never the
+# runtime (nor, through it, a function's worker) or Prometheus.
 SECRETS_KEYS_PROCESSES = (*PORTAL_PROCESSES, ASYNC_DISPATCHER)
-SECRETS_KEYS_VARIABLES = ("PORTAL_SECRETS_KEYS", "PORTAL_SECRETS_KEYS_FILE")
+SECRETS_KEYS_VARIABLES = (
+    "PORTAL_SECRETS_KEYS",
+    "PORTAL_SECRETS_KEYS_FILE",
+    "PORTAL_SECRET_KEY",
+    "PORTAL_SECRET_KEY_FILE",
+)
 
 
 def prepare_metrics(data: Path) -> None:

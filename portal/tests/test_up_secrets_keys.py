@@ -66,12 +66,15 @@ def test_manage_py_finds_the_keys_on_one_line(tmp_path: Path, clean_env) -> None
 def test_only_the_portals_own_processes_get_the_key(clean_env) -> None:
     clean_env.setenv("PORTAL_SECRETS_KEYS", generate_key())
     clean_env.setenv("PORTAL_SECRETS_KEYS_FILE", "/run/secrets/keys")
+    clean_env.setenv("PORTAL_SECRET_KEY", "django-key-" + "x" * 40)
     for name in ("web", "worker", "beat", up.ASYNC_DISPATCHER):
         assert "PORTAL_SECRETS_KEYS" in up.process_environment(name)
+        assert "PORTAL_SECRET_KEY" in up.process_environment(name)
     for name in ("runtime", "prometheus"):
         env = up.process_environment(name)
         assert "PORTAL_SECRETS_KEYS" not in env
         assert "PORTAL_SECRETS_KEYS_FILE" not in env
+        assert "PORTAL_SECRET_KEY" not in env  # Django's key too
     # And a function's worker starts from an allowlist, whatever the runtime was given.
     assert "PORTAL_SECRETS_KEYS" not in clean_environment({})
 

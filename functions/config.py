@@ -25,7 +25,7 @@ from django.db import models
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField
-from runtime.worker import environment
+from runtime.worker import environment, volumes
 
 # 1: the keys of FunctionSpec as of the first release (no "config_version" stored).
 # 2: "config_version" stored; settings missing from a stored config take their defaults.
@@ -50,8 +50,8 @@ def check_environment_variables(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValidationError("Give an object of names to values.")
     errors = [reason for name, text in value.items() if (reason := _variable_error(name, text))]
-    if not errors and _env_bytes(value) > ENV_MAX_BYTES:
-        errors.append(f"Names and values take {_env_bytes(value)} bytes in all; at most {ENV_MAX_BYTES}.")
+    if not errors and _text_bytes(value) > ENV_MAX_BYTES:
+        errors.append(f"Names and values take {_text_bytes(value)} bytes in all; at most {ENV_MAX_BYTES}.")
     if errors:
         raise ValidationError(errors)
     return dict(value)
@@ -64,7 +64,7 @@ def _variable_error(name: object, text: object) -> str | None:
     return None if reason is None else f"{reason}."
 
 
-def _env_bytes(value: Mapping[str, str]) -> int:
+def _text_bytes(value: Mapping[str, str]) -> int:
     return sum(len(name.encode()) + len(text.encode()) for name, text in value.items())
 
 
@@ -73,9 +73,9 @@ def environment_variables_text(value: Mapping[str, str]) -> str:
     return "\n".join(f"{name}={value[name]}" for name in sorted(value))
 
 
-def parse_environment_variables_text(text: str) -> dict[str, str]:
-    """The form's ``NAME=value`` lines (blank lines skipped) as a dict; ValidationError naming a
-    line without '=' or a name given twice. The values are then checked as any others."""
+def parse_lines(text: str, word: str = "NAME") -> dict[str, str]:
+    """A form's ``NAME=value`` lines (blank lines skipped) as a dict; ValidationError naming a
+    line without '=' or a name given twice. The caller checks the names and values."""
     found: dict[str, str] = {}
     for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         if not line.strip():
@@ -83,11 +83,16 @@ def parse_environment_variables_text(text: str) -> dict[str, str]:
         name, sep, value = line.partition("=")
         name = name.strip()
         if not sep:
-            raise ValidationError(f"Line {number}: write NAME=value.")
+            raise ValidationError(f"Line {number}: write {word}=value.")
         if name in found:
             raise ValidationError(f"Line {number}: {name} is given twice.")
         found[name] = value
-    return check_environment_variables(found)
+    return found
+
+
+def parse_environment_variables_text(text: str) -> dict[str, str]:
+    """The settings form's ``NAME=value`` lines as environment variables (``parse_lines``)."""
+    return check_environment_variables(parse_lines(text))
 
 
 class EnvironmentVariablesFormField(forms.CharField):
@@ -143,10 +148,8 @@ def check_object_names(value: object) -> list[str]:
 object_name_validator = RegexValidator(
     f"^{OBJECT_NAME.pattern}$", "A name is a DNS label: a-z, 0-9 and '-', at most 63, not at either end."
 )
-# Values of a Secret or ConfigMap: keys as Kubernetes allows them in a file name, text values,
-# 1 MiB in all (a Kubernetes object's limit).
-OBJECT_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
-MAX_OBJECT_BYTES = 1024 * 1024
+# Values of a Secret or ConfigMap: the runtime's rules (runtime/worker/volumes.py: keys are file
+# names, 1 MiB in all, a Kubernetes object's bound), text values.
 
 
 def check_object_data(value: object) -> dict[str, str]:
@@ -155,14 +158,14 @@ def check_object_data(value: object) -> dict[str, str]:
         raise ValidationError("Give an object of at least one key to its value.")
     errors: list[str] = []
     for key, text in value.items():
-        if not isinstance(key, str) or not OBJECT_KEY.fullmatch(key) or key in (".", ".."):
-            errors.append(f"{key!r}: a key is letters, digits, '-', '_' or '.' (a file name).")
+        if volumes.key_problem(key) is not None:
+            errors.append(f"{key!r}: a key is {volumes.KEY_RULE} (a file name).")
         elif not isinstance(text, str):
             errors.append(f"{key}: a value is a string.")
         elif "\0" in text:
             errors.append(f"{key}: a value cannot hold a NUL character.")
-    if not errors and _env_bytes(value) > MAX_OBJECT_BYTES:
-        errors.append(f"Keys and values take {_env_bytes(value)} bytes; at most {MAX_OBJECT_BYTES}.")
+    if not errors and _text_bytes(value) > volumes.MAX_OBJECT_BYTES:
+        errors.append(f"Keys and values take {_text_bytes(value)} bytes; at most {volumes.MAX_OBJECT_BYTES}.")
     if errors:
         raise ValidationError(errors)
     return dict(value)

@@ -172,12 +172,4 @@ class TenantObjectForm(forms.Form):
     )  # fmt: skip
 
     def clean_values(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for number, line in enumerate(str(self.cleaned_data["values"]).replace("\r\n", "\n").split("\n"), 1):
-            if not line.strip():
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise forms.ValidationError(f"Line {number}: write KEY=value.")
-            found[key.strip()] = value
-        return config.check_object_data(found)
+        return config.check_object_data(config.parse_lines(str(self.cleaned_data["values"]), "KEY"))

@@ -150,23 +150,29 @@ class Version(models.Model):
         return config.thawed(self.config)
 
 
-class Secret(models.Model):
-    """A Secret of the tenant: named values that functions naming it read as files
-    (/secrets/<namespace>/<name>/<key>). The values are stored encrypted (``ciphertext``: the
-    JSON object of keys to values under core.crypto's keyring) and never shown: ``keys`` are."""
+class TenantObject(models.Model):
+    """What a Secret and a ConfigMap of the tenant share: a name functions refer to, who made it."""
 
     name = models.CharField(max_length=63, unique=True, validators=[config.object_name_validator])
-    ciphertext = models.BinaryField()
-    keys = models.JSONField(default=list)
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        abstract = True
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class Secret(TenantObject):
+    """A Secret of the tenant: named values that functions naming it read as files
+    (/secrets/<namespace>/<name>/<key>). The values are stored encrypted (``ciphertext``: the
+    JSON object of keys to values under core.crypto's keyring) and never shown: ``keys`` are."""
+
+    ciphertext = models.BinaryField()
+    keys = models.JSONField(default=list)
 
     def set_values(self, values: dict[str, str]) -> None:
         """Encrypt ``values`` into ``ciphertext`` (under the keyring's first key); ``keys`` follow."""
@@ -179,21 +185,11 @@ class Secret(models.Model):
         return values
 
 
-class ConfigMap(models.Model):
+class ConfigMap(TenantObject):
     """A ConfigMap of the tenant: named values, not secret, that functions naming it read as
     files (/configs/<namespace>/<name>/<key>)."""
 
-    name = models.CharField(max_length=63, unique=True, validators=[config.object_name_validator])
     data = models.JSONField(default=dict)
-    created_by = models.CharField(max_length=150, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Alias(models.Model):

@@ -48,7 +48,14 @@ def function_list(request: HttpRequest) -> HttpResponse:
 
 def _invalid(what: str, form: Any) -> str:
     """The message for a refused form: what to check, then each field's errors."""
-    return f"{what}: " + "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
+    return f"{what}: {_field_messages(form.errors)}"
+
+
+def _field_messages(errors: Any) -> str:
+    """``{field: [message, ...]}`` (a form's errors, a refusal's detail) as one line."""
+    return "; ".join(
+        f"{k}: {' '.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in errors.items()
+    )
 
 
 def _save_code(request: HttpRequest, function: Function) -> str:
@@ -350,10 +357,10 @@ def configuration_page(request: HttpRequest) -> HttpResponse:
             form = forms_by_kind[kind] = forms.TenantObjectForm(request.POST, prefix=kind)
             if form.is_valid() and _tenant_object_save(request, kind, form.cleaned_data):
                 return redirect("tenant-configuration")
-    secret_users, configmap_users = configuration.usage("secrets"), configuration.usage("configmaps")
+    users = configuration.usages()
     context = {
-        "secrets": [(s, secret_users.get(s.name, [])) for s in selectors.secret_list()],
-        "configmaps": [(c, configmap_users.get(c.name, [])) for c in selectors.configmap_list()],
+        "secrets": [(s, users["secrets"].get(s.name, [])) for s in selectors.secret_list()],
+        "configmaps": [(c, users["configmaps"].get(c.name, [])) for c in selectors.configmap_list()],
         "secret_form": forms_by_kind["secret"], "configmap_form": forms_by_kind["configmap"],
     }  # fmt: skip
     return render(request, "functions/configuration.html", context)
@@ -371,25 +378,20 @@ def _tenant_object_save(request: HttpRequest, kind: str, values: dict[str, Any])
 
 
 def _tenant_object_delete(request: HttpRequest, kind: str, name: str) -> HttpResponse:
+    model: type[Secret] | type[ConfigMap] = Secret if kind == "secret" else ConfigMap
     try:
-        if kind == "secret":
-            configuration.secret_delete(secret=get_object_or_404(Secret, name=name))
-        else:
-            configuration.configmap_delete(configmap=get_object_or_404(ConfigMap, name=name))
+        configuration.delete(get_object_or_404(model, name=name))
     except DomainError as error:  # in use: the message names the functions
         messages.error(request, error.message)
     else:
-        messages.success(request, f"{'Secret' if kind == 'secret' else 'ConfigMap'} {name} deleted.")
+        messages.success(request, f"{model.__name__} {name} deleted.")
     return redirect("tenant-configuration")
 
 
 def _details(error: DomainError) -> str:
     """A refusal's field messages as one line (``name: ...; data: ...``)."""
-    detail = getattr(error, "detail", None) or {}
-    if not isinstance(detail, dict):
-        return ""
-    lines = {field: v if isinstance(v, list) else [v] for field, v in detail.items()}
-    return "; ".join(f"{field}: {' '.join(map(str, messages_))}" for field, messages_ in lines.items())
+    detail = getattr(error, "detail", None)
+    return _field_messages(detail) if isinstance(detail, dict) else ""
 
 
 def _environment_initial(environment: Environment) -> dict[str, Any]:

@@ -7,6 +7,7 @@ tenant's objects do not exist here; TenantRole answers 404 to non-members before
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -122,6 +123,7 @@ class _TenantObjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     lookup_value_regex = "[a-z0-9-]+"
     create_serializer: type[Any]
     update_serializer: type[Any]
+    save_and_deploy: Callable[..., Any]  # changes.secret_save_and_deploy or changes.configmap_save_and_deploy
 
     def create(self, request: Request) -> Response:
         values = valid_data(self.create_serializer, request)
@@ -137,8 +139,12 @@ class _TenantObjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
         values = valid_data(self.update_serializer, request)
         return Response(self.get_serializer(self._save(obj.name, values["data"], request)).data)
 
+    def destroy(self, request: Request, name: str) -> Response:
+        configuration.delete(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def _save(self, name: str, data: dict[str, str], request: Request) -> Any:
-        raise NotImplementedError
+        return type(self).save_and_deploy(name=name, data=data, user=_username(request))
 
 
 @extend_schema_view(
@@ -157,16 +163,10 @@ class SecretViewSet(_TenantObjectViewSet):
     serializer_class = s.SecretSerializer
     create_serializer = s.SecretCreateSerializer
     update_serializer = s.SecretUpdateSerializer
+    save_and_deploy = changes.secret_save_and_deploy
 
     def get_queryset(self) -> QuerySet[Secret]:
         return Secret.objects.all()
-
-    def _save(self, name: str, data: dict[str, str], request: Request) -> Secret:
-        return changes.secret_save_and_deploy(name=name, data=data, user=_username(request))
-
-    def destroy(self, request: Request, name: str) -> Response:
-        configuration.secret_delete(secret=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(
@@ -185,16 +185,10 @@ class ConfigMapViewSet(_TenantObjectViewSet):
     serializer_class = s.ConfigMapSerializer
     create_serializer = s.ConfigMapCreateSerializer
     update_serializer = s.ConfigMapUpdateSerializer
+    save_and_deploy = changes.configmap_save_and_deploy
 
     def get_queryset(self) -> QuerySet[ConfigMap]:
         return ConfigMap.objects.all()
-
-    def _save(self, name: str, data: dict[str, str], request: Request) -> ConfigMap:
-        return changes.configmap_save_and_deploy(name=name, data=data, user=_username(request))
-
-    def destroy(self, request: Request, name: str) -> Response:
-        configuration.configmap_delete(configmap=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

@@ -172,12 +172,12 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
         manifests.environment_manifest(namespace, environment_spec(environment), tenant=slug)
         for environment in Environment.objects.filter(name__in=names)
     ]
-    specs = ([function_spec(function)] if draft_build is not None else []) + [spec for _, spec in versions]
+    draft = function_spec(function) if draft_build is not None else None
+    specs = ([draft] if draft is not None else []) + [spec for _, spec in versions]
     objects += tenant_objects(
         {n for spec in specs for n in spec.secrets}, {n for spec in specs for n in spec.configmaps}
     )
-    if draft_build is not None:
-        draft = function_spec(function)
+    if draft is not None and draft_build is not None:
         objects += manifests.version_manifests(
             namespace, function.name, None, draft, archive_ref(draft_build, schema), tenant=slug
         )

@@ -19,7 +19,7 @@ from core.crypto import Keyring
 from core.errors import Conflict, ValidationFailed
 from dataplane.manifests import PORTAL_CONFIGMAP_SUFFIX, PORTAL_SECRET_SUFFIX
 from functions import config, tasks
-from functions.models import ConfigMap, Function, Secret
+from functions.models import ConfigMap, Function, Secret, TenantObject
 from functions.selectors import referenced_versions
 from functions.services.common import full_clean
 from tenants import secrets_keys
@@ -51,24 +51,16 @@ def configmap_save(*, name: str, data: dict[str, str], user: str = "") -> Config
 
 
 @transaction.atomic
-def secret_delete(*, secret: Secret) -> None:
-    _delete("secrets", secret)
-
-
-@transaction.atomic
-def configmap_delete(*, configmap: ConfigMap) -> None:
-    _delete("configmaps", configmap)
-
-
-def _delete(setting: str, obj: Secret | ConfigMap) -> None:
-    """Delete ``obj`` unless a function uses it (Conflict naming them); its object leaves the
-    data plane after commit."""
+def delete(obj: TenantObject) -> None:
+    """Delete ``obj`` (a Secret or a ConfigMap) unless a function uses it (Conflict naming them);
+    its object leaves the data plane after commit."""
+    setting = "secrets" if isinstance(obj, Secret) else "configmaps"
     model = KINDS[setting]
     if model.objects.select_for_update().filter(pk=obj.pk).first() is None:
         return  # deleted meanwhile, by a request that also removes it from the data plane
     users = usage(setting).get(obj.name, [])
+    kind = model.__name__
     if users:
-        kind = "Secret" if setting == "secrets" else "ConfigMap"
         raise Conflict(
             f"{kind} {obj.name} is used by {', '.join(users)}: take it out of their {setting} first "
             "(a published version an alias or trigger uses counts too).",
@@ -76,7 +68,7 @@ def _delete(setting: str, obj: Secret | ConfigMap) -> None:
             code=CODE_IN_USE,
         )
     obj.delete()
-    schema, kind = connection.schema_name, model.__name__  # type: ignore[attr-defined]
+    schema = connection.schema_name  # type: ignore[attr-defined]
     transaction.on_commit(lambda: tasks.tenant_object_undeploy_task.delay(schema, kind, obj.name))
     _announce(f"{kind.lower()}.deleted", obj.name)
 
@@ -96,14 +88,18 @@ def rotate_secrets(keyring: Keyring) -> int:
 def usage(setting: str) -> dict[str, list[str]]:
     """Each name in functions' ``setting`` (``secrets`` or ``configmaps``) -> the functions that
     use it (sorted): those naming it now, and those with a deployed version published naming it."""
-    found: dict[str, set[str]] = {}
+    return usages()[setting]
+
+
+def usages() -> dict[str, dict[str, list[str]]]:
+    """``usage`` of both settings, from one pass over the functions and their deployed versions."""
+    found: dict[str, dict[str, set[str]]] = {setting: {} for setting in KINDS}
     for function in Function.objects.all():
-        names = set(getattr(function, setting))
-        for version in referenced_versions(function=function):
-            names.update(version.settings.get(setting) or [])
-        for name in names:
-            found.setdefault(name, set()).add(function.name)
-    return {name: sorted(functions) for name, functions in found.items()}
+        configs = [config.current(function), *(v.settings for v in referenced_versions(function=function))]
+        for setting, names in found.items():
+            for name in {name for config_ in configs for name in config_.get(setting) or []}:
+                names.setdefault(name, set()).add(function.name)
+    return {setting: {name: sorted(f) for name, f in names.items()} for setting, names in found.items()}
 
 
 def check_references(values: dict[str, Any]) -> None:

@@ -169,7 +169,7 @@ def test_the_data_plane_gets_the_objects_the_function_names(
         assert version.config["secrets"] == ["db"]
         function_services.function_update(function=function, secrets=[], configmaps=[])
         with django_capture_on_commit_callbacks(execute=True):
-            configuration.secret_delete(secret=Secret.objects.get(name="db"))  # no version is deployed
+            configuration.delete(Secret.objects.get(name="db"))  # no version is deployed
     assert queued == [(tenant.schema_name, "Secret", "db")]
     tasks.tenant_object_undeploy_task(*queued[0])  # as the worker runs it
     assert kubernetes_portal.objects("secrets", namespace) == []

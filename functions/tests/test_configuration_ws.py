@@ -20,7 +20,7 @@ MARKER = "ws-s3cr3t-MARKER"
 def _save_and_delete(schema: str) -> None:
     with schema_context(schema):
         configuration.secret_save(name="db", data={"password": MARKER})
-        configuration.secret_delete(secret=Secret.objects.get(name="db"))
+        configuration.delete(Secret.objects.get(name="db"))
 
 
 async def test_secret_events_carry_names_and_keys_never_values(world, token_for):

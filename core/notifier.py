@@ -45,6 +45,12 @@ def metrics_group(schema_name: str, topic_key: str) -> str:
     return f"{schema_name}.metrics.{digest}"
 
 
+def audit_group(schema_name: str, *, platform: bool = False) -> str:
+    """New records of an audit trail: a tenant's (for its admins) or the platform's
+    (``platform=True``, for platform admins; the schema is then the public one)."""
+    return f"{schema_name}.audit.{'platform' if platform else 'tenant'}"
+
+
 def push(group: str, event: TenantEvent) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -61,3 +67,13 @@ def tenant_event(schema_name: str, kind: str, **data: Any) -> None:
 
 def function_event(schema_name: str, function_id: int, kind: str, **data: Any) -> None:
     push(function_group(schema_name, function_id), TenantEvent(kind=kind, data=data))
+
+
+def audit_event(schema_name: str | None, record: dict[str, Any], *, platform: bool) -> None:
+    """A new audit record, to its tenant's trail (``schema_name``) and, for a platform change,
+    to the platform's."""
+    event = TenantEvent(kind="audit.recorded", data=record)
+    if schema_name is not None:
+        push(audit_group(schema_name), event)
+    if platform:
+        push(audit_group("public", platform=True), event)

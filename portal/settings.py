@@ -44,6 +44,7 @@ SHARED_APPS = [
     "django_tenants",
     "portal",
     "tenants",
+    "audit",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditMiddleware",
     "portal.middleware.UnknownTenantMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -228,7 +230,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "functions.resume_stuck_deployments",
         "schedule": 60.0,
     },
+    "audit-prune": {
+        "task": "audit.prune",
+        "schedule": 3600.0,
+    },
 }
+# Audit records older than this are removed (hourly, and by `manage.py audit prune`); 0 keeps them.
+AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 400, minimum=0)
 
 MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
 

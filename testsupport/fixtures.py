@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db.backends.signals import connection_created
 from django_tenants.utils import get_public_schema_name
 from rest_framework.test import APIClient
 
@@ -22,6 +23,17 @@ pytest_plugins = [
     "testsupport.processes", "testsupport.runtime", "testsupport.fake_kubernetes", "testsupport.prometheus",
     "testsupport.e2e", "testsupport.hostile",
 ]  # fmt: skip
+
+
+def _allow_flushing_the_audit_trail(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Tests that commit are followed by Django's flush, which empties every table with TRUNCATE;
+    the audit table refuses TRUNCATE unless the session allows it (audit/migrations/0002)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('faas_portal.audit_truncate', 'on', false)")
+
+
+connection_created.connect(_allow_flushing_the_audit_trail)
 
 
 @pytest.fixture(autouse=True)

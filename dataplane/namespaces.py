@@ -105,6 +105,8 @@ class TenantQuota:
     timetriggers: int = 20
     messagequeuetriggers: int = 20
     environments: int = 5
+    secrets: int = 50  # the tenant's own Secrets and ConfigMaps (Fission's spec.secrets/configmaps)
+    configmaps: int = 50
     concurrency: int = 200
     package_size: str = "64Mi"
     max_container_cpu: str = "1"
@@ -130,7 +132,7 @@ class TenantQuota:
 
 _COUNT_FIELDS = frozenset({
     "pods", "functions", "packages", "httptriggers", "timetriggers", "messagequeuetriggers", "environments",
-    "concurrency",
+    "secrets", "configmaps", "concurrency",
 })  # fmt: skip
 CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
 """Requests in flight at once across the tenant: enforced by the portal's checks and the local
@@ -260,6 +262,13 @@ def resource_quota_manifest(
         "count/timetriggers.fission.io": str(quota.timetriggers),
         "count/messagequeuetriggers.fission.io": str(quota.messagequeuetriggers),
         "count/environments.fission.io": str(quota.environments),
+        # The namespace holds more than the tenant's own: a Secret per message-queue trigger (its
+        # connection), a ConfigMap of environment variables per Function object, and the
+        # kube-root-ca.crt ConfigMap Kubernetes puts in every namespace. The portal counts the
+        # tenant's own against ``secrets`` and ``configmaps``; the ResourceQuota leaves room for
+        # the rest, so it never refuses what the portal let through.
+        "count/secrets": str(quota.secrets + quota.messagequeuetriggers),
+        "count/configmaps": str(quota.configmaps + quota.functions + 1),
     }
     metadata = _metadata(slug, prefix, RESOURCE_QUOTA)
     metadata["annotations"] = {CONCURRENCY_ANNOTATION: str(quota.concurrency)}

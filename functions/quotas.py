@@ -20,7 +20,7 @@ from core.errors import DomainError
 from dataplane.manifests import FunctionSpec
 from dataplane.namespaces import TenantQuota, parse_quantity
 from functions import selectors
-from functions.models import Build, BuildState, DeploymentState, Environment, Function
+from functions.models import Build, BuildState, ConfigMap, DeploymentState, Environment, Function, Secret
 from functions.specs import function_spec, spec_from_config
 from tenants.selectors import current_tenant, tenant_quota
 
@@ -40,6 +40,8 @@ class Footprint:
     timetriggers: int = 0
     messagequeuetriggers: int = 0
     environments: int = 0
+    secrets: int = 0  # the tenant's own Secrets and ConfigMaps: counted whether used or not
+    configmaps: int = 0
     pods: int = 0
     memory_limits: int = 0  # bytes
     memory_requests: int = 0
@@ -60,6 +62,8 @@ UNITS = {
     "timetriggers": "count",
     "messagequeuetriggers": "count",
     "environments": "count",
+    "secrets": "count",
+    "configmaps": "count",
     "pods": "count",
     "concurrency": "count",
     "memory_limits": "bytes",
@@ -141,7 +145,7 @@ def footprint(quota: TenantQuota, *, deploying: Function | None = None) -> Footp
         )  # fmt: skip
     for name in sorted(used_envs & environments.keys()):
         total += _environment_footprint(quota, environments[name])
-    return total
+    return total + Footprint(secrets=Secret.objects.count(), configmaps=ConfigMap.objects.count())
 
 
 def _refuse(name: str, used: int, limit: int, what: str) -> QuotaExceeded:

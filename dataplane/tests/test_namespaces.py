@@ -192,6 +192,8 @@ def test_quota_has_every_key() -> None:
         "count/timetriggers.fission.io": "20",
         "count/messagequeuetriggers.fission.io": "20",
         "count/environments.fission.io": "5",
+        "count/secrets": "70",  # 50 of the tenant's own + one per message-queue trigger (20)
+        "count/configmaps": "101",  # 50 + one per Function object (50) + kube-root-ca.crt
     }
     for key, value in quota["spec"]["hard"].items():
         manifests.parse_quantity(value, key)
@@ -206,6 +208,9 @@ def test_quota_follows_the_tenant_quota() -> None:
         "7",
         "6",
     )
+    quota = manifests.quota_from({"secrets": 3, "configmaps": 4, "functions": 7, "messagequeuetriggers": 2})
+    hard = manifests.resource_quota_manifest(TENANT, quota=quota)["spec"]["hard"]
+    assert (hard["count/secrets"], hard["count/configmaps"]) == ("5", "12")
 
 
 @pytest.mark.parametrize(

@@ -169,3 +169,21 @@ def test_the_local_runtime_gets_the_tenants_quota(
     applied = httpx.get(url, headers=headers).json()
     assert applied["spec"]["hard"]["pods"] == "9"
     assert applied["metadata"]["annotations"] == {"faas-portal/concurrency": "4"}
+
+
+@pytest.mark.parametrize("kind", ["secrets", "configmaps"])
+def test_secrets_and_config_maps_count_against_their_quota(api: Any, world: Any, kind: str) -> None:
+    assert set_quota(api, world, **{kind: 2}).status_code == 200
+    bob = api(world.bob)
+    for name in ("one", "two"):
+        created = bob.post(f"{API}/{kind}/", {"name": name, "data": {"k": "v"}}, format="json")
+        assert created.status_code == 201
+    refused = bob.post(f"{API}/{kind}/", {"name": "three", "data": {"k": "v"}}, format="json")
+    assert refused.status_code == 403
+    assert error_of(refused)["code"] == "quota_exceeded"
+    assert error_of(refused)["detail"] == {"quota": kind, "requested": 3, "limit": 2, "unit": "count"}
+    assert [o["name"] for o in bob.get(f"{API}/{kind}/").json()["results"]] == ["one", "two"]
+    # Replacing the values of one that exists claims nothing new.
+    assert bob.put(f"{API}/{kind}/two/", {"data": {"k": "w"}}, format="json").status_code == 200
+    items = {item["quota"]: item for item in api(world.vera).get(f"{API}/quota/").json()["items"]}
+    assert (items[kind]["used"], items[kind]["limit"]) == (2, 2)

@@ -6,12 +6,15 @@ tasks.py retries them. The request side (tenants/services.py) records the wish a
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
+from typing import Any
 
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from audit import services as audit
 from core import notifier
 from dataplane.backends import get_backend
 from tenants import lifecycle
@@ -19,12 +22,30 @@ from tenants.models import Tenant, TenantState
 from tenants.selectors import tenant_quota
 
 
+@transaction.atomic
 def tenant_set_state(tenant: Tenant, state: str, reason: str = "") -> None:
-    """Record the tenant's new state (and why) and tell its members' pages."""
-    tenant.state, tenant.state_reason, tenant.state_changed_at = state, reason, timezone.now()
-    tenant.save(update_fields=["state", "state_reason", "state_changed_at"])
+    """Record the tenant's new state (and why), with its audit record (the platform's doing, in
+    its chain), and tell its members' pages. Called by a service, the record is its effect."""
+    with audit_tenant_change("tenant.state", tenant, state_snapshot(tenant)) as done:
+        tenant.state, tenant.state_reason, tenant.state_changed_at = state, reason, timezone.now()
+        tenant.save(update_fields=["state", "state_reason", "state_changed_at"])
+        done.after = state_snapshot(tenant)
     schema, payload = tenant.schema_name, {"slug": tenant.slug, "state": state, "reason": reason}
     transaction.on_commit(lambda: notifier.tenant_event(schema, "tenant.state", **payload))
+
+
+def audit_tenant_change(
+    action: str, tenant: Tenant, before: dict[str, Any] | None = None
+) -> AbstractContextManager[audit.Change]:
+    """The audit record of a change of ``tenant``: the platform's (its chain), shown to the tenant
+    too. It runs in the public schema, so the tenant is named, not found from the connection."""
+    return audit.change(
+        action, object_type="tenant", object_name=tenant.slug, before=before, tenant=tenant, platform=True
+    )
+
+
+def state_snapshot(tenant: Tenant) -> dict[str, Any]:
+    return {"state": tenant.state, "reason": tenant.state_reason}
 
 
 def tenant_provision(*, tenant_id: int) -> Tenant | None:
@@ -34,7 +55,8 @@ def tenant_provision(*, tenant_id: int) -> Tenant | None:
     (``select_for_update``) and skips a tenant that is no longer provisioning; a schema left
     half-made by a killed worker is migrated to completion. The data-plane step runs outside
     the transaction (it may retry for a while) and is an idempotent apply; its TransientError
-    propagates for the task to retry. Returns None when the tenant is gone.
+    propagates for the task to retry. The last step fills the schema (the lifecycle's hooks,
+    idempotent) and marks the tenant ready: one audit record. Returns None when the tenant is gone.
     """
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
@@ -47,7 +69,7 @@ def tenant_provision(*, tenant_id: int) -> Tenant | None:
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
         if tenant is None or tenant.state != TenantState.PROVISIONING:
             return tenant
-        tenant_set_state(tenant, TenantState.READY)
+        _fill_and_mark_ready(tenant)
         return tenant
 
 
@@ -58,8 +80,16 @@ def _create_schema(tenant: Tenant) -> None:
     call_command(
         "migrate_schemas", tenant=True, schema_name=tenant.schema_name, interactive=False, verbosity=0,
     )  # fmt: skip
-    with schema_context(tenant.schema_name):
-        lifecycle.schema_created()
+
+
+def _fill_and_mark_ready(tenant: Tenant) -> None:
+    # The schema's defaults are made with the state change so that they are its record's effects
+    # (the provisioning is one action of the platform), not records of their own.
+    with audit_tenant_change("tenant.state", tenant, state_snapshot(tenant)) as done:
+        with schema_context(tenant.schema_name):
+            lifecycle.schema_created()
+        tenant_set_state(tenant, TenantState.READY)
+        done.after = state_snapshot(tenant)
 
 
 def tenant_apply_data_plane(*, tenant: Tenant) -> None:
@@ -87,11 +117,15 @@ def tenant_sync_suspension(*, tenant_id: int) -> None:
     if tenant is None:
         return
     tenant_apply_data_plane(tenant=tenant)
-    with schema_context(tenant.schema_name):
+    applied = "suspended" if tenant.suspended else "resumed"
+    recorded = audit_tenant_change("tenant.state", tenant)
+    # One record for the whole of it: the redeployments a resume queues are its effects.
+    with schema_context(tenant.schema_name), transaction.atomic(), recorded as done:
         if tenant.suspended:
             lifecycle.suspended()
         else:
             lifecycle.resumed()
+        done.after = {"data_plane": applied}
 
 
 def tenant_reapply(*, tenant_id: int) -> None:
@@ -114,6 +148,8 @@ def tenant_delete(*, tenant_id: int) -> None:
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
         if tenant is None or tenant.state != TenantState.DELETING:
             return
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE')
-        Tenant.objects.filter(pk=tenant.pk).delete()
+        # The record keeps the tenant's id and slug: records have no foreign key to outlive.
+        with audit_tenant_change("tenant.deleted", tenant, {"state": tenant.state}):
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE')
+            Tenant.objects.filter(pk=tenant.pk).delete()

@@ -14,6 +14,7 @@ every rotation before it has finished, and ``verify`` says so (``KeyStatus.curre
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 
+from audit import services as audit
 from core.crypto import VARIABLE, Keyring, WrongKey
 from tenants.models import SecretsKeyCheck
 from tenants.selectors import tenant_queryset
@@ -91,17 +93,32 @@ def rotate() -> RotationReport:
 
     Refuses (``ImproperlyConfigured``) before touching anything when the keys do not open the
     check row. Idempotent: every run leaves each token under the first key, so a run that
-    stopped half-way is finished by running it again (each schema is one transaction)."""
-    verify()
+    stopped half-way is finished by running it again (each schema is one transaction). The
+    platform's audit record is written with the check row, once every schema is done: it counts
+    the secrets this run re-encrypted, and names no key."""
+    status = verify()
     keyring = Keyring.from_settings()
     report = RotationReport()
     for schema in _tenant_schemas():
         with schema_context(schema), transaction.atomic():
             report.rows[schema] = sum(rotation(keyring) for rotation in _rotations)
-    with schema_context(get_public_schema_name()):
+    with schema_context(get_public_schema_name()), transaction.atomic(), _rotation_change(status) as done:
         rotate_field(SecretsKeyCheck.objects.all(), "token", keyring)
         SecretsKeyCheck.objects.filter(pk=1).update(rotated_at=timezone.now())
+        done.after = {"key": 1, "re_encrypted": report.total, "tenant_schemas": len(report.rows)}
     return report
+
+
+def _rotation_change(status: KeyStatus) -> AbstractContextManager[audit.Change]:
+    """The rotation's record, in the platform's chain; ``key`` is the position in the variable
+    of the key the secrets were under (a position, never the key)."""
+    return audit.change(
+        "secrets-key.rotate",
+        object_type="secrets-key",
+        object_name=VARIABLE,
+        before={"key": status.key},
+        platform=True,
+    )
 
 
 def rotate_field(rows: QuerySet[Any], name: str, keyring: Keyring) -> int:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import services as audit
 from core import notifier
 from functions import builder, runtimes
 from functions.build_sandbox import BuildSandbox, SandboxUnavailable
@@ -69,13 +70,26 @@ def build_run(*, build_id: int) -> Build | None:
     return _finish(build, BuildState.SUCCEEDED, "", result.log)
 
 
+def build_name(build: Build) -> str:
+    """A build as the audit trail names it: ``<function>#<id>``."""
+    return f"{build.function.name}#{build.pk}"
+
+
+@transaction.atomic
 def _finish(build: Build, state: str, reason: str, log: str) -> Build:
-    build.state, build.reason, build.log, build.finished_at = (
-        state,
-        reason[:2000],
-        log[-200_000:],
-        timezone.now(),
-    )
-    build.save()
+    """End the build claimed by build_run, with its audit record ("build.finish", in the same
+    transaction). The claim made this run the build's only one: it ends once, with one record."""
+    before = {"state": build.state}
+    with audit.change(
+        "build.finish", object_type="build", object_name=build_name(build), before=before
+    ) as done:
+        build.state, build.reason, build.log, build.finished_at = (
+            state,
+            reason[:2000],
+            log[-200_000:],
+            timezone.now(),
+        )
+        build.save()
+        done.after = {"state": state}
     _push(build, "build.state", state=state, reason=build.reason)
     return build

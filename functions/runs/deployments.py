@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit import services as audit
 from core import notifier
 from dataplane import manifests
 from dataplane.backends import get_backend
@@ -47,7 +48,33 @@ MAX_ATTEMPTS = 8
 DEADLINE = timedelta(minutes=30)
 
 
-def record_step(deployment: Deployment, state: str, message: str) -> None:
+def deployment_name(deployment: Deployment) -> str:
+    """A deployment as the audit trail names it: ``<function>#<id>``."""
+    return f"{deployment.function.name}#{deployment.pk}"
+
+
+@transaction.atomic
+def record_step(deployment: Deployment, state: str, message: str) -> bool:
+    """Move ``deployment`` to ``state`` and note the step, unless it has ended (False: nothing
+    written). The row is locked while it is checked and written (an atomic claim), so a
+    deployment ends once, whatever workers, retries and resumes reach its end, and never moves
+    again after: ending it (live or failed) is recorded in the audit trail ("deployment.finish",
+    system) in the same transaction, exactly once."""
+    row = Deployment.objects.select_for_update().filter(pk=deployment.pk).values("state", "steps").first()
+    if row is None or row["state"] in FINAL_DEPLOYMENT_STATES:
+        return False
+    deployment.steps = row["steps"]  # as stored: another run may have added steps meanwhile
+    if state not in FINAL_DEPLOYMENT_STATES:
+        _save_step(deployment, state, message)
+        return True
+    name, before = deployment_name(deployment), {"state": row["state"]}
+    with audit.change("deployment.finish", object_type="deployment", object_name=name, before=before) as done:
+        _save_step(deployment, state, message)
+        done.after = {"state": state}
+    return True
+
+
+def _save_step(deployment: Deployment, state: str, message: str) -> None:
     step = {"state": state, "at": timezone.now().isoformat(), "message": message[:2000]}
     deployment.state = state
     deployment.steps = [*deployment.steps, step]
@@ -102,7 +129,8 @@ def _run(deployment_id: int) -> Deployment | None:
     try:
         build = _ensure_build(deployment, function)
         _check_quota(function, build)  # the quota may have changed since the request
-        record_step(deployment, DeploymentState.APPLYING, "applying the manifests")
+        if not record_step(deployment, DeploymentState.APPLYING, "applying the manifests"):
+            return deployment  # ended meanwhile (deployment_fail): nothing more to do
         names = _apply(function, build)
         record_step(deployment, DeploymentState.WAITING, f"waiting for {', '.join(names) or 'routes'}")
         get_backend().wait_ready(_namespace(), names, timeout_s=60)
@@ -132,7 +160,7 @@ def _refusal(deployment: Deployment) -> str:
 
 
 def deployment_fail(*, deployment_id: int, reason: str) -> None:
-    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    deployment = Deployment.objects.select_related("function").filter(pk=deployment_id).first()
     if deployment is not None and deployment.state not in FINAL_DEPLOYMENT_STATES:
         record_step(deployment, DeploymentState.FAILED, reason)
 

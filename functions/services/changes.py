@@ -1,7 +1,10 @@
 """Changes that take effect on the data plane. Each writes, then queues the deployment that
 applies it, in one transaction: when the deployment is refused (the quota), the change is rolled
 back with it and the tenant keeps exactly what it had. Views, API views and the CLI call these;
-the services they combine stay usable on their own (tests, imports)."""
+the services they combine stay usable on their own (tests, imports).
+
+Each is one audit record: the change opens the record of the service it calls (the service's
+own then folds into it) and its deployments are listed as the record's effects."""
 
 from __future__ import annotations
 
@@ -27,58 +30,66 @@ from functions.services import configuration, deployments, events, functions, tr
 
 @transaction.atomic
 def function_update_and_deploy(*, function: Function, user: str = "", **settings: Any) -> Function:
-    function = functions.function_update(function=function, **settings)
-    deployments.deployment_create(function=function, cause="settings changed", user=user)
-    return function
+    with functions.record_function_update(function) as record:
+        function = functions.function_update(function=function, **settings)
+        deployments.deployment_create(function=function, cause="settings changed", user=user)
+        return record.done(function)
 
 
 @transaction.atomic
 def draft_update_and_deploy(*, function: Function, files: dict[str, str], user: str = "") -> Draft:
-    draft = functions.draft_update_files(function=function, files=files)
-    deployments.deployment_create(function=function, cause="deploy from the editor", user=user)
-    return draft
+    with functions.record_draft_update(function) as record:
+        draft = functions.draft_update_files(function=function, files=files)
+        deployments.deployment_create(function=function, cause="deploy from the editor", user=user)
+        return record.done(draft)
 
 
 @transaction.atomic
 def alias_set_and_deploy(*, function: Function, user: str = "", **alias: Any) -> Alias:
-    saved = versions.alias_set(function=function, **alias)
-    deployments.deployment_create(function=function, cause=f"alias {saved.name} changed", user=user)
-    return saved
+    with versions.record_alias_set(function, alias["name"]) as record:
+        saved = versions.alias_set(function=function, **alias)
+        deployments.deployment_create(function=function, cause=f"alias {saved.name} changed", user=user)
+        return record.done(saved)
 
 
 @transaction.atomic
 def alias_delete_and_deploy(*, alias: Alias, user: str = "") -> None:
     function, name = alias.function, alias.name
-    versions.alias_delete(alias=alias)
-    deployments.deployment_create(function=function, cause=f"alias {name} deleted", user=user)
+    with versions.record_alias_delete(alias):
+        versions.alias_delete(alias=alias)
+        deployments.deployment_create(function=function, cause=f"alias {name} deleted", user=user)
 
 
 @transaction.atomic
 def trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> Trigger:
-    saved = triggers.trigger_save(function=function, **trigger)
-    deployments.deployment_create(function=function, cause=f"trigger {saved.name} added", user=user)
-    return saved
+    with triggers.record_trigger_save(function, trigger["name"], trigger.get("trigger")) as record:
+        saved = triggers.trigger_save(function=function, **trigger)
+        deployments.deployment_create(function=function, cause=f"trigger {saved.name} added", user=user)
+        return record.done(saved)
 
 
 @transaction.atomic
 def trigger_delete_and_deploy(*, trigger: Trigger, user: str = "") -> None:
     function, name = trigger.function, trigger.name
-    triggers.trigger_delete(trigger=trigger)
-    deployments.deployment_create(function=function, cause=f"trigger {name} deleted", user=user)
+    with triggers.record_trigger_delete(trigger):
+        triggers.trigger_delete(trigger=trigger)
+        deployments.deployment_create(function=function, cause=f"trigger {name} deleted", user=user)
 
 
 @transaction.atomic
 def time_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> TimeTrigger:
-    saved = events.time_trigger_save(function=function, **trigger)
-    _deploy_for(saved, "time trigger", "changed" if trigger.get("trigger") else "added", user)
-    return saved
+    with events.record_time_trigger_save(function, trigger["name"], trigger.get("trigger")) as record:
+        saved = events.time_trigger_save(function=function, **trigger)
+        _deploy_for(saved, "time trigger", "changed" if trigger.get("trigger") else "added", user)
+        return record.done(saved)
 
 
 @transaction.atomic
 def queue_trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> QueueTrigger:
-    saved = events.queue_trigger_save(function=function, **trigger)
-    _deploy_for(saved, "queue trigger", "changed" if trigger.get("trigger") else "added", user)
-    return saved
+    with events.record_queue_trigger_save(function, trigger["name"], trigger.get("trigger")) as record:
+        saved = events.queue_trigger_save(function=function, **trigger)
+        _deploy_for(saved, "queue trigger", "changed" if trigger.get("trigger") else "added", user)
+        return record.done(saved)
 
 
 def _deploy_for(trigger: TimeTrigger | QueueTrigger, kind: str, what: str, user: str) -> None:
@@ -89,8 +100,9 @@ def _deploy_for(trigger: TimeTrigger | QueueTrigger, kind: str, what: str, user:
 def event_trigger_delete_and_deploy(*, trigger: TimeTrigger | QueueTrigger, user: str = "") -> None:
     function, name = trigger.function, trigger.name
     kind = "time trigger" if isinstance(trigger, TimeTrigger) else "queue trigger"
-    events.event_trigger_delete(trigger=trigger)
-    deployments.deployment_create(function=function, cause=f"{kind} {name} deleted", user=user)
+    with events.record_event_trigger_delete(trigger):
+        events.event_trigger_delete(trigger=trigger)
+        deployments.deployment_create(function=function, cause=f"{kind} {name} deleted", user=user)
 
 
 # A function with a deployment in one of these states has (or is getting) data-plane objects.
@@ -103,30 +115,38 @@ def environment_update_and_deploy(*, environment: Environment, user: str = "", *
     (a live or running deployment: one never deployed stays so), a deployment each. Nothing is
     queued when the change leaves the Fission Environment as it was."""
     before = specs.environment_spec(environment)
-    environment = functions.environment_update(environment=environment, **fields)
-    if specs.environment_spec(environment) == before:
-        return environment
+    with functions.record_environment_update(environment) as record:
+        environment = functions.environment_update(environment=environment, **fields)
+        if specs.environment_spec(environment) != before:
+            _redeploy_environment_users(environment, user)
+        return record.done(environment)
+
+
+def _redeploy_environment_users(environment: Environment, user: str) -> None:
     users = selectors.environment_usage().get(environment.name, [])
     on_data_plane = Function.objects.filter(name__in=users, deployments__state__in=_ON_DATA_PLANE)
     cause = f"environment {environment.name} changed"
     for function in on_data_plane.distinct().order_by("name"):
         deployments.deployment_create(function=function, cause=cause, user=user)
-    return environment
 
 
 @transaction.atomic
 def secret_save_and_deploy(*, name: str, data: dict[str, str], user: str = "") -> Secret:
     """Save the Secret, then redeploy the functions that use it and are on the data plane."""
-    secret = configuration.secret_save(name=name, data=data, user=user)
-    _redeploy_users("secrets", name, f"secret {name} changed", user)
+    with configuration.record_object_save(Secret, name) as record:
+        secret = configuration.secret_save(name=name, data=data, user=user)
+        _redeploy_users("secrets", name, f"secret {name} changed", user)
+        record.done(secret)
     return secret
 
 
 @transaction.atomic
 def configmap_save_and_deploy(*, name: str, data: dict[str, str], user: str = "") -> ConfigMap:
     """Save the ConfigMap, then redeploy the functions that use it and are on the data plane."""
-    configmap = configuration.configmap_save(name=name, data=data, user=user)
-    _redeploy_users("configmaps", name, f"config map {name} changed", user)
+    with configuration.record_object_save(ConfigMap, name) as record:
+        configmap = configuration.configmap_save(name=name, data=data, user=user)
+        _redeploy_users("configmaps", name, f"config map {name} changed", user)
+        record.done(configmap)
     return configmap
 
 

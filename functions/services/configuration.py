@@ -9,6 +9,7 @@ removed from the data plane by a task after commit.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -18,24 +19,55 @@ from core import notifier
 from core.crypto import Keyring
 from core.errors import Conflict, ValidationFailed
 from dataplane.manifests import PORTAL_CONFIGMAP_SUFFIX, PORTAL_SECRET_SUFFIX
-from functions import config, tasks
+from functions import config, quotas, tasks
 from functions.models import ConfigMap, Function, Secret, TenantObject
 from functions.selectors import referenced_versions
-from functions.services.common import full_clean
+from functions.services.common import Recording, full_clean, recorded
 from tenants import secrets_keys
 
 CODE_IN_USE = "in_use"
 KINDS: dict[str, type[Secret] | type[ConfigMap]] = {"secrets": Secret, "configmaps": ConfigMap}
 
 
+def object_settings(obj: TenantObject) -> dict[str, Any]:
+    """What the audit trail records of a Secret or a ConfigMap: its keys, never a value."""
+    keys = obj.keys if isinstance(obj, Secret) else getattr(obj, "data", {})
+    return {"keys": sorted(keys)}
+
+
+def _object_type(model: type[TenantObject]) -> str:
+    return "secret" if model is Secret else "configmap"
+
+
+def record_object_save(
+    model: type[Secret] | type[ConfigMap], name: str
+) -> AbstractContextManager[Recording[TenantObject]]:
+    """The record of ``secret_save`` / ``configmap_save`` ("<type>.create" or "<type>.update";
+    changes.*_save_and_deploy open it too). Locks the row, if there is one, until the
+    transaction ends."""
+    existing: TenantObject | None = _existing(model, name)
+    object_type = _object_type(model)
+    verb = "update" if existing is not None else "create"
+    return recorded(
+        f"{object_type}.{verb}",
+        object_type=object_type,
+        object_name=name,
+        settings=object_settings,
+        before=existing,
+    )
+
+
 @transaction.atomic
 def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
     """Create Secret ``name`` or replace all its values."""
     values = _checked(name, data, PORTAL_SECRET_SUFFIX, "secret")
-    secret = _existing(Secret, name) or Secret(name=name, created_by=user)
-    secret.set_values(values)
-    _save(secret)
-    _announce("secret.saved", secret.name, keys=secret.keys)
+    with record_object_save(Secret, name) as record:
+        secret = _existing(Secret, name) or Secret(name=name, created_by=user)
+        secret.set_values(values)
+        _save(secret)
+        quotas.enforce(what=f"secret {name}")  # a new one counts against the secrets quota
+        _announce("secret.saved", secret.name, keys=secret.keys)
+        record.done(secret)
     return secret
 
 
@@ -43,10 +75,13 @@ def secret_save(*, name: str, data: dict[str, str], user: str = "") -> Secret:
 def configmap_save(*, name: str, data: dict[str, str], user: str = "") -> ConfigMap:
     """Create ConfigMap ``name`` or replace all its values."""
     values = _checked(name, data, PORTAL_CONFIGMAP_SUFFIX, "config map")
-    configmap = _existing(ConfigMap, name) or ConfigMap(name=name, created_by=user)
-    configmap.data = values
-    _save(configmap)
-    _announce("configmap.saved", configmap.name, keys=sorted(values))
+    with record_object_save(ConfigMap, name) as record:
+        configmap = _existing(ConfigMap, name) or ConfigMap(name=name, created_by=user)
+        configmap.data = values
+        _save(configmap)
+        quotas.enforce(what=f"config map {name}")
+        _announce("configmap.saved", configmap.name, keys=sorted(values))
+        record.done(configmap)
     return configmap
 
 
@@ -67,7 +102,15 @@ def delete(obj: TenantObject) -> None:
             detail={"functions": users},
             code=CODE_IN_USE,
         )
-    obj.delete()
+    object_type = _object_type(model)
+    with recorded(
+        f"{object_type}.delete",
+        object_type=object_type,
+        object_name=obj.name,
+        settings=object_settings,
+        before=obj,
+    ):
+        obj.delete()
     schema = connection.schema_name  # type: ignore[attr-defined]
     transaction.on_commit(lambda: tasks.tenant_object_undeploy_task.delay(schema, kind, obj.name))
     _announce(f"{kind.lower()}.deleted", obj.name)
@@ -81,7 +124,9 @@ def _announce(kind: str, name: str, **data: Any) -> None:
 
 def rotate_secrets(keyring: Keyring) -> int:
     """Re-encrypt this schema's Secrets under the keyring's first key (``manage.py secrets rotate``
-    calls it in every tenant schema); how many were rewritten."""
+    calls it in every tenant schema); how many were rewritten. No Secret changes its keys or
+    values, so it writes no audit record of its own: the rotation is recorded once, by its caller
+    (tenants/secrets_keys.py, "secrets-key.rotate")."""
     return secrets_keys.rotate_field(Secret.objects.all(), "ciphertext", keyring)
 
 

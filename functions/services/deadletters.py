@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.db import transaction
+
+from audit import services as audit
 from core.errors import DomainError, NotFound, ValidationFailed
 from dataplane import manifests
 from dataplane.backends import base as backends
@@ -92,6 +95,7 @@ def dead_letters_redrive(
     with _data_plane():
         for name, entries in _grouped(function, ids).items():
             request_ids += backend.redrive_dead_letters(namespace, name, entries, targets[to] if to else name)
+    _record("dead-letter.redrive", function, {"count": len(request_ids), "to": to or "their own target"})
     return request_ids
 
 
@@ -99,4 +103,14 @@ def dead_letters_purge(*, function: Function, ids: list[str] | None = None) -> i
     backend, namespace = get_backend(), current_tenant().namespace
     groups = _grouped(function, ids)
     with _data_plane():
-        return sum(backend.purge_dead_letters(namespace, name, entries) for name, entries in groups.items())
+        purged = sum(backend.purge_dead_letters(namespace, name, entries) for name, entries in groups.items())
+    _record("dead-letter.purge", function, {"count": purged})
+    return purged
+
+
+@transaction.atomic
+def _record(action: str, function: Function, after: dict[str, Any]) -> None:
+    """The audit record of what the data plane did (it keeps the dead letters: no row of ours
+    changes), written once it is done: no transaction is held across the data plane's calls."""
+    with audit.change(action, object_type="dead-letter", object_name=function.name) as done:
+        done.after = after

@@ -4,6 +4,7 @@ HTTP caller. Each points at an alias, a version or the draft, as an HTTP trigger
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +17,8 @@ from dataplane import manifests
 from dataplane.backends import get_backend
 from dataplane.backends.base import BackendError
 from functions.models import Function, QueueKind, QueueTrigger, TargetKind, TimeTrigger
-from functions.services.common import full_clean
-from functions.services.triggers import METHODS, target_fields
+from functions.services.common import Recording, full_clean, recorded
+from functions.services.triggers import METHODS, target_fields, target_settings
 from runtime.schedule import InvalidSchedule, Schedule
 from tenants.selectors import current_tenant
 
@@ -62,6 +63,94 @@ def _check_call(method: str, subpath: str) -> None:
         raise ValidationFailed("The subpath is not valid.", detail={"subpath": [str(exc)]}) from None
 
 
+def time_trigger_settings(trigger: TimeTrigger) -> dict[str, Any]:
+    """What the audit trail records of a time trigger."""
+    fields = ("name", "cron", "method", "subpath")
+    return {**{field: getattr(trigger, field) for field in fields}, **target_settings(trigger)}
+
+
+# A queue trigger's settings the audit trail records as they are. ``metadata`` (KEDA's, which
+# may hold a broker's address with its password) and ``connection`` (the broker's secret keys)
+# are recorded by their keys, and whether their values changed: never a value.
+_QUEUE_FIELDS = (
+    "name", "mq_type", "topic", "resp_topic", "error_topic", "max_retries", "content_type",
+    "polling_interval", "cooldown_period", "min_replicas", "max_replicas",
+)  # fmt: skip
+_QUEUE_SECRET_FIELDS = ("metadata", "connection")
+CHANGED = "changed"
+
+
+def queue_trigger_settings(trigger: QueueTrigger) -> dict[str, Any]:
+    """What the audit trail records of a queue trigger (values of metadata and connection never)."""
+    keys = {f"{field}_keys": sorted(getattr(trigger, field) or {}) for field in _QUEUE_SECRET_FIELDS}
+    return {**{field: getattr(trigger, field) for field in _QUEUE_FIELDS}, **keys, **target_settings(trigger)}
+
+
+def _event_trigger_name(function: Function, name: str, trigger: TimeTrigger | QueueTrigger | None) -> str:
+    """A new trigger is named as given, a changed one by its name before the change."""
+    return f"{function.name}/{trigger.name if trigger is not None else name}"
+
+
+def record_time_trigger_save(
+    function: Function, name: str, trigger: TimeTrigger | None
+) -> AbstractContextManager[Recording[TimeTrigger]]:
+    """The record of ``time_trigger_save`` (changes.time_trigger_save_and_deploy opens it too)."""
+    verb = "update" if trigger is not None else "create"
+    return recorded(
+        f"time-trigger.{verb}",
+        object_type="time-trigger",
+        object_name=_event_trigger_name(function, name, trigger),
+        settings=time_trigger_settings,
+        before=trigger,
+    )
+
+
+def record_queue_trigger_save(
+    function: Function, name: str, trigger: QueueTrigger | None
+) -> AbstractContextManager[Recording[QueueTrigger]]:
+    """The record of ``queue_trigger_save`` (changes.queue_trigger_save_and_deploy opens it too).
+    Whether metadata or connection changed is told by comparing with their values now, which
+    the record never holds."""
+    old = {field: dict(getattr(trigger, field) or {}) if trigger else {} for field in _QUEUE_SECRET_FIELDS}
+
+    def settings(saved: QueueTrigger) -> dict[str, Any]:
+        changed = {
+            field: CHANGED for field in _QUEUE_SECRET_FIELDS if (getattr(saved, field) or {}) != old[field]
+        }
+        return {**queue_trigger_settings(saved), **changed}
+
+    verb = "update" if trigger is not None else "create"
+    return recorded(
+        f"queue-trigger.{verb}",
+        object_type="queue-trigger",
+        object_name=_event_trigger_name(function, name, trigger),
+        settings=settings,
+        before=trigger,
+    )
+
+
+def record_event_trigger_delete(
+    trigger: TimeTrigger | QueueTrigger,
+) -> AbstractContextManager[Recording[TimeTrigger]] | AbstractContextManager[Recording[QueueTrigger]]:
+    """The record of ``event_trigger_delete`` (changes.event_trigger_delete_and_deploy opens it too)."""
+    name = _event_trigger_name(trigger.function, trigger.name, trigger)
+    if isinstance(trigger, TimeTrigger):
+        return recorded(
+            "time-trigger.delete",
+            object_type="time-trigger",
+            object_name=name,
+            settings=time_trigger_settings,
+            before=trigger,
+        )
+    return recorded(
+        "queue-trigger.delete",
+        object_type="queue-trigger",
+        object_name=name,
+        settings=queue_trigger_settings,
+        before=trigger,
+    )
+
+
 @transaction.atomic
 def time_trigger_save(
     *, function: Function, name: str, cron: str, method: str = "POST", subpath: str = "/",
@@ -71,15 +160,16 @@ def time_trigger_save(
     """Create (``trigger`` None) or change a time trigger of ``function``."""
     _check_cron(cron.strip())
     _check_call(method, subpath)
-    trigger = trigger or TimeTrigger(function=function)
-    trigger.name, trigger.cron, trigger.method, trigger.subpath = name, cron.strip(), method, subpath
-    trigger.target_kind = target_kind
-    for key, value in target_fields(function, target_kind, alias, version).items():
-        setattr(trigger, key, value)
-    full_clean(trigger, exclude=["function", "alias", "version"])
-    trigger.save()
-    _announce(trigger, "trigger.saved")
-    return trigger
+    with record_time_trigger_save(function, name, trigger) as record:
+        trigger = trigger or TimeTrigger(function=function)
+        trigger.name, trigger.cron, trigger.method, trigger.subpath = name, cron.strip(), method, subpath
+        trigger.target_kind = target_kind
+        for key, value in target_fields(function, target_kind, alias, version).items():
+            setattr(trigger, key, value)
+        full_clean(trigger, exclude=["function", "alias", "version"])
+        trigger.save()
+        _announce(trigger, "trigger.saved")
+        return record.done(trigger)
 
 
 def _announce(trigger: TimeTrigger | QueueTrigger, kind: str) -> None:
@@ -132,16 +222,25 @@ def queue_trigger_save(
     None keeps the stored one (it is never read back); ``{}`` clears it. ``fields``: the other
     model fields (resp_topic, error_topic, max_retries, content_type, polling_interval, ...)."""
     _check_queue_kind(mq_type)
-    trigger = trigger or QueueTrigger(function=function)
-    trigger.name, trigger.mq_type, trigger.topic, trigger.target_kind = name, mq_type, topic, target_kind
-    if metadata is not None:
-        trigger.metadata = _strings(metadata, "metadata")
-    if connection is not None:
-        trigger.connection = _strings(connection, "connection")
-    for key, value in fields.items():
-        setattr(trigger, key, value)
-    for key, value in target_fields(function, target_kind, alias, version).items():
-        setattr(trigger, key, value)
+    with record_queue_trigger_save(function, name, trigger) as record:
+        trigger = trigger or QueueTrigger(function=function)
+        trigger.name, trigger.mq_type, trigger.topic, trigger.target_kind = name, mq_type, topic, target_kind
+        if metadata is not None:
+            trigger.metadata = _strings(metadata, "metadata")
+        if connection is not None:
+            trigger.connection = _strings(connection, "connection")
+        for key, value in fields.items():
+            setattr(trigger, key, value)
+        for key, value in target_fields(function, target_kind, alias, version).items():
+            setattr(trigger, key, value)
+        _check_replicas(trigger)
+        full_clean(trigger, exclude=["function", "alias", "version"])
+        trigger.save()
+        _announce(trigger, "trigger.saved")
+        return record.done(trigger)
+
+
+def _check_replicas(trigger: QueueTrigger) -> None:
     if (
         trigger.max_replicas is not None
         and trigger.min_replicas is not None
@@ -150,13 +249,10 @@ def queue_trigger_save(
         raise ValidationFailed(
             "Max replicas must be at least min replicas.", detail={"max_replicas": [">= min_replicas."]}
         )
-    full_clean(trigger, exclude=["function", "alias", "version"])
-    trigger.save()
-    _announce(trigger, "trigger.saved")
-    return trigger
 
 
 @transaction.atomic
 def event_trigger_delete(*, trigger: TimeTrigger | QueueTrigger) -> None:
-    _announce(trigger, "trigger.deleted")
-    trigger.delete()
+    with record_event_trigger_delete(trigger):
+        _announce(trigger, "trigger.deleted")
+        trigger.delete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import connection, transaction
@@ -13,7 +14,7 @@ from functions.archives import ArchiveLimits, inspect_zip, python_module_name, r
 from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
 from functions.services import configuration
-from functions.services.common import full_clean
+from functions.services.common import Recording, full_clean, recorded
 
 DEFAULT_ENVIRONMENT = "python"
 HELLO = '''from flask import request
@@ -31,10 +32,24 @@ MAX_DRAFT_FILE_BYTES = 512 * 1024
 MAX_DRAFT_FILES = 50
 
 
+def environment_settings(environment: Environment) -> dict[str, Any]:
+    """What the audit trail records of an environment."""
+    return {name: getattr(environment, name) for name in ENVIRONMENT_FIELDS}
+
+
+@transaction.atomic
 def environment_ensure_default() -> Environment:
     """The tenant's default Python environment. Idempotent (natural key: the name); made again
-    on demand after it was deleted."""
-    environment, _ = Environment.objects.get_or_create(name=DEFAULT_ENVIRONMENT)
+    on demand after it was deleted, and recorded only when it is made."""
+    environment, created = Environment.objects.get_or_create(name=DEFAULT_ENVIRONMENT)
+    if created:
+        with recorded(
+            "environment.create",
+            object_type="environment",
+            object_name=environment.name,
+            settings=environment_settings,
+        ) as record:
+            record.done(environment)
     return environment
 
 
@@ -45,12 +60,27 @@ def environment_create(*, name: str, **fields: Any) -> Environment:
     that deploys with it. Conflict when the name is taken."""
     if Environment.objects.filter(name=name).exists():
         raise Conflict("An environment with this name exists.", detail={"name": ["Already taken."]})
-    environment = Environment(name=name)
-    _apply_environment(environment, fields)
-    full_clean(environment)
-    environment.save()
-    quotas.enforce(what=f"environment {name}")  # as a change does (an unused one claims nothing yet)
-    return environment
+    opened = recorded(
+        "environment.create", object_type="environment", object_name=name, settings=environment_settings
+    )
+    with opened as record:
+        environment = Environment(name=name)
+        _apply_environment(environment, fields)
+        full_clean(environment)
+        environment.save()
+        quotas.enforce(what=f"environment {name}")  # as a change does (an unused one claims nothing yet)
+        return record.done(environment)
+
+
+def record_environment_update(environment: Environment) -> AbstractContextManager[Recording[Environment]]:
+    """The record of ``environment_update`` (changes.environment_update_and_deploy opens it too)."""
+    return recorded(
+        "environment.update",
+        object_type="environment",
+        object_name=environment.name,
+        settings=environment_settings,
+        before=environment,
+    )
 
 
 @transaction.atomic
@@ -58,11 +88,12 @@ def environment_update(*, environment: Environment, **fields: Any) -> Environmen
     """Change ``fields`` (images follow a new version, runtimes.follow). The data plane learns of
     it when the functions using it deploy (changes.environment_update_and_deploy queues that).
     QuotaExceeded when the warm pool no longer fits: the change is rolled back."""
-    _apply_environment(environment, fields)
-    full_clean(environment)
-    environment.save()
-    quotas.enforce(what=f"environment {environment.name}")
-    return environment
+    with record_environment_update(environment) as record:
+        _apply_environment(environment, fields)
+        full_clean(environment)
+        environment.save()
+        quotas.enforce(what=f"environment {environment.name}")
+        return record.done(environment)
 
 
 @transaction.atomic
@@ -78,10 +109,17 @@ def environment_delete(*, environment: Environment) -> None:
     users = selectors.environment_usage().get(name, [])
     if users:
         raise _in_use(name, users)
-    try:
-        environment.delete()
-    except ProtectedError as exc:  # a function took it up since the check
-        raise _in_use(name, sorted(str(f) for f in exc.protected_objects)) from None
+    with recorded(
+        "environment.delete",
+        object_type="environment",
+        object_name=name,
+        settings=environment_settings,
+        before=environment,
+    ):
+        try:
+            environment.delete()
+        except ProtectedError as exc:  # a function took it up since the check
+            raise _in_use(name, sorted(str(f) for f in exc.protected_objects)) from None
     transaction.on_commit(lambda: tasks.environment_undeploy_task.delay(schema, name))
 
 
@@ -110,29 +148,50 @@ def _apply_environment(environment: Environment, fields: dict[str, Any]) -> None
     environment.builder_image = runtimes.follow(environment.builder_image or "", version, builder=True)
 
 
+def function_settings(function: Function) -> dict[str, Any]:
+    """What the audit trail records of a function: its environment and every setting of
+    functions/config.py (plain configuration: Secrets and ConfigMaps are named, not read)."""
+    return {"environment": function.environment.name, **config.current(function)}
+
+
 @transaction.atomic
 def function_create(*, name: str, environment: Environment | None = None, **settings: Any) -> Function:
     """A function with a hello-world draft; not deployed until asked."""
     if Function.objects.filter(name=name).exists():
         raise Conflict("A function with this name exists.", detail={"name": ["Already taken."]})
-    function = Function(name=name, environment=environment or environment_ensure_default())
-    _apply_config(function, settings)
-    full_clean(function)
-    function.save()
-    quotas.enforce_function_count()
-    Draft.objects.create(function=function, files={"main.py": HELLO})
-    return function
+    with recorded(
+        "function.create", object_type="function", object_name=name, settings=function_settings
+    ) as record:
+        function = Function(name=name, environment=environment or environment_ensure_default())
+        _apply_config(function, settings)
+        full_clean(function)
+        function.save()
+        quotas.enforce_function_count()
+        Draft.objects.create(function=function, files={"main.py": HELLO})
+        return record.done(function)
+
+
+def record_function_update(function: Function) -> AbstractContextManager[Recording[Function]]:
+    """The record of ``function_update`` (changes.function_update_and_deploy opens it too)."""
+    return recorded(
+        "function.update",
+        object_type="function",
+        object_name=function.name,
+        settings=function_settings,
+        before=function,
+    )
 
 
 @transaction.atomic
 def function_update(*, function: Function, **settings: Any) -> Function:
     """Change settings; the draft picks them up at the next deployment, versions never do."""
-    if "environment" in settings:
-        function.environment = settings.pop("environment")
-    _apply_config(function, settings)
-    full_clean(function)
-    function.save()
-    return function
+    with record_function_update(function) as record:
+        if "environment" in settings:
+            function.environment = settings.pop("environment")
+        _apply_config(function, settings)
+        full_clean(function)
+        function.save()
+        return record.done(function)
 
 
 def _apply_config(function: Function, values: dict[str, Any]) -> None:
@@ -173,15 +232,38 @@ def _check_archive_requirements(data: bytes, limits: ArchiveLimits) -> None:
     check_requirements(text)
 
 
+def draft_settings(draft: Draft) -> dict[str, Any]:
+    """What the audit trail records of a draft: its revision and file names, never the code."""
+    return {
+        "revision": draft.revision,
+        "files": sorted(draft.files or {}),
+        "archive_name": draft.archive_name,
+    }
+
+
+def record_draft_update(function: Function) -> AbstractContextManager[Recording[Draft]]:
+    """The record of a new draft ("function.code": draft_update_files, draft_upload and
+    changes.draft_update_and_deploy). Locks the draft until the transaction ends."""
+    draft = Draft.objects.select_for_update().get(function=function)
+    return recorded(
+        "function.code",
+        object_type="function",
+        object_name=function.name,
+        settings=draft_settings,
+        before=draft,
+    )
+
+
 @transaction.atomic
 def draft_update_files(*, function: Function, files: dict[str, str]) -> Draft:
     """Replace the draft with inline files (the editor). Bumps the draft's revision."""
     _check_files(files)
-    draft = Draft.objects.select_for_update().get(function=function)
-    draft.files, draft.archive, draft.archive_name = files, None, ""
-    draft.revision += 1
-    draft.save()
-    return draft
+    with record_draft_update(function) as record:
+        draft = Draft.objects.select_for_update().get(function=function)
+        draft.files, draft.archive, draft.archive_name = files, None, ""
+        draft.revision += 1
+        draft.save()
+        return record.done(draft)
 
 
 @transaction.atomic
@@ -202,8 +284,9 @@ def draft_upload(*, function: Function, filename: str, data: bytes) -> Draft:
     limits = ArchiveLimits()
     inspect_zip(data, limits)
     _check_archive_requirements(data, limits)
-    draft = Draft.objects.select_for_update().get(function=function)
-    draft.files, draft.archive, draft.archive_name = {}, data, filename
-    draft.revision += 1
-    draft.save()
-    return draft
+    with record_draft_update(function) as record:
+        draft = Draft.objects.select_for_update().get(function=function)
+        draft.files, draft.archive, draft.archive_name = {}, data, filename
+        draft.revision += 1
+        draft.save()
+        return record.done(draft)

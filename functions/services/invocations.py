@@ -8,6 +8,9 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from django.db import transaction
+
+from audit import services as audit
 from core.errors import ValidationFailed
 from dataplane.backends import get_backend
 from dataplane.backends.base import Backend, BackendError, LogRecord
@@ -77,8 +80,22 @@ def invocation_create(
             [] if asynchronous else _logs_of(backend, tenant.namespace, request_id, function.name, called_at)
         )
         invocation.logs = [{k: _storable(v) for k, v in asdict(r).items()} for r in records]
-    invocation.save()
+    _save(invocation)
     return invocation
+
+
+@transaction.atomic
+def _save(invocation: Invocation) -> None:
+    """Store the call with its audit record, once it is over: no transaction is held across it.
+    The record names the call, never its headers or body (nor the path's query string)."""
+    with audit.change(
+        "invocation.create", object_type="invocation", object_name=invocation.function.name
+    ) as done:
+        invocation.save()
+        done.after = {
+            "method": invocation.method, "path": invocation.path.split("?")[0], "status": invocation.status,
+            "request_id": invocation.request_id,
+        }  # fmt: skip
 
 
 def _asynchronous(invocation_type: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import transaction
@@ -9,7 +10,7 @@ from django.db import transaction
 from core.errors import ValidationFailed
 from dataplane import manifests
 from functions.models import Alias, Function, TargetKind, Trigger
-from functions.services.common import full_clean
+from functions.services.common import Recording, full_clean, recorded
 from functions.services.versions import version_get
 from tenants.selectors import current_tenant
 
@@ -54,6 +55,45 @@ def target_fields(function: Function, kind: str, alias: str | None, version: int
     raise ValidationFailed("Unknown target.", detail={"target_kind": [f"One of {TargetKind.values}."]})
 
 
+def target_settings(trigger: Any) -> dict[str, Any]:
+    """What the audit trail records of any trigger's target (``Targeted``)."""
+    alias = trigger.alias.name if trigger.alias_id else None
+    version = trigger.version.number if trigger.version_id else None
+    return {"target_kind": trigger.target_kind, "alias": alias, "version": version}
+
+
+def trigger_settings(trigger: Trigger) -> dict[str, Any]:
+    """What the audit trail records of an HTTP trigger."""
+    fields = ("name", "methods", "path", "is_prefix", "keep_prefix")
+    return {**{field: getattr(trigger, field) for field in fields}, **target_settings(trigger)}
+
+
+def record_trigger_save(
+    function: Function, name: str, trigger: Trigger | None
+) -> AbstractContextManager[Recording[Trigger]]:
+    """The record of ``trigger_save`` (changes.trigger_save_and_deploy opens it too): a new
+    trigger is named as given, a changed one by its name before the change."""
+    verb, named = ("update", trigger.name) if trigger is not None else ("create", name)
+    return recorded(
+        f"trigger.{verb}",
+        object_type="trigger",
+        object_name=f"{function.name}/{named}",
+        settings=trigger_settings,
+        before=trigger,
+    )
+
+
+def record_trigger_delete(trigger: Trigger) -> AbstractContextManager[Recording[Trigger]]:
+    """The record of ``trigger_delete`` (changes.trigger_delete_and_deploy opens it too)."""
+    return recorded(
+        "trigger.delete",
+        object_type="trigger",
+        object_name=f"{trigger.function.name}/{trigger.name}",
+        settings=trigger_settings,
+        before=trigger,
+    )
+
+
 @transaction.atomic
 def trigger_save(
     *, function: Function, name: str, methods: list[str], path: str, is_prefix: bool = False,
@@ -62,16 +102,18 @@ def trigger_save(
 ) -> Trigger:  # fmt: skip
     """Create (``trigger`` None) or change a trigger of ``function``."""
     _check_path(path)
-    trigger = trigger or Trigger(function=function)
-    trigger.name, trigger.path, trigger.methods = name, path, _check_methods(methods)
-    trigger.is_prefix, trigger.keep_prefix, trigger.target_kind = is_prefix, keep_prefix, target_kind
-    for key, value in target_fields(function, target_kind, alias, version).items():
-        setattr(trigger, key, value)
-    full_clean(trigger, exclude=["function", "alias", "version"])
-    trigger.save()
-    return trigger
+    with record_trigger_save(function, name, trigger) as record:
+        trigger = trigger or Trigger(function=function)
+        trigger.name, trigger.path, trigger.methods = name, path, _check_methods(methods)
+        trigger.is_prefix, trigger.keep_prefix, trigger.target_kind = is_prefix, keep_prefix, target_kind
+        for key, value in target_fields(function, target_kind, alias, version).items():
+            setattr(trigger, key, value)
+        full_clean(trigger, exclude=["function", "alias", "version"])
+        trigger.save()
+        return record.done(trigger)
 
 
 @transaction.atomic
 def trigger_delete(*, trigger: Trigger) -> None:
-    trigger.delete()
+    with record_trigger_delete(trigger):
+        trigger.delete()

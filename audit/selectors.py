@@ -19,9 +19,26 @@ FIELDS = (
 )  # fmt: skip
 
 
+# Every object_type a record may have (docs/audit.md): what a filter offers.
+OBJECT_TYPES = (
+    "tenant", "member", "token", "secrets-key", "environment", "function", "build", "version", "alias",
+    "trigger", "time-trigger", "queue-trigger", "secret", "configmap", "deployment", "invocation",
+    "dead-letter", "audit",
+)  # fmt: skip
+
+
 def as_dict(record: AuditRecord) -> dict[str, Any]:
     values = {name: getattr(record, name) for name in FIELDS}
     values["at"] = record.at.isoformat()
+    return values
+
+
+def as_tenant_sees(values: dict[str, Any]) -> dict[str, Any]:
+    """A record as a tenant's admins see it (API, export, page, websocket): a platform change of
+    their tenant (creation, suspension, quota) keeps who made it, not the platform admin's
+    address and browser, which are not the tenant's business."""
+    if values["chain"] == PLATFORM_CHAIN:
+        return {**values, "ip": "", "user_agent": ""}
     return values
 
 

@@ -45,10 +45,14 @@ def metrics_group(schema_name: str, topic_key: str) -> str:
     return f"{schema_name}.metrics.{digest}"
 
 
-def audit_group(schema_name: str, *, platform: bool = False) -> str:
-    """New records of an audit trail: a tenant's (for its admins) or the platform's
-    (``platform=True``, for platform admins; the schema is then the public one)."""
-    return f"{schema_name}.audit.{'platform' if platform else 'tenant'}"
+def audit_group(schema_name: str) -> str:
+    """New records of a tenant's audit trail, for its admins."""
+    return f"{schema_name}.audit.tenant"
+
+
+def platform_audit_group() -> str:
+    """New records of the platform's audit trail, for platform admins."""
+    return "public.audit.platform"
 
 
 def push(group: str, event: TenantEvent) -> None:
@@ -76,4 +80,4 @@ def audit_event(schema_name: str | None, record: dict[str, Any], *, platform: bo
     if schema_name is not None:
         push(audit_group(schema_name), event)
     if platform:
-        push(audit_group("public", platform=True), event)
+        push(platform_audit_group(), event)

@@ -4,16 +4,20 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from tenants.roles import Role, at_least
 from tenants.selectors import current_tenant_or_none, tenant_list_for_user
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    """The tenant switcher's choices and the current tenant, for the base layout."""
+    """The tenant switcher's choices, the current tenant and the caller's role in it, for the
+    base layout."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    role = getattr(request, "tenant_role", None)
     return {
         "switcher_tenants": tenant_list_for_user(user).only("slug", "name", "state"),
         "current_tenant": current_tenant_or_none(),
-        "tenant_role": getattr(request, "tenant_role", None),
+        "tenant_role": role,
+        "tenant_admin": at_least(role, Role.ADMIN),  # the tenant's audit trail is theirs
     }

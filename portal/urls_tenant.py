@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.dashboard, name="tenant-dashboard"),
     path("members/", views.members, name="tenant-members"),
     path("tokens/", views.tokens_page, name="tenant-tokens"),
+    path("audit/", views.audit_page, name="tenant-audit"),
     path("quota/", function_views.quota_page, name="tenant-quota"),
     path("environments/", function_views.environment_list, name="environment-list"),
     path("configuration/", function_views.configuration_page, name="tenant-configuration"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django_tenants.utils import schema_context
+from django_tenants.utils import get_public_schema_name, schema_context
 
 from core.users import is_platform_admin
 from tenants.models import ApiToken, Membership, Tenant
@@ -62,3 +62,15 @@ def connection_role(
         if tenant is None or current is None:
             return None
         return effective_role(current, tenant, token)
+
+
+def platform_admin_now(user: AbstractBaseUser | AnonymousUser, token: ApiToken | None) -> bool:
+    """Whether a long-lived connection still acts as a platform admin, read again now: the user
+    (deactivated or demoted since), and the token it came with, if any (revoked, expired, or a
+    tenant's token, which never qualifies, as for the platform API)."""
+    if not user.is_authenticated:
+        return False
+    with schema_context(get_public_schema_name()):
+        if token is not None and (token.tenant_id is not None or not token_is_active(token_id=token.pk)):
+            return False
+        return is_platform_admin(get_user_model().objects.filter(pk=user.pk).first())

@@ -1,4 +1,5 @@
-"""Websocket consumers of tenant events (``/t/<tenant>/ws/events/``)."""
+"""Websocket consumers of tenant events (``/t/<tenant>/ws/events/``) and of the audit trails
+(``/t/<tenant>/ws/audit/`` for the tenant's admins, ``/ws/platform/audit/`` for platform admins)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_tenants.utils import schema_context
 
-from core.notifier import TenantEvent, tenant_events_group
-from tenants.access import connection_role
+from audit.selectors import as_tenant_sees
+from core.notifier import TenantEvent, audit_group, platform_audit_group, tenant_events_group
+from tenants.access import connection_role, platform_admin_now
 from tenants.models import Tenant
-from tenants.roles import Role
+from tenants.roles import Role, at_least
 
 # Close codes (4000-4999 are the application's): the browser can tell them apart.
 CLOSE_NOT_FOUND = 4404
@@ -23,6 +25,8 @@ class TenantSocket(AsyncJsonWebsocketConsumer):
     again whenever it is asked for (tenants/access.py), and which closes with 4403 once lost."""
 
     tenant: Tenant | None = None
+    # The role a socket needs, at connect and for as long as it stays open.
+    needed: Role = Role.VIEWER
 
     async def _role(self) -> Role | None:
         assert self.tenant is not None
@@ -31,7 +35,7 @@ class TenantSocket(AsyncJsonWebsocketConsumer):
         )
 
     async def _still_allowed(self) -> bool:
-        if await self._role() is None:
+        if not at_least(await self._role(), self.needed):
             await self.close(code=CLOSE_REVOKED)
             return False
         return True
@@ -78,3 +82,79 @@ class TenantEventsConsumer(TenantSocket):
             tenant = Tenant.objects.get(pk=self.tenant.pk)
         data = {"slug": tenant.slug, "state": tenant.state, "reason": tenant.state_reason}
         return TenantEvent(kind="tenant.state", data={**data, "suspended": tenant.suspended}).__dict__
+
+
+class TenantAuditConsumer(TenantSocket):
+    """New records of the tenant's audit trail, for its admins: each as ``audit.recorded`` with
+    the record as the API shows it to them. A member below admin is refused with 4403, anyone
+    else with 4404 (as for a tenant that does not exist); the role is read again on every
+    message and before every push, and a socket that lost it is closed with 4403."""
+
+    needed = Role.ADMIN
+    group: str = ""
+
+    async def connect(self) -> None:
+        self.tenant = self.scope.get("tenant")
+        role = await self._role() if self.tenant is not None else None
+        if role is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if not at_least(role, self.needed):
+            await self.close(code=CLOSE_REVOKED)
+            return
+        assert self.tenant is not None
+        self.group = audit_group(self.tenant.schema_name)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self._still_allowed() and isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"kind": "pong", "data": {}})
+
+    async def event_push(self, message: dict[str, Any]) -> None:
+        if await self._still_allowed():
+            event = message["event"]
+            await self.send_json({**event, "data": as_tenant_sees(event["data"])})
+
+
+class PlatformAuditConsumer(AsyncJsonWebsocketConsumer):
+    """New records of the platform's audit trail, for platform admins (``/ws/platform/audit/``).
+
+    Outside any tenant: the gate (tenants/ws.py) still applies its Origin and token rules and
+    resolves no tenant; this consumer checks the platform admin itself, at connect (4403 for
+    anyone else), on every message and before every push (4403 once lost)."""
+
+    group: str = ""
+
+    async def _allowed(self) -> bool:
+        user, token = self.scope["user"], self.scope.get("token")
+        return bool(await database_sync_to_async(platform_admin_now)(user, token))
+
+    async def _still_allowed(self) -> bool:
+        if not await self._allowed():
+            await self.close(code=CLOSE_REVOKED)
+            return False
+        return True
+
+    async def connect(self) -> None:
+        if not await self._still_allowed():
+            return
+        self.group = platform_audit_group()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self._still_allowed() and isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"kind": "pong", "data": {}})
+
+    async def event_push(self, message: dict[str, Any]) -> None:
+        if await self._still_allowed():
+            await self.send_json(message["event"])

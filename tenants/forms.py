@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 
+from audit.selectors import OBJECT_TYPES, Filters
 from dataplane.namespaces import TenantQuota
 from tenants.roles import TENANT_ROLES
 
@@ -53,3 +54,39 @@ class QuotaForm(forms.Form):
         self.fields["internet_egress"] = forms.BooleanField(
             label="internet egress", required=False, initial=internet_egress
         )
+
+
+_LOCAL_MINUTE = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends and shows
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(max_length=150, required=False, help_text="A username, system, or a token id")
+    object_type = forms.ChoiceField(
+        choices=[("", "any"), *((t, t) for t in OBJECT_TYPES)], required=False, label="Object type"
+    )
+    object = forms.CharField(max_length=200, required=False, help_text="The start of its name")
+    action = forms.CharField(max_length=48, required=False, help_text="function.update, or function.")
+    since = forms.DateTimeField(
+        required=False, label="Since (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_MINUTE),
+    )  # fmt: skip
+    until = forms.DateTimeField(
+        required=False, label="Until (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_MINUTE),
+    )  # fmt: skip
+    # The "Older" link's cursor: the last id the page showed (never rendered in the form).
+    before = forms.IntegerField(min_value=1, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and until <= since:
+            self.add_error("until", "Must be later than since.")
+        return data
+
+    def filters(self) -> Filters:
+        data = self.cleaned_data
+        return Filters(
+            actor=data["actor"], object_type=data["object_type"], object_name=data["object"],
+            action=data["action"], since=data["since"], until=data["until"],
+        )  # fmt: skip

@@ -1,15 +1,26 @@
-"""Pages: the platform admin's tenants, and a tenant's dashboard, members and tokens."""
+"""Pages: the platform admin's tenants, a tenant's dashboard, members and tokens, and the audit
+trails (a tenant's, the platform's)."""
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
+from audit import selectors as audit_selectors
+from audit.models import AuditRecord
+from audit.selectors import Filters, as_dict
 from core.errors import DomainError
 from core.users import User, is_platform_admin
 from tenants import forms, selectors, services
@@ -209,3 +220,83 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
         "new_secret": new_secret,
     }
     return render(request, "tenants/tokens.html", context)
+
+
+# ---------------------------------------------------------------- the audit trail
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _value(value: Any) -> str:
+    """A setting's value in a cell: text as it is, nothing as "—", anything else as JSON."""
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _audit_row(values: dict[str, Any]) -> dict[str, Any]:
+    changes = [(name, _value(pair[0]), _value(pair[1])) for name, pair in values["changes"].items()]
+    return {**values, "at": datetime.fromisoformat(values["at"]), "change_list": changes}
+
+
+Trail = Callable[[Filters], QuerySet[AuditRecord]]
+Show = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _audit_page(
+    request: HttpRequest, template: str, *, trail: Trail, show: Show, socket_url: str, export_url: str
+) -> HttpResponse:
+    """One page of a trail, newest first: the filter form, "Older" by the last id shown, the
+    export of the same filters, and the live socket's URL and filters (first page only)."""
+    form = forms.AuditFilterForm(request.GET or None)
+    context: dict[str, Any] = {
+        "form": form,
+        "rows": [],
+        "live": {},
+        "socket_url": socket_url,
+        "export_url": export_url,
+    }
+    if form.is_bound and not form.is_valid():
+        return render(request, template, context, status=400)
+    filters = form.filters() if form.is_bound else Filters()
+    records = trail(filters)
+    before = form.cleaned_data.get("before") if form.is_bound else None
+    if before:
+        records = records.filter(id__lt=before)
+    page = list(records[: AUDIT_PAGE_SIZE + 1])
+    context["rows"] = [_audit_row(show(as_dict(record))) for record in page[:AUDIT_PAGE_SIZE]]
+    kept = request.GET.copy()
+    kept.pop("before", None)
+    context["export_query"] = kept.urlencode()
+    if len(page) > AUDIT_PAGE_SIZE:
+        kept["before"] = str(page[AUDIT_PAGE_SIZE - 1].pk)
+        context["older_query"] = kept.urlencode()
+    if not before:  # new records belong on the first page only
+        context["live"] = {**asdict(filters), "since": _iso(filters.since), "until": _iso(filters.until)}
+    return render(request, template, context)
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else ""
+
+
+@tenant_page(read_role=Role.ADMIN, write_role=Role.ADMIN)
+@require_safe
+def audit_page(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    return _audit_page(
+        request, "tenants/audit.html",
+        trail=functools.partial(audit_selectors.tenant_trail, tenant.pk), show=audit_selectors.as_tenant_sees,
+        socket_url=f"/t/{tenant.slug}/ws/audit/", export_url=f"/t/{tenant.slug}/api/v1/audit/export/",
+    )  # fmt: skip
+
+
+@login_required
+@require_safe
+def platform_audit(request: HttpRequest) -> HttpResponse:
+    if not _platform_admin(request):
+        return render(request, "403.html", {"message": "Platform admins only."}, status=403)
+    return _audit_page(
+        request, "platform/audit.html", trail=audit_selectors.platform_trail, show=lambda values: values,
+        socket_url="/ws/platform/audit/", export_url="/api/v1/audit/export/",
+    )  # fmt: skip

@@ -25,15 +25,24 @@ pytest_plugins = [
 ]  # fmt: skip
 
 
-def _allow_flushing_the_audit_trail(sender: Any, connection: Any, **kwargs: Any) -> None:
+def _test_session_settings(sender: Any, connection: Any, **kwargs: Any) -> None:
     """Tests that commit are followed by Django's flush, which empties every table with TRUNCATE;
-    the audit table refuses TRUNCATE unless the session allows it (audit/migrations/0002)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('faas_portal.audit_truncate', 'on', false)")
+    the audit table refuses TRUNCATE unless the session allows it (audit/migrations/0002).
+
+    The session-scoped Celery worker may still be writing a record (the audit table, after
+    reading the tenants table) when a test's flush truncates both: of the two, the worker is the
+    one to give way, so this session waits longer (10 s) than the worker (1 s) before it looks
+    for a deadlock. Setting it needs a superuser, which the embedded PostgreSQL's user is."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('faas_portal.audit_truncate', 'on', false)")
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if cursor.fetchone()[0]:
+            cursor.execute("SET deadlock_timeout = '10s'")
 
 
-connection_created.connect(_allow_flushing_the_audit_trail)
+connection_created.connect(_test_session_settings)
 
 
 @pytest.fixture(autouse=True)

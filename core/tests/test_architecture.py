@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("portal", "metrics", "functions", "tenants", "dataplane", "core", "runtime")
+PACKAGES = ("portal", "metrics", "functions", "tenants", "audit", "dataplane", "core", "runtime")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -40,6 +40,7 @@ def test_the_contracts_hold() -> None:
         ("core/errors.py", "import functions.models", "Layers"),
         ("tenants/roles.py", "from functions import quotas", "Layers"),
         ("dataplane/manifests.py", "import tenants.models", "Layers"),
+        ("audit/services.py", "import tenants.models", "Layers"),
         ("runtime/config.py", "import django.conf", "The local runtime imports nothing"),
         ("tenants/provisioning.py", "import tenants.services", "No import cycle"),
         ("functions/runs/builds.py", "import functions.runs.deployments", "No import cycle"),

@@ -1,5 +1,6 @@
 // Browser entry point: htmx, the code editor, and the live websocket feeds.
 import htmx from "htmx.org";
+import { mountAudit } from "./audit.js";
 import { mountEditors } from "./editor.js";
 import { connectEvents } from "./live.js";
 import { mountLogTail } from "./logs.js";
@@ -18,4 +19,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-events-url]").forEach((element) => connectEvents(element));
   document.querySelectorAll("[data-metrics]").forEach((section) => mountMetrics(section));
   document.querySelectorAll("[data-log-tail]").forEach((section) => mountLogTail(section));
+  document.querySelectorAll("[data-audit-url]").forEach((section) => mountAudit(section));
 });

@@ -6,6 +6,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from audit.models import ActorType
+from audit.selectors import Filters
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.roles import TENANT_ROLES, Role
 from tenants.selectors import tenant_quota
@@ -133,3 +135,71 @@ class TenantMeSerializer(serializers.Serializer[Any]):
     tenant = serializers.CharField()
     role = serializers.CharField()
     token_role = serializers.CharField(allow_null=True)
+
+
+# ------------------------------------------------------------ the audit trail
+
+
+class AuditQuery(serializers.Serializer[dict[str, Any]]):
+    """What a reader narrows a trail to (audit.selectors.Filters); each one given is required."""
+
+    actor = serializers.CharField(
+        max_length=150, required=False, help_text='A username, "system", or an API token\'s key id'
+    )
+    object_type = serializers.CharField(
+        max_length=32, required=False, help_text="e.g. `function`, `alias`, `member`, `tenant`"
+    )
+    object = serializers.CharField(
+        max_length=200, required=False, help_text="The start of the object's name: `hello` finds hello/prod"
+    )
+    action = serializers.CharField(
+        max_length=48,
+        required=False,
+        help_text='Exact (`function.update`) or a prefix ending in "." (`function.`)',
+    )
+    since = serializers.DateTimeField(
+        required=False, help_text="ISO 8601 (UTC without an offset): at or after"
+    )
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601 (UTC without an offset): before")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since is not None and until is not None and until <= since:
+            raise serializers.ValidationError({"until": ["Must be later than since."]})
+        return attrs
+
+    def filters(self) -> Filters:
+        data = self.validated_data
+        return Filters(
+            actor=data.get("actor", ""), object_type=data.get("object_type", ""),
+            object_name=data.get("object", ""), action=data.get("action", ""),
+            since=data.get("since"), until=data.get("until"),
+        )  # fmt: skip
+
+
+class AuditRecordSerializer(serializers.Serializer[Any]):
+    """One record of the trail, as audit.selectors.as_dict shows it (its FIELDS, in order)."""
+
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField(help_text="When the change was made")
+    tenant_slug = serializers.CharField(help_text="The tenant the change concerns; empty for the platform")
+    actor_type = serializers.ChoiceField(choices=ActorType.choices)
+    actor_name = serializers.CharField(help_text='The username, or "system" (a task, a command)')
+    token_id = serializers.CharField(help_text="The API token's key id, when the change came with one")
+    ip = serializers.CharField(
+        help_text="The client's address; empty when unknown or not the tenant's business"
+    )
+    user_agent = serializers.CharField()
+    object_type = serializers.CharField()
+    object_name = serializers.CharField(help_text='Children of a function are "<function>/<name>"')
+    action = serializers.CharField(help_text='"<object_type>.<verb>", e.g. `function.update`')
+    changes = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+        help_text="{setting: [before, after]} for each setting that changed: names, versions, never values",
+    )
+    effects = serializers.ListField(
+        child=serializers.CharField(), help_text='What the change set off: "<action> <object_name>"'
+    )
+    chain = serializers.IntegerField(help_text="0: the platform's chain; otherwise the tenant's")
+    seq = serializers.IntegerField(help_text="The record's place in its chain, from 1")
+    hash = serializers.CharField(help_text="SHA-256 over the record and the previous record's hash")

@@ -1,16 +1,31 @@
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import selectors as audit_selectors
+from audit.models import AuditRecord
+from audit.selectors import Filters, as_dict
 from core.api.schema import ERRORS, error_responses
 from core.api.views import valid_data
-from core.errors import PermissionDenied
+from core.errors import PermissionDenied, ValidationFailed
 from core.users import User, is_platform_admin
 from tenants import selectors, services
 from tenants.access import member_role
@@ -199,3 +214,171 @@ def _user(request: Request) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+# ------------------------------------------------------------ the audit trail (read only)
+
+
+class AuditPagination(CursorPagination):
+    """Newest first, by id: a page never repeats or skips a record while new ones arrive."""
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+    cursor_query_description = "From the `next` (older) or `previous` (newer) link of a page"
+    page_size_query_description = "Records per page: 50 unless given, at most 500"
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            return super().decode_cursor(request)
+        except drf_exceptions.NotFound as exc:  # DRF's answer to a cursor it never gave: a bad request
+            detail = {"cursor": ["Pass back the cursor of a `next` or `previous` link."]}
+            raise ValidationFailed("Invalid cursor.", detail=detail) from exc
+
+
+class JsonLinesRenderer(BaseRenderer):
+    """``application/x-ndjson``: the export streams its records itself; this renders only what
+    else the export may answer (an error) as one JSON line."""
+
+    media_type = "application/x-ndjson"
+    format = "jsonl"
+    charset = "utf-8"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        return b"" if data is None else (json.dumps(data) + "\n").encode()
+
+
+EXPORT_BATCH = 500
+
+
+def _audit_filters(request: Request) -> Filters:
+    query = s.AuditQuery(data=request.query_params)
+    if not query.is_valid():
+        raise ValidationFailed("Invalid filters.", detail=query.errors)
+    return query.filters()
+
+
+def _json_lines(values: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for record in values:
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+async def _in_batches(lines: Iterator[str]) -> AsyncIterator[str]:
+    """The same lines for an ASGI server, read EXPORT_BATCH at a time in the request's thread.
+    Django would read a plain iterator into one list before sending the first byte."""
+    take = sync_to_async(lambda: "".join(islice(lines, EXPORT_BATCH)), thread_sensitive=True)
+    try:
+        while batch := await take():
+            yield batch
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            await sync_to_async(close, thread_sensitive=True)()
+
+
+class AuditTrailViewSet(viewsets.GenericViewSet):
+    """Reading one trail: a page of it (cursor pagination) and all of it as JSON lines.
+
+    Subclasses say which trail (``trail``), how a record is shown to their readers (``show``)
+    and the export's file name. Nothing here writes: a record is never changed or removed.
+    """
+
+    pagination_class = AuditPagination
+
+    def trail(self, filters: Filters) -> QuerySet[AuditRecord]:
+        raise NotImplementedError
+
+    def show(self, record: AuditRecord) -> dict[str, Any]:
+        return as_dict(record)
+
+    def export_label(self) -> str:
+        """The trail's name in the export's file name."""
+        raise NotImplementedError
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.trail(_audit_filters(request)))
+        return self.get_paginated_response([self.show(record) for record in page or []])
+
+    @action(detail=False, renderer_classes=[JSONRenderer, JsonLinesRenderer], pagination_class=None)
+    def export(self, request: Request) -> StreamingHttpResponse:
+        records = self.trail(_audit_filters(request)).order_by("id")  # oldest first: a file reads on
+        lines = _json_lines(self.show(r) for r in records.iterator(chunk_size=EXPORT_BATCH))
+        # One path per server kind: an ASGI server (the portal's) gets an async iterator.
+        asgi = isinstance(request._request, ASGIRequest)
+        response = StreamingHttpResponse(
+            _in_batches(lines) if asgi else lines, content_type=JsonLinesRenderer.media_type
+        )
+        day = datetime.now(UTC).date().isoformat()
+        response["Content-Disposition"] = f'attachment; filename="audit-{self.export_label()}-{day}.jsonl"'
+        return response
+
+
+def _export_responses(label: str, *errors: int) -> dict[Any, Any]:
+    """The export's answer: JSON lines when it works, the error shape (JSON) when it does not."""
+    lines = OpenApiResponse(
+        s.AuditRecordSerializer,
+        description="JSON lines: one record per line, oldest first, every record the filters select "
+        f"(no pages), sent as the attachment `audit-{label}-<UTC date>.jsonl`.",
+    )
+    refusals = {(code, "application/json"): response for code, response in error_responses(*errors).items()}
+    return {(200, JsonLinesRenderer.media_type): lines, **refusals}
+
+
+_EXPORT_DESCRIPTION = "Streams as it reads: any size, same filters as the list."
+_PLATFORM_ERRORS = error_responses(400, 401, 403)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The tenant's audit trail, newest first",
+        description="Every change in the tenant, by its users, tokens or the system, and the platform's "
+        "changes of it (creation, suspension, quota). Tenant admins only. Pages by `cursor`; `limit` "
+        "up to 500.",
+        parameters=[s.AuditQuery], responses={200: s.AuditRecordSerializer, **ERRORS},
+    ),
+    export=extend_schema(
+        summary="Export the tenant's audit trail as JSON lines", description=_EXPORT_DESCRIPTION,
+        parameters=[s.AuditQuery], responses=_export_responses("<tenant>", 400, 401, 403, 404, 409),
+    ),
+)  # fmt: skip
+class TenantAuditViewSet(AuditTrailViewSet, TenantViewSet):
+    """The tenant's trail, for its admins."""
+
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    def export_label(self) -> str:
+        return self.tenant.slug
+
+    def trail(self, filters: Filters) -> QuerySet[AuditRecord]:
+        return audit_selectors.tenant_trail(self.tenant.pk, filters)
+
+    def show(self, record: AuditRecord) -> dict[str, Any]:
+        return audit_selectors.as_tenant_sees(as_dict(record))
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The platform's audit trail, newest first",
+        description="The platform's own chain: tenants created, suspended, resumed, re-quotaed, deleted, "
+        "platform tokens. Platform admins only. Pages by `cursor`; `limit` up to 500.",
+        parameters=[s.AuditQuery], responses={200: s.AuditRecordSerializer, **_PLATFORM_ERRORS},
+    ),
+    export=extend_schema(
+        summary="Export the platform's audit trail as JSON lines", description=_EXPORT_DESCRIPTION,
+        parameters=[s.AuditQuery], responses=_export_responses("platform", 400, 401, 403),
+    ),
+)  # fmt: skip
+class PlatformAuditViewSet(AuditTrailViewSet):
+    """The platform's trail, for platform admins."""
+
+    permission_classes = [PlatformAdmin]
+
+    def export_label(self) -> str:
+        return "platform"
+
+    def trail(self, filters: Filters) -> QuerySet[AuditRecord]:
+        return audit_selectors.platform_trail(filters)

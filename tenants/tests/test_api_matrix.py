@@ -47,6 +47,9 @@ ENDPOINTS = [
     # vera's token: its owner and admins may revoke it; other members do not even see it
     ("delete", "/t/{t}/api/v1/tokens/{token}/", None, "alice", 204, {"bob": 404}),
     ("get", "/t/{t}/api/v1/logs/", None, "vera", 200, {}),
+    # The audit trail: tenant admins only.
+    ("get", "/t/{t}/api/v1/audit/", None, "alice", 200, {"vera": 403, "bob": 403}),
+    ("get", "/t/{t}/api/v1/audit/export/", None, "alice", 200, {"vera": 403, "bob": 403}),
     # No Prometheus answers in this test: past the access checks, metrics are 503 (metrics/tests).
     ("get", "/t/{t}/api/v1/metrics/", None, "vera", 503, {}),
 ]

@@ -61,11 +61,25 @@ def test_a_function_reads_its_secret_and_config_and_the_value_leaks_nowhere(
         bob.get(f"{API}/logs/", {"function": "reader"}).content,
         client.get("/t/acme/functions/reader/").content,
         stack.log_path.read_bytes(),
+        *_audit_trail_as_alice_reads_it(world, api),
     ]
     assert any(b"read the mode" in text for text in seen)  # the logs were searched, and hold the call
+    assert any(b'"secret.update"' in text for text in seen)  # the trail was searched, and holds the change
     for text in seen:
         assert MARKER.encode() not in text
     assert not _columns_holding(MARKER)
+
+
+def _audit_trail_as_alice_reads_it(world: Any, api: Any) -> list[bytes]:
+    """The tenant admin's API page, JSON-lines export and page of the audit trail."""
+    alice = api(world.alice)
+    export = alice.get("/t/acme/api/v1/audit/export/")
+    assert export.status_code == 200
+    return [
+        alice.get("/t/acme/api/v1/audit/", {"object_type": "secret"}).content,
+        b"".join(export.streaming_content),
+        alice.get("/t/acme/audit/").content,
+    ]
 
 
 def _call(stack: Any) -> str:

@@ -65,6 +65,8 @@ NEVER_2XX = {
         for label in PLATFORM
     },
     f"POST {TENANT}/functions/{{name}}/upload/": "a generated file is named neither *.py nor *.zip",
+    "GET /api/v1/audit/": "the platform API refuses a tenant token",
+    "GET /api/v1/audit/export/": "the platform API refuses a tenant token",
 }
 
 

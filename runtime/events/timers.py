@@ -476,6 +476,13 @@ class Timers:
                 [(TIMER_NAME, meta.name.encode())], b"", request_id,
             )  # fmt: skip
             status, body = response.status, response.body
+        except asyncio.CancelledError:
+            # The runtime is stopping in the middle of the call: the tick did fire, so it is
+            # counted (fires go on across restarts), with an outcome nobody saw.
+            seconds = time.perf_counter() - started
+            body = b"the runtime stopped during the call"
+            self._record(timer, tick, 503, body, request_id.decode(), started_at, seconds)
+            raise
         except Exception:  # a bug: the call's refusals are answers, not exceptions
             log.exception("timer %s: the fire of tick %s failed", timer.label(), _iso(tick))
             status, body = 500, b"internal error in the runtime's timer"

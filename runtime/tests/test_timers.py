@@ -356,6 +356,21 @@ async def test_ticks_after_the_last_claim_are_missed_not_run(tmp_path, calls):
     assert state["fires"] == 4 + len(calls.claims)  # the counts go on
 
 
+async def test_a_fire_cut_off_by_a_stop_is_counted_as_fired(tmp_path, calls):
+    calls.seconds = 30  # the call is still running when the runtime stops
+    timers = Timers(None, tmp_path)  # type: ignore[arg-type]
+    timers.set_triggers([trigger()])
+    await until(lambda: len(calls.claims) >= 1)
+    await timers.stop()
+    state = timers.status("ns", "t")
+    assert state is not None
+    assert (state["fires"], state["failures"]) == (1, 1)
+    assert state["lastFire"]["status"] == 503
+    saved = TickStore(tmp_path).load("uid-1")
+    assert saved is not None
+    assert saved.fires == 1  # written back: the count goes on after a restart
+
+
 async def test_a_tick_claimed_by_a_runtime_killed_before_it_does_not_fire(tmp_path, calls):
     ahead = int(time.time()) + 2
     TickStore(tmp_path).save(asdict(TimerState("uid-1", "ns", "t", claimed=ahead)))

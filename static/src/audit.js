@@ -89,7 +89,8 @@ export function mountAudit(section, attempt = 0) {
   const socket = new WebSocket(`${scheme}://${window.location.host}${data.auditUrl}`);
   socket.addEventListener("open", () => {
     attempt = 0;
-    status.textContent = "live";
+    // Records committed while the socket was down were never pushed: say so rather than guess.
+    status.textContent = data.wasLost ? "live again: reload for records made while disconnected" : "live";
     data.connected = "true";
   });
   socket.addEventListener("message", (message) => {
@@ -106,6 +107,7 @@ export function mountAudit(section, attempt = 0) {
       return;
     }
     status.textContent = "reconnecting…";
+    data.wasLost = "true";
     setTimeout(() => mountAudit(section, attempt + 1), retryDelay(attempt));
   });
 }

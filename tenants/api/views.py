@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -251,6 +252,19 @@ class JsonLinesRenderer(BaseRenderer):
         return b"" if data is None else (json.dumps(data) + "\n").encode()
 
 
+class ErrorsAsJson(DefaultContentNegotiation):
+    """The export streams JSON lines itself; what DRF renders for it is only a refusal, always
+    JSON, whatever ``Accept`` or ``?format=`` asks (DRF would answer an unknown ``format`` with a
+    404, about a page that exists). The parameter is left out of the document (``_NO_FORMAT``)."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+_NO_FORMAT = OpenApiParameter("format", exclude=True)
 EXPORT_BATCH = 500
 
 
@@ -302,7 +316,10 @@ class AuditTrailViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.trail(_audit_filters(request)))
         return self.get_paginated_response([self.show(record) for record in page or []])
 
-    @action(detail=False, renderer_classes=[JSONRenderer, JsonLinesRenderer], pagination_class=None)
+    @action(
+        detail=False, renderer_classes=[JSONRenderer, JsonLinesRenderer], pagination_class=None,
+        content_negotiation_class=ErrorsAsJson,
+    )  # fmt: skip
     def export(self, request: Request) -> StreamingHttpResponse:
         records = self.trail(_audit_filters(request)).order_by("id")  # oldest first: a file reads on
         lines = _json_lines(self.show(r) for r in records.iterator(chunk_size=EXPORT_BATCH))
@@ -341,7 +358,8 @@ _PLATFORM_ERRORS = error_responses(400, 401, 403)
     ),
     export=extend_schema(
         summary="Export the tenant's audit trail as JSON lines", description=_EXPORT_DESCRIPTION,
-        parameters=[s.AuditQuery], responses=_export_responses("<tenant>", 400, 401, 403, 404, 409),
+        parameters=[s.AuditQuery, _NO_FORMAT],
+        responses=_export_responses("<tenant>", 400, 401, 403, 404, 409),
     ),
 )  # fmt: skip
 class TenantAuditViewSet(AuditTrailViewSet, TenantViewSet):
@@ -369,7 +387,7 @@ class TenantAuditViewSet(AuditTrailViewSet, TenantViewSet):
     ),
     export=extend_schema(
         summary="Export the platform's audit trail as JSON lines", description=_EXPORT_DESCRIPTION,
-        parameters=[s.AuditQuery], responses=_export_responses("platform", 400, 401, 403),
+        parameters=[s.AuditQuery, _NO_FORMAT], responses=_export_responses("platform", 400, 401, 403),
     ),
 )  # fmt: skip
 class PlatformAuditViewSet(AuditTrailViewSet):

@@ -279,11 +279,13 @@ def test_export_is_json_lines_of_the_lists_records_oldest_first(world, api):
     assert [line["object_name"] for line in filtered] == ["fn-1"]
 
 
-def test_export_asked_for_as_json_lines_answers_errors_as_one_json_line(world, api):
+def test_export_refusals_are_json_whatever_was_asked_and_format_is_no_404(world, api):
     response = api(world.bob).get(url(EXPORT), HTTP_ACCEPT="application/x-ndjson")
-    assert response.status_code == 403
-    assert json.loads(response.content.decode().strip())["error"]["code"] == "permission_denied"
+    assert (response.status_code, response["Content-Type"]) == (403, "application/json")
+    assert json.loads(response.content)["error"]["code"] == "permission_denied"
     assert api(world.alice).get(url(EXPORT), HTTP_ACCEPT="application/x-ndjson").status_code == 200
+    odd = api(world.alice).get(url(EXPORT), {"format": "\x84"})
+    assert (odd.status_code, odd["Content-Type"]) == (200, "application/x-ndjson")
 
 
 @pytest.mark.django_db(transaction=True)

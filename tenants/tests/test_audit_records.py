@@ -401,3 +401,18 @@ def test_a_platform_admins_api_change_is_in_the_platform_chain(world, api):
     assert_platform(record, world.acme, "tenant.update", "acme")
     assert (record.changes, record.effects) == ({"suspended": [False, True]}, ["tenant.suspend acme"])
     assert (record.actor_type, record.actor_name, record.token_id) == ("user", "root", "")
+
+
+def test_a_change_made_on_a_page_is_the_signed_in_users(world, client):
+    client.force_login(world.alice)
+    with recorded() as new:
+        response = client.post(
+            "/t/acme/members/", {"action": "add", "username": "newbie", "role": "viewer"},
+            HTTP_USER_AGENT="Mozilla/5.0 (page test)",
+        )  # fmt: skip
+    assert response.status_code == 302
+    record = new.one
+    assert_tenant(record, world.acme, "member.add", "newbie")
+    assert (record.actor_type, record.actor_name, record.actor_user_id) == ("user", "alice", world.alice.pk)
+    assert (record.token_id, record.ip, record.user_agent) == ("", "127.0.0.1", "Mozilla/5.0 (page test)")
+    assert record.changes == {"role": [None, "viewer"]}

@@ -20,7 +20,33 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_REVOKED = 4403
 
 
-class TenantSocket(AsyncJsonWebsocketConsumer):
+class GroupSocket(AsyncJsonWebsocketConsumer):
+    """A socket joined to one group (``group``, set at connect): it answers ``ping`` and forwards
+    each push, as ``shown``, for as long as ``_still_allowed`` holds (it closes the socket when
+    not), which it asks on every client message and before every push."""
+
+    group: str = ""
+
+    async def _still_allowed(self) -> bool:
+        raise NotImplementedError
+
+    def shown(self, event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self._still_allowed() and isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"kind": "pong", "data": {}})
+
+    async def event_push(self, message: dict[str, Any]) -> None:
+        if await self._still_allowed():
+            await self.send_json(self.shown(message["event"]))
+
+
+class TenantSocket(GroupSocket):
     """A websocket inside one tenant (``scope["tenant"]``, set by tenants.ws), whose access is read
     again whenever it is asked for (tenants/access.py), and which closes with 4403 once lost."""
 
@@ -49,8 +75,6 @@ class TenantEventsConsumer(TenantSocket):
     and before forwarding each event, so a removed member or revoked token stops receiving.
     """
 
-    group: str = ""
-
     async def connect(self) -> None:
         self.tenant = self.scope.get("tenant")
         if self.tenant is None or await self._role() is None:
@@ -60,20 +84,6 @@ class TenantEventsConsumer(TenantSocket):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(await self._snapshot())
-
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not await self._still_allowed():
-            return
-        if isinstance(content, dict) and content.get("type") == "ping":
-            await self.send_json({"kind": "pong", "data": {}})
-
-    async def event_push(self, message: dict[str, Any]) -> None:
-        if await self._still_allowed():
-            await self.send_json(message["event"])
 
     @database_sync_to_async
     def _snapshot(self) -> dict[str, Any]:
@@ -91,7 +101,6 @@ class TenantAuditConsumer(TenantSocket):
     message and before every push, and a socket that lost it is closed with 4403."""
 
     needed = Role.ADMIN
-    group: str = ""
 
     async def connect(self) -> None:
         self.tenant = self.scope.get("tenant")
@@ -107,28 +116,16 @@ class TenantAuditConsumer(TenantSocket):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if await self._still_allowed() and isinstance(content, dict) and content.get("type") == "ping":
-            await self.send_json({"kind": "pong", "data": {}})
-
-    async def event_push(self, message: dict[str, Any]) -> None:
-        if await self._still_allowed():
-            event = message["event"]
-            await self.send_json({**event, "data": as_tenant_sees(event["data"])})
+    def shown(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "data": as_tenant_sees(event["data"])}
 
 
-class PlatformAuditConsumer(AsyncJsonWebsocketConsumer):
+class PlatformAuditConsumer(GroupSocket):
     """New records of the platform's audit trail, for platform admins (``/ws/platform/audit/``).
 
     Outside any tenant: the gate (tenants/ws.py) still applies its Origin and token rules and
     resolves no tenant; this consumer checks the platform admin itself, at connect (4403 for
     anyone else), on every message and before every push (4403 once lost)."""
-
-    group: str = ""
 
     async def _allowed(self) -> bool:
         user, token = self.scope["user"], self.scope.get("token")
@@ -146,15 +143,3 @@ class PlatformAuditConsumer(AsyncJsonWebsocketConsumer):
         self.group = platform_audit_group()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if await self._still_allowed() and isinstance(content, dict) and content.get("type") == "ping":
-            await self.send_json({"kind": "pong", "data": {}})
-
-    async def event_push(self, message: dict[str, Any]) -> None:
-        if await self._still_allowed():
-            await self.send_json(message["event"])

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from runtime import captures
+from runtime.captures import CAPTURE_ANNOTATION as CAPTURE_ANNOTATION  # its home; the portal's name
 from runtime.objects import ENVIRONMENT_VARIABLES_ANNOTATION
 from runtime.schedule import InvalidSchedule, Schedule
 
@@ -462,14 +464,32 @@ def _trigger_function(target: Mapping[str, int]) -> str | None:
     return owners.pop() if len(owners) == 1 else None
 
 
+class CapturePolicy(captures.CapturePolicy):
+    """Which failed calls of a trigger the local runtime captures for replay (runtime/captures.py
+    reads it back from ``CAPTURE_ANNOTATION``): ``function`` (the portal function whose capture
+    stream they go to), ``codes`` (statuses such as 500, or classes "1xx".."5xx"; default 5xx),
+    ``max_requests`` (1-1000, newest kept), ``max_body_bytes`` (0-1 MiB per body) and
+    ``retention_s`` (60 s to 30 days). A frozen dataclass; out-of-bounds values raise
+    InvalidManifest naming the field. ``to_annotation()`` is the annotation's value."""
+
+    def __post_init__(self) -> None:
+        try:
+            super().__post_init__()
+        except ValueError as exc:
+            raise InvalidManifest(f"capture policy: {exc}") from None
+
+
 def httptrigger_manifest(
-    namespace: str, tenant_slug: str, trigger: TriggerSpec, *, function: str | None = None
-) -> dict[str, Any]:
+    namespace: str, tenant_slug: str, trigger: TriggerSpec, *, function: str | None = None,
+    capture: CapturePolicy | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """HTTPTrigger routing ``/<tenant_slug><trigger.path>`` to ``trigger.target``.
 
     ``function`` labels the trigger (defaults to the portal function behind the targets). When
     the route is a prefix, ``relativeurl`` is still written, empty, as Fission itself does: the
-    CRD's validation rules read it without checking that it is present.
+    CRD's validation rules read it without checking that it is present. ``capture`` (None: no
+    capture) becomes the ``CAPTURE_ANNOTATION``; Fission ignores it, the local runtime captures
+    the failed calls it names.
     """
     route = tenant_route(tenant_slug, trigger.path)
     spec: dict[str, Any] = {
@@ -482,6 +502,8 @@ def httptrigger_manifest(
         spec["prefix"] = route
     owner = function if function is not None else _trigger_function(trigger.target)
     metadata = _metadata(namespace, trigger.name, labels(tenant=tenant_slug, function=owner))
+    if capture is not None:
+        metadata["annotations"] = {CAPTURE_ANNOTATION: capture.to_annotation()}
     return _object("HTTPTrigger", metadata, spec)
 
 

@@ -2,7 +2,8 @@
 
 Client messages (JSON):
 - ``{"type": "subscribe", "id": "a", "stream": "metrics", "function": "hello", "interval": 5,
-  "range": "1h"}``
+  "range": "1h"}``, optionally with ``"by": "version"`` or ``"alias"`` (frames then carry a
+  ``breakdown`` point per version or alias)
 - ``{"type": "subscribe", "id": "b", "stream": "logs", "function": "hello", "version": "v2",
   "log_stream": "stderr"}`` (every filter optional: the whole tenant by default)
 - ``{"type": "unsubscribe", "key": "..."}``, ``{"type": "ping"}``
@@ -35,7 +36,7 @@ from functions.models import Function
 from metrics.hub import LogFilter, MetricsTopic
 from metrics.live import hub
 from metrics.logs import STREAMS, filter_errors, fission_name
-from metrics.selectors import TimeRange
+from metrics.selectors import SERIES_BREAKDOWNS, AliasRoutes, Breakdown, TimeRange, alias_routes
 from tenants.consumers import CLOSE_NOT_FOUND, TenantSocket
 
 INTERVALS = (1, 2, 5, 10, 30, 60)
@@ -54,10 +55,13 @@ class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
     range = serializers.ChoiceField(choices=[r.value for r in TimeRange], default=TimeRange.H1.value)
     version = serializers.RegexField(VERSION_RE, required=False)
     log_stream = serializers.ChoiceField(choices=STREAMS, required=False)
+    by = serializers.ChoiceField(choices=[b.value for b in SERIES_BREAKDOWNS], required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["stream"] == "metrics" and not attrs.get("function"):
             raise serializers.ValidationError({"function": ["A metrics subscription names a function."]})
+        if attrs["stream"] != "metrics" and attrs.get("by"):
+            raise serializers.ValidationError({"by": ["Only metrics break down by version or alias."]})
         slowest = TimeRange(attrs["range"]).min_live_interval_s
         if attrs["stream"] == "metrics" and int(attrs["interval"]) < slowest:
             raise serializers.ValidationError(
@@ -157,6 +161,8 @@ class LiveConsumer(TenantSocket):
         if data.get("function") and not await self._function_exists(data["function"]):
             self._error(data["id"], "not_found", f"There is no function {data['function']!r}.")
             return
+        if data.get("by") == Breakdown.ALIAS.value:
+            data["routes"] = await self._alias_routes(data["function"])
         topic = self._topic(data)
         # The reply first: the hub may hand over its last frame at once, and it must come after.
         self._reply({"type": "subscribed", "id": data["id"], "key": topic.key, "stream": data["stream"]})
@@ -174,7 +180,8 @@ class LiveConsumer(TenantSocket):
         if data["stream"] == "metrics":
             assert function is not None
             born = self.tenant.created_at.timestamp()
-            return MetricsTopic(schema, namespace, function, int(data["interval"]), data["range"], born)
+            return MetricsTopic(schema, namespace, function, int(data["interval"]), data["range"], born,
+                                data.get("by", ""), data.get("routes", ()))  # fmt: skip
         version = data.get("version")
         fission = fission_name(function, version) if function and version else None
         return LogFilter(schema, namespace, function, fission, data.get("log_stream"))
@@ -223,3 +230,12 @@ class LiveConsumer(TenantSocket):
         assert self.tenant is not None
         with schema_context(self.tenant.schema_name):
             return Function.objects.filter(name=name).exists()
+
+    @database_sync_to_async
+    def _alias_routes(self, name: str) -> AliasRoutes:
+        """Read once here, so the hub's polls need no database; a trigger added later shows
+        after the page subscribes again."""
+        assert self.tenant is not None
+        with schema_context(self.tenant.schema_name):
+            function = Function.objects.filter(name=name).first()
+            return alias_routes(function) if function is not None else ()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import threading
@@ -65,11 +66,20 @@ class MetricsTopic:
     interval_s: int
     range: str
     born: float = 0.0  # the tenant's creation: nothing before it counts (metrics/selectors.py)
+    by: str = ""  # "version" or "alias": frames also carry a point per line (metrics/live.py)
+    # by alias: each alias and its triggers' routes (selectors.AliasRoutes), read at subscription
+    routes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def key(self) -> str:
-        """What the client sees in each frame."""
-        return f"metrics:{self.function}:{self.interval_s}:{self.range}"
+        """What the client sees in each frame. Subscriptions that saw different triggers are
+        different topics: the routes' digest keeps their groups apart."""
+        key = f"metrics:{self.function}:{self.interval_s}:{self.range}"
+        if self.by:
+            key += f":{self.by}"
+        if self.routes:
+            key += ":" + hashlib.blake2s(repr(self.routes).encode(), digest_size=4).hexdigest()
+        return key
 
     @property
     def group(self) -> str:

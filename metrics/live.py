@@ -16,20 +16,23 @@ from dataplane.backends import get_backend
 from dataplane.backends.base import LogRecord
 from metrics.hub import Hub, MetricsTopic
 from metrics.queries import Scope
-from metrics.selectors import TimeRange, lifetime_window, totals
+from metrics.selectors import Breakdown, TimeRange, breakdown_point, lifetime_window, totals
 
 
 def poll(topic: MetricsTopic) -> dict[str, Any]:
     """The function's totals over the topic's range, and the latest chart point: the counts and
-    percentiles of the last chart step, so a chart of that range can append it as it is.
+    percentiles of the last chart step, so a chart of that range can append it as it is. A topic
+    ``by`` version or alias also carries ``breakdown``: that point per line (key -> calls,
+    errors, error_rate, p95), as ``selectors.function_series_breakdown`` draws them.
 
     Needs no database: the topic was built from a function the consumer found in the tenant's
-    schema. Raises MetricsUnavailable."""
+    schema (and, by alias, with the routes it read there). Raises MetricsUnavailable."""
     time_range = TimeRange(topic.range)
     scope = Scope(topic.namespace, function=topic.function, job=settings.METRICS_JOB)
     at = time.time()
-    point = totals(scope, lifetime_window(time_range.step_s, at, topic.born), at)
-    return {
+    step_window = lifetime_window(time_range.step_s, at, topic.born)
+    point = totals(scope, step_window, at)
+    body: dict[str, Any] = {
         "function": topic.function,
         "range": time_range.value,
         "step_s": time_range.step_s,
@@ -42,6 +45,9 @@ def poll(topic: MetricsTopic) -> dict[str, Any]:
             **point.latency_ms,
         },
     }
+    if topic.by:
+        body["breakdown"] = breakdown_point(scope, Breakdown(topic.by), topic.routes, step_window, at)
+    return body
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

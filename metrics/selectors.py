@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +22,7 @@ from functions.models import Alias, Function, TargetKind, Trigger, Version
 from metrics import queries
 from metrics.logs import DRAFT, fission_name
 from metrics.prometheus import Sample, prometheus
-from metrics.queries import GroupBy, Scope
+from metrics.queries import GroupBy, PromQL, Scope
 from tenants.selectors import current_tenant
 
 TOP_FUNCTIONS = 10
@@ -321,17 +322,23 @@ def _alias_rows(function: Function, by_path: dict[str, tuple[int, int]]) -> list
     return [Row(name, calls, errs) for name, (calls, errs) in totals.items()]
 
 
+def _chart_window(time_range: TimeRange) -> tuple[float, float, float, int]:
+    """``(start, end, first, step)`` of a chart of ``time_range`` ending now: steps before
+    ``first`` are before the tenant existed, so empty whatever the namespace held then."""
+    step = time_range.step_s
+    end = float(int(time.time() // step * step))
+    start = end - time_range.seconds
+    first = max(start, float(int(_born() // step * step + step)))
+    return start, end, first, step
+
+
 def function_series(
     function: Function, *, time_range: TimeRange, version: str | None = None, alias: str | None = None,
     path: str | None = None,
 ) -> FunctionSeries:  # fmt: skip
     """Per-step counts (calls, errors, cold starts) and latency percentiles (ms) for charts."""
     scope = function_scope(function, version=version, alias=alias, path=path)
-    step = time_range.step_s
-    end = float(int(time.time() // step * step))
-    start = end - time_range.seconds
-    # Steps before the tenant existed are empty, whatever the namespace held then.
-    first = max(start, float(int(_born() // step * step + step)))
+    start, end, first, step = _chart_window(time_range)
     client = prometheus()
     wanted = {
         "calls": queries.calls(scope, step),
@@ -353,6 +360,141 @@ def function_series(
 
 def _steps(start: float, end: float, step: int) -> list[float]:
     return [start + i * step for i in range(int((end - start) // step) + 1)]
+
+
+# --- series per version or per alias ------------------------------------------------------------
+
+SERIES_BREAKDOWNS = (Breakdown.VERSION, Breakdown.ALIAS)
+# (alias, the routes of its HTTP triggers), for each alias some trigger serves: the ``path``
+# labels its calls carry. Read from the tenant's schema once, so a live poll needs no database.
+AliasRoutes = tuple[tuple[str, tuple[str, ...]], ...]
+_Points = dict[float, float | None]
+_Fetch = Callable[[PromQL], list[tuple[dict[str, str], _Points]]]
+
+
+@dataclass(frozen=True)
+class Line:
+    """One version's (``v2``, ``draft``) or alias' chart line. ``points``: ``calls`` and
+    ``errors`` per step, ``error_rate`` (errors / calls) and ``p95`` (ms), both None in a step
+    without calls: no calls is no latency, never zero latency."""
+
+    key: str
+    points: dict[str, list[tuple[float, float | None]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the API (LineSerializer) and the metrics page send it."""
+        return {"key": self.key, "series": self.points}
+
+
+@dataclass(frozen=True)
+class SeriesBreakdown:
+    function: str
+    range: TimeRange
+    start: float
+    end: float
+    step_s: int
+    by: Breakdown
+    lines: list[Line]
+
+
+def alias_routes(function: Function) -> AliasRoutes:
+    """Each alias of ``function`` that an HTTP trigger serves, with the routes serving it; an
+    alias no trigger serves gets no calls, so it has no line."""
+    routes: dict[str, list[str]] = defaultdict(list)
+    for trigger in Trigger.objects.filter(function=function, alias__isnull=False).select_related("alias"):
+        assert trigger.alias is not None
+        routes[trigger.alias.name].append(_route(trigger.path))
+    return tuple(sorted((name, tuple(sorted(paths))) for name, paths in routes.items()))
+
+
+def function_series_breakdown(
+    function: Function, *, time_range: TimeRange, by: Breakdown, version: str | None = None,
+    alias: str | None = None, path: str | None = None,
+) -> SeriesBreakdown:  # fmt: skip
+    """Per-step calls, errors, error rate and p95 latency of ``function`` (or of one version,
+    alias or path, like ``function_series``), one line per version or per alias.
+
+    An alias' line counts the calls on its triggers' paths whichever version served them, so a
+    rollout's history stays on it. ValidationFailed for a breakdown other than version or alias,
+    or ``by=alias`` narrowed to an alias or a path; NotFound as ``function_scope``;
+    MetricsUnavailable when Prometheus cannot answer."""
+    if by not in SERIES_BREAKDOWNS:
+        raise ValidationFailed("Series break down by version or by alias.", detail={"by": [by.value]})
+    if by is Breakdown.ALIAS and (alias is not None or path is not None):
+        message = "A breakdown by alias covers the whole function: give no alias or path with it."
+        raise ValidationFailed(message, detail={"by": [message]})
+    scope = function_scope(function, version=version, alias=alias, path=path)
+    routes = alias_routes(function) if by is Breakdown.ALIAS else ()
+    start, end, first, step = _chart_window(time_range)
+    client = prometheus()
+
+    def fetch(query: PromQL) -> list[tuple[dict[str, str], _Points]]:
+        found = client.range(query, start=min(first, end), end=end, step_s=step)
+        return [(s.labels, {t: v for t, v in s.points if t >= first}) for s in found]
+
+    raw = _line_points(scope, by, routes, step, fetch)
+    times = _steps(start, end, step)
+    lines = [_line(key, raw[key], times) for key in sorted(raw, key=_line_order)]
+    return SeriesBreakdown(function.name, time_range, start, end, step, by, lines)
+
+
+def breakdown_point(
+    scope: Scope, by: Breakdown, routes: AliasRoutes, window_s: int, at: float
+) -> dict[str, dict[str, float | None]]:
+    """The last ``window_s`` seconds before ``at`` of each line, as one chart point: key ->
+    calls, errors, error_rate, p95 (see ``Line``). For the live stream; needs no database."""
+    client = prometheus()
+
+    def fetch(query: PromQL) -> list[tuple[dict[str, str], _Points]]:
+        return [(s.labels, {at: s.value}) for s in client.instant(query, at=at)]
+
+    raw = _line_points(scope, by, routes, window_s, fetch)
+    lines = (_line(key, raw[key], [at]) for key in sorted(raw, key=_line_order))
+    return {line.key: {name: points[0][1] for name, points in line.points.items()} for line in lines}
+
+
+def _line_points(
+    scope: Scope, by: Breakdown, routes: AliasRoutes, window_s: int, fetch: _Fetch
+) -> dict[str, dict[str, _Points]]:
+    """key -> calls, errors, p95 (seconds) -> {time: value}, as Prometheus answered."""
+    raw: dict[str, dict[str, _Points]] = defaultdict(lambda: {"calls": {}, "errors": {}, "p95": {}})
+    group = GroupBy.FUNCTION if by is Breakdown.VERSION else GroupBy.PATH
+    alias_of = {route: name for name, paths in routes for route in paths}
+    for metric, query in (("calls", queries.calls), ("errors", queries.errors)):
+        for labels, points in fetch(query(scope, window_s, group)):
+            label = labels.get(group.value, "")
+            key = _version_key(label) if by is Breakdown.VERSION else alias_of.get(label)
+            if key is not None:  # a path no alias serves (the draft's, a version's) is no line
+                counted = raw[key][metric]
+                for t, value in points.items():
+                    counted[t] = (counted.get(t) or 0) + (value or 0)
+    if by is Breakdown.VERSION:
+        for labels, points in fetch(queries.quantile(0.95, scope, window_s, GroupBy.FUNCTION)):
+            raw[_version_key(labels.get(GroupBy.FUNCTION.value, ""))]["p95"] = points
+    for name, paths in routes:
+        # Quantiles do not add up across paths: one query over all of the alias' paths.
+        found = fetch(queries.quantile(0.95, replace(scope, paths=paths), window_s))
+        raw[name]["p95"] = found[0][1] if found else {}
+    return raw
+
+
+def _line(key: str, raw: dict[str, _Points], times: list[float]) -> Line:
+    calls = {t: round(raw["calls"].get(t) or 0) for t in times}
+    # Never more errors than calls: a scrape can land between the two queries.
+    errors = {t: min(calls[t], round(raw["errors"].get(t) or 0)) for t in times}
+    return Line(key, {
+        "calls": [(t, calls[t]) for t in times],
+        "errors": [(t, errors[t]) for t in times],
+        "error_rate": [(t, round(errors[t] / calls[t], 4) if calls[t] else None) for t in times],
+        "p95": [(t, _ms(raw["p95"].get(t)) if calls[t] else None) for t in times],
+    })  # fmt: skip
+
+
+def _line_order(key: str) -> tuple[int, int, str]:
+    """Versions by number, then the draft; aliases by name."""
+    if key.startswith("v") and key[1:].isdigit():
+        return (0, int(key[1:]), "")
+    return (1, 0, key)
 
 
 def tenant_overview(*, time_range: TimeRange) -> TenantOverview:

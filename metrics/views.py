@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from core.errors import DomainError
 from core.names import NAME_RE, VERSION_RE
 from functions.models import Function
-from metrics import logs, selectors
+from metrics import coldstart_insight, logs, selectors
 from metrics.prometheus import MetricsUnavailable
 from tenants.pages import tenant_page
 
@@ -23,17 +23,26 @@ LIVE_INTERVAL_S = 5
 RANGES = [r.value for r in selectors.TimeRange]
 
 
+# The charts' views: the function's totals, or one line per version or per alias.
+VIEWS = ["total", *(b.value for b in selectors.SERIES_BREAKDOWNS)]
+
+
 def _range(request: HttpRequest) -> selectors.TimeRange:
     raw = request.GET.get("range", selectors.TimeRange.H1.value)
     return selectors.TimeRange(raw) if raw in RANGES else selectors.TimeRange.H1
 
 
+def _view(request: HttpRequest) -> str:
+    raw = request.GET.get("view", VIEWS[0])
+    return raw if raw in VIEWS else VIEWS[0]
+
+
 @tenant_page()
 def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
     function = get_object_or_404(Function, name=name)
-    time_range = _range(request)
+    time_range, view = _range(request), _view(request)
     context: dict[str, Any] = {
-        "function": function, "range": time_range.value, "ranges": RANGES,
+        "function": function, "range": time_range.value, "ranges": RANGES, "view": view, "views": VIEWS,
         "interval": max(LIVE_INTERVAL_S, time_range.min_live_interval_s),
         "series": None, "stats": None, "unavailable": None,
     }  # fmt: skip
@@ -41,11 +50,19 @@ def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
         context["stats"] = selectors.function_stats(
             function, time_range=time_range, by=selectors.Breakdown.VERSION
         )
-        series = selectors.function_series(function, time_range=time_range)
-        context["series"] = {"step_s": series.step_s, "series": series.series}
+        context["series"] = _chart_series(function, time_range, view)
     except MetricsUnavailable as exc:
         context["unavailable"] = exc.message
     return render(request, "metrics/function.html", context)
+
+
+def _chart_series(function: Function, time_range: selectors.TimeRange, view: str) -> dict[str, Any]:
+    """What static/src/metrics.js draws first: the totals' series, or the lines of ``view``."""
+    if view == VIEWS[0]:
+        series = selectors.function_series(function, time_range=time_range)
+        return {"view": view, "step_s": series.step_s, "series": series.series}
+    found = selectors.function_series_breakdown(function, time_range=time_range, by=selectors.Breakdown(view))
+    return {"view": view, "step_s": found.step_s, "lines": [line.as_dict() for line in found.lines]}
 
 
 @tenant_page()
@@ -100,3 +117,21 @@ def log_list(request: HttpRequest) -> HttpResponse:
         context["next_query"] = params.urlencode()
     context["live"] = {k: filters.get(k, "") for k in ("function", "version", "stream")}
     return render(request, "metrics/logs.html", context)
+
+
+@tenant_page()
+def function_coldstarts(request: HttpRequest, name: str) -> HttpResponse:
+    """The cold-start panel of a function (a partial, beside its settings): per version the
+    measured cold-start rate and latency, and the what-if of ``?value=`` (min scale or pool size)
+    and ``?idle_timeout_s=`` replayed on the last 24 hours' calls (metrics/coldstart_insight.py)."""
+    function = get_object_or_404(Function.objects.select_related("environment"), name=name)
+    context: dict[str, Any] = {"function": function, "insight": None, "unavailable": None, "invalid": None}
+    status = 200
+    try:
+        value, idle = coldstart_insight.whatif_params(request.GET)
+        context["insight"] = coldstart_insight.cold_start_insight(function, value=value, idle_timeout_s=idle)
+    except coldstart_insight.ColdStartsUnavailable as exc:
+        context["unavailable"] = exc.message
+    except DomainError as exc:  # a what-if value out of range
+        context["invalid"], status = exc.message, 400
+    return render(request, "metrics/_coldstarts.html", context, status=status)

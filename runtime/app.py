@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from runtime.calls import CallRecorder
+from runtime.captures import CaptureRecorder
 from runtime.config import Config
 from runtime.control import make_app
 from runtime.errors import NotFound, PackageUnavailable
@@ -78,14 +80,16 @@ class Runtime:
         log.log(logging.INFO if pythons.found else logging.ERROR, "%s", pythons.describe())
         self.sandboxes = Sandboxes(settings, config.state_dir, tools, cgroups, pythons)
         self.logs = LogCollector(config.redis_url, config.log_stream_maxlen)
-        self.executor = Executor(self.sandboxes, run_dir, self.logs)
+        self.calls = CallRecorder(config.redis_url)  # each served call, for the cold-start insight
+        self.executor = Executor(self.sandboxes, run_dir, self.logs, self.calls)
         self.executor.app_log_twice = config.app_log_twice
         caller = RuntimeCaller(self.executor, self.store, self.logs)
         self.invocations = Queue(config.redis_url, Keys(keyspace(config.state_dir)), caller,
                                  limit=config.async_queue_limit)  # fmt: skip
         self.dispatcher = Dispatcher(self.invocations, backoff=config.async_backoff_ms / 1000,
                                      concurrency=config.async_concurrency)  # fmt: skip
-        self.router = Router(self.executor, config.namespace_prefix, self.invocations)
+        self.captures = CaptureRecorder(config.redis_url)  # failed calls kept for replay
+        self.router = Router(self.executor, config.namespace_prefix, self.invocations, self.captures)
         self.timers = Timers(self.executor, config.state_dir / "timers")
         self.consumers = Consumers(self.executor, config, self.logs)
         self.servers: list[Any] = []
@@ -102,6 +106,8 @@ class Runtime:
     async def start(self) -> None:
         count = self.store.load()
         await self.logs.start()
+        await self.calls.start()
+        await self.captures.start()
         await self.apply()
         await self._forget_events()  # of namespaces deleted before a crash could forget them
         await self.dispatcher.start()  # once the functions are deployed
@@ -276,4 +282,6 @@ class Runtime:
         if self.cgroups is not None:
             await asyncio.to_thread(self.cgroups.sweep, remove_root=True)
         await self.invocations.close()
+        await self.calls.stop()
+        await self.captures.stop()
         await self.logs.stop()

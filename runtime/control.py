@@ -39,6 +39,23 @@ events and dead letters. Without Redis each answers 503.
   200 ``{"redriven": [{"id", "requestId"}], "notFound": [ids]}``; 429 with the same in
   ``detail`` when the queue filled up (the rest stay dead letters).
 - ``DELETE .../deadletters`` with ``{"ids": [...]}`` (no body: all): ``{"purged": n}``.
+
+``POST /apis/fission.io/v1/namespaces/<ns>/functions/<name>/call`` calls that one Fission function
+(a version, not an alias) directly, as the router would (``runtime.invoke.call_function``: the
+namespace's concurrency quota, the same worker path and ``X-Fission-Function-*`` and request-id
+headers): this is how a captured request (``runtime.captures``) is replayed against a chosen
+version. The body::
+
+    {"method": "POST", "path": "/?id=1", "headers": [["Content-Type", "application/json"]],
+     "body": "<base64>"}
+
+``path`` is the path and query the function sees; ``headers`` ``[name, value]`` pairs (an
+``X-Fission-*`` header is dropped, except ``X-Fission-Params-*`` and ``X-Fission-Full-Url``, which
+say what a route gave the function). The answer is always 200 with the function's answer, whatever
+its status (a function that does not load, or is at a limit, answers 502 or 429 as to a router's
+caller): ``{"status", "headers": [[name, value], ...], "body": "<base64>", "duration_ms",
+"request_id"}``. 404 when the namespace has no such function; 422 for a bad body. It is not counted
+as router traffic and not captured.
 """
 
 from __future__ import annotations
@@ -60,6 +77,7 @@ from runtime.errors import InvalidObject, NotFound, RuntimeProblem
 from runtime.events.asynchronous.records import INVOCATION_TYPE, Event, Headers
 from runtime.executor import LoadFailed, TooManyRequests, Unavailable
 from runtime.http import REQUEST_ID_HEADER, request_id_or_new
+from runtime.invoke import call_function
 from runtime.objects import CORE_KINDS, KINDS, NETWORKING_KINDS
 from runtime.quota import QuotaExhausted
 
@@ -75,6 +93,7 @@ FUNCTION = "/apis/fission.io/v1/namespaces/{namespace}/functions/{name}"
 SPECIALIZE = FUNCTION + "/specialize"
 INVOCATIONS = FUNCTION + "/invocations"
 DEAD_LETTERS = FUNCTION + "/deadletters"
+CALL = FUNCTION + "/call"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # an RFC 9110 token
 _HEADER_VALUE = re.compile(r"^[^\r\n\x00]*$")
@@ -116,6 +135,7 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
         app.router.add_delete(base + "/{name}", handlers.delete)
     app.router.add_post(SPECIALIZE, handlers.specialize)
     app.router.add_post(INVOCATIONS, handlers.invoke)
+    app.router.add_post(CALL, handlers.call)
     app.router.add_get(DEAD_LETTERS, handlers.dead_letters)
     app.router.add_delete(DEAD_LETTERS, handlers.purge)
     app.router.add_post(DEAD_LETTERS + "/redrive", handlers.redrive)
@@ -204,6 +224,26 @@ class Handlers:
         response.headers["X-Fission-Request-ID"] = request_id
         return response
 
+    async def call(self, request: web.Request) -> web.Response:
+        """Call one function directly and answer what it answered (the module's docstring)."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        method, target, headers, body = direct_call(await _body(request))
+        self.runtime.store.get(("functions", namespace, name))  # NotFound: not this namespace's
+        request_id = _request_id(request)
+        started = time.perf_counter()
+        answer = await call_function(self.runtime.executor, namespace, name, method, target, headers, body,
+                                     request_id.encode())  # fmt: skip
+        duration_ms = (time.perf_counter() - started) * 1000
+        response = web.json_response({
+            "status": answer.status,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in answer.headers],
+            "body": base64.b64encode(answer.body).decode(),
+            "duration_ms": round(duration_ms, 3),
+            "request_id": request_id,
+        })  # fmt: skip
+        response.headers["X-Fission-Request-ID"] = request_id
+        return response
+
     async def dead_letters(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         limit = _limit(request.query.get("limit", "100"))
@@ -256,7 +296,28 @@ def invocation(body: dict[str, Any]) -> tuple[str, bytes, Headers, bytes]:
     return method.upper(), path.encode(), _headers(body.get("headers", {})), _payload(body)
 
 
-def _headers(raw: Any) -> Headers:
+def direct_call(body: dict[str, Any]) -> tuple[str, bytes, Headers, bytes]:
+    """The method, target, headers and body of a direct call's JSON (the module's docstring)."""
+    method = body.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise InvalidObject(f"method must be one of {', '.join(METHODS)}", field="method")
+    path = body.get("path", "/")
+    if not isinstance(path, str) or not _TARGET.match(path):
+        raise InvalidObject("path must start with / and hold printable ASCII only", field="path")
+    if not isinstance(body.get("headers", []), list):
+        raise InvalidObject("headers must be a list of [name, value]", field="headers")
+    try:
+        payload = base64.b64decode(str(body.get("body", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidObject("body must be base64", field="body") from None
+    return method.upper(), path.encode(), _headers(body.get("headers", []), keep=ROUTE_HEADERS), payload
+
+
+# What a route tells the function about the request, which a direct call may say in its stead.
+ROUTE_HEADERS = (b"x-fission-params-", b"x-fission-full-url")
+
+
+def _headers(raw: Any, keep: tuple[bytes, ...] = ()) -> Headers:
     pairs = list(raw.items()) if isinstance(raw, dict) else raw
     if not isinstance(pairs, list):
         raise InvalidObject("headers must be an object or a list of [name, value]", field="headers")
@@ -275,7 +336,7 @@ def _headers(raw: Any) -> Headers:
         except UnicodeEncodeError:
             raise InvalidObject("a header value must be Latin-1 text", field=field) from None
         lower = encoded[0].lower()
-        if not lower.startswith(b"x-fission-") and lower != INVOCATION_TYPE:
+        if (not lower.startswith(b"x-fission-") or lower.startswith(keep)) and lower != INVOCATION_TYPE:
             headers.append(encoded)
     return headers
 

@@ -37,6 +37,7 @@ from functools import cached_property
 from pathlib import Path
 
 from runtime import metrics
+from runtime.calls import CallRecorder
 from runtime.http import REQUEST_ID_HEADER, Response, UpstreamClosed, UpstreamConnection, request_id_or_new
 from runtime.logs import LogCollector, Output
 from runtime.objects import Environment, Function, LimitRange, ResourceQuota
@@ -131,6 +132,9 @@ class Worker:
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
     connections: list[UpstreamConnection] = field(default_factory=list)
+    # "pool" or "new" from its cold start until it is first released: the call that acquires it
+    # then is the one its cold start was for (runtime/calls.py records the call as cold).
+    fresh: str = ""
 
     def owner(self) -> tuple[str, str, str] | None:
         """Whose output this worker's lines are, (namespace, function, function uid); None while
@@ -141,8 +145,10 @@ class Worker:
 
 
 class Executor:
-    def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector) -> None:
+    def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector,
+                 calls: CallRecorder | None = None) -> None:  # fmt: skip
         self.sandboxes = sandboxes
+        self.calls = calls  # where each served call is recorded (none: not recorded)
         self.run_dir = run_dir
         self.sockets = run_dir / "workers"
         self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -209,22 +215,31 @@ class Executor:
         deployable = self.deployables.get(key)
         if deployable is None:
             raise Unavailable("the function is not deployed")
+        began, clock = time.time(), time.perf_counter()
         worker = await self.acquire(deployable, request_id)
+        startup, cold = time.perf_counter() - clock, worker.fresh  # no await since acquire returned
+        worker.fresh = ""
         connection = worker.connections.pop() if worker.connections else None
+        status = 502
         try:
             if connection is None:
                 connection = await UpstreamConnection.open(str(worker.socket))
             response = await asyncio.wait_for(
                 connection.send(method, target, headers, body), deployable.function.timeout
             )
+            status = response.status
         except TimeoutError:
             self.destroy(worker, "timed out")
+            status = 504
             return Response(504, body=b"the function timed out\n")
         except (UpstreamClosed, OSError):
             self.destroy(worker, "crashed")
             return Response(502, body=b"the function's worker failed during the request\n")
         finally:
             self.release(worker, key)
+            if self.calls is not None:
+                self.calls.record(key[0], key[1], start=began, duration=time.perf_counter() - clock,
+                                  startup=startup, cold=cold, status=status)  # fmt: skip
         if not connection.closed and worker.state != "dead":
             worker.connections.append(connection)
         return response
@@ -267,6 +282,7 @@ class Executor:
         self.release(worker, key)
 
     def release(self, worker: Worker, key: FnKey) -> None:
+        worker.fresh = ""  # a worker warmed without a call (probe, MinScale) is warm for the next
         worker.active -= 1
         worker.last_used = time.monotonic()
         if worker.state == "retiring" and worker.active == 0:
@@ -283,12 +299,14 @@ class Executor:
         env_key = (function.meta.namespace, function.environment)
         charge = self.memory_limit(deployable) or DEFAULT_MEMORY
         worker = self.take_warm(env_key, charge) if function.executor == "poolmgr" else None
+        pooled = worker is not None
         if worker is None:
             self.admit(env_key[0], charge)
         metrics.COLD_STARTS.labels(function.meta.name, function.meta.namespace).inc()
         if worker is None:
             worker = await self.spawn_for(deployable)
         worker.state, worker.function, worker.active = "specializing", key, 1
+        worker.fresh = "pool" if pooled else "new"
         worker.function_uid = function.meta.uid
         self.by_function[key].append(worker)
         try:

@@ -24,18 +24,21 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import interpreters
+from runtime.captures import CAPTURE_ANNOTATION, CapturePolicy
 from runtime.errors import InvalidObject
 from runtime.sandbox.network import Grant
 from runtime.schedule import InvalidSchedule, Schedule
 from runtime.worker import volumes
 from runtime.worker.environment import problem as variable_problem
 
+log = logging.getLogger(__name__)
 API_VERSION = "fission.io/v1"
 KINDS = {
     "environments": "Environment",
@@ -359,6 +362,8 @@ class HTTPTrigger:
     keep_prefix: bool
     methods: frozenset[str]
     weights: dict[str, int] = field(default_factory=dict)
+    # Which failed calls are captured for replay (runtime.captures); None: none.
+    capture: CapturePolicy | None = None
 
 
 def _trigger_path(obj: dict[str, Any]) -> tuple[str, bool]:
@@ -413,8 +418,23 @@ def parse_httptrigger(obj: dict[str, Any], namespace: str) -> HTTPTrigger:
     keep_prefix = bool(_get(obj, "spec.keepPrefix", bool, False))
     return HTTPTrigger(
         meta=meta, path=path, is_prefix=is_prefix, keep_prefix=keep_prefix,
-        methods=frozenset(methods), weights=_weights(obj, namespace),
+        methods=frozenset(methods), weights=_weights(obj, namespace), capture=_capture(obj, meta),
     )  # fmt: skip
+
+
+def _capture(obj: dict[str, Any], meta: Meta) -> CapturePolicy | None:
+    """The trigger's capture policy (``CAPTURE_ANNOTATION``); a bad one is logged and ignored:
+    it costs the trigger its captures, never its routing."""
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    value = annotations.get(CAPTURE_ANNOTATION) if isinstance(annotations, dict) else None
+    if value is None:
+        return None
+    try:
+        return CapturePolicy.from_annotation(value)
+    except ValueError as exc:
+        log.warning("httptrigger %s/%s: capture annotation ignored: %s", meta.namespace, meta.name, exc)
+        return None
 
 
 def _function_target(obj: dict[str, Any]) -> str:

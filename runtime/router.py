@@ -24,6 +24,9 @@ call (trigger, weights, path, headers) but queued instead of forwarded, and answ
 is full, 503 without Redis. ``RequestResponse`` (or no header) is the ordinary call; another value
 is 400. The header never reaches the function. An accepted event is not counted as a call here:
 each of its calls is, when the dispatcher makes it.
+
+A trigger with a capture policy (``runtime.captures``) has each call whose answer's status the
+policy matches recorded, redacted, for replay; queued (asynchronous) calls are not captured.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import time
 from dataclasses import dataclass
 
 from runtime import metrics
+from runtime.captures import Captured, CaptureRecorder
 from runtime.errors import NotFound, RuntimeProblem
 from runtime.events.asynchronous.queue import Queue
 from runtime.events.asynchronous.records import EVENT, INVOCATION_TYPE, REQUEST_RESPONSE, Event
@@ -147,11 +151,14 @@ def _owned(trigger: HTTPTrigger, namespace_prefix: str) -> bool:
 
 
 class Router:
-    def __init__(self, executor: Executor, namespace_prefix: str, invocations: Queue | None = None) -> None:
-        """``invocations``: where asynchronous invocations are queued (none: 503 for them)."""
+    def __init__(self, executor: Executor, namespace_prefix: str, invocations: Queue | None = None,
+                 captures: CaptureRecorder | None = None) -> None:  # fmt: skip
+        """``invocations``: where asynchronous invocations are queued (none: 503 for them);
+        ``captures``: where the calls a trigger's capture policy matches go (none: not captured)."""
         self.executor = executor
         self.namespace_prefix = namespace_prefix
         self.invocations = invocations
+        self.captures = captures
         self.table = RouteTable([], namespace_prefix)
 
     def set_triggers(self, triggers: list[HTTPTrigger]) -> None:
@@ -182,15 +189,34 @@ class Router:
         response.head_only = request.method == "HEAD"
         if event:
             return response
+        elapsed = time.perf_counter() - started
         metrics.observe_call(
             namespace,
             function,
             route.trigger.path,
             request.method,
             response.status,
-            time.perf_counter() - started,
+            elapsed,
         )
+        policy = route.trigger.capture
+        if policy is not None and self.captures is not None and policy.matches(response.status):
+            self._capture(request, route, function, params, request_id, response, elapsed)
         return response
+
+    def _capture(self, request: Request, route: Route, function: str, params: dict[str, str],
+                 request_id: bytes, response: Response, elapsed: float) -> None:  # fmt: skip
+        """Hand the call, as the function saw it, to the capture recorder (which redacts it)."""
+        trigger, recorder = route.trigger, self.captures
+        assert trigger.capture is not None
+        assert recorder is not None
+        call = Captured(
+            namespace=trigger.meta.namespace, policy=trigger.capture, fission_function=function,
+            trigger_path=trigger.path, method=request.method, target=forwarded_target(trigger, request),
+            headers=proxy_headers(request, route, params), body=request.body, status=response.status,
+            response_headers=response.headers, response_body=response.body, started=time.time() - elapsed,
+            duration_ms=elapsed * 1000, request_id=request_id.decode(),
+        )  # fmt: skip
+        recorder.record(call)
 
     async def _forward(
         self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes

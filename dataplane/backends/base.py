@@ -70,6 +70,71 @@ class Forbidden(PermanentError):
     """The portal's own credentials may not do this (401/403): an operator must grant it."""
 
 
+class CallsNotRecorded(PermanentError):
+    """The data plane keeps no record of individual calls (Fission on Kubernetes does not): the
+    message says so in a sentence a page can show."""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call a worker served, as the local runtime records it (runtime/calls.py): ``function``
+    is the Fission name (``f-v3``), ``time`` when it reached the executor (epoch seconds),
+    ``duration`` until its answer and ``startup`` of that spent waiting for a worker (seconds);
+    ``cold`` is "" (warm), "pool" (a pooled worker was specialized for it) or "new" (a new worker
+    process was started for it)."""
+
+    time: float
+    function: str
+    duration: float
+    startup: float
+    cold: str
+    status: int
+
+
+class CapturesNotRecorded(PermanentError):
+    """The data plane captures no requests, or cannot call one version directly (Fission on
+    Kubernetes does neither): the message says so in a sentence a page can show."""
+
+
+@dataclass(frozen=True)
+class CapturedRequest:
+    """One failed call kept for replay (runtime/captures.py), already redacted: secret header,
+    query and form/JSON field values read ``[redacted]``. ``id`` is its stream entry id (oldest
+    first sorts by it), ``time`` when it reached the router (epoch seconds), ``fission_function``
+    the version that served it (``f-v2``), ``path`` the path and query the function saw,
+    ``headers`` the ``(name, value)`` pairs it was sent (without those naming the function and the
+    request: a replay's call sets its own); each body holds at most the policy's
+    ``max_body_bytes``, and ``*_truncated`` says whether it was cut."""
+
+    id: str
+    time: float
+    fission_function: str
+    trigger_path: str
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    body_truncated: bool
+    status: int
+    response_headers: list[tuple[str, str]]
+    response_body: bytes
+    response_truncated: bool
+    duration_ms: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class FunctionAnswer:
+    """What one Fission function answered to a direct call (``Backend.call_function``):
+    ``headers`` as ``(name, value)`` pairs, ``request_id`` the call's (its log records carry it)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    duration_ms: float
+    request_id: str
+
+
 @dataclass(frozen=True)
 class InvokeResult:
     status: int
@@ -238,6 +303,30 @@ class Backend(Protocol):
     def search_logs(self, namespace: str, query: LogQuery) -> LogPage:
         """One page of the namespace's records matching ``query``, newest first.
         TransientError when the log store cannot be read."""
+
+    def calls(self, namespace: str, functions: list[str], since: float) -> list[CallRecord]:
+        """The recorded calls of ``functions`` (Fission names) of the namespace that started at or
+        after ``since`` (epoch seconds), oldest first. CallsNotRecorded when the data plane keeps
+        no such record; TransientError when it cannot be read now."""
+
+    def captures(self, namespace: str, function: str) -> list[CapturedRequest]:
+        """The captured requests of portal function ``function`` of the namespace still within
+        their retention, oldest first. CapturesNotRecorded when the data plane captures none;
+        TransientError when they cannot be read now."""
+
+    def captures_delete(self, namespace: str, function: str, ids: list[str] | None) -> int:
+        """Delete the captured requests ``ids`` of ``function`` (all when None); return how many
+        went (an id already gone is not an error). CapturesNotRecorded, TransientError as above."""
+
+    def call_function(
+        self, namespace: str, fission_name: str, *, method: str, path: str,
+        headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+    ) -> FunctionAnswer:  # fmt: skip
+        """Call one Fission function of the namespace (a version, ``f-v2``, not an alias) directly,
+        as the router would, with ``path`` (and query) as the function sees it; its answer, whatever
+        its status. NotFound when the namespace has no such function; CapturesNotRecorded when the
+        data plane cannot call a version directly (replay needs the local runtime);
+        TransientError when it cannot be reached now."""
 
     def tail_logs(
         self, namespace: str, stop: threading.Event, since: float | None = None

@@ -23,7 +23,12 @@ from django.conf import settings
 from dataplane import namespaces as tenant_manifests
 from dataplane.backends import k8s_async, k8s_logs, kube_adapter
 from dataplane.backends.base import (
+    CallRecord,
+    CallsNotRecorded,
+    CapturedRequest,
+    CapturesNotRecorded,
     DeadLetterPage,
+    FunctionAnswer,
     InvokeResult,
     LogPage,
     LogQuery,
@@ -217,6 +222,39 @@ class KubernetesBackend:
         self, namespace: str, stop: threading.Event, since: float | None = None
     ) -> Iterator[list[LogRecord]]:
         return k8s_logs.tail(self.adapter, namespace, stop, since)
+
+    def calls(self, namespace: str, functions: list[str], since: float) -> list[CallRecord]:
+        """Fission's router keeps no record of individual calls (only Prometheus counters), so
+        there are no call times to measure or replay."""
+        raise CallsNotRecorded(
+            "Call times are not recorded on Kubernetes: Fission's router keeps only counters, so the"
+            " cold-start what-if needs the local runtime."
+        )
+
+    def captures(self, namespace: str, function: str) -> list[CapturedRequest]:
+        """Fission's router captures no requests (the capture annotation is ignored there)."""
+        raise CapturesNotRecorded(CAPTURES_NOT_RECORDED)
+
+    def captures_delete(self, namespace: str, function: str, ids: list[str] | None) -> int:
+        raise CapturesNotRecorded(CAPTURES_NOT_RECORDED)
+
+    def call_function(
+        self, namespace: str, fission_name: str, *, method: str, path: str,
+        headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+    ) -> FunctionAnswer:  # fmt: skip
+        """Not on Kubernetes: replay needs the local runtime, which captures the requests and can
+        call one version directly (Fission's router reaches functions only through triggers from
+        outside the cluster). Raises CapturesNotRecorded."""
+        raise CapturesNotRecorded(
+            "Replay needs the local runtime: on Kubernetes, requests are not captured and the portal"
+            " cannot call one version directly."
+        )
+
+
+CAPTURES_NOT_RECORDED = (
+    "Requests are not captured on Kubernetes: Fission's router does not record them, so replay"
+    " needs the local runtime."
+)
 
 
 def _pod_ready(pod: Obj) -> bool:

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from core.names import NAME_RE, VERSION_RE
 from metrics.logs import STREAMS, filter_errors
-from metrics.selectors import Breakdown, TimeRange
+from metrics.selectors import SERIES_BREAKDOWNS, Breakdown, TimeRange
 
 RANGE_HELP = "The window: " + ", ".join(r.value for r in TimeRange)
 
@@ -32,6 +32,22 @@ class ScopeQuery(RangeQuery):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if sum(1 for name in ("version", "alias", "path") if name in attrs) > 1:
             raise serializers.ValidationError("Give at most one of version, alias and path.")
+        return attrs
+
+
+class SeriesQuery(ScopeQuery):
+    by = serializers.ChoiceField(
+        choices=[b.value for b in SERIES_BREAKDOWNS], required=False,
+        help_text="Also draw one line per version (`v2`, `draft`) or per alias (the calls on its "
+        "triggers' paths; an alias no trigger serves has none)",
+    )  # fmt: skip
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs.get("by") == Breakdown.ALIAS.value and ("alias" in attrs or "path" in attrs):
+            raise serializers.ValidationError(
+                {"by": ["by=alias covers the whole function: no alias or path."]}
+            )
         return attrs
 
 
@@ -85,6 +101,30 @@ class FunctionStatsSerializer(serializers.Serializer[Any]):
     events = EventRowSerializer(many=True, help_text="What the event sources did in the window")
 
 
+class LinePointsSerializer(serializers.Serializer[Any]):
+    calls = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="Calls per step: [[time, count], ...]",
+    )
+    errors = serializers.ListField(  # type: ignore[assignment]  # see TotalsSerializer
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="Calls answered with a status >= 400, per step",
+    )
+    error_rate = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="errors / calls per step; null in a step without calls",
+    )
+    p95 = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="95th percentile latency (ms) per step; null in a step without calls",
+    )
+
+
+class LineSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(help_text="A version (`v2`, `draft`) or an alias")
+    series = LinePointsSerializer()
+
+
 class FunctionSeriesSerializer(serializers.Serializer[Any]):
     function = serializers.CharField()
     range = serializers.CharField()
@@ -97,6 +137,10 @@ class FunctionSeriesSerializer(serializers.Serializer[Any]):
         ),
         help_text="calls, errors, cold_starts (counts per step), p50, p95, p99 (ms): [[time, value], ...]",
     )
+    by = serializers.ChoiceField(
+        choices=[b.value for b in SERIES_BREAKDOWNS], allow_null=True, help_text="As asked; null for none"
+    )
+    lines = LineSerializer(many=True, help_text="One per version or alias when `by` is given, else empty")
 
 
 @extend_schema_serializer(many=False)  # the answer of a viewset's `list`, yet one object

@@ -15,4 +15,9 @@ urlpatterns = [
         views.FunctionMetricsViewSet.as_view({"get": "series"}),
         name="function-metrics-series",
     ),
+    path(
+        "functions/<slug:function_name>/coldstarts/",
+        views.FunctionColdStartsViewSet.as_view({"get": "retrieve"}),
+        name="function-coldstarts",
+    ),
 ]

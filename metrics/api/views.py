@@ -55,17 +55,22 @@ class FunctionMetricsViewSet(TenantViewSet):
 
     @extend_schema(
         summary="A function's metrics over time, for charts",
-        parameters=[s.ScopeQuery], responses={200: s.FunctionSeriesSerializer, **READ_ERRORS},
+        description="The whole function's series, and with `by` one line per version or per alias "
+        "(calls, errors, error rate and p95 latency per step), to watch a canary.",
+        parameters=[s.SeriesQuery], responses={200: s.FunctionSeriesSerializer, **READ_ERRORS},
     )  # fmt: skip
     def series(self, request: Request, function_name: str) -> Response:
-        query = _query(s.ScopeQuery, request)
-        found = selectors.function_series(
-            self._function(), time_range=selectors.TimeRange(query.pop("range")), **query
-        )
-        body = {
+        query = _query(s.SeriesQuery, request)
+        function, time_range = self._function(), selectors.TimeRange(query.pop("range"))
+        by = selectors.Breakdown(query.pop("by")) if query.get("by") else None
+        found = selectors.function_series(function, time_range=time_range, **query)
+        body: dict[str, Any] = {
             "function": found.function, "range": found.range.value, "start": found.start,
-            "end": found.end, "step_s": found.step_s, "series": found.series,
+            "end": found.end, "step_s": found.step_s, "series": found.series, "by": None, "lines": [],
         }  # fmt: skip
+        if by is not None:
+            lines = selectors.function_series_breakdown(function, time_range=time_range, by=by, **query)
+            body["by"], body["lines"] = by.value, [line.as_dict() for line in lines.lines]
         return Response(body)
 
 
@@ -109,3 +114,29 @@ class LogViewSet(TenantViewSet):
 
 def _row(row: selectors.Row) -> dict[str, Any]:
     return {"key": row.key, "calls": row.calls, "errors": row.errors, "error_rate": row.error_rate}
+
+
+# Appended (this file's head is shared with other work): the cold-start insight's answer.
+from metrics.api.coldstart_serializers import ColdStartInsightSerializer, ColdStartQuery  # noqa: E402
+from metrics.coldstart_insight import cold_start_insight  # noqa: E402
+
+
+class FunctionColdStartsViewSet(TenantViewSet):
+    pagination_class = None  # one object
+
+    @extend_schema(
+        summary="A function's cold starts per version, and what-ifs of min scale or pool size",
+        description="Over the last 24 hours, from the calls the data plane recorded: per version the "
+        "cold-start rate (cold calls / calls) and latency (the wait for a worker), and the what-if of "
+        "`value` (min scale for newdeploy, pool size for poolmgr) and `idle_timeout_s` replayed on "
+        "those calls (docs/coldstarts.md). On Kubernetes no call times are recorded: `recorded` is "
+        "false and `note` says so.",
+        parameters=[ColdStartQuery], responses={200: ColdStartInsightSerializer, **READ_ERRORS},
+    )  # fmt: skip
+    def retrieve(self, request: Request, function_name: str) -> Response:
+        query = _query(ColdStartQuery, request)
+        function = get_object_or_404(Function.objects.select_related("environment"), name=function_name)
+        insight = cold_start_insight(
+            function, value=query.get("value"), idle_timeout_s=query.get("idle_timeout_s")
+        )
+        return Response(ColdStartInsightSerializer(insight.as_dict()).data)

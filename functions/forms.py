@@ -77,6 +77,27 @@ class AliasForm(forms.Form):
     canary_weight = forms.IntegerField(min_value=0, max_value=100, required=False)
 
 
+class CompareForm(forms.Form):
+    """The compare page's two pickers: the draft and each version (``numbers``, newest first)."""
+
+    base = forms.ChoiceField(label="Base")
+    head = forms.ChoiceField(label="Head")
+
+    def __init__(self, *args: Any, numbers: list[int], draft_revision: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [("draft", f"draft (revision {draft_revision})"), *((f"v{n}", f"v{n}") for n in numbers)]
+        for name in ("base", "head"):
+            picker = self.fields[name]
+            assert isinstance(picker, forms.ChoiceField)
+            picker.choices = choices
+
+
+class RestoreForm(forms.Form):
+    """Restore a version into the draft (the Versions table's confirmed button)."""
+
+    version = forms.IntegerField(min_value=1)
+
+
 class TriggerForm(forms.Form):
     name = forms.CharField(max_length=50)
     path = forms.CharField(max_length=200, initial="/")

@@ -115,6 +115,11 @@ class Build(models.Model):
     # The environment's Python it was built for (checked and pip-installed with): a draft built
     # for another version is built again (wheels are per interpreter). "" for builds before this.
     python_version = models.CharField(max_length=8, blank=True)
+    # The draft it was built from, as it was (what a version's diff and restore read): its
+    # inline files, or its uploaded zip. Empty for builds made before the draft was kept.
+    source_files = models.JSONField(default=dict, blank=True)
+    source_archive = models.BinaryField(null=True, blank=True)
+    source_archive_name = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -202,6 +207,9 @@ class Alias(models.Model):
         Version, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     canary_weight = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    # The id of the rollout (releases.Rollout) moving this alias, None when none is: only that
+    # rollout changes or deletes it meanwhile. An id, not a key: releases sits above functions.
+    held_by_rollout = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

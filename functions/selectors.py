@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from datetime import timedelta
+from typing import Any
 
 from django.core.cache import cache
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import BooleanField, ExpressionWrapper, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from functions import compilecheck, runtimes
+from core.errors import Conflict, NotFound, ValidationFailed
+from functions import compilecheck, diffs, runtimes
 from functions.models import (
     FINAL_DEPLOYMENT_STATES,
     Alias,
@@ -24,6 +28,7 @@ from functions.models import (
     Trigger,
     Version,
 )  # fmt: skip
+from functions.specs import function_spec
 
 
 def function_list() -> QuerySet[Function]:
@@ -134,3 +139,89 @@ def secret_list() -> QuerySet[Secret]:
 
 def configmap_list() -> QuerySet[ConfigMap]:
     return ConfigMap.objects.all()
+
+
+# ---------------------------------------------------------------- comparing versions and the draft
+
+DRAFT = "draft"
+CODE_SOURCE_NOT_KEPT = "source_not_kept"
+_REF = re.compile(r"v?([1-9][0-9]{0,8})")
+
+
+def draft_settings(*, function: Function) -> dict[str, Any]:
+    """The draft's configuration as a version freezes it (name, environment and every setting
+    of functions/config.py): what version_publish stores, and what a comparison shows."""
+    return asdict(function_spec(function))
+
+
+def version_ref(value: str, *, field: str) -> int | None:
+    """A side of a comparison: "draft" (None), or a version as "v3" or "3" (its number).
+    ValidationFailed naming ``field`` otherwise."""
+    if value == DRAFT:
+        return None
+    match = _REF.fullmatch(value)
+    if match is None:
+        raise ValidationFailed(
+            f'{field} is "draft" or a version ("v3" or 3).', detail={field: [value[:40] or "(empty)"]}
+        )
+    return int(match.group(1))
+
+
+def version_source(version: Version) -> diffs.Source:
+    """The code ``version`` was built from; Conflict (code source_not_kept) when its build was
+    made before the portal kept the code it built."""
+    build = version.build
+    if build.source_archive is None and not build.source_files:
+        raise Conflict(
+            f"Version {version.number} was built before the portal kept the code of its builds: it "
+            "cannot be compared or restored. Versions published from now on can.",
+            code=CODE_SOURCE_NOT_KEPT,
+            detail={"version": version.number},
+        )
+    archive = bytes(build.source_archive) if build.source_archive is not None else None
+    return diffs.Source(dict(build.source_files), archive, build.source_archive_name)
+
+
+def draft_source(*, function: Function) -> diffs.Source:
+    draft = Draft.objects.get(function=function)
+    archive = bytes(draft.archive) if draft.archive else None
+    return diffs.Source({} if archive else dict(draft.files), archive, draft.archive_name)
+
+
+def version_of(*, function: Function, number: int) -> Version:
+    """Version ``number`` of ``function`` with its build; NotFound when there is none."""
+    version = Version.objects.select_related("build").filter(function=function, number=number).first()
+    if version is None:
+        raise NotFound(f"Version {number} does not exist.", detail={"version": [str(number)]})
+    return version
+
+
+def version_compare(*, function: Function, base: str, head: str) -> diffs.Comparison:
+    """``base`` -> ``head``, each "draft" or a version ("v3" or "3"): per file, the unified diff,
+    and the settings that differ. ValidationFailed for a bad reference, NotFound for a version
+    that does not exist, Conflict for one whose code was not kept (``version_source``)."""
+    sides = [_side(function, value, field) for value, field in ((base, "base"), (head, "head"))]
+    (base_label, base_source, base_settings), (head_label, head_source, head_settings) = sides
+    return diffs.compare(
+        base_source, head_source, base_label=base_label, head_label=head_label,
+        base_settings=base_settings, head_settings=head_settings,
+    )  # fmt: skip
+
+
+def _side(function: Function, value: str, field: str) -> tuple[str, diffs.Source, dict[str, Any]]:
+    number = version_ref(value, field=field)
+    if number is None:
+        return DRAFT, draft_source(function=function), draft_settings(function=function)
+    version = version_of(function=function, number=number)
+    return f"v{number}", version_source(version), version.settings
+
+
+def version_rows(*, function: Function) -> QuerySet[Version]:
+    """``version_list`` for a table: without the code each build keeps (large), and with
+    ``source_kept``, whether the version can be compared and restored (``version_source``)."""
+    kept = Q(build__source_archive__isnull=False) | ~Q(build__source_files={})
+    return (
+        version_list(function=function)
+        .defer("build__source_files", "build__source_archive", "build__log")
+        .annotate(source_kept=ExpressionWrapper(kept, output_field=BooleanField()))
+    )

@@ -3,6 +3,7 @@ aliases, triggers, deployments, test calls)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +114,15 @@ def _publish(request: HttpRequest, function: Function) -> str:
     return f"Published version {version.number}."
 
 
+def _restore(request: HttpRequest, function: Function) -> str:
+    form = forms.RestoreForm(request.POST)
+    if not form.is_valid():
+        return _invalid("Choose the version to restore", form)
+    number = form.cleaned_data["version"]
+    draft = changes.version_restore_and_deploy(function=function, number=number, user=_user(request))
+    return f"Version {number} restored into the draft (revision {draft.revision}); deploying."
+
+
 def _alias(request: HttpRequest, function: Function) -> str:
     form = forms.AliasForm(request.POST)
     if not form.is_valid():
@@ -206,7 +216,8 @@ def _purge(request: HttpRequest, function: Function) -> str:
 
 ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
     "code": _save_code, "upload": _upload, "settings": _settings, "deploy": _deploy,
-    "publish": _publish, "alias": _alias, "trigger": _trigger, "time_trigger": _time_trigger,
+    "publish": _publish, "restore": _restore, "alias": _alias, "trigger": _trigger,
+    "time_trigger": _time_trigger,
     "queue_trigger": _queue_trigger, "delete_event_trigger": _delete_event_trigger, "redrive": _redrive,
     "purge": _purge,
 }  # fmt: skip
@@ -257,7 +268,7 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         **_event_triggers(function),
         "dead_letters": _dead_letters(function),
         "invoke_form": forms.InvokeForm(),
-        "versions": selectors.version_list(function=function),
+        "versions": selectors.version_rows(function=function),
         "aliases": selectors.alias_list(function=function),
         "triggers": selectors.trigger_list(function=function),
         "deployments": selectors.deployment_list(function=function)[:10],
@@ -278,6 +289,62 @@ def function_detail(request: HttpRequest, name: str) -> HttpResponse:
             messages.error(request, f"{error.message}{detail}")
         return redirect("function-detail", name=function.name)
     return render(request, "functions/detail.html", _detail_context(request, function))
+
+
+@tenant_page()
+def function_compare(request: HttpRequest, name: str) -> HttpResponse:
+    """Two of the function's versions, or a version and the draft, side by side: per file the
+    unified diff, and the settings that differ. By default the latest version and the draft."""
+    function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
+    numbers = list(selectors.version_list(function=function).values_list("number", flat=True))
+    base = _ref(request.GET.get("base")) or (f"v{numbers[0]}" if numbers else selectors.DRAFT)
+    head = _ref(request.GET.get("head")) or selectors.DRAFT
+    form = forms.CompareForm(
+        initial={"base": base, "head": head}, numbers=numbers, draft_revision=function.draft.revision
+    )
+    picked = {number for ref in (base, head) if (number := _number(ref)) is not None}
+    context: dict[str, Any] = {"function": function, "form": form, "base": base, "head": head,
+                               "restorable": sorted(picked & set(numbers), reverse=True)}  # fmt: skip
+    try:
+        comparison = selectors.version_compare(function=function, base=base, head=head)
+    except DomainError as error:  # a bad reference, no such version, its code not kept
+        context["error"] = error.message
+        return render(request, "functions/compare.html", context, status=error.status)
+    context.update(comparison=comparison, config_rows=_config_rows(comparison.config))
+    return render(request, "functions/compare.html", context)
+
+
+def _ref(value: str | None) -> str:
+    """A picked side as the pickers name it: "draft", "v3" (also for "3"); anything else as
+    given (the comparison refuses it, naming it)."""
+    text = (value or "").strip()
+    return f"v{text}" if text.isascii() and text.isdigit() else text
+
+
+def _number(ref: str) -> int | None:
+    """The version a picked side names; None for the draft or anything else."""
+    try:
+        return selectors.version_ref(ref, field="base")
+    except DomainError:
+        return None
+
+
+_LABELS = {"name": "Name", "environment": "Environment", **{s.name: s.label for s in config.SETTINGS}}
+
+
+def _config_rows(changed: dict[str, list[Any]]) -> list[dict[str, str]]:
+    """The settings that differ as table rows: label, and each side's value as text."""
+    return [
+        {"name": name, "label": _LABELS.get(name, name), "before": _setting_text(old),
+         "after": _setting_text(new)}
+        for name, (old, new) in changed.items()
+    ]  # fmt: skip
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "not set"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 @tenant_page()

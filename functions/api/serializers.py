@@ -178,6 +178,28 @@ class PublishSerializer(serializers.Serializer[Any]):
     description = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+class FileDiffSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField()
+    status = serializers.ChoiceField(choices=["added", "removed", "changed", "unchanged"])
+    kind = serializers.ChoiceField(
+        choices=["text", "binary", "too_large", "unreadable"],
+        help_text="text: the diff shows it; binary (not UTF-8, or a NUL in it), too_large (over 512 KiB, "
+        "or past the 8 MiB one comparison reads) and unreadable (a corrupt zip member): whether it changed "
+        "is said, its content is not shown.",
+    )
+    diff = serializers.CharField(help_text="The unified diff; empty when unchanged or not text.")
+
+
+class CompareSerializer(serializers.Serializer[Any]):
+    base = serializers.CharField(help_text='"draft" or the version, as "v3".')
+    head = serializers.CharField(help_text='"draft" or the version, as "v3".')
+    files = FileDiffSerializer(many=True, help_text="Every file of either side, by path.")
+    config = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(allow_null=True), min_length=2, max_length=2),
+        help_text="Each setting that differs (name, environment, the function's settings): [base's, head's].",
+    )
+
+
 class AliasSerializer(serializers.ModelSerializer[Alias]):
     version = serializers.IntegerField(source="version.number")
     canary_version = serializers.IntegerField(source="canary_version.number", allow_null=True, required=False)

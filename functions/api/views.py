@@ -348,7 +348,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self) -> QuerySet[Version]:
-        return Version.objects.none() if self.schema_only else selectors.version_list(function=self.function)
+        return Version.objects.none() if self.schema_only else selectors.version_rows(function=self.function)
 
     @extend_schema(summary="Publish the built draft as the next version", request=s.PublishSerializer,
                    responses={201: s.VersionSerializer, **ERRORS})  # fmt: skip
@@ -356,6 +356,36 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FunctionC
         data = valid_data(s.PublishSerializer, request)
         version = versions.version_publish(function=self.function, user=_username(request), **data)
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Compare two versions, or a version and the draft: per-file unified diffs and the "
+        "settings that differ (409 for a version built before the portal kept its code)",
+        parameters=[
+            OpenApiParameter("base", str, required=True, description='"draft", or a version: "v3" or "3".'),
+            OpenApiParameter("head", str, required=True, description='"draft", or a version: "v3" or "3".'),
+        ],
+        responses={200: s.CompareSerializer, **ERRORS},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def compare(self, request: Request, function_name: str) -> Response:
+        comparison = selectors.version_compare(
+            function=self.function,
+            base=request.query_params.get("base", ""),
+            head=request.query_params.get("head", ""),
+        )
+        return Response(s.CompareSerializer(comparison).data)
+
+    @extend_schema(
+        summary="Restore a version into the draft: its code and configuration (redeploys the draft; "
+        "409 for a version built before the portal kept its code)",
+        request=None,
+        responses={200: s.CodeSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, function_name: str, number: str) -> Response:
+        function = self.function
+        changes.version_restore_and_deploy(function=function, number=int(number), user=_username(request))
+        return Response(_code(function))
 
 
 @extend_schema_view(

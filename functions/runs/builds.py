@@ -42,6 +42,7 @@ def build_run(*, build_id: int) -> Build | None:
     draft = Draft.objects.get(function=build.function)
     if draft.revision != build.draft_revision:
         return _finish(build, BuildState.FAILED, "the draft changed before the build started", "")
+    _keep_source(build, draft)
     source = builder.SourceSpec(
         files=dict(draft.files) or None, archive=bytes(draft.archive) if draft.archive else None
     )
@@ -68,6 +69,14 @@ def build_run(*, build_id: int) -> Build | None:
     build.archive.save(f"{result.sha256}{suffix}", ContentFile(result.archive), save=False)
     build.sha256, build.size = result.sha256, result.size
     return _finish(build, BuildState.SUCCEEDED, "", result.log)
+
+
+def _keep_source(build: Build, draft: Draft) -> None:
+    """Keep on ``build`` the draft it builds (the revision it was made for: the caller checked
+    it), so a version published from it can be compared and restored; saved by ``_finish``."""
+    build.source_files = dict(draft.files) if not draft.archive else {}
+    build.source_archive = bytes(draft.archive) if draft.archive else None
+    build.source_archive_name = draft.archive_name
 
 
 def build_name(build: Build) -> str:

@@ -155,3 +155,13 @@ def _redeploy_users(setting: str, name: str, cause: str, user: str) -> None:
     on_data_plane = Function.objects.filter(name__in=users, deployments__state__in=_ON_DATA_PLANE)
     for function in on_data_plane.distinct().order_by("name"):
         deployments.deployment_create(function=function, cause=cause, user=user)
+
+
+@transaction.atomic
+def version_restore_and_deploy(*, function: Function, number: int, user: str = "") -> Draft:
+    """Restore version ``number`` into the draft (versions.version_restore), then deploy the
+    draft: one record, "version.restore", its deployment listed as the effect."""
+    with versions.record_version_restore(function, number) as record:
+        draft = versions.version_restore(function=function, number=number)
+        deployments.deployment_create(function=function, cause=f"version {number} restored", user=user)
+        return record.done(draft)

@@ -32,7 +32,8 @@ API = "/t/{t}/api/v1/functions"
 
 @pytest.fixture
 def fn(world: Any) -> Function:
-    """Function ``hello`` in acme with a succeeded build, version 1 and alias ``live``."""
+    """Function ``hello`` in acme with a succeeded build, version 1, alias ``live`` and a draft
+    whose settings differ from version 1's (timeout 59 s)."""
     with schema_context(world.acme.schema_name):
         function = function_services.function_create(name="hello")
         revision = Draft.objects.get(function=function).revision
@@ -45,6 +46,8 @@ def fn(world: Any) -> Function:
         )
         versions.version_publish(function=function)
         versions.alias_set(function=function, name="live", version=1)
+        # The draft differs from version 1 (an identical one is not published again).
+        function_services.function_update(function=function, timeout_s=59)
         Trigger.objects.create(function=function, name="hello", methods=["GET"], path="/hello")
         TimeTrigger.objects.create(function=function, name="tick", cron="@every 1m")
         QueueTrigger.objects.create(function=function, name="orders", mq_type="redis", topic="orders",

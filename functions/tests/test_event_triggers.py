@@ -15,6 +15,7 @@ from dataplane import manifests
 from functions import selectors
 from functions.models import Build, BuildState, Deployment, Draft, QueueTrigger, TimeTrigger
 from functions.runs.deployments import desired_objects
+from functions.services import functions as function_services
 from functions.services import versions
 from testsupport.fixtures import error_of
 
@@ -33,6 +34,7 @@ def published(world: Any, hello: Any) -> Any:
             python_version=hello.environment.runtime_version,
         )  # fmt: skip
         versions.version_publish(function=hello)
+        function_services.function_update(function=hello, timeout_s=59)  # v2 differs from v1
         versions.version_publish(function=hello)
         versions.alias_set(function=hello, name="live", version=1, canary_version=2, canary_weight=10)
         return build

@@ -6,7 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django_tenants.utils import schema_context
 
+from functions.models import Build, BuildState, Draft
+from functions.services import functions as function_services
+from functions.services import versions
 from tenants.models import ApiToken, Membership
 from testsupport.matrix import assert_access, call
 
@@ -78,3 +82,41 @@ def test_objects_of_another_tenant_are_invisible_by_id(world, api):
         assert call(alice, method, path, body).status_code == 404, (method, path)
     assert Membership.objects.get(pk=oscar_member).role == "admin"
     assert ApiToken.objects.get(pk=oscar_token).revoked_at is None
+
+
+# Endpoints of one function's versions (issue 15): ``hello`` in acme with version 1, whose build
+# kept its code; the same (method, path, body, allowed, ok, refused) as ENDPOINTS.
+VERSION_ENDPOINTS = [
+    ("get", "/t/{t}/api/v1/functions/hello/versions/compare/?base=v1&head=draft", None, "vera", 200, {}),
+    ("post", "/t/{t}/api/v1/functions/hello/versions/1/restore/", None, "bob", 200, {"vera": 403}),
+]
+
+
+def _published(tenant: Any, name: str = "hello") -> None:
+    with schema_context(tenant.schema_name):
+        function = function_services.function_create(name=name)
+        draft = Draft.objects.get(function=function)
+        Build.objects.create(
+            function=function, draft_revision=draft.revision, state=BuildState.SUCCEEDED, sha256="b" * 64,
+            python_version=function.environment.runtime_version, source_files=draft.files,
+        )  # fmt: skip
+        versions.version_publish(function=function)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed", "ok", "refused"), VERSION_ENDPOINTS)
+def test_version_endpoint_matrix(world, api, method, path, body, allowed, ok, refused):
+    _published(world.acme)
+    url_in = lambda tenant: path.format(t=tenant)  # noqa: E731
+    assert_access(world, api, url_in, method, body, allowed=allowed, ok=ok, refused=refused)
+
+
+def test_versions_of_another_tenants_function_are_invisible(world, api):
+    _published(world.globex, "theirs")
+    alice = api(world.alice)
+    for method, path in [
+        ("get", "/t/acme/api/v1/functions/theirs/versions/compare/?base=v1&head=draft"),
+        ("post", "/t/acme/api/v1/functions/theirs/versions/1/restore/"),
+    ]:
+        assert call(alice, method, path).status_code == 404, (method, path)
+    with schema_context(world.globex.schema_name):
+        assert Draft.objects.get(function__name="theirs").revision == 1

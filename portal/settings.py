@@ -59,6 +59,7 @@ SHARED_APPS = [
 TENANT_APPS = [
     "django.contrib.contenttypes",
     "functions",
+    "releases",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -229,6 +230,10 @@ CELERY_BEAT_SCHEDULE = {
     "functions-resume-stuck-deployments": {
         "task": "functions.resume_stuck_deployments",
         "schedule": 60.0,
+    },
+    "releases-drive-rollouts": {
+        "task": "releases.drive",
+        "schedule": 10.0,
     },
     "audit-prune": {
         "task": "audit.prune",

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from functions import views as function_views
 from metrics import views as metric_views
+from releases import views as release_views
 from tenants import views
 
 urlpatterns = [
@@ -18,7 +19,15 @@ urlpatterns = [
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
     path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),
+    path("functions/<slug:name>/compare/", function_views.function_compare, name="function-compare"),
     path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
+    path("functions/<slug:name>/coldstarts/", metric_views.function_coldstarts, name="function-coldstarts"),
+    path("functions/<slug:name>/rollouts/", release_views.rollout_panel, name="function-rollouts"),
+    path(
+        "functions/<slug:name>/rollouts/<int:pk>/<slug:verb>/",
+        release_views.rollout_steer,
+        name="function-rollout-steer",
+    ),
     path("metrics/top/", metric_views.top_functions, name="tenant-top-functions"),
     path("logs/", metric_views.log_list, name="tenant-logs"),
     path("api/v1/", include(("portal.api.urls_tenant", "tenant-api"), namespace="tenant-api")),

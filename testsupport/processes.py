@@ -101,27 +101,69 @@ def live_server_url(
     stop_process(process)
 
 
+class CeleryWorker:
+    """A real ``celery worker`` (solo pool) consuming the test Redis; ``kill`` and ``start`` let a
+    test take it down as a crash would (SIGKILL, nothing acknowledged) and bring another up."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.starts = 0
+        self.process: subprocess.Popen[Any] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_dir / f"worker-{self.starts}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+        ]
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while "ready." not in log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the Celery worker did not start:\n{_log_tail(log)}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
     django_db_setup: None, tmp_path_factory: Any, live_server_url: str
-) -> Iterator[subprocess.Popen[Any]]:
-    """A real ``celery worker`` consuming the test Redis (queue emptied first: earlier
-    tests' committed tasks are not this test's business)."""
+) -> Iterator[CeleryWorker]:
+    """The session's Celery worker (queue emptied first: earlier tests' committed tasks are not
+    this test's business)."""
     from portal.celery import app
 
     app.control.purge()
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    cmd = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, cwd=ROOT, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while "ready." not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process)
-            pytest.fail(f"the Celery worker did not start:\n{_log_tail(log)}")
-        time.sleep(0.1)
-    yield process
-    stop_process(process)
+    worker = CeleryWorker(tmp_path_factory.mktemp("worker"))
+    worker.start()
+    yield worker
+    worker.stop()
 
 
 def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("portal", "metrics", "functions", "tenants", "audit", "dataplane", "core", "runtime")
+PACKAGES = ("portal", "releases", "metrics", "functions", "tenants", "audit", "dataplane", "core", "runtime")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

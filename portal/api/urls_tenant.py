@@ -9,4 +9,5 @@ urlpatterns = [
     path("quota/", QuotaViewSet.as_view({"get": "list"}), name="tenant-quota"),
     path("", include("metrics.api.urls")),
     path("", include("functions.api.urls")),
+    path("", include("releases.api.urls")),
 ]

@@ -40,6 +40,7 @@ from functions.models import (
     Trigger,
 )  # fmt: skip
 from functions.services import functions, versions
+from releases import services as rollout_services
 from tenants import services
 from tenants.models import Membership
 from testsupport.fixtures import World
@@ -79,12 +80,17 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
         hello = functions.function_create(name="hello")
         functions.function_create(name="scratch", entrypoint="")  # "": main.main, as documented
         Environment.objects.create(name="spare")
+        draft = Draft.objects.get(function=hello)
         build = Build.objects.create(
-            function=hello, draft_revision=Draft.objects.get(function=hello).revision,
-            state=BuildState.SUCCEEDED, sha256="a" * 64, python_version=hello.environment.runtime_version,
+            function=hello, draft_revision=draft.revision, state=BuildState.SUCCEEDED, sha256="a" * 64,
+            python_version=hello.environment.runtime_version, source_files=draft.files,
         )  # fmt: skip
         versions.version_publish(function=hello)
         versions.alias_set(function=hello, name="live", version=1)
+        functions.function_update(function=hello, idle_timeout_s=90)
+        versions.version_publish(function=hello)  # v2: what the rollouts move to
+        functions.function_update(function=hello, idle_timeout_s=100)  # a draft that can be published
+        rollouts = _rollouts(hello)
         Trigger.objects.create(function=hello, name="hello", methods=["GET"], path="/hello")
         TimeTrigger.objects.create(function=hello, name="tick", cron="@hourly")
         QueueTrigger.objects.create(function=hello, name="orders", mq_type="redis", topic="orders")
@@ -98,6 +104,10 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
     # (schemathesis reuses ids it saw in answers, and would remove the run's token or its
     # admin), and the objects the other operations on one function work on.
     pinned = {
+        # Each way of steering a rollout on a rollout of its own, in the state it can leave.
+        **{f"POST {functions_}/rollouts/{{id}}/{verb}/": {"path.id": pk} for verb, pk in rollouts.items()},
+        f"GET {functions_}/versions/compare/": {"query.base": "v1", "query.head": "draft"},
+        f"POST {functions_}/versions/{{number}}/restore/": {"path.number": 1},
         f"DELETE {functions_}/aliases/{{name}}/": {"path.name": "live"},
         f"DELETE {functions_}/triggers/{{name}}/": {"path.name": "hello"},
         **{
@@ -133,6 +143,9 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
         f"GET {functions_}/aliases/{{name}}/": {"path.name": ("live", 1.0)},
         f"GET {functions_}/triggers/{{name}}/": {"path.name": ("hello", 1.0)},
         f"GET {functions_}/versions/{{number}}/": {"path.number": (1, 1.0)},
+        f"GET {functions_}/rollouts/{{id}}/": {"path.id": (rollouts["pause"], 1.0)},
+        f"POST {functions_}/rollouts/": {"body.alias": ("r-start", 0.8), "body.to_version": (2, 0.8),
+                                         "body.increment": (50, 0.5), "body.interval_s": (60, 0.8)},
         f"GET {functions_}/builds/{{id}}/": {"path.id": (build.pk, 1.0)},
         f"GET {functions_}/deployments/{{id}}/": {"path.id": (deployment.pk, 1.0)},
         f"GET {functions_}/invocations/{{id}}/": {"path.id": (call.pk, 1.0)},
@@ -160,6 +173,19 @@ def _scene(world: World) -> tuple[str, dict[str, Any], dict[str, Any]]:
         },
     }  # fmt: skip
     return token.secret, pinned, drawn
+
+
+def _rollouts(function: Any) -> dict[str, int]:
+    """A rollout per steering verb (v1 to v2), each on an alias of its own, running (paused for
+    resume); and alias ``r-start``, on v1, for rollouts the run starts."""
+    found = {}
+    for verb in ("pause", "resume", "promote", "abort", "start"):
+        versions.alias_set(function=function, name=f"r-{verb}", version=1)
+        if verb != "start":
+            found[verb] = rollout_services.rollout_start(function=function, alias=f"r-{verb}", to_version=2,
+                                                         interval_s=60)  # fmt: skip
+    rollout_services.rollout_pause(rollout=found["resume"])
+    return {verb: rollout.pk for verb, rollout in found.items()}
 
 
 # Operations whose input is rich (free-form dictionaries, text, dates, settings): the ones worth

@@ -30,6 +30,7 @@ from functions.models import (
 )
 from functions.services import configuration, versions
 from functions.services import functions as function_services
+from releases import services as rollout_services
 from tenants import services as tenant_services
 from tenants.models import Membership, Tenant, TenantState
 
@@ -135,13 +136,37 @@ WRITES: dict[tuple[str, str], Write] = {
         f"{F}/builds/", None, 202, "build.create", "hello#{id}",
     ),
     ("post", "/t/{tenant}/api/v1/functions/{function_name}/versions/"): Write(
-        f"{F}/versions/", {"description": "second"}, 201, "version.publish", "hello/v2",
+        f"{F}/versions/", {"description": "third"}, 201, "version.publish", "hello/v3",
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/versions/{number}/restore/"): Write(
+        f"{F}/versions/1/restore/", None, 200, "version.restore", "hello/v1",
+        before={"revision": 1, "secrets": ["db"]}, after={"revision": 2, "secrets": []},
     ),
     ("post", "/t/{tenant}/api/v1/functions/{function_name}/aliases/"): Write(
         f"{F}/aliases/", {"name": "beta", "version": 1}, 200, "alias.set", "hello/beta",
     ),
     ("delete", "/t/{tenant}/api/v1/functions/{function_name}/aliases/{name}/"): Write(
         f"{F}/aliases/live/", None, 204, "alias.delete", "hello/live",
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/rollouts/"): Write(
+        f"{F}/rollouts/", {"alias": "live", "to_version": 2, "weights": [10, 100], "interval_s": 60}, 201,
+        "rollout.start", "hello/live#{id}", after={"weights": [10, 100], "to_version": 2, "interval_s": 60},
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/rollouts/{id}/pause/"): Write(
+        f"{F}/rollouts/{{running}}/pause/", None, 200, "rollout.pause", "hello/canary#{running}",
+        before={"state": "running"}, after={"state": "paused"},
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/rollouts/{id}/resume/"): Write(
+        f"{F}/rollouts/{{paused}}/resume/", None, 200, "rollout.resume", "hello/held#{paused}",
+        before={"state": "paused"}, after={"state": "running"},
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/rollouts/{id}/promote/"): Write(
+        f"{F}/rollouts/{{running}}/promote/", None, 200, "rollout.promote", "hello/canary#{running}",
+        before={"state": "running"}, after={"state": "succeeded"},
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/rollouts/{id}/abort/"): Write(
+        f"{F}/rollouts/{{running}}/abort/", None, 200, "rollout.abort", "hello/canary#{running}",
+        before={"state": "running"}, after={"state": "aborted"},
     ),
     ("post", "/t/{tenant}/api/v1/functions/{function_name}/triggers/"): Write(
         f"{F}/triggers/", {"name": "t2", "methods": ["GET"], "path": "/t2"}, 201, "trigger.create",
@@ -233,10 +258,10 @@ def scene(world: Any) -> dict[str, Any]:
     ConfigMap ``app`` in use, unused ``spare`` ones and environment ``spare``; a failed tenant."""
     with schema_context(world.acme.schema_name):
         function = function_services.function_create(name="hello")
-        revision = Draft.objects.get(function=function).revision
+        draft = Draft.objects.get(function=function)
         Build.objects.create(
-            function=function, draft_revision=revision, state=BuildState.SUCCEEDED, sha256="a" * 64,
-            python_version=function.environment.runtime_version,
+            function=function, draft_revision=draft.revision, state=BuildState.SUCCEEDED, sha256="a" * 64,
+            python_version=function.environment.runtime_version, source_files=draft.files,
         )  # fmt: skip
         versions.version_publish(function=function)
         versions.alias_set(function=function, name="live", version=1)
@@ -252,14 +277,29 @@ def scene(world: Any) -> dict[str, Any]:
         configuration.configmap_save(name="spare", data={"k": "v"})
         Environment.objects.create(name="spare")
         function_services.function_update(function=function, secrets=["db"], configmaps=["app"])
+        versions.version_publish(function=function)  # v2, for the rollouts
+        function_services.function_update(function=function, idle_timeout_s=90)  # the draft is neither
+        rollouts = _rollouts(function)
     Tenant.objects.create(slug="failing", name="Failing", schema_name="t_failing", state=TenantState.FAILED)
     alice = tenant_services.token_create(tenant=world.acme, user=world.alice, name="walk", role="admin")
     spare = tenant_services.token_create(tenant=world.acme, user=world.alice, name="spare", role="viewer")
     root = tenant_services.token_create(tenant=None, user=world.admin, name="walk", role="platform_admin")
     return {
         "alice": alice, "root": root, "spare_key_id": spare.token.key_id, "spare_token": spare.token.pk,
-        "member": Membership.objects.get(tenant=world.acme, user=world.vera).pk,
+        "member": Membership.objects.get(tenant=world.acme, user=world.vera).pk, **rollouts,
     }  # fmt: skip
+
+
+def _rollouts(function: Any) -> dict[str, int]:
+    """A running rollout of alias ``canary`` and a paused one of ``held``, both v1 to v2."""
+    found = {}
+    for alias, key in (("canary", "running"), ("held", "paused")):
+        versions.alias_set(function=function, name=alias, version=1)
+        found[key] = rollout_services.rollout_start(
+            function=function, alias=alias, to_version=2, interval_s=60
+        )
+    rollout_services.rollout_pause(rollout=found["paused"])
+    return {key: rollout.pk for key, rollout in found.items()}
 
 
 def _call(api: Any, secret: str, verb: str, write: Write, scene: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ const describe = {
   "deployment.step": (d) => `deployment ${d.deployment}: ${d.state} — ${d.message}`,
   "build.log": (d) => d.line,
   "build.state": (d) => `build ${d.state}${d.reason ? `: ${d.reason}` : ""}`,
+  "rollout.changed": (d) => `rollout ${d.rollout} (${d.alias}) step ${d.step}, ${d.weight}%: ${d.decision.action} — ${d.decision.message}`,
 };
 
 function render(element, event) {
@@ -26,6 +27,10 @@ function render(element, event) {
       node.textContent = event.data.state;
       node.className = `badge state-${event.data.state}`;
     });
+  }
+  if (event.kind === "rollout.changed") {
+    // The rollouts panel reloads itself (hx-trigger="rollout-changed from:body").
+    document.body.dispatchEvent(new CustomEvent("rollout-changed", { detail: event.data }));
   }
   const feed = element.querySelector("[data-feed]");
   if (!feed) return;

@@ -8,6 +8,15 @@ import { mountMetrics } from "./metrics.js";
 
 window.htmx = htmx;
 
+// A partial that answers a refused form with itself (the form and why, e.g. a 400 or a 409)
+// says so with this header: htmx then swaps it in like a 200 instead of dropping it.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.xhr.getResponseHeader("X-Partial-Answer") === "1") {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   const switcher = document.querySelector("[data-tenant-switcher]");
   if (switcher) {

@@ -1,0 +1,91 @@
+"""The function page's rollouts panel: loaded (and reloaded on each ``rollout.changed`` event) by
+htmx, so the page never waits for it; its forms answer with the panel itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from core.errors import DomainError
+from functions.models import Alias, Function, Version
+from releases import selectors, services
+from releases.forms import RolloutForm
+from releases.models import Rollout
+from tenants.pages import tenant_page
+
+RECENT = 5
+STEERING = {
+    "pause": services.rollout_pause,
+    "resume": services.rollout_resume,
+    "promote": services.rollout_promote,
+    "abort": services.rollout_abort,
+}
+
+
+def _form(function: Function, data: Any = None) -> RolloutForm:
+    aliases = list(Alias.objects.filter(function=function).values_list("name", flat=True))
+    versions = list(Version.objects.filter(function=function).values_list("number", flat=True))
+    return RolloutForm(data, aliases=aliases, versions=versions)
+
+
+def _panel(request: HttpRequest, function: Function, *, form: RolloutForm | None = None, error: str = "",
+           status: int = 200) -> HttpResponse:  # fmt: skip
+    rollouts = list(selectors.rollout_list(function=function)[:50])
+    active = [r for r in rollouts if r.active]
+    context = {
+        "function": function, "active": active, "recent": [r for r in rollouts if not r.active][:RECENT],
+        "form": form or _form(function), "error": error,
+    }  # fmt: skip
+    response = render(request, "releases/_rollouts.html", context, status=status)
+    response["X-Partial-Answer"] = "1"  # static/src/main.js: swapped in whatever its status
+    return response
+
+
+def _answer(request: HttpRequest, function: Function, **panel: Any) -> HttpResponse:
+    """The panel for htmx; for a plain form post, back to the function's page."""
+    if request.headers.get("HX-Request") or panel.get("status", 200) >= 400:
+        return _panel(request, function, **panel)
+    return redirect("function-detail", name=function.name)
+
+
+def _user(request: HttpRequest) -> str:
+    return str(getattr(request.user, "username", ""))
+
+
+@tenant_page()
+def rollout_panel(request: HttpRequest, name: str) -> HttpResponse:
+    function = get_object_or_404(Function, name=name)
+    if request.method != "POST":
+        return _panel(request, function)
+    form = _form(function, request.POST)
+    if not form.is_valid():
+        return _answer(request, function, form=form, status=400)
+    try:
+        services.rollout_start(function=function, user=_user(request), **form.service_arguments())
+    except DomainError as error:
+        return _answer(request, function, form=form, error=_message(error), status=error.status)
+    return _answer(request, function)
+
+
+@tenant_page()
+def rollout_steer(request: HttpRequest, name: str, pk: int, verb: str) -> HttpResponse:
+    function = get_object_or_404(Function, name=name)
+    rollout = get_object_or_404(Rollout, pk=pk, function=function)
+    service = STEERING.get(verb)
+    if request.method != "POST" or service is None:
+        return render(request, "404.html", status=404)
+    try:
+        service(rollout=rollout, user=_user(request))
+    except DomainError as error:
+        return _answer(request, function, error=_message(error), status=error.status)
+    return _answer(request, function)
+
+
+def _message(error: DomainError) -> str:
+    """The error's message, and per field what was wrong (never a raw dict)."""
+    detail = error.detail if isinstance(error.detail, dict) else {}
+    fields = "; ".join(f"{field}: {' '.join(map(str, v if isinstance(v, list) else [v]))}"
+                       for field, v in detail.items())  # fmt: skip
+    return f"{error.message} ({fields})" if fields and fields not in error.message else error.message

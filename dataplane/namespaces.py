@@ -108,6 +108,9 @@ class TenantQuota:
     secrets: int = 50  # the tenant's own Secrets and ConfigMaps (Fission's spec.secrets/configmaps)
     configmaps: int = 50
     concurrency: int = 200
+    # Failed requests kept for replay across the tenant's functions (the sum of each function's
+    # capture_max_requests with capture on): a portal quota, no Kubernetes object.
+    captured_requests: int = 500
     package_size: str = "64Mi"
     max_container_cpu: str = "1"
     max_container_memory: str = "1Gi"
@@ -132,7 +135,7 @@ class TenantQuota:
 
 _COUNT_FIELDS = frozenset({
     "pods", "functions", "packages", "httptriggers", "timetriggers", "messagequeuetriggers", "environments",
-    "secrets", "configmaps", "concurrency",
+    "secrets", "configmaps", "concurrency", "captured_requests",
 })  # fmt: skip
 CONCURRENCY_ANNOTATION = "faas-portal/concurrency"
 """Requests in flight at once across the tenant: enforced by the portal's checks and the local

@@ -63,6 +63,16 @@ class Function(models.Model):
     environment_variables = config.model_field("environment_variables")
     secrets = config.model_field("secrets")
     configmaps = config.model_field("configmaps")
+    # Replay's capture of failed calls (releases/, dataplane.manifests.CapturePolicy): the statuses
+    # captured (500, or a class such as "5xx"; none: off), how many are kept and how much of each
+    # body. Not part of a version: it is how the function's routes are watched, whatever serves them.
+    capture_codes = models.JSONField(default=list, blank=True)
+    capture_max_requests = models.PositiveSmallIntegerField(
+        default=50, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    capture_max_body_bytes = models.PositiveIntegerField(
+        default=65536, validators=[MaxValueValidator(1024 * 1024)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

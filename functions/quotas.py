@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Max
+from django.db.models import Max, Sum
 
 from core.errors import DomainError
 from dataplane.manifests import FunctionSpec
@@ -196,6 +196,21 @@ def enforce_function_count() -> None:
         raise _refuse("functions", count, quota.functions, "a new function")
 
 
+def captured_requests() -> int:
+    """The failed requests the tenant's functions may keep for replay: the sum of their
+    ``capture_max_requests``, for those whose capture is on."""
+    functions = Function.objects.exclude(capture_codes=[])
+    return int(functions.aggregate(total=Sum("capture_max_requests"))["total"] or 0)
+
+
+def enforce_captured_requests() -> None:
+    """Raise QuotaExceeded when the capture settings would keep more than the quota allows."""
+    quota = tenant_quota(current_tenant())
+    used = captured_requests()
+    if used > quota.captured_requests:
+        raise _refuse("captured_requests", used, quota.captured_requests, "capturing failed requests")
+
+
 def enforce_package_size(builds: list[Build]) -> None:
     quota = tenant_quota(current_tenant())
     limit = limit_of_quantity(quota.package_size)
@@ -217,4 +232,6 @@ def usage() -> list[dict[str, object]]:
     largest = succeeded.aggregate(largest=Max("size"))["largest"] or 0
     rows.append({"quota": "package_size", "used": largest, "limit": limit_of_quantity(quota.package_size),
                  "unit": "bytes"})  # fmt: skip
+    rows.append({"quota": "captured_requests", "used": captured_requests(), "limit": quota.captured_requests,
+                 "unit": "count"})  # fmt: skip
     return rows

@@ -87,6 +87,8 @@ def referenced_versions(*, function: Function) -> list[Version]:
     numbers: set[int] = set()
     for alias in function.aliases.select_related("version", "canary_version"):
         numbers.update(alias.weights())
+        if alias.canary_version is not None:  # a canary at 0 % is deployed, with no traffic yet
+            numbers.add(alias.canary_version.number)
     for triggers in (function.triggers, function.time_triggers, function.queue_triggers):
         numbers.update(triggers.filter(version__isnull=False).values_list("version__number", flat=True))
     return list(Version.objects.select_related("build").filter(function=function, number__in=numbers))

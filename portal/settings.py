@@ -242,6 +242,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Audit records older than this are removed (hourly, and by `manage.py audit prune`); 0 keeps them.
 AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 400, minimum=0)
+# How long the data plane keeps a function's captured failed requests for replay (1 h to 30 days).
+REPLAY_RETENTION_HOURS = env_int("PORTAL_REPLAY_RETENTION_HOURS", 72, minimum=1, maximum=720)
 
 MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
 

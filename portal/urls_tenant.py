@@ -23,6 +23,7 @@ urlpatterns = [
     path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
     path("functions/<slug:name>/coldstarts/", metric_views.function_coldstarts, name="function-coldstarts"),
     path("functions/<slug:name>/rollouts/", release_views.rollout_panel, name="function-rollouts"),
+    path("functions/<slug:name>/captures/", release_views.capture_panel, name="function-captures"),
     path(
         "functions/<slug:name>/rollouts/<int:pk>/<slug:verb>/",
         release_views.rollout_steer,

@@ -41,6 +41,12 @@ class RolloutForm(forms.Form):
         help_text="blank: off",
     )
 
+    replay_first = forms.BooleanField(
+        required=False,
+        label="First replay the captured failed requests against the new version",
+        help_text="deployed at 0% first; any still failing rolls back before a call moves",
+    )
+
     def __init__(self, *args: Any, aliases: list[str], versions: list[int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(forms.ChoiceField, self.fields["alias"]).choices = [(name, name) for name in aliases]
@@ -59,3 +65,34 @@ class RolloutForm(forms.Form):
         for name in ("max_error_rate", "max_error_rate_increase"):
             data[name] = None if data[name] is None else data[name] / 100
         return data
+
+
+class CaptureForm(forms.Form):
+    codes = forms.CharField(
+        required=False, max_length=200, initial="5xx",
+        help_text='statuses or classes, e.g. "5xx, 429"; blank: capture nothing',
+    )  # fmt: skip
+    max_requests = forms.IntegerField(
+        initial=50, min_value=1, max_value=1000, label="Keep at most (requests)"
+    )
+    max_body_bytes = forms.IntegerField(initial=65536, min_value=0, max_value=1024 * 1024,
+                                        label="Of each body, at most (bytes)")  # fmt: skip
+
+    def clean_codes(self) -> list[int | str]:
+        words = [
+            w.strip().lower() for w in self.cleaned_data["codes"].replace(" ", ",").split(",") if w.strip()
+        ]
+        bad = [
+            w for w in words if not (len(w) == 3 and w[0] in "12345" and (w[1:].isdigit() or w[1:] == "xx"))
+        ]
+        if bad:
+            raise forms.ValidationError(f"Not a status or a class: {', '.join(bad)} (e.g. 500, 5xx).")
+        return [int(w) if w.isdigit() else w for w in words]
+
+
+class ReplayForm(forms.Form):
+    version = forms.TypedChoiceField(coerce=int)
+
+    def __init__(self, *args: Any, versions: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["version"]).choices = [(n, f"v{n}") for n in versions]

@@ -20,6 +20,36 @@ class RolloutState(models.TextChoices):
 ACTIVE_STATES = (RolloutState.RUNNING, RolloutState.PAUSED)
 
 
+class ReplayState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Replay(models.Model):
+    """Sending a function's captured failed requests (``captures``: their ids in the data plane's
+    store, in order) straight to ``version``, once each; ``results`` holds one entry per capture
+    (releases/services/replays.py), ``passed`` whether none still fails once finished."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="replays")
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
+    captures = models.JSONField(default=list, blank=True)
+    results = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=16, choices=ReplayState.choices, default=ReplayState.QUEUED)
+    passed = models.BooleanField(null=True)
+    summary = models.TextField(blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"replay {self.pk} ({self.state})"
+
+
 class Rollout(models.Model):
     """Moving ``alias`` from ``from_version`` (A) to ``to_version`` (B) through ``weights`` (the %
     of the alias's calls B gets at each step, rising, the last 100).
@@ -28,7 +58,7 @@ class Rollout(models.Model):
     judged on the calls of that window against A's in the same window (releases/judge.py). A step
     with fewer than ``min_calls`` calls to B waits, up to ``traffic_wait_s`` more, then rolls back.
     ``step`` is the index of the step in progress; ``decisions`` the log of every judgement.
-    The engine (releases/services.py: rollout_tick) changes a rollout only under its row lock."""
+    The engine (releases/services/rollouts.py: rollout_tick) changes a rollout only under its row lock."""
 
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="rollouts")
     alias = models.ForeignKey(Alias, on_delete=models.CASCADE, related_name="rollouts")
@@ -42,6 +72,11 @@ class Rollout(models.Model):
     max_error_rate = models.FloatField(null=True, blank=True, default=0.05)
     max_error_rate_increase = models.FloatField(null=True, blank=True, default=0.02)
     max_latency_ratio = models.FloatField(null=True, blank=True, default=2.0)
+    # The gate before any traffic moves: B, deployed at 0 %, must pass a replay of the captured
+    # failed requests (``replay``); ``gate_passed_at`` once it has.
+    replay_first = models.BooleanField(default=False)
+    replay = models.ForeignKey(Replay, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    gate_passed_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=RolloutState.choices, default=RolloutState.RUNNING)
     step = models.PositiveSmallIntegerField(default=0)
     step_deployment = models.ForeignKey(
@@ -74,7 +109,14 @@ class Rollout(models.Model):
         return self.state in ACTIVE_STATES
 
     @property
+    def gating(self) -> bool:
+        """True while the replay gate holds B at 0 %."""
+        return self.replay_first and self.gate_passed_at is None
+
+    @property
     def weight(self) -> int:
-        """B's weight at the step in progress (or the last one reached)."""
+        """B's weight at the step in progress (or the last one reached); 0 while gating."""
+        if self.gating:
+            return 0
         weights: list[int] = self.weights
         return weights[min(self.step, len(weights) - 1)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from dataplane.backends.base import CapturedRequest
 from functions.models import Alias, Function, Version
 from metrics import selectors as metric_selectors
 from releases.judge import Figures
-from releases.models import Rollout
+from releases.models import Replay, Rollout
 
 
 def version_figures(function: Function, version: Version, *, start: datetime, end: datetime) -> Figures:
@@ -39,3 +41,20 @@ def rollouts_due(*, now: datetime) -> list[int]:
         Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
     )
     return list(due.values_list("pk", flat=True))
+
+
+def capture_shown(capture: CapturedRequest) -> dict[str, Any]:
+    """A captured request as the API and pages show it: bodies as text, the version's short name."""
+    return {
+        "id": capture.id, "time": capture.time, "version": capture.fission_function.rsplit("-", 1)[-1],
+        "trigger_path": capture.trigger_path, "method": capture.method, "path": capture.path,
+        "headers": [list(pair) for pair in capture.headers], "body": capture.body.decode("utf-8", "replace"),
+        "body_truncated": capture.body_truncated, "status": capture.status,
+        "response_body": capture.response_body.decode("utf-8", "replace"),
+        "response_truncated": capture.response_truncated, "duration_ms": capture.duration_ms,
+        "request_id": capture.request_id,
+    }  # fmt: skip
+
+
+def replay_list(*, function: Function) -> QuerySet[Replay]:
+    return Replay.objects.filter(function=function).select_related("version")

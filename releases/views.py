@@ -1,5 +1,6 @@
-"""The function page's rollouts panel: loaded (and reloaded on each ``rollout.changed`` event) by
-htmx, so the page never waits for it; its forms answer with the panel itself."""
+"""The function page's rollouts panel and its captured-requests-and-replay panel: loaded (and
+reloaded on each ``rollout.changed`` / ``replay.changed`` event) by htmx, so the page never waits
+for them; their forms answer with the panel itself."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from core.errors import DomainError
+from dataplane.retry import TRANSIENT
 from functions.models import Alias, Function, Version
-from releases import selectors, services
-from releases.forms import RolloutForm
+from functions.services import captures as capture_services
+from releases import selectors
+from releases.forms import CaptureForm, ReplayForm, RolloutForm
 from releases.models import Rollout
+from releases.services import replays
+from releases.services import rollouts as services
 from tenants.pages import tenant_page
+from tenants.roles import Role, at_least
 
 RECENT = 5
 STEERING = {
@@ -26,8 +32,7 @@ STEERING = {
 
 def _form(function: Function, data: Any = None) -> RolloutForm:
     aliases = list(Alias.objects.filter(function=function).values_list("name", flat=True))
-    versions = list(Version.objects.filter(function=function).values_list("number", flat=True))
-    return RolloutForm(data, aliases=aliases, versions=versions)
+    return RolloutForm(data, aliases=aliases, versions=_versions(function))
 
 
 def _panel(request: HttpRequest, function: Function, *, form: RolloutForm | None = None, error: str = "",
@@ -89,3 +94,60 @@ def _message(error: DomainError) -> str:
     fields = "; ".join(f"{field}: {' '.join(map(str, v if isinstance(v, list) else [v]))}"
                        for field, v in detail.items())  # fmt: skip
     return f"{error.message} ({fields})" if fields and fields not in error.message else error.message
+
+
+def _capture_panel(request: HttpRequest, function: Function, *, error: str = "", status: int = 200,
+                   form: CaptureForm | None = None) -> HttpResponse:  # fmt: skip
+    settings = capture_services.capture_settings(function)
+    initial = {**settings, "codes": ", ".join(map(str, settings["codes"]))}
+    context: dict[str, Any] = {
+        "function": function, "settings": settings, "form": form or CaptureForm(initial=initial),
+        "error": error, "replay_form": ReplayForm(versions=_versions(function)), "captures": [],
+        "replays": [], "unavailable": "",
+    }  # fmt: skip
+    if at_least(Role(request.tenant_role), Role.DEVELOPER):  # type: ignore[attr-defined]
+        try:
+            context["captures"] = [selectors.capture_shown(c) for c in replays.captures(function)]
+        except DomainError as exc:  # the data plane keeps none (Kubernetes)
+            context["unavailable"] = exc.message
+        except TRANSIENT as exc:  # it cannot be read now
+            context["unavailable"] = f"Captured requests cannot be read now: {exc}"
+        context["replays"] = list(selectors.replay_list(function=function)[:RECENT])
+    response = render(request, "releases/_captures.html", context, status=status)
+    response["X-Partial-Answer"] = "1"
+    return response
+
+
+def _versions(function: Function) -> list[int]:
+    return list(Version.objects.filter(function=function).values_list("number", flat=True))
+
+
+def _capture_change(request: HttpRequest, function: Function) -> HttpResponse:
+    action, user = request.POST.get("action", ""), _user(request)
+    if action == "settings":
+        form = CaptureForm(request.POST)
+        if not form.is_valid():
+            return _capture_panel(request, function, form=form, status=400)
+        capture_services.capture_update_and_deploy(function=function, user=user, **form.cleaned_data)
+    elif action == "replay":
+        replay_form = ReplayForm(request.POST, versions=_versions(function))
+        if not replay_form.is_valid():
+            return _capture_panel(request, function, error="Pick a version to replay against.", status=400)
+        replays.replay_create(function=function, version=replay_form.cleaned_data["version"], user=user)
+    elif action == "purge":
+        replays.captures_delete(function=function)
+    else:
+        return render(request, "404.html", status=404)
+    return _capture_panel(request, function)
+
+
+@tenant_page()
+def capture_panel(request: HttpRequest, name: str) -> HttpResponse:
+    """The function page's "Captured requests and replay" panel; its forms answer with it."""
+    function = get_object_or_404(Function, name=name)
+    if request.method != "POST":
+        return _capture_panel(request, function)
+    try:
+        return _capture_change(request, function)
+    except DomainError as error:
+        return _capture_panel(request, function, error=_message(error), status=error.status)

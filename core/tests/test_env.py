@@ -25,6 +25,11 @@ def test_bad_values_name_the_variable(monkeypatch):
         env.env_bool("X_BOOL", False)
     with pytest.raises(ImproperlyConfigured, match="X_REQUIRED must be set"):
         env.env_str("X_REQUIRED")
+    monkeypatch.setenv("X_INT", "721")
+    with pytest.raises(ImproperlyConfigured, match="X_INT must be <= 720, got 721"):
+        env.env_int("X_INT", 1, minimum=1, maximum=720)
+    monkeypatch.setenv("X_INT", "720")
+    assert env.env_int("X_INT", 1, minimum=1, maximum=720) == 720
     monkeypatch.setenv("X_CHOICE", "c")
     with pytest.raises(ImproperlyConfigured, match="X_CHOICE must be one of a, b"):
         env.env_choice("X_CHOICE", "a", ("a", "b"))

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -218,8 +219,22 @@ def desired_objects(function: Function, draft_build: Build | None) -> list[dict[
             name=trigger.name, methods=tuple(trigger.methods), path=trigger.path, is_prefix=trigger.is_prefix,
             keep_prefix=trigger.keep_prefix, target=_weights(function, trigger),
         )  # fmt: skip
-        objects.append(manifests.httptrigger_manifest(namespace, slug, trigger_spec, function=function.name))
+        objects.append(manifests.httptrigger_manifest(namespace, slug, trigger_spec, function=function.name,
+                                                      capture=capture_policy(function)))  # fmt: skip
     return objects + event_objects(function)
+
+
+def capture_policy(function: Function) -> manifests.CapturePolicy | None:
+    """What the function's routes capture of failed calls for replay (None: capture is off)."""
+    if not function.capture_codes:
+        return None
+    return manifests.CapturePolicy(
+        function=function.name,
+        codes=tuple(function.capture_codes),
+        max_requests=function.capture_max_requests,
+        max_body_bytes=function.capture_max_body_bytes,
+        retention_s=settings.REPLAY_RETENTION_HOURS * 3600,
+    )
 
 
 def tenant_objects(secrets: set[str], configmaps: set[str]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ Alice in acme; the platform admin for the platform API), so the actor checked is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,10 @@ from functions.models import (
 )
 from functions.services import configuration, versions
 from functions.services import functions as function_services
-from releases import services as rollout_services
+from releases.services import rollouts as rollout_services
 from tenants import services as tenant_services
 from tenants.models import Membership, Tenant, TenantState
+from testsupport.captures import captured_request
 
 pytestmark = pytest.mark.django_db
 MARKER = "s3cr3t-marker-4711"
@@ -168,6 +170,20 @@ WRITES: dict[tuple[str, str], Write] = {
         f"{F}/rollouts/{{running}}/abort/", None, 200, "rollout.abort", "hello/canary#{running}",
         before={"state": "running"}, after={"state": "aborted"},
     ),
+    ("put", "/t/{tenant}/api/v1/functions/{function_name}/capture/"): Write(
+        f"{F}/capture/", {"codes": ["5xx"], "max_requests": 10, "max_body_bytes": 1024}, 200,
+        "function.capture", "hello", before={"codes": []}, after={"codes": ["5xx"], "max_requests": 10},
+    ),
+    ("delete", "/t/{tenant}/api/v1/functions/{function_name}/captures/"): Write(
+        f"{F}/captures/", None, 200, "capture.delete", "hello", after={"deleted": 1, "which": "all"},
+    ),
+    ("delete", "/t/{tenant}/api/v1/functions/{function_name}/captures/{capture_id}/"): Write(
+        f"{F}/captures/{{capture}}/", None, 204, "capture.delete", "hello", after={"deleted": 1},
+    ),
+    ("post", "/t/{tenant}/api/v1/functions/{function_name}/replays/"): Write(
+        f"{F}/replays/", {"version": 1}, 202, "replay.create", "hello#{id}",
+        after={"version": 1, "captures": 1},
+    ),
     ("post", "/t/{tenant}/api/v1/functions/{function_name}/triggers/"): Write(
         f"{F}/triggers/", {"name": "t2", "methods": ["GET"], "path": "/t2"}, 201, "trigger.create",
         "hello/t2",
@@ -253,9 +269,10 @@ def test_the_walk_covers_every_write_endpoint(client) -> None:
 
 
 @pytest.fixture
-def scene(world: Any) -> dict[str, Any]:
+def scene(world: Any) -> Iterator[dict[str, Any]]:
     """acme with ``hello`` built, published (v1, alias live), its triggers, a Secret ``db`` and a
-    ConfigMap ``app`` in use, unused ``spare`` ones and environment ``spare``; a failed tenant."""
+    ConfigMap ``app`` in use, unused ``spare`` ones and environment ``spare``; a failed tenant;
+    rollouts to steer; one captured request of ``hello``."""
     with schema_context(world.acme.schema_name):
         function = function_services.function_create(name="hello")
         draft = Draft.objects.get(function=function)
@@ -284,10 +301,12 @@ def scene(world: Any) -> dict[str, Any]:
     alice = tenant_services.token_create(tenant=world.acme, user=world.alice, name="walk", role="admin")
     spare = tenant_services.token_create(tenant=world.acme, user=world.alice, name="spare", role="viewer")
     root = tenant_services.token_create(tenant=None, user=world.admin, name="walk", role="platform_admin")
-    return {
-        "alice": alice, "root": root, "spare_key_id": spare.token.key_id, "spare_token": spare.token.pk,
-        "member": Membership.objects.get(tenant=world.acme, user=world.vera).pk, **rollouts,
-    }  # fmt: skip
+    with captured_request(world.acme.namespace, "hello") as capture:
+        yield {
+            "alice": alice, "root": root, "spare_key_id": spare.token.key_id, "spare_token": spare.token.pk,
+            "member": Membership.objects.get(tenant=world.acme, user=world.vera).pk, "capture": capture,
+            **rollouts,
+        }  # fmt: skip
 
 
 def _rollouts(function: Any) -> dict[str, int]:

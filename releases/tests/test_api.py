@@ -11,8 +11,8 @@ from django_tenants.utils import schema_context
 from functions.models import Alias, Build, BuildState, Deployment, Draft, Function
 from functions.services import functions as function_services
 from functions.services import versions
-from releases import services
 from releases.models import Rollout
+from releases.services import rollouts as services
 from testsupport.fixtures import error_of
 from testsupport.matrix import assert_access, call
 

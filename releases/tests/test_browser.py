@@ -23,8 +23,8 @@ from portal.tests.test_browser import (  # the fixtures are found by name
     playwright,  # noqa: F401
     still_same_document,
 )
-from releases import services
 from releases.models import Rollout
+from releases.services import rollouts as services
 from releases.tests.test_api import _two_versions
 from testsupport.fixtures import slow_password
 

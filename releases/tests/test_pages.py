@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from releases import services
 from releases.models import Rollout
+from releases.services import rollouts as services
 from releases.tests.test_api import _rollout, _two_versions
 
 pytestmark = pytest.mark.django_db

@@ -16,9 +16,9 @@ from functions.models import Alias, Build, BuildState, Deployment, Draft, Functi
 from functions.services import functions as function_services
 from functions.services import versions
 from metrics.prometheus import MetricsUnavailable
-from releases import services
 from releases.judge import Figures
 from releases.models import Rollout, RolloutState
+from releases.services import rollouts as services
 
 pytestmark = pytest.mark.django_db
 API = "/t/acme/api/v1/functions/hello/rollouts/"

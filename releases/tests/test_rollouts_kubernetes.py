@@ -19,9 +19,9 @@ from functions.models import Deployment, DeploymentState
 from functions.runs import deployments as deployment_runs
 from functions.services import functions as function_services
 from functions.services import triggers, versions
-from releases import services
 from releases.judge import Figures
 from releases.models import Rollout, RolloutState
+from releases.services import rollouts as services
 from testsupport.fake_kubernetes import FakeKubernetes
 
 pytestmark = pytest.mark.django_db

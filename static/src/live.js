@@ -11,6 +11,7 @@ const describe = {
   "deployment.step": (d) => `deployment ${d.deployment}: ${d.state} — ${d.message}`,
   "build.log": (d) => d.line,
   "build.state": (d) => `build ${d.state}${d.reason ? `: ${d.reason}` : ""}`,
+  "replay.changed": (d) => `replay ${d.replay}: ${d.state}, ${d.done} of ${d.of}${d.passed === null ? "" : d.passed ? " — passed" : " — failed"}`,
   "rollout.changed": (d) => `rollout ${d.rollout} (${d.alias}) step ${d.step}, ${d.weight}%: ${d.decision.action} — ${d.decision.message}`,
 };
 
@@ -27,6 +28,9 @@ function render(element, event) {
       node.textContent = event.data.state;
       node.className = `badge state-${event.data.state}`;
     });
+  }
+  if (event.kind === "replay.changed") {
+    document.body.dispatchEvent(new CustomEvent("replay-changed", { detail: event.data }));
   }
   if (event.kind === "rollout.changed") {
     // The rollouts panel reloads itself (hx-trigger="rollout-changed from:body").

@@ -33,7 +33,8 @@ from functions.services.common import full_clean
 from metrics.prometheus import MetricsUnavailable
 from releases import selectors
 from releases.judge import Figures, Judgement, Rules, Verdict, judge
-from releases.models import Rollout, RolloutState
+from releases.models import ReplayState, Rollout, RolloutState
+from releases.services import replays
 
 DEFAULT_WEIGHTS = (5, 25, 50, 100)
 MAX_STEPS = 20
@@ -107,7 +108,7 @@ def rollout_start(
             "started",
             f"moving {alias} from v{found.version.number} to v{to_version}",
         )
-        _apply_step(rollout, timezone.now())
+        (_apply_gate if rollout.replay_first else _apply_step)(rollout, timezone.now())
     _schedule(rollout, timezone.now() + timedelta(seconds=DEPLOY_POLL_S))
     rollout.save()
     return rollout
@@ -118,11 +119,12 @@ def rollout_settings(rollout: Rollout) -> dict[str, Any]:
     return {
         "alias": rollout.alias.name, "from_version": rollout.from_version.number,
         "to_version": rollout.to_version.number, "weights": rollout.weights, "interval_s": rollout.interval_s,
-        **{name: getattr(rollout, name) for name in _RULES},
+        **{name: getattr(rollout, name) for name in _SETTINGS},
     }  # fmt: skip
 
 
 _RULES = ("min_calls", "traffic_wait_s", "max_error_rate", "max_error_rate_increase", "max_latency_ratio")
+_SETTINGS = (*_RULES, "replay_first")
 
 
 def rules_of(rollout: Rollout) -> Rules:
@@ -130,7 +132,7 @@ def rules_of(rollout: Rollout) -> Rules:
 
 
 def _locked(rollout_id: int) -> Rollout | None:
-    related = ("function", "alias", "from_version", "to_version", "step_deployment")
+    related = ("function", "alias", "from_version", "to_version", "step_deployment", "replay")
     return (
         Rollout.objects.select_for_update(of=("self",)).select_related(*related).filter(pk=rollout_id).first()
     )
@@ -245,6 +247,8 @@ def token_of(rollout: Rollout) -> str:
 
 def _advance(rollout: Rollout, now: datetime, read: Reader) -> float:
     """One tick's work; returns the seconds until the next."""
+    if rollout.gating:
+        return _gate(rollout, now)
     if rollout.step_started_at is None:
         return _await_weights(rollout, now)
     elapsed = (now - rollout.step_started_at).total_seconds()
@@ -258,10 +262,7 @@ def _advance(rollout: Rollout, now: datetime, read: Reader) -> float:
         _log(rollout, now, "wait", judgement.reason, replace_wait=True, **figures)
         return min(float(rollout.interval_s), MAX_WAIT_POLL_S)
     if judgement.verdict is not Verdict.PASS:
-        with _recorded("rollout.roll_back", rollout):
-            _log(rollout, now, judgement.verdict.value, judgement.reason, **figures)
-            _finish(rollout, now, RolloutState.ROLLED_BACK, judgement.reason)
-        return 0.0
+        return _roll_back(rollout, now, judgement.verdict.value, judgement.reason, **figures)
     _log(rollout, now, "pass", f"step {rollout.step + 1} ({rollout.weight}%): {judgement.reason}", **figures)
     return _step_up(rollout, now)
 
@@ -287,15 +288,59 @@ def _await_weights(rollout: Rollout, now: datetime) -> float:
     deployment = rollout.step_deployment
     if deployment is not None and deployment.state == DeploymentState.FAILED:
         reason = f"the deployment of step {rollout.step + 1} failed: {deployment.reason}"
-        with _recorded("rollout.roll_back", rollout):
-            _log(rollout, now, "deployment_failed", reason)
-            _finish(rollout, now, RolloutState.ROLLED_BACK, reason)
-        return 0.0
+        return _roll_back(rollout, now, "deployment_failed", reason)
     if deployment is not None and deployment.state != DeploymentState.LIVE:
         return DEPLOY_POLL_S
     rollout.step_started_at = now
     _log(rollout, now, "serving", f"{_split(rollout)} serving; judged in {rollout.interval_s} s")
     return float(rollout.interval_s)
+
+
+def _apply_gate(rollout: Rollout, now: datetime) -> None:
+    """Deploy B beside A at 0 % (the alias's canary, no traffic yet), for the replay gate."""
+    alias = rollout.alias
+    alias.held_by_rollout = rollout.pk
+    versions.alias_point(alias, version=rollout.from_version.number,
+                         canary_version=rollout.to_version.number, canary_weight=0)  # fmt: skip
+    to = rollout.to_version.number
+    cause = f"rollout {rollout.pk}: v{to} deployed at 0% for its replay gate"
+    rollout.step_deployment = deployments.deployment_create(function=rollout.function, cause=cause)
+    _log(
+        rollout, now, "gate", f"replaying the captured failed requests against v{to} before any traffic moves"
+    )
+
+
+def _gate(rollout: Rollout, now: datetime) -> float:
+    """The replay gate: once B is deployed, replay the captured requests against it; a pass
+    moves on to the first step, a failure rolls back."""
+    deployment = rollout.step_deployment
+    if deployment is not None and deployment.state == DeploymentState.FAILED:
+        reason = f"the deployment for the replay gate failed: {deployment.reason}"
+        return _roll_back(rollout, now, "deployment_failed", reason)
+    if deployment is not None and deployment.state != DeploymentState.LIVE:
+        return DEPLOY_POLL_S
+    replay = rollout.replay
+    if replay is None:
+        rollout.replay = replays.replay_create(function=rollout.function, version=rollout.to_version.number)
+        count = len(rollout.replay.captures)
+        _log(rollout, now, "gate", f"replay {rollout.replay.pk} of {count} captured requests queued")
+        return DEPLOY_POLL_S
+    if replay.state != ReplayState.FINISHED:
+        return DEPLOY_POLL_S
+    if not replay.passed:
+        return _roll_back(rollout, now, "gate_failed", f"the replay gate failed: {replay.summary}")
+    rollout.gate_passed_at = now
+    _log(rollout, now, "gate_passed", f"replay {replay.pk}: {replay.summary}")
+    with _recorded("rollout.step", rollout):
+        _apply_step(rollout, now)
+    return DEPLOY_POLL_S
+
+
+def _roll_back(rollout: Rollout, now: datetime, action: str, reason: str, **figures: Any) -> float:
+    with _recorded("rollout.roll_back", rollout):
+        _log(rollout, now, action, reason, **figures)
+        _finish(rollout, now, RolloutState.ROLLED_BACK, reason)
+    return 0.0
 
 
 def _step_up(rollout: Rollout, now: datetime) -> float:

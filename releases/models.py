@@ -32,7 +32,7 @@ class Replay(models.Model):
     (releases/services/replays.py), ``passed`` whether none still fails once finished."""
 
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="replays")
-    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
     captures = models.JSONField(default=list, blank=True)
     results = models.JSONField(default=list, blank=True)
     state = models.CharField(max_length=16, choices=ReplayState.choices, default=ReplayState.QUEUED)
@@ -62,8 +62,10 @@ class Rollout(models.Model):
 
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="rollouts")
     alias = models.ForeignKey(Alias, on_delete=models.CASCADE, related_name="rollouts")
-    from_version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
-    to_version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
+    # CASCADE: a function's versions go with it (functions/services: function_delete), and its
+    # rollouts and replays with them; a version is never deleted otherwise.
+    from_version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
+    to_version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
     weights = models.JSONField()
     interval_s = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(86400)])
     min_calls = models.PositiveIntegerField(default=20, validators=[MaxValueValidator(1_000_000)])

@@ -55,7 +55,7 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token",
     "x-csrf-token", "x-xsrf-token",
 })  # fmt: skip
-SECRET_WORDS = ("token", "secret", "passw", "api-key", "apikey", "session", "signature", "credential",
+SECRET_WORDS = ("token", "secret", "pass", "pwd", "key", "session", "signature", "credential",
                 "auth")  # fmt: skip
 # Headers naming the function and the request: the replay's call sets its own.
 _CALL_HEADERS = (b"x-fission-request-id", b"x-fission-function-")
@@ -145,9 +145,13 @@ def is_secret(name: str) -> bool:
 
     - the headers Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key,
       X-Auth-Token, X-Csrf-Token and X-Xsrf-Token;
-    - any name containing token, secret, passw, api-key, apikey, session, signature, credential
-      or auth (so also X-Amz-Security-Token, password, client_secret, sessionid, oauth_state),
-      an underscore counting as a hyphen (api_key, X_Auth_Token).
+    - any name containing token, secret, pass, pwd, key, session, signature, credential or auth
+      (so also X-Amz-Security-Token, password, passphrase, client_secret, api_key, private_key,
+      x-functions-key, sessionid, oauth_state), an underscore counting as a hyphen; a name that
+      merely contains one of them (monkey) is redacted too: over-redacting is the safe side.
+
+    Any other header whose value is a URL (Referer, Location) has its query redacted as the
+    path's.
 
     The same rule covers request and response headers, the query string (of the path and of
     X-Fission-Full-Url), and the fields of an ``application/x-www-form-urlencoded`` or JSON body.
@@ -170,7 +174,7 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
         name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
         if is_secret(name):
             value = REDACTED
-        elif lower == _FULL_URL:
+        elif lower == _FULL_URL or value.startswith(("http://", "https://", "/")):
             value = redact_target(value)
         kept.append([name, value])
     return kept
@@ -192,11 +196,14 @@ def _redact_form(query: str) -> str:
 
 
 def redact_body(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    """A form or JSON body (by its Content-Type) with the values of its secret fields (at any
+    """A multipart body is not kept (b""): its parts are not parsed on the router's loop.
+    A form or JSON body (by its Content-Type) with the values of its secret fields (at any
     depth of the JSON) ``REDACTED``; any other body, or one that does not parse, as it came. A form
     or JSON body of more than ``PARSE_LIMIT`` bytes is cut to that, or to nothing when it mentions
     any secret's name."""
     kind = next((v for k, v in headers if k.lower() == b"content-type"), b"").split(b";")[0].strip().lower()
+    if kind.startswith(b"multipart/"):
+        return b""  # its parts are not parsed here: not kept at all (the entry says it was cut)
     form = kind == b"application/x-www-form-urlencoded"
     if (form or kind == b"application/json" or kind.endswith(b"+json")) and len(body) > PARSE_LIMIT:
         # Too large to parse on the router's loop: its head is kept only if it names no secret.
@@ -251,6 +258,11 @@ class Captured:
     request_id: str
 
 
+def _dropped(sent: bytes, kept: bytes) -> bool:
+    """A body not kept at all (a multipart one, or too large to check): replay cannot send it."""
+    return bool(sent) and not kept
+
+
 def entry(call: Captured) -> dict[str, str]:
     """The stream entry of a call: redacted, bodies cut to the policy's size."""
     limit = call.policy.max_body_bytes
@@ -266,7 +278,9 @@ def entry(call: Captured) -> dict[str, str]:
         "path": redact_target(call.target.decode("latin-1")),
         "headers": json.dumps(redact_headers(call.headers)),
         "body": base64.b64encode(body[:limit]).decode(),
-        "body_truncated": "1" if len(body) > limit or len(call.body) > PARSE_LIMIT else "0",
+        "body_truncated": "1"
+        if len(body) > limit or len(call.body) > PARSE_LIMIT or _dropped(call.body, body)
+        else "0",
         "status": str(call.status),
         "response_headers": json.dumps(redact_headers(response_headers)),
         "response_body": base64.b64encode(response_body[:limit]).decode(),

@@ -6,6 +6,7 @@ it is live only when the code serves. The request side (deployments.py) records 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +22,7 @@ from audit import services as audit
 from core import notifier
 from dataplane import manifests
 from dataplane.backends import get_backend
-from dataplane.backends.base import ObjectRef, PermanentError
+from dataplane.backends.base import CapturesNotRecorded, ObjectRef, PermanentError
 from functions import builder, quotas, selectors
 from functions.models import (
     FINAL_DEPLOYMENT_STATES,
@@ -333,8 +334,12 @@ def tenant_scale_to_zero() -> None:
 
 
 def function_undeploy(*, function_name: str) -> None:
-    """Remove every object of a (deleted) function from the data plane."""
+    """Remove every object of a (deleted) function from the data plane, and the failed requests
+    it captured for replay (where the data plane keeps any)."""
     backend, namespace = get_backend(), _namespace()
     for kind in KINDS:
         for ref in backend.list_objects(namespace, kind, {FUNCTION_LABEL: function_name}):
             backend.delete(ObjectRef(kind, namespace, ref.name))
+    if not Function.objects.filter(name=function_name).exists():  # not one created again since
+        with contextlib.suppress(CapturesNotRecorded):
+            backend.captures_delete(namespace, function_name, None)

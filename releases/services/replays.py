@@ -14,6 +14,8 @@ captured request reaches the function twice, and none is dropped without saying 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -23,43 +25,68 @@ from django.utils import timezone
 
 from audit import services as audit
 from core import notifier
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, DomainError, NotFound
 from dataplane import manifests
 from dataplane.backends import get_backend
-from dataplane.backends.base import CapturedRequest, CapturesNotRecorded, FunctionAnswer, PermanentError
+from dataplane.backends.base import (
+    BackendError,
+    CapturedRequest,
+    CapturesNotRecorded,
+    FunctionAnswer,
+    PermanentError,
+)
 from dataplane.retry import TRANSIENT
 from functions import selectors as function_selectors
 from functions.models import Function
 from functions.services import versions
-from releases.models import Replay, ReplayState
+from releases.models import ACTIVE_STATES, Replay, ReplayState, Rollout
+from runtime.captures import redact_body
 from tenants.selectors import current_tenant
 
 REPLAY_TASK = "releases.replay"
 REDACTED = "[redacted]"
 KEPT_REPLAYS = 50  # per function: older ones are removed when a new one is made
 MAX_DIFF_LINES = 200
+# Beyond the function's own timeout, how long an answer may take: a cold start, the runtime's work.
+ANSWER_MARGIN_S = 30
 # What a direct call may raise: the data plane away (transient) or refusing (the version is gone).
 UNANSWERED: tuple[type[Exception], ...] = (*TRANSIENT, PermanentError)
 STUCK_AFTER = timedelta(minutes=5)
 
 
-def captures(function: Function) -> list[CapturedRequest]:
-    """The function's captured requests, oldest first. Conflict when the data plane keeps none
-    (Kubernetes); TransientError when it cannot be read now."""
+class CapturesUnavailable(DomainError):
+    status = 503
+    code = "captures_unavailable"
+
+
+@contextmanager
+def _data_plane() -> Iterator[None]:
+    """The data plane's answers as the API's: it keeps no captures (Kubernetes) 409, it cannot
+    be reached now 503; never a 500."""
     try:
-        return get_backend().captures(current_tenant().namespace, function.name)
+        yield
     except CapturesNotRecorded as exc:
         raise Conflict(str(exc), code="replay_unavailable") from None
+    except BackendError as exc:
+        raise CapturesUnavailable(f"Captured requests are unavailable now: {exc}") from None
+
+
+def captures(function: Function) -> list[CapturedRequest]:
+    """The function's captured requests, oldest first: those of its own lifetime (a function
+    deleted and created again under its name does not inherit the old one's). Conflict when the
+    data plane keeps none (Kubernetes); CapturesUnavailable when it cannot be read now."""
+    born = function.created_at.timestamp()
+    with _data_plane():
+        found = get_backend().captures(current_tenant().namespace, function.name)
+    return [capture for capture in found if capture.time >= born]
 
 
 @transaction.atomic
 def captures_delete(*, function: Function, ids: list[str] | None = None) -> int:
     """Remove some (``ids``) or all of the function's captured requests; how many went."""
     with audit.change("capture.delete", object_type="function", object_name=function.name) as change:
-        try:
+        with _data_plane():
             deleted = get_backend().captures_delete(current_tenant().namespace, function.name, ids)
-        except CapturesNotRecorded as exc:
-            raise Conflict(str(exc), code="replay_unavailable") from None
         change.after = {"deleted": deleted, "which": "all" if ids is None else sorted(ids)}
     return deleted
 
@@ -91,12 +118,13 @@ def replay_create(
 
 
 def _prune(function: Function) -> None:
-    old = (
-        Replay.objects.filter(function=function)
-        .order_by("-created_at")
-        .values_list("pk", flat=True)[KEPT_REPLAYS:]
+    """Keep the newest KEPT_REPLAYS replays, and any an active rollout's gate waits for."""
+    newest_first = Replay.objects.filter(function=function).order_by("-created_at")
+    old = list(newest_first.values_list("pk", flat=True)[KEPT_REPLAYS:])
+    gating = Rollout.objects.filter(state__in=ACTIVE_STATES, replay__isnull=False).values_list(
+        "replay", flat=True
     )
-    Replay.objects.filter(pk__in=list(old)).delete()
+    Replay.objects.filter(pk__in=old).exclude(pk__in=list(gating)).delete()
 
 
 def replay_run(*, replay_id: int) -> Replay | None:
@@ -194,7 +222,7 @@ def _answer(replay: Replay, capture: CapturedRequest, headers: list[tuple[str, s
     try:
         answer = get_backend().call_function(
             current_tenant().namespace, name, method=capture.method, path=capture.path, headers=headers,
-            body=capture.body, timeout_s=float(replay.function.timeout_s),
+            body=capture.body, timeout_s=float(replay.function.timeout_s) + ANSWER_MARGIN_S,
         )  # fmt: skip
     except UNANSWERED as exc:
         return {"state": "error", "passed": False, "note": f"not answered: {exc}"}
@@ -215,7 +243,9 @@ def passes(function: Function, status: int) -> bool:
 def body_diff(capture: CapturedRequest, answer: FunctionAnswer) -> str:
     """The unified diff of the original answer's body and the replayed one ("" when equal)."""
     before = capture.response_body.decode("utf-8", "replace").splitlines()
-    after = answer.body.decode("utf-8", "replace").splitlines()
+    # Redacted as the captured answer was: a secret the new answer holds is not stored either.
+    raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
+    after = redact_body(raw_headers, answer.body).decode("utf-8", "replace").splitlines()
     lines = list(difflib.unified_diff(before, after, "original", "replayed", lineterm=""))
     if len(lines) > MAX_DIFF_LINES:
         lines = [*lines[:MAX_DIFF_LINES], f"... {len(lines) - MAX_DIFF_LINES} more lines"]

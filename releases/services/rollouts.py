@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from audit import services as audit
 from core import notifier
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from dataplane.backends.base import PermanentError
 from functions.models import Alias, DeploymentState, Function, Version
 from functions.services import deployments, versions
 from functions.services.common import full_clean
@@ -95,6 +96,8 @@ def rollout_start(
             f"Alias {alias} already points at v{to_version}.", detail={"to_version": ["Same as the alias's."]}
         )
     steps = weights_from(weights=weights, increment=increment)
+    if rules.get("replay_first"):
+        _refuse_gate_without_captures(function)
     rollout = Rollout(function=function, alias=found, from_version=found.version, to_version=target,
                       weights=steps, created_by=user, **rules)  # fmt: skip
     full_clean(rollout, exclude=["function", "alias", "from_version", "to_version", "step_deployment"])
@@ -112,6 +115,17 @@ def rollout_start(
     _schedule(rollout, timezone.now() + timedelta(seconds=DEPLOY_POLL_S))
     rollout.save()
     return rollout
+
+
+def _refuse_gate_without_captures(function: Function) -> None:
+    """A replay gate needs the function to capture failed requests, on a data plane that keeps
+    them (Conflict, or 503, from replays.captures otherwise)."""
+    if not function.capture_codes:
+        raise ValidationFailed(
+            "A replay gate replays captured failed requests: turn capture on for this function first.",
+            detail={"replay_first": ["Capture is off."]},
+        )
+    replays.captures(function)
 
 
 def rollout_settings(rollout: Rollout) -> dict[str, Any]:
@@ -234,7 +248,13 @@ def rollout_tick(*, rollout_id: int, token: str, read: Reader = selectors.versio
         if rollout is None or rollout.state != RolloutState.RUNNING or token_of(rollout) != token:
             return Next(None)
         now = timezone.now()
-        delay = _advance(rollout, now, read)
+        try:
+            with transaction.atomic():  # a savepoint: what a refused step wrote is undone
+                delay = _advance(rollout, now, read)
+        except (DomainError, PermanentError) as exc:  # e.g. a quota refusing a step's deployment
+            rollout = _held(rollout)  # as stored, without the refused step's changes
+            message = exc.message if isinstance(exc, DomainError) else str(exc)
+            delay = _roll_back(rollout, now, "error", f"stopped: {message}")
         if rollout.state == RolloutState.RUNNING:
             _schedule(rollout, now + timedelta(seconds=delay))
         rollout.save()
@@ -377,10 +397,13 @@ def _finish(rollout: Rollout, now: datetime, state: RolloutState, reason: str) -
     alias = rollout.alias
     alias.held_by_rollout = None
     versions.alias_point(alias, version=winner.number, canary_version=None, canary_weight=0)
-    rollout.step_deployment = deployments.deployment_create(
-        function=rollout.function,
-        cause=f"rollout {rollout.pk} {state.label.lower()}: all calls to v{winner.number}",
-    )
+    cause = f"rollout {rollout.pk} {state.label.lower()}: all calls to v{winner.number}"
+    try:
+        with transaction.atomic():  # a savepoint: a refused deployment leaves the rest standing
+            rollout.step_deployment = deployments.deployment_create(function=rollout.function, cause=cause)
+    except DomainError as exc:  # the quota: the alias is A's (or B's) all the same; said so
+        rollout.step_deployment = None
+        reason = f"{reason}; its deployment was refused ({exc.message}): deploy the function again"
     rollout.state, rollout.reason, rollout.finished_at, rollout.next_check_at = state, reason, now, None
     _log(rollout, now, state.value, f"{reason}; all calls to v{winner.number}")
     rollout.save()

@@ -9,12 +9,16 @@ import pytest
 from django_tenants.utils import schema_context
 
 from dataplane import manifests
+from dataplane.backends import redis_captures
 from functions.models import Deployment, Function, Trigger
+from functions.runs import deployments as deployment_runs
 from functions.runs.deployments import desired_objects
 from functions.selectors import build_current
+from functions.services import deployments as deployment_services
 from releases.models import Replay
 from releases.services import replays
 from releases.tests.test_api import _two_versions
+from testsupport.captures import captured_request
 from testsupport.fixtures import error_of
 from testsupport.matrix import assert_access, call
 
@@ -156,3 +160,34 @@ def test_the_verdict_sums_the_results():
         "1 of 2 replayed requests pass; 1 still fail (first: GET /y -> 500)",
     )
     assert replays._verdict([{"state": "lost", "passed": False}])[0] is False
+
+
+def test_a_function_does_not_inherit_the_captures_of_a_deleted_one_of_its_name(world, api):
+    with schema_context(world.acme.schema_name), captured_request(world.acme.namespace, "hello") as old:
+        _two_versions(world.acme)  # created after the capture: a new function of that name
+        assert replays.captures(Function.objects.get(name="hello")) == []
+        deployment_services.function_delete(function=Function.objects.get(name="hello"))
+        deployment_runs.function_undeploy(function_name="hello")  # what the undeploy task runs
+        assert redis_captures.read(world.acme.namespace, "hello") == []
+    assert old
+
+
+def test_a_function_with_rollouts_and_replays_can_be_deleted(world, api, django_capture_on_commit_callbacks):
+    _two_versions(world.acme)
+    bob = api(world.bob)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert bob.post(F.format(t="acme") + "/replays/", {"version": 1}, format="json").status_code == 202
+        start = {"alias": "live", "to_version": 2, "interval_s": 60}
+        assert bob.post(F.format(t="acme") + "/rollouts/", start, format="json").status_code == 201
+        assert bob.delete(F.format(t="acme") + "/").status_code == 204
+    with schema_context(world.acme.schema_name):
+        assert not Function.objects.exists()
+        assert not Replay.objects.exists()
+
+
+def test_a_replay_gate_needs_capture_on(world, api):
+    _two_versions(world.acme)
+    start = {"alias": "live", "to_version": 2, "interval_s": 60, "replay_first": True}
+    response = api(world.bob).post(F.format(t="acme") + "/rollouts/", start, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["detail"] == {"replay_first": ["Capture is off."]}

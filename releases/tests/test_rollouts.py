@@ -262,3 +262,16 @@ def test_each_change_is_one_audit_record_with_its_deployment(world: Any, two_ver
         )
         assert records[1].changes["step"] == [1, 2]
         assert records[1].actor_type == "system"
+
+
+def test_a_step_the_quota_refuses_rolls_back_saying_so(world: Any, two_versions: Function) -> None:
+    with schema_context(world.acme.schema_name):
+        rollout = tick(start(two_versions), reader(HEALTHY))  # step 1: the draft, v1 and v2 deployed
+        world.acme.quota = {"packages": 2}  # lowered meanwhile: step 2's deployment needs 3
+        world.acme.save(update_fields=["quota"])
+        rollout = tick(rollout, reader(HEALTHY), later_s=61)
+        assert rollout.state == RolloutState.ROLLED_BACK
+        assert rollout.reason.startswith("stopped: Quota packages exceeded")
+        assert actions(rollout) == ["started", "step", "serving", "error", "rolled_back"]
+        assert weights(two_versions) == {1: 100}
+        assert rollout.step == 0  # what the refused step wrote was undone

@@ -20,9 +20,11 @@ from runtime.captures import (
     CAPTURE_ANNOTATION,
     PARSE_LIMIT,
     REDACTED,
+    Captured,
     CapturePolicy,
     CaptureRecorder,
     captures_stream,
+    entry,
     is_secret,
     redact_body,
     redact_headers,
@@ -157,7 +159,8 @@ def test_the_redaction_rule() -> None:
     for name in ("Authorization", "proxy-authorization", "Cookie", "Set-Cookie", "X-Api-Key",
                  "X-Auth-Token", "X-CSRF-Token", "X-Xsrf-Token", "X-Amz-Security-Token", "password",
                  "client_secret", "SessionId", "X-Signature", "credentials", "oauth_state", "X-APIKEY",
-                 "my-api-key", "api_key"):  # fmt: skip
+                 "my-api-key", "api_key", "key", "private_key", "access_key", "x-functions-key", "pwd",
+                 "passphrase"):  # fmt: skip
         assert is_secret(name), name
     for name in ("Content-Type", "Accept", "X-Request-Id", "page", "user", "X-Forwarded-For"):
         assert not is_secret(name), name
@@ -173,6 +176,16 @@ def test_the_redaction_rule() -> None:
         == f"/p?a=1&api%5Fkey={REDACTED}&Session={REDACTED}&b&c=%20"
     )
     assert redact_target("/p") == "/p"
+    urls = [
+        (b"Referer", b"https://app.example/cb?access_token=abc&x=1"),
+        (b"Location", b"/next?code=1&pwd=2"),
+    ]
+    assert redact_headers(urls) == [["Referer", f"https://app.example/cb?access_token={REDACTED}&x=1"],
+                                    ["Location", f"/next?code=1&pwd={REDACTED}"]]  # fmt: skip
+    multipart = [(b"Content-Type", b"multipart/form-data; boundary=x")]
+    assert (
+        redact_body(multipart, b"--x\r\nContent-Disposition: form-data; name=password\r\n\r\nhunter2") == b""
+    )
     form = [(b"Content-Type", b"application/x-www-form-urlencoded; charset=utf-8")]
     assert redact_body(form, b"user=al&password=hunter2") == f"user=al&password={REDACTED}".encode()
     json_type = [(b"content-type", b"application/json")]
@@ -188,6 +201,17 @@ def test_the_redaction_rule() -> None:
     assert len(big) > PARSE_LIMIT
     assert redact_body(json_type, big) == big[:PARSE_LIMIT]
     assert redact_body(json_type, b'{"Password": 1, "pad": "' + b"x" * PARSE_LIMIT + b'"}') == b""
+
+
+def test_a_multipart_body_is_not_kept_and_its_entry_says_it_was_cut() -> None:
+    call = Captured(
+        namespace="faas-acme", policy=CapturePolicy(function="hello"), fission_function="hello-v1",
+        trigger_path="/hello", method="POST", target=b"/", status=500, response_headers=[], response_body=b"",
+        headers=[(b"Content-Type", b"multipart/form-data; boundary=x")], body=b"--x\r\npassword=hunter2",
+        started=0.0, duration_ms=1.0, request_id="r",
+    )  # fmt: skip
+    stored = entry(call)
+    assert (stored["body"], stored["body_truncated"]) == ("", "1")
 
 
 def test_the_queue_is_bounded_and_counts_what_it_drops() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from django import forms
 
 DEFAULT_WEIGHTS = "5, 25, 50, 100"
+_CODE = re.compile(r"[1-5]([0-9]{2}|xx)", re.ASCII)  # a status or a class: 500, 5xx
 
 
 class RolloutForm(forms.Form):
@@ -82,9 +84,7 @@ class CaptureForm(forms.Form):
         words = [
             w.strip().lower() for w in self.cleaned_data["codes"].replace(" ", ",").split(",") if w.strip()
         ]
-        bad = [
-            w for w in words if not (len(w) == 3 and w[0] in "12345" and (w[1:].isdigit() or w[1:] == "xx"))
-        ]
+        bad = [w for w in words if not _CODE.fullmatch(w)]
         if bad:
             raise forms.ValidationError(f"Not a status or a class: {', '.join(bad)} (e.g. 500, 5xx).")
         return [int(w) if w.isdigit() else w for w in words]

@@ -83,6 +83,15 @@ def test_bad_input_answers_the_panel_with_words(
     assert not started
 
 
+@pytest.mark.parametrize("codes", ["5²²", "600", "5x", "abc"])
+def test_bad_capture_codes_answer_the_panel_with_words(world: Any, codes: str) -> None:
+    _two_versions(world.acme)
+    form = {"action": "settings", "codes": codes, "max_requests": "10", "max_body_bytes": "100"}
+    response = client_of(world.bob).post("/t/acme/functions/hello/captures/", form, headers=HTMX)
+    assert response.status_code == 400
+    assert "Not a status or a class" in response.content.decode()
+
+
 def test_steering_buttons_pause_resume_and_abort(world: Any) -> None:
     _two_versions(world.acme)
     pk = _rollout(world.acme)

@@ -214,7 +214,10 @@ def _send(replay: Replay, capture_id: str, capture: CapturedRequest | None, unav
     headers = [(name, value) for name, value in capture.headers if value != REDACTED]
     dropped = sorted({name for name, value in capture.headers if value == REDACTED})
     _record(replay.pk, {**base, "state": "sending", "passed": None})
-    _record(replay.pk, {**base, **_answer(replay, capture, headers), "dropped_headers": dropped})
+    _record(
+        replay.pk,
+        {**base, **unredacted(_answer(replay, capture, headers), dropped), "dropped_headers": dropped},
+    )
 
 
 def _answer(replay: Replay, capture: CapturedRequest, headers: list[tuple[str, str]]) -> dict[str, Any]:
@@ -229,6 +232,16 @@ def _answer(replay: Replay, capture: CapturedRequest, headers: list[tuple[str, s
     return {"state": "done", "status": answer.status, "duration_ms": round(answer.duration_ms, 3),
             "request_id": answer.request_id, "passed": passes(replay.function, answer.status),
             "body_diff": body_diff(capture, answer)}  # fmt: skip
+
+
+def unredacted(result: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
+    """A 401 or 403 to a request sent without its redacted headers says nothing about the fix:
+    it fails, saying why (a replay gate never passes on it)."""
+    if dropped and result.get("status") in (401, 403):
+        status, sent_without = result["status"], ", ".join(dropped)
+        note = f"answered {status} without its redacted {sent_without}: inconclusive, counted as failing"
+        return {**result, "passed": False, "note": note}
+    return result
 
 
 def passes(function: Function, status: int) -> bool:

@@ -149,6 +149,14 @@ def test_a_replayed_request_passes_when_its_failure_did_not_happen_again(codes, 
     assert replays.passes(Function(name="hello", capture_codes=codes), status) is passes
 
 
+def test_a_refusal_for_want_of_the_redacted_headers_is_inconclusive_and_fails():
+    denied = {"state": "done", "status": 401, "passed": True}
+    assert replays.unredacted(denied, ["Authorization"])["passed"] is False
+    assert "without its redacted Authorization" in replays.unredacted(denied, ["Authorization"])["note"]
+    assert replays.unredacted(denied, []) == denied  # nothing dropped: the 401 is the function's own
+    assert replays.unredacted({**denied, "status": 200}, ["Cookie"])["passed"] is True
+
+
 def test_the_verdict_sums_the_results():
     done = {"state": "done", "method": "GET", "path": "/x", "status": 200, "passed": True}
     failing = {**done, "path": "/y", "status": 500, "passed": False}

@@ -127,6 +127,13 @@ def finished(client: Any, rel: Release, rollout: dict[str, Any], timeout: float 
     return dict(wait_until(over, timeout=timeout, interval=0.5, message="the rollout never finished"))
 
 
+def applied(client: Any, rel: Release, rollout: dict[str, Any]) -> None:
+    """Until the deployment that ended ``rollout`` (its weights) is live."""
+    url = f"{rel.api}/deployments/{rollout['step_deployment']}/"
+    wait_until(lambda: client.get(url).json()["state"] == "live", timeout=90, interval=0.3,
+               message="the rollout's last deployment never went live")  # fmt: skip
+
+
 def actions(rollout: dict[str, Any]) -> list[str]:
     return [d["action"] for d in rollout["decisions"]]
 
@@ -174,9 +181,7 @@ def test_a_b_failing_30_percent_is_rolled_back_at_the_first_step(stack: Any, pro
     assert breach["a"]["errors"] == 0
     assert alias_of(alice, rel)["version"] == 1
     assert alias_of(alice, rel)["canary_version"] is None
-    wait_until(
-        lambda: _get(rel.url) == "ok a", timeout=30, interval=0.2, message="v1 never took all calls back"
-    )
+    applied(alice, rel, rollout)  # the rollback's own deployment: then v1 takes every call
     assert all(_get(rel.url) == "ok a" for _ in range(20))
 
 

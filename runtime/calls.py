@@ -21,13 +21,11 @@ background writer, which retries Redis a few times and then gives up on the batc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import Any, cast
 
-import redis.asyncio as redis
+from runtime.streams import StreamWriter
 
 log = logging.getLogger(__name__)
 STREAM_PREFIX = "runtime:calls:"
@@ -41,23 +39,22 @@ def stream_name(namespace: str) -> str:
     return STREAM_PREFIX + namespace
 
 
-class CallRecorder:
+Pending = tuple[str, dict[str, str]]  # namespace, entry
+
+
+class CallRecorder(StreamWriter[Pending]):
+    what = "call records"
+
     def __init__(
         self, redis_url: str | None, *, maxlen: int = MAXLEN, retention_s: float = RETENTION_S
     ) -> None:
         if retention_s < 24 * 3600:
             raise ValueError("calls must be kept at least 24 hours")
+        super().__init__(redis_url)
         self.maxlen = maxlen
         self.retention_s = retention_s
-        self.client = redis.Redis.from_url(redis_url) if redis_url else None
-        self.queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
-        self.dropped = 0
         self.trimmed_at: dict[str, float] = {}  # namespace -> when its stream was last trimmed by age
-        self._writer: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self.client is not None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        self._trimming: set[str] = set()  # the namespaces the batch being written trims
 
     def record(self, namespace: str, function: str, *, start: float, duration: float, startup: float,
                cold: str, status: int) -> None:  # fmt: skip
@@ -71,47 +68,17 @@ class CallRecorder:
                  "startup": f"{startup:.6f}", "cold": cold, "status": str(status)}  # fmt: skip
         self.queue.put_nowait((namespace, entry))
 
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < 500:
-                batch.append(self.queue.get_nowait())
-            await self._write(batch)
-
-    async def _write(self, batch: list[tuple[str, dict[str, str]]]) -> None:
-        assert self.client is not None
+    def _add(self, pipe: Any, batch: list[Pending]) -> None:
         now = time.time()
-        stale = {ns for ns, _ in batch if now - self.trimmed_at.get(ns, 0.0) >= TRIM_EVERY_S}
-        for attempt in range(5):
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for namespace, entry in batch:
-                        fields = cast(dict[Any, Any], entry)
-                        pipe.xadd(stream_name(namespace), fields, maxlen=self.maxlen, approximate=True)
-                    # By age (ids are append times in milliseconds), exactly: an approximate trim
-                    # keeps a node that holds any newer entry, old ones and all.
-                    for namespace in stale:
-                        oldest = int((now - self.retention_s) * 1000)
-                        pipe.xtrim(stream_name(namespace), minid=oldest, approximate=False)
-                    await pipe.execute()
-                self.trimmed_at.update(dict.fromkeys(stale, now))
-                return
-            except redis.RedisError:
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-        self.dropped += len(batch)
-        log.warning("dropped %d call records: Redis unavailable", len(batch))
+        self._trimming = {ns for ns, _ in batch if now - self.trimmed_at.get(ns, 0.0) >= TRIM_EVERY_S}
+        for namespace, entry in batch:
+            pipe.xadd(
+                stream_name(namespace), cast(dict[Any, Any], entry), maxlen=self.maxlen, approximate=True
+            )
+        # By age (ids are append times in milliseconds), exactly: an approximate trim keeps a node
+        # that holds any newer entry, old ones and all.
+        for namespace in self._trimming:
+            pipe.xtrim(stream_name(namespace), minid=int((now - self.retention_s) * 1000), approximate=False)
 
-    async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        batch = []
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        if batch and self.client is not None:
-            await self._write(batch)
-        if self.client is not None:
-            with contextlib.suppress(redis.RedisError):
-                await self.client.aclose()
+    def _written(self, batch: list[Pending]) -> None:
+        self.trimmed_at.update(dict.fromkeys(self._trimming, time.time()))

@@ -25,9 +25,7 @@ few times and then gives up on the batch.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 import logging
 import re
@@ -36,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
-import redis.asyncio as redis
+from runtime.streams import StreamWriter
 
 log = logging.getLogger(__name__)
 CAPTURE_ANNOTATION = "faas-portal.io/capture"
@@ -295,19 +293,15 @@ def entry(call: Captured) -> dict[str, str]:
 Pending = tuple[str, CapturePolicy, dict[str, str]]  # stream, policy, entry
 
 
-class CaptureRecorder:
+class CaptureRecorder(StreamWriter[Pending]):
+    batch_size = 100
+    what = "captured requests"
+
     def __init__(self, redis_url: str | None, *, queue_limit: int = QUEUE_LIMIT,
                  queue_bytes: int = QUEUE_BYTES) -> None:  # fmt: skip
-        self.client = redis.Redis.from_url(redis_url) if redis_url else None
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        super().__init__(redis_url)
         self.queue_limit, self.queue_bytes = queue_limit, queue_bytes
         self.queued_bytes = 0
-        self.dropped = 0
-        self._writer: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self.client is not None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
 
     def record(self, call: Captured) -> None:
         """Queue the call's redacted entry (never blocks nor raises; dropped, and counted, when the
@@ -327,50 +321,17 @@ class CaptureRecorder:
         self.queued_bytes += _size(fields)
         self.queue.put_nowait((captures_stream(call.namespace, call.policy.function), call.policy, fields))
 
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < 100:
-                batch.append(self.queue.get_nowait())
-            try:
-                await self._write(batch)
-            finally:
-                self.queued_bytes -= sum(_size(fields) for _, _, fields in batch)
-
-    async def _write(self, batch: list[Pending]) -> None:
-        assert self.client is not None
+    def _add(self, pipe: Any, batch: list[Pending]) -> None:
         latest = {stream: policy for stream, policy, _ in batch}  # a stream's newest policy trims it
-        for attempt in range(5):
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for stream, policy, fields in batch:
-                        pipe.xadd(stream, cast(dict[Any, Any], fields), maxlen=policy.max_requests,
-                                  approximate=False)  # fmt: skip
-                    now = time.time()
-                    for stream, policy in latest.items():
-                        pipe.xtrim(stream, minid=int((now - policy.retention_s) * 1000), approximate=False)
-                        pipe.expire(stream, policy.retention_s)
-                    await pipe.execute()
-                return
-            except redis.RedisError:
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-        self.dropped += len(batch)
-        log.warning("dropped %d captured requests: Redis unavailable", len(batch))
+        for stream, policy, fields in batch:
+            pipe.xadd(stream, cast(dict[Any, Any], fields), maxlen=policy.max_requests, approximate=False)
+        now = time.time()
+        for stream, policy in latest.items():
+            pipe.xtrim(stream, minid=int((now - policy.retention_s) * 1000), approximate=False)
+            pipe.expire(stream, policy.retention_s)
 
-    async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        batch = []
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        if batch and self.client is not None:
-            await self._write(batch)
-        if self.client is not None:
-            with contextlib.suppress(redis.RedisError):
-                await self.client.aclose()
+    def _left(self, batch: list[Pending]) -> None:
+        self.queued_bytes -= sum(_size(fields) for _, _, fields in batch)
 
 
 def _size(fields: dict[str, str]) -> int:

@@ -123,3 +123,17 @@ def test_roles_and_tenants(world: Any) -> None:
     assert alice.post(f"{PANEL}{theirs}/abort/", headers=HTMX).status_code == 404
     with schema_context(world.globex.schema_name):
         assert Rollout.objects.get(pk=theirs).state == "running"
+
+
+def test_the_captures_panel_by_role_and_tenant(world: Any) -> None:
+    _two_versions(world.acme)
+    url = "/t/acme/functions/hello/captures/"
+    viewer = client_of(world.vera).get(url).content.decode()
+    assert "shown to developers and admins" in viewer
+    assert "data-captures" not in viewer
+    assert "data-captures" in client_of(world.bob).get(url).content.decode()
+    assert client_of(world.vera).post(url, {"action": "purge"}, headers=HTMX).status_code == 403
+    assert client_of(world.oscar).get(url).status_code == 404
+    _two_versions(world.globex, "theirs")
+    assert client_of(world.alice).get("/t/acme/functions/theirs/captures/").status_code == 404
+    assert client_of(world.bob).post(url, {"action": "explode"}, headers=HTMX).status_code == 404

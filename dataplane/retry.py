@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.utils.time import get_exponential_backoff_interval
 from django.db import InterfaceError, OperationalError
 
 from dataplane.backends.base import TransientError
@@ -18,7 +19,8 @@ TRANSIENT: tuple[type[Exception], ...] = (TransientError, OperationalError, Inte
 
 
 def retrying(*, retries: int, backoff_max_s: int, automatic: bool = True) -> dict[str, Any]:
-    """Celery task options. ``automatic=False`` leaves the retry to the task (``self.retry``),
+    """Celery task options. ``automatic=False`` leaves the retry to the task (``self.retry``
+    with ``countdown=backoff_s(...)``: Celery's backoff options apply to automatic retries only),
     for a task that records a failure once the retries are spent."""
     options: dict[str, Any] = {
         "acks_late": True,
@@ -31,3 +33,11 @@ def retrying(*, retries: int, backoff_max_s: int, automatic: bool = True) -> dic
     if automatic:
         options["autoretry_for"] = TRANSIENT
     return options
+
+
+def backoff_s(retries: int, *, maximum: int) -> float:
+    """The delay before retry number ``retries + 1``: 2, 4, 8 ... seconds up to ``maximum``,
+    with full jitter (the policy ``retrying`` declares, for tasks that retry by hand)."""
+    return float(
+        get_exponential_backoff_interval(factor=2, retries=retries, maximum=maximum, full_jitter=True)
+    )

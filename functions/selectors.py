@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
 from django.db.models import BooleanField, ExpressionWrapper, OuterRef, Q, QuerySet, Subquery
-from django.utils import timezone
 
 from core.errors import Conflict, NotFound, ValidationFailed
 from functions import compilecheck, diffs, runtimes
 from functions.models import (
-    FINAL_DEPLOYMENT_STATES,
     Alias,
     Build,
     BuildState,
@@ -106,13 +103,6 @@ def build_current(*, function: Function) -> Build | None:
         .order_by("-created_at")
         .first()
     )
-
-
-def deployments_stuck(*, older_than: timedelta) -> list[int]:
-    """Ids of the unfinished deployments that have not moved for ``older_than``."""
-    cutoff = timezone.now() - older_than
-    unfinished = Deployment.objects.exclude(state__in=FINAL_DEPLOYMENT_STATES)
-    return list(unfinished.filter(updated_at__lt=cutoff).values_list("pk", flat=True))
 
 
 def draft_problems(*, function: Function) -> list[compilecheck.Problem]:

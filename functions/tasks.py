@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import Task, shared_task
 from django_tenants.utils import schema_context
 
 from dataplane.backends import get_backend
 from dataplane.backends.base import ObjectRef
-from dataplane.retry import TRANSIENT, retrying
-from functions import selectors
+from dataplane.retry import TRANSIENT, backoff_s, retrying
 from functions.models import ConfigMap, Environment, Secret
 from functions.runs import builds as build_runs
 from functions.runs import deployments as deployment_runs
 from tenants.selectors import current_tenant, tenant_queryset
 
 log = logging.getLogger(__name__)
+
+DEPLOY_BACKOFF_MAX_S = 60
 
 
 @shared_task(name="functions.build", acks_late=True, reject_on_worker_lost=True)
@@ -30,7 +30,7 @@ def build_task(schema: str, build_id: int) -> None:
 @shared_task(
     name="functions.deploy",
     bind=True,
-    **retrying(retries=deployment_runs.MAX_ATTEMPTS - 1, backoff_max_s=60, automatic=False),
+    **retrying(retries=deployment_runs.MAX_ATTEMPTS - 1, backoff_max_s=DEPLOY_BACKOFF_MAX_S, automatic=False),
 )
 def deploy_task(self: Task[[str, int], None], schema: str, deployment_id: int) -> None:
     """Run or resume a deployment; it ends live or failed, never waiting forever.
@@ -44,7 +44,11 @@ def deploy_task(self: Task[[str, int], None], schema: str, deployment_id: int) -
             deployment_runs.deployment_run(deployment_id=deployment_id)
         except TRANSIENT as exc:
             if self.request.retries < (self.max_retries or 0):
-                raise self.retry(exc=exc) from exc
+                delay = backoff_s(self.request.retries, maximum=DEPLOY_BACKOFF_MAX_S)
+                deployment_runs.deployment_retry_later(
+                    deployment_id=deployment_id, delay_s=delay, error=str(exc)
+                )
+                raise self.retry(exc=exc, countdown=delay) from exc
             reason = f"the data plane kept failing: {exc}"
             deployment_runs.deployment_fail(deployment_id=deployment_id, reason=reason)
         except Exception as exc:  # a bug: the deployment must still end, and the traceback is logged
@@ -84,12 +88,13 @@ def tenant_object_undeploy_task(schema: str, kind: str, name: str) -> None:
 
 @shared_task(name="functions.resume_stuck_deployments")
 def resume_stuck_deployments() -> int:
-    """Re-queue deployments that have not moved for 2 minutes (a lost task, a killed worker).
-    Each resume counts as an attempt: a deployment resumed too often fails (deployment_run)."""
+    """Beat: re-queue the deployments no worker is running (deployment_runs.deployments_to_resume:
+    a killed worker's within about 20 s, a lost task within 2 minutes). Each resume counts as an
+    attempt: a deployment resumed too often fails (deployment_run)."""
     count = 0
     for schema in tenant_queryset().filter(state="ready").values_list("schema_name", flat=True):
         with schema_context(schema):
-            for deployment_id in selectors.deployments_stuck(older_than=timedelta(minutes=2)):
+            for deployment_id in deployment_runs.deployments_to_resume():
                 deploy_task.delay(schema, deployment_id)
                 count += 1
     return count

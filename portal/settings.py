@@ -229,7 +229,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "functions-resume-stuck-deployments": {
         "task": "functions.resume_stuck_deployments",
-        "schedule": 60.0,
+        "schedule": 15.0,
     },
     "releases-drive-rollouts": {
         "task": "releases.drive",

@@ -12,13 +12,19 @@ from celery import Task, shared_task
 from django.db import DatabaseError
 
 from dataplane.backends.base import BackendError
-from dataplane.retry import TRANSIENT, retrying
+from dataplane.retry import TRANSIENT, backoff_s, retrying
 from tenants import provisioning, selectors
 
 log = logging.getLogger(__name__)
 
+PROVISION_BACKOFF_MAX_S = 60
 
-@shared_task(name="tenants.provision", bind=True, **retrying(retries=5, backoff_max_s=60, automatic=False))
+
+@shared_task(
+    name="tenants.provision",
+    bind=True,
+    **retrying(retries=5, backoff_max_s=PROVISION_BACKOFF_MAX_S, automatic=False),
+)
 def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
     """Provision a tenant. ``acks_late`` is safe: tenant_provision claims the row and
     skips tenants that are no longer provisioning. Transient database errors are retried
@@ -27,7 +33,9 @@ def tenant_provision_task(self: Task[[int], None], tenant_id: int) -> None:
         provisioning.tenant_provision(tenant_id=tenant_id)
     except TRANSIENT as exc:
         if self.request.retries < (self.max_retries or 0):
-            raise self.retry(exc=exc) from exc
+            raise self.retry(
+                exc=exc, countdown=backoff_s(self.request.retries, maximum=PROVISION_BACKOFF_MAX_S)
+            ) from exc
         provisioning.tenant_mark_failed(
             tenant_id=tenant_id, reason=f"The data plane or database kept failing: {exc}"
         )

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -56,7 +56,9 @@ def deployment_name(deployment: Deployment) -> str:
 
 
 @transaction.atomic
-def record_step(deployment: Deployment, state: str, message: str) -> bool:
+def record_step(
+    deployment: Deployment, state: str, message: str, *, retry_at: datetime | None = None
+) -> bool:
     """Move ``deployment`` to ``state`` and note the step, unless it has ended (False: nothing
     written). The row is locked while it is checked and written (an atomic claim), so a
     deployment ends once, whatever workers, retries and resumes reach its end, and never moves
@@ -67,7 +69,7 @@ def record_step(deployment: Deployment, state: str, message: str) -> bool:
         return False
     deployment.steps = row["steps"]  # as stored: another run may have added steps meanwhile
     if state not in FINAL_DEPLOYMENT_STATES:
-        _save_step(deployment, state, message)
+        _save_step(deployment, state, message, retry_at=retry_at)
         return True
     name, before = deployment_name(deployment), {"state": row["state"]}
     with audit.change("deployment.finish", object_type="deployment", object_name=name, before=before) as done:
@@ -76,8 +78,10 @@ def record_step(deployment: Deployment, state: str, message: str) -> bool:
     return True
 
 
-def _save_step(deployment: Deployment, state: str, message: str) -> None:
+def _save_step(deployment: Deployment, state: str, message: str, *, retry_at: datetime | None = None) -> None:
     step = {"state": state, "at": timezone.now().isoformat(), "message": message[:2000]}
+    if retry_at is not None:
+        step["retry_at"] = retry_at.isoformat()
     deployment.state = state
     deployment.steps = [*deployment.steps, step]
     if state in FINAL_DEPLOYMENT_STATES:
@@ -106,9 +110,15 @@ def deployment_run(*, deployment_id: int) -> Deployment | None:
         return _run(deployment_id)
 
 
+def _lock_key(function_id: int) -> str:
+    return f"{connection.schema_name}.deploy.{function_id}"  # type: ignore[attr-defined]
+
+
 @contextmanager
 def _function_lock(function_id: int) -> Iterator[None]:
-    key = f"{connection.schema_name}.deploy.{function_id}"  # type: ignore[attr-defined]
+    """Held for the whole run, on the worker's database session: a killed worker's session
+    ends and lets it go, which is how ``deployments_to_resume`` tells a lost run from a slow one."""
+    key = _lock_key(function_id)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
     try:
@@ -116,6 +126,61 @@ def _function_lock(function_id: int) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def _nobody_runs(function_id: int) -> bool:
+    """True when no worker holds the function's deployment lock (taken and let go at once)."""
+    key = _lock_key(function_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key])
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    return True
+
+
+# A deployment that has not moved for this long is resumed: one a worker had started, once no
+# worker holds its lock and its retry (if one is due) is late; any other after LOST_AFTER (its
+# task may sit in a busy queue, or have been lost with a worker that had only reserved it).
+ABANDONED_AFTER = timedelta(seconds=20)
+LOST_AFTER = timedelta(minutes=2)
+
+
+def deployments_to_resume() -> list[int]:
+    """The unfinished deployments of the current schema that no worker is running and no
+    retry will pick up: lost with a killed worker, or a task that never arrived. Each gets a
+    step saying it is resumed; re-queueing one is safe (deployment_run is idempotent)."""
+    now = timezone.now()
+    quiet = Deployment.objects.exclude(state__in=FINAL_DEPLOYMENT_STATES).filter(
+        updated_at__lt=now - ABANDONED_AFTER
+    )
+    resumed = []
+    for deployment in quiet.order_by("pk"):
+        if _resumable(deployment, now):
+            record_step(deployment, deployment.state, "resumed: no worker was running it")
+            resumed.append(deployment.pk)
+    return resumed
+
+
+def _resumable(deployment: Deployment, now: datetime) -> bool:
+    if deployment.updated_at < now - LOST_AFTER:
+        return True
+    started = deployment.attempts > 0
+    last = deployment.steps[-1] if deployment.steps else {}
+    retry_due = datetime.fromisoformat(last["retry_at"]) if "retry_at" in last else None
+    if not started or (retry_due is not None and retry_due > now - ABANDONED_AFTER):
+        return False
+    return _nobody_runs(deployment.function_id)
+
+
+def deployment_retry_later(*, deployment_id: int, delay_s: float, error: str) -> None:
+    """Note on the deployment that a transient error is retried in ``delay_s`` (the step
+    carries when, so the resume sweep leaves a deployment waiting for its retry alone)."""
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is not None:
+        retry_at = timezone.now() + timedelta(seconds=delay_s)
+        message = f"retrying in {delay_s:.0f} s: {error}"
+        record_step(deployment, deployment.state, message, retry_at=retry_at)
 
 
 def _run(deployment_id: int) -> Deployment | None:

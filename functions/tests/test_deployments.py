@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -74,3 +77,97 @@ def test_stuck_deployments_are_requeued(world, hello, monkeypatch, django_captur
         )
     assert tasks.resume_stuck_deployments() == 1
     assert queued == [(world.acme.schema_name, deployment.pk)]
+
+
+def _deployment_started_and_quiet(function: Any, *, quiet_s: int, **step: Any) -> Deployment:
+    """A deployment a worker started (attempts 1, applying) that has not moved for ``quiet_s``."""
+    deployment = deployments.deployment_create(function=function, cause="test")
+    last = {"state": "applying", "at": timezone.now().isoformat(), "message": "applying", **step}
+    Deployment.objects.filter(pk=deployment.pk).update(
+        state=DeploymentState.APPLYING, attempts=1, steps=[last],
+        updated_at=timezone.now() - timedelta(seconds=quiet_s),
+    )  # fmt: skip
+    return Deployment.objects.get(pk=deployment.pk)
+
+
+@contextmanager
+def _another_session_holds_the_lock(function_id: int) -> Iterator[None]:
+    """A second database session (a worker) holding the function's deployment lock."""
+    from django.db import connection
+
+    key = f"{connection.schema_name}.deploy.{function_id}"  # type: ignore[attr-defined]
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+        yield
+
+
+def test_a_started_deployment_nobody_runs_is_resumed_within_seconds(
+    world, hello, django_capture_on_commit_callbacks
+):
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        fresh = _deployment_started_and_quiet(hello, quiet_s=5)
+        assert deployment_runs.deployments_to_resume() == []  # it moved 5 s ago: let it run
+        Deployment.objects.filter(pk=fresh.pk).update(updated_at=timezone.now() - timedelta(seconds=30))
+        with _another_session_holds_the_lock(hello.pk):
+            assert deployment_runs.deployments_to_resume() == []  # a worker is on it (a long build)
+        assert deployment_runs.deployments_to_resume() == [fresh.pk]  # its worker is gone
+        resumed = Deployment.objects.get(pk=fresh.pk)
+        assert resumed.steps[-1]["message"] == "resumed: no worker was running it"
+        assert resumed.state == DeploymentState.APPLYING
+        assert deployment_runs.deployments_to_resume() == []  # the resume is a move: not twice at once
+
+
+def test_a_deployment_waiting_for_its_retry_is_left_alone_until_the_retry_is_late(
+    world, hello, django_capture_on_commit_callbacks
+):
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        soon = (timezone.now() + timedelta(seconds=40)).isoformat()
+        waiting = _deployment_started_and_quiet(hello, quiet_s=30, retry_at=soon)
+        assert deployment_runs.deployments_to_resume() == []
+        late = (timezone.now() - timedelta(seconds=25)).isoformat()
+        step = {**waiting.steps[-1], "retry_at": late}
+        Deployment.objects.filter(pk=waiting.pk).update(steps=[step])
+        assert deployment_runs.deployments_to_resume() == [waiting.pk]
+
+
+def test_a_queued_deployment_is_resumed_only_after_two_minutes(
+    world, hello, django_capture_on_commit_callbacks
+):
+    """Never started: its task may sit behind others in a busy queue, so only a long silence counts."""
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        queued = deployments.deployment_create(function=hello, cause="test")
+        Deployment.objects.filter(pk=queued.pk).update(updated_at=timezone.now() - timedelta(seconds=60))
+        assert deployment_runs.deployments_to_resume() == []
+        Deployment.objects.filter(pk=queued.pk).update(updated_at=timezone.now() - timedelta(minutes=3))
+        assert deployment_runs.deployments_to_resume() == [queued.pk]
+
+
+def test_a_transient_error_is_retried_with_growing_delays_each_noted_on_the_deployment(
+    world, hello, monkeypatch, django_capture_on_commit_callbacks
+):
+    from dataplane.backends.base import TransientError
+    from functions import tasks
+
+    def unreachable(*, deployment_id: int) -> None:
+        raise TransientError("the data plane is unreachable")
+
+    countdowns: list[float] = []
+    retry = tasks.deploy_task.retry
+
+    def noted_retry(**options: Any) -> Any:
+        countdowns.append(options["countdown"])
+        return retry(**options)
+
+    monkeypatch.setattr(deployment_runs, "deployment_run", unreachable)
+    monkeypatch.setattr(tasks.deploy_task, "retry", noted_retry)
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        deployment = deployments.deployment_create(function=hello, cause="test")
+    tasks.deploy_task.apply(args=(world.acme.schema_name, deployment.pk))
+    with schema_context(world.acme.schema_name):
+        ended = Deployment.objects.get(pk=deployment.pk)
+    assert ended.state == DeploymentState.FAILED
+    assert ended.reason == "the data plane kept failing: the data plane is unreachable"
+    noted = [step for step in ended.steps if step["message"].startswith("retrying in ")]
+    assert len(noted) == len(countdowns) == deployment_runs.MAX_ATTEMPTS - 1
+    assert all("retry_at" in step for step in noted)
+    assert all(0 <= c <= min(60, 2 ** (n + 1)) for n, c in enumerate(countdowns)), countdowns

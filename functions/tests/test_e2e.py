@@ -118,6 +118,45 @@ def test_a_deployment_left_by_a_killed_worker_completes(world, api, stack):
     assert httpx.get(f"{stack.router}/acme/orphan", timeout=30).text == "recovered"
 
 
+def test_a_deployment_whose_worker_is_killed_mid_run_is_resumed_in_seconds(
+    world, api, stack, celery_worker_process
+):
+    """SIGKILL while the deployment loads slow code: the worker's database session ends and lets
+    the function's lock go, so the sweep resumes it after 20 quiet seconds, not 2 minutes."""
+    from django_tenants.utils import schema_context
+
+    from functions.models import Deployment
+    from functions.tasks import resume_stuck_deployments
+
+    alice = api(world.alice)
+    slow = "import time\ntime.sleep(8)\n\ndef main():\n    return 'slow start'\n"
+    _create(alice, "slowstart", {"main.py": slow}, "/slowstart")
+    response = alice.post("/t/acme/api/v1/functions/slowstart/deployments/")
+    assert response.status_code == 202, response.content
+    url = f"/t/acme/api/v1/functions/slowstart/deployments/{response.json()['id']}/"
+    seen: list[str] = []
+
+    def waiting() -> bool:
+        seen.append(alice.get(url).json()["state"])
+        return seen[-1] == "waiting"
+
+    try:
+        wait_until(waiting, timeout=120, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"never seen waiting: {seen[-20:]}") from None
+    celery_worker_process.kill()
+    celery_worker_process.start()
+    with schema_context(world.acme.schema_name):
+        killed = Deployment.objects.get(pk=response.json()["id"])
+        assert killed.state == "waiting", killed.steps
+    resumed = wait_until(resume_stuck_deployments, timeout=60, interval=2, message="not resumed within 60 s")
+    assert resumed >= 1
+    body = wait_until(lambda: (b := alice.get(url).json())["state"] in ("live", "failed") and b, timeout=90)
+    assert body["state"] == "live", body
+    assert "resumed: no worker was running it" in [s["message"] for s in body["steps"]]
+    assert httpx.get(f"{stack.router}/acme/slowstart", timeout=30).text == "slow start"
+
+
 def test_suspending_a_tenant_stops_its_calls_and_resuming_restores_them(world, api, stack):
     alice, admin = api(world.alice), api(world.admin)
     _create(alice, "hello", {"main.py": "def main():\n    return 'up'\n"}, "/hello")

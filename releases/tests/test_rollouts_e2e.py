@@ -120,11 +120,18 @@ def start(client: Any, rel: Release, **options: Any) -> dict[str, Any]:
 
 
 def finished(client: Any, rel: Release, rollout: dict[str, Any], timeout: float = 150) -> dict[str, Any]:
-    def over() -> dict[str, Any] | None:
-        body = client.get(f"{rel.rollouts()}{rollout['id']}/").json()
-        return body if body["state"] not in ("running", "paused") else None
+    last: dict[str, Any] = {}
 
-    return dict(wait_until(over, timeout=timeout, interval=0.5, message="the rollout never finished"))
+    def over() -> dict[str, Any] | None:
+        last.update(client.get(f"{rel.rollouts()}{rollout['id']}/").json())
+        return last if last["state"] not in ("running", "paused") else None
+
+    try:
+        return dict(wait_until(over, timeout=timeout, interval=0.5))
+    except AssertionError:
+        steps = [(d["id"], d["state"], d["cause"], [s["message"] for s in d["steps"]])
+                 for d in client.get(f"{rel.api}/deployments/?limit=10").json()["results"]]  # fmt: skip
+        raise AssertionError(f"the rollout never finished: {last}; deployments: {steps}") from None
 
 
 def applied(client: Any, rel: Release, rollout: dict[str, Any]) -> None:

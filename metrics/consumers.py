@@ -5,7 +5,8 @@ Client messages (JSON):
   "range": "1h"}``, optionally with ``"by": "version"`` or ``"alias"`` (frames then carry a
   ``breakdown`` point per version or alias)
 - ``{"type": "subscribe", "id": "b", "stream": "logs", "function": "hello", "version": "v2",
-  "log_stream": "stderr"}`` (every filter optional: the whole tenant by default)
+  "log_stream": "stderr", "request": "3f2a9c"}`` (every filter optional: the whole tenant by
+  default; ``request`` keeps the requests whose id starts with it)
 - ``{"type": "unsubscribe", "key": "..."}``, ``{"type": "ping"}``
 
 Server frames: ``subscribed`` (with the ``key`` later frames carry), ``metrics``, ``logs``,
@@ -35,7 +36,7 @@ from core.notifier import tenant_events_group
 from functions.models import Function
 from metrics.hub import LogFilter, MetricsTopic
 from metrics.live import hub
-from metrics.logs import STREAMS, filter_errors, fission_name
+from metrics.logs import REQUEST_ID_MAX, STREAMS, filter_errors, fission_name
 from metrics.selectors import SERIES_BREAKDOWNS, AliasRoutes, Breakdown, TimeRange, alias_routes
 from tenants.consumers import CLOSE_NOT_FOUND, TenantSocket
 
@@ -55,11 +56,14 @@ class SubscribeSerializer(serializers.Serializer[dict[str, Any]]):
     range = serializers.ChoiceField(choices=[r.value for r in TimeRange], default=TimeRange.H1.value)
     version = serializers.RegexField(VERSION_RE, required=False)
     log_stream = serializers.ChoiceField(choices=STREAMS, required=False)
+    request = serializers.CharField(max_length=REQUEST_ID_MAX, required=False)
     by = serializers.ChoiceField(choices=[b.value for b in SERIES_BREAKDOWNS], required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["stream"] == "metrics" and not attrs.get("function"):
             raise serializers.ValidationError({"function": ["A metrics subscription names a function."]})
+        if attrs["stream"] == "metrics" and attrs.get("request"):
+            raise serializers.ValidationError({"request": ["Only logs are kept by request."]})
         if attrs["stream"] != "metrics" and attrs.get("by"):
             raise serializers.ValidationError({"by": ["Only metrics break down by version or alias."]})
         slowest = TimeRange(attrs["range"]).min_live_interval_s
@@ -184,7 +188,7 @@ class LiveConsumer(TenantSocket):
                                 data.get("by", ""), data.get("routes", ()))  # fmt: skip
         version = data.get("version")
         fission = fission_name(function, version) if function and version else None
-        return LogFilter(schema, namespace, function, fission, data.get("log_stream"))
+        return LogFilter(schema, namespace, function, fission, data.get("log_stream"), data.get("request"))
 
     def _namespace(self) -> str:
         assert self.tenant is not None

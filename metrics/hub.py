@@ -93,14 +93,19 @@ class LogFilter:
     function: str | None = None
     fission_name: str | None = None
     stream: str | None = None
+    request_prefix: str | None = None  # the requests whose id starts with it
 
     @property
     def key(self) -> str:
+        """``logs:<function>:<version>:<stream>`` (``*`` for any), then ``:request=<prefix>`` when
+        one is given: last, since a request id may hold any character the others cannot."""
         parts = (self.function, self.fission_name, self.stream)
-        return "logs:" + ":".join(part or "*" for part in parts)
+        key = "logs:" + ":".join(part or "*" for part in parts)
+        return key + f":request={self.request_prefix}" if self.request_prefix else key
 
     def matches(self, record: LogRecord) -> bool:
-        query = LogQuery(function=self.function, fission_name=self.fission_name, stream=self.stream)
+        query = LogQuery(function=self.function, fission_name=self.fission_name, stream=self.stream,
+                         request_prefix=self.request_prefix)  # fmt: skip
         return query.matches(record)
 
 

@@ -1,4 +1,6 @@
-"""Log search in the current tenant's namespace, through the data plane's backend.
+"""Log search in the current tenant's namespace, through the data plane's backend: pages of
+records for the API (``log_search``), and the same lines grouped by request for the logs page
+(``log_groups``: each request's lines in the order written, so a traceback reads top to bottom).
 
 The namespace comes from the tenant whose schema the connection is in, never from the request, so
 a search cannot reach another tenant's records.
@@ -6,14 +8,21 @@ a search cannot reach another tenant's records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import DomainError, ValidationFailed
 from dataplane import manifests
 from dataplane.backends import get_backend
-from dataplane.backends.base import BackendError, InvalidCursor, LogQuery, LogRecord, portal_function_of
+from dataplane.backends.base import (
+    BackendError,
+    InvalidCursor,
+    LogPage,
+    LogQuery,
+    LogRecord,
+    portal_function_of,
+)
 from functions.models import Function
 from tenants.selectors import current_tenant
 
@@ -47,6 +56,7 @@ def log_record_json(record: LogRecord) -> dict[str, Any]:
 
 
 STREAMS = ("stdout", "stderr")
+REQUEST_ID_MAX = 128  # the longest request id the runtime takes from a caller (runtime/http.py)
 # No log record is older: the stores bound a search by epoch milliseconds (Redis stream ids).
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -81,6 +91,39 @@ def fission_name(function: str, version: str) -> str:
         raise ValidationFailed("No function has that version.", detail={"version": [str(exc)]}) from None
 
 
+def log_query(
+    *,
+    function: str | None = None,
+    version: str | None = None,
+    request_id: str | None = None,
+    request_prefix: str | None = None,
+    stream: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> LogQuery:
+    """The backend's query for these filters. ValidationFailed for a version no function can have.
+
+    Nothing from before the tenant existed is searched: a namespace (a slug) may have been used
+    by a deleted tenant. Likewise a function's records are those of its own lifetime: one created
+    under a deleted function's name starts empty (``_born``)."""
+    born = _born(current_tenant().created_at.timestamp(), function)
+    return LogQuery(
+        function=function,
+        fission_name=fission_name(function, version) if function and version else None,
+        request_id=request_id,
+        request_prefix=request_prefix,
+        stream=stream,
+        since=max(since.timestamp(), born) if since else born,
+        until=until.timestamp() if until else None,
+        text=q,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
 def log_search(
     *,
     function: str | None = None,
@@ -94,32 +137,109 @@ def log_search(
     cursor: str | None = None,
 ) -> LogResults:
     """One page of the tenant's log records, newest first. ValidationFailed for a cursor this
-    API did not give; LogsUnavailable (503) when the log store cannot be read.
+    API did not give; LogsUnavailable (503) when the log store cannot be read."""
+    query = log_query(function=function, version=version, request_id=request_id, stream=stream,
+                      since=since, until=until, q=q, limit=limit, cursor=cursor)  # fmt: skip
+    page = _search(query)
+    return LogResults([log_record_json(r) for r in page.records], page.cursor)
 
-    Nothing from before the tenant existed is searched: a namespace (a slug) may have been used
-    by a deleted tenant. Likewise a function's records are those of its own lifetime: one created
-    under a deleted function's name starts empty (``_born``)."""
-    tenant = current_tenant()
-    born = _born(tenant.created_at.timestamp(), function)
-    query = LogQuery(
-        function=function,
-        fission_name=fission_name(function, version) if function and version else None,
-        request_id=request_id,
-        stream=stream,
-        since=max(since.timestamp(), born) if since else born,
-        until=until.timestamp() if until else None,
-        text=q,
-        limit=limit,
-        cursor=cursor,
-    )
-    namespace = tenant.namespace
+
+def _search(query: LogQuery) -> LogPage:
+    """The current tenant's namespace only: it comes from the connection's schema, never from
+    the request."""
     try:
-        page = get_backend().search_logs(namespace, query)
+        return get_backend().search_logs(current_tenant().namespace, query)
     except InvalidCursor as exc:
         raise ValidationFailed("The cursor is invalid.", detail={"cursor": [exc.message]}) from None
     except BackendError as exc:  # transient, or the portal may not read pod logs (an operator's fix)
         raise LogsUnavailable(f"Logs are unavailable: {exc.message}") from None
-    return LogResults([log_record_json(r) for r in page.records], page.cursor)
+
+
+# -- lines grouped by request, as a person reads them ------------------------------------------
+
+# How far before a page's oldest line the rest of its requests is looked for (a request's lines
+# are written while it runs), and how many older lines are read for that at most.
+REQUEST_SPAN_S = 300.0
+REST_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class LogGroup:
+    """One request's lines of one function, in the order they were written (a traceback reads
+    top to bottom). Lines written outside any request (``request_id`` "": a worker's raw
+    output, the runtime's own notes) group while they follow one another in one function."""
+
+    request_id: str
+    function: str
+    version: str
+    lines: list[dict[str, Any]]
+
+    @property
+    def started(self) -> float:
+        return float(self.lines[0]["time"])
+
+
+@dataclass(frozen=True)
+class LogGroups:
+    groups: list[LogGroup]
+    cursor: str | None
+
+
+def log_groups(query: LogQuery) -> LogGroups:
+    """One page of ``query``'s lines grouped by request, the newest request first; the cursor
+    continues with older lines. A request cut by the page's end is completed from the older
+    lines (``_rest_of_requests``), so its first lines are not left for the next page alone.
+    ValidationFailed for a bad cursor; LogsUnavailable when the log store cannot be read."""
+    page = _search(query)
+    records = page.records + _rest_of_requests(query, page)
+    return LogGroups(group_by_request([log_record_json(r) for r in records]), page.cursor)
+
+
+def _rest_of_requests(query: LogQuery, page: LogPage) -> list[LogRecord]:
+    """The older lines (beyond the page, within REQUEST_SPAN_S of its oldest) of the requests
+    on the page; none when there is nothing older or the store fails now (the page still shows)."""
+    requests = {r.request_id for r in page.records if r.request_id}
+    if page.cursor is None or not requests:
+        return []
+    since = page.records[-1].time - REQUEST_SPAN_S
+    rest = replace(query, since=max(since, query.since or 0.0), cursor=page.cursor, limit=REST_LIMIT)
+    try:
+        older = get_backend().search_logs(current_tenant().namespace, rest).records
+    except BackendError:
+        return []
+    return [r for r in older if r.request_id in requests]
+
+
+def group_by_request(records: list[dict[str, Any]]) -> list[LogGroup]:
+    """``records`` newest first (as a search gives them) in groups, the group whose latest
+    line is newest first; inside a group, oldest line first (by time, then as stored)."""
+    keys: list[tuple[str, ...]] = []
+    members: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for record in records:
+        key = _group_key(record, keys[-1] if keys else None)
+        if key not in members:
+            keys.append(key)
+            members[key] = []
+        members[key].append(record)
+    return [_group(members[key]) for key in keys]
+
+
+def _group_key(record: dict[str, Any], previous: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A request's key is its id and function; a line outside requests joins the run before it
+    when that is one of the same function, else starts a run of its own."""
+    where = (record["function"], record["version"])
+    if record["request_id"]:
+        return ("request", record["request_id"], *where)
+    if previous is not None and previous[0] == "outside" and previous[1:3] == where:
+        return previous
+    return ("outside", *where, record["id"])
+
+
+def _group(newest_first: list[dict[str, Any]]) -> LogGroup:
+    as_stored = newest_first[::-1]
+    lines = sorted(as_stored, key=lambda r: r["time"])  # stable: a tie keeps the stored order
+    first = lines[0]
+    return LogGroup(first["request_id"], first["function"], first["version"], lines)
 
 
 def _born(tenant_born: float, function: str | None) -> float:

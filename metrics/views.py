@@ -6,11 +6,13 @@ unavailable, and the rest of the page works.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
 from core.errors import DomainError
 from core.names import NAME_RE, VERSION_RE
@@ -77,46 +79,114 @@ def top_functions(request: HttpRequest) -> HttpResponse:
     return render(request, "metrics/_top.html", context)
 
 
+# The quick ranges of the logs page: a "since" that far before now (and no "until").
+QUICK_RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+_MOMENT_HELP = "a date and time, e.g. 2026-12-01T10:00 (UTC), or with its offset: 2026-12-01T10:00+02:00"
+
+
+class MomentField(forms.DateTimeField):
+    """A "since" or "until": the page's picker sends ISO 8601 in UTC (static/src/logs.js turns
+    the browser's local time into it); a value without an offset is UTC. A moment that has no
+    UTC date (year 9999 behind UTC) is refused like any other bad value."""
+
+    def __init__(self, label: str) -> None:
+        invalid = f"{label} must be {_MOMENT_HELP}."
+        super().__init__(required=False, label=label, error_messages={"invalid": invalid})
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        try:
+            return moment.astimezone(UTC) if moment is not None else None
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
 class LogFilterForm(forms.Form):
     function = forms.RegexField(NAME_RE, required=False)
     version = forms.RegexField(VERSION_RE, required=False,
                                help_text="v3 or draft (with a function)")  # fmt: skip
-    request_id = forms.CharField(max_length=128, required=False, label="Request id")
+    request = forms.CharField(max_length=logs.REQUEST_ID_MAX, required=False, label="Request id",
+                              help_text="the whole id, or its first characters")  # fmt: skip
     stream = forms.ChoiceField(
         choices=[("", "any"), *((name, name) for name in logs.STREAMS)], required=False
     )
     q = forms.CharField(max_length=200, required=False, label="Text")
-    since = forms.DateTimeField(required=False, help_text="e.g. 2026-12-01 10:00 (UTC)")
-    until = forms.DateTimeField(required=False)
+    since = MomentField("Since")
+    until = MomentField("Until")
+    last = forms.ChoiceField(choices=[(k, k) for k in QUICK_RANGES], required=False)
     cursor = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("last"):  # a quick range: from that long ago until now
+            data["since"], data["until"] = timezone.now() - QUICK_RANGES[data["last"]], None
         errors = logs.filter_errors(**{k: data.get(k) for k in ("function", "version", "since", "until")})
         for field, messages in errors.items():
             self.add_error(field, messages)
         return data
 
 
+def _log_params(request: HttpRequest) -> QueryDict | None:
+    """The query string as the form reads it. ``request_id`` is the older name of ``request``:
+    links such as the dead letters' (templates/functions/detail.html) still use it."""
+    if not request.GET:
+        return None
+    params = request.GET.copy()
+    older = request.GET.get("request_id", "")
+    if older and not params.get("request"):
+        params["request"] = str(older)
+    return params
+
+
+def _query_args(data: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as ``logs.log_query``'s arguments (a request id typed is a prefix)."""
+    given = {k: v for k, v in data.items() if v not in (None, "") and k != "last"}
+    if "request" in given:
+        given["request_prefix"] = given.pop("request")
+    return given
+
+
 @tenant_page()
 def log_list(request: HttpRequest) -> HttpResponse:
-    form = LogFilterForm(request.GET or None)
+    """The tenant's log lines grouped by request (metrics/logs.py: ``log_groups``), with the
+    live tail of the same filters."""
+    form = LogFilterForm(_log_params(request))
     context: dict[str, Any] = {
         "form": form, "functions": Function.objects.values_list("name", flat=True), "results": None,
+        "quick_ranges": list(QUICK_RANGES),
     }  # fmt: skip
     if form.is_bound and not form.is_valid():
+        context["moments"] = _moments(form)
         return render(request, "metrics/logs.html", context, status=400)
-    filters = {k: v for k, v in (form.cleaned_data if form.is_bound else {}).items() if v not in (None, "")}
+    data = form.cleaned_data if form.is_bound else {}
     try:
-        context["results"] = logs.log_search(limit=100, **filters)
+        context["results"] = logs.log_groups(logs.log_query(limit=100, **_query_args(data)))
     except DomainError as exc:  # the log store is away (503), or a cursor we never gave (400)
         context["unavailable"] = exc.message
     if context["results"] is not None and context["results"].cursor:
         params = request.GET.copy()
         params["cursor"] = context["results"].cursor
         context["next_query"] = params.urlencode()
-    context["live"] = {k: filters.get(k, "") for k in ("function", "version", "stream")}
+    context["live"] = {k: data.get(k) or "" for k in ("function", "version", "stream", "request")}
+    context["moments"] = _moments(form)
+    context["last"] = data.get("last") or ""
     return render(request, "metrics/logs.html", context)
+
+
+def _moments(form: LogFilterForm) -> list[dict[str, Any]]:
+    """The "since" and "until" pickers: the value in UTC (what the picker shows without a
+    script: the form reads a value without an offset as UTC), and their errors."""
+    data = getattr(form, "cleaned_data", {})
+    moments: list[dict[str, Any]] = []
+    for name in ("since", "until"):
+        moment = data.get(name) if name not in form.errors else None  # MomentField: in UTC
+        utc = moment.replace(microsecond=0) if moment else None  # a picker shows seconds
+        moments.append({
+            "name": name, "label": form.fields[name].label, "errors": form.errors.get(name, []),
+            "value": utc.strftime("%Y-%m-%dT%H:%M:%S") if utc else "",
+            "utc": utc.isoformat().replace("+00:00", "Z") if utc else "",
+        })  # fmt: skip
+    return moments
 
 
 @tenant_page()

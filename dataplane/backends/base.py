@@ -161,8 +161,10 @@ class LogRecord:
 @dataclass(frozen=True)
 class LogQuery:
     """What a log search selects; every field narrows it. ``function`` is a portal function,
-    ``fission_name`` one of its versions or its draft; ``text`` a case-insensitive substring;
-    ``cursor`` comes from the previous page and continues with older records."""
+    ``fission_name`` one of its versions or its draft; ``request_id`` one request exactly,
+    ``request_prefix`` the requests whose id starts with it (what a person types: the first
+    characters they see); ``text`` a case-insensitive substring; ``cursor`` comes from the
+    previous page and continues with older records."""
 
     function: str | None = None
     fission_name: str | None = None
@@ -173,12 +175,14 @@ class LogQuery:
     text: str | None = None
     limit: int = 100
     cursor: str | None = None
+    request_prefix: str | None = None
 
     def matches(self, record: LogRecord) -> bool:
         return (
             (self.function is None or portal_function_of(record.function) == self.function)
             and (self.fission_name is None or record.function == self.fission_name)
             and (not self.request_id or record.request_id == self.request_id)
+            and (not self.request_prefix or record.request_id.startswith(self.request_prefix))
             and (not self.stream or record.stream == self.stream)
             and (self.since is None or record.time >= self.since)
             and (self.until is None or record.time < self.until)

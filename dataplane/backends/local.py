@@ -31,6 +31,7 @@ from dataplane.backends.base import (
     PermanentError,
     TransientError,
 )
+from dataplane.backends.pool import shared_client
 from dataplane.backends.router import invoke_router
 from dataplane.namespaces import TenantQuota
 
@@ -78,7 +79,7 @@ class LocalBackend:
         headers = {**(headers or {}), "Authorization": f"Bearer {self.token}"}
         kwargs.setdefault("timeout", 60)
         try:
-            response = httpx.request(method, url, headers=headers, **kwargs)
+            response = shared_client().request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise TransientError(f"the runtime is unreachable: {exc}") from None
         if (

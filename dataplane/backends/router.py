@@ -7,6 +7,7 @@ import time
 import httpx
 
 from dataplane.backends.base import InvokeResult, TransientError
+from dataplane.backends.pool import shared_client
 
 
 def invoke_router(
@@ -15,7 +16,7 @@ def invoke_router(
     """Send one request to ``router_url + path`` like real traffic, timing the whole round trip."""
     started = time.perf_counter()
     try:
-        response = httpx.request(
+        response = shared_client().request(
             method, router_url.rstrip("/") + path, headers=headers, content=body, timeout=timeout_s
         )
     except httpx.TimeoutException:

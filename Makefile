@@ -98,6 +98,7 @@ bench: setup sandbox wrk prometheus
 	$(PY) bench/runtime.py
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/events.py
+	$(PY) bench/pages.py
 
 reset:
 	@echo "Deleting .data/ (database, Redis, secret key, admin password)."

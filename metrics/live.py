@@ -16,11 +16,12 @@ from dataplane.backends import get_backend
 from dataplane.backends.base import LogRecord
 from metrics.hub import Hub, MetricsTopic
 from metrics.queries import Scope
-from metrics.selectors import Breakdown, TimeRange, breakdown_point, lifetime_window, totals
+from metrics.selectors import Breakdown, TimeRange, breakdown_point, lifetime_window, totals, version_rows
 
 
 def poll(topic: MetricsTopic) -> dict[str, Any]:
-    """The function's totals over the topic's range, and the latest chart point: the counts and
+    """The function's totals and its calls and errors per version (``versions``, the page's
+    table) over the topic's range, and the latest chart point: the counts and
     percentiles of the last chart step, so a chart of that range can append it as it is. A topic
     ``by`` version or alias also carries ``breakdown``: that point per line (key -> calls,
     errors, error_rate, p95), as ``selectors.function_series_breakdown`` draws them.
@@ -32,11 +33,16 @@ def poll(topic: MetricsTopic) -> dict[str, Any]:
     at = time.time()
     step_window = lifetime_window(time_range.step_s, at, topic.born)
     point = totals(scope, step_window, at)
+    range_window = lifetime_window(time_range.seconds, at, topic.born)
     body: dict[str, Any] = {
         "function": topic.function,
         "range": time_range.value,
         "step_s": time_range.step_s,
-        "totals": totals(scope, lifetime_window(time_range.seconds, at, topic.born), at).as_dict(),
+        "totals": totals(scope, range_window, at).as_dict(),
+        "versions": [
+            {"key": row.key, "calls": row.calls, "errors": row.errors}
+            for row in version_rows(scope, range_window, at)
+        ],
         "point": {
             "t": at,
             "calls": point.calls,

@@ -295,10 +295,17 @@ def _events(scope: Scope, window_s: int, at: float) -> list[EventRow]:
     return sorted((row for row in rows if row.count), key=lambda r: (r.kind, r.trigger, r.outcome))
 
 
+def version_rows(scope: Scope, window_s: int, at: float) -> list[Row]:
+    """Calls and errors per version (and the draft) over the window, most called first: the
+    metrics page's "By version" table, and its live updates (metrics/live.py). No database."""
+    grouped = _grouped(scope, window_s, at, GroupBy.FUNCTION)
+    rows = [Row(_version_key(name), *counts) for name, counts in grouped.items()]
+    return sorted(rows, key=lambda r: (-r.calls, r.key))
+
+
 def _breakdown(function: Function, scope: Scope, window_s: int, at: float, by: Breakdown) -> list[Row]:
     if by is Breakdown.VERSION:
-        grouped = _grouped(scope, window_s, at, GroupBy.FUNCTION)
-        rows = [Row(_version_key(name), *counts) for name, counts in grouped.items()]
+        return version_rows(scope, window_s, at)
     else:
         by_path = {_strip_route(k): v for k, v in _grouped(scope, window_s, at, GroupBy.PATH).items()}
         if by is Breakdown.PATH:

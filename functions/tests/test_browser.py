@@ -116,7 +116,7 @@ def editor_text(page: Page) -> str:
 
 
 def test_create_edit_deploy_and_call_a_function(
-    page: Page, live_server_url: str, world: Any, celery_worker_process: Any, runtime_session: Any
+    page: Page, live_server_url: str, world: Any, celery_worker_process: Any, runtime_session: Any, api: Any
 ) -> None:
     slow_password(world.bob, PASSWORD)
     login(page, live_server_url, world.bob)
@@ -175,6 +175,8 @@ def test_create_edit_deploy_and_call_a_function(
     steps = page.locator("[data-feed] li[data-kind='deployment.step']")
     expect(steps.first).to_contain_text(f"deployment {deployment.pk}: live")
     expect(steps.filter(has_text=f"deployment {deployment.pk}: applying")).to_have_count(1)
+    # the table's Steps column says what the feed says, without a reload
+    expect(page.locator(f"[data-deployment-steps='{deployment.pk}']")).to_contain_text("→ live")
     assert still_same_document(page)
     with schema_context(world.acme.schema_name):
         deployment.refresh_from_db()
@@ -190,6 +192,15 @@ def test_create_edit_deploy_and_call_a_function(
     # and the route itself, through the runtime's router
     response = httpx.get(runtime_session.router + "/acme/greet?name=curl", timeout=30)
     assert (response.status_code, response.text) == (200, "Hello, curl!")
+
+    # a deployment queued elsewhere (the API) joins the table by itself, and goes live there
+    queued = api(world.bob).post("/t/acme/api/v1/functions/greet/deployments/")
+    assert queued.status_code == 202, queued.content
+    other = queued.json()["id"]
+    expect(page.locator(f"[data-deployment-state='{other}']")).to_have_text("live", timeout=WORKER)
+    expect(page.locator(f"[data-deployment-steps='{other}']")).to_contain_text("→ live")
+    expect(page.locator("[data-deployments] tr").first).to_contain_text(str(other))
+    assert still_same_document(page)
 
 
 def test_a_time_trigger_and_an_asynchronous_call_from_the_page(

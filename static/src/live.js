@@ -15,6 +15,52 @@ const describe = {
   "rollout.changed": (d) => `rollout ${d.rollout} (${d.alias}) step ${d.step}, ${d.weight}%: ${d.decision.action} — ${d.decision.message}`,
 };
 
+function cell(text) {
+  return Object.assign(document.createElement("td"), { textContent: text });
+}
+
+// A deployments table row as templates/functions/detail.html renders it, for a deployment the
+// page has not seen yet (queued after it loaded).
+function deploymentRow(data) {
+  const row = document.createElement("tr");
+  const state = Object.assign(document.createElement("span"), { className: `badge state-${data.state}` });
+  state.dataset.deploymentState = data.deployment;
+  const steps = document.createElement("small");
+  steps.dataset.deploymentSteps = data.deployment;
+  const stateCell = document.createElement("td");
+  stateCell.append(state);
+  const stepsCell = document.createElement("td");
+  stepsCell.append(steps);
+  const cause = data.state === "queued" ? data.message.replace(/^queued: /, "") : "";
+  const when = new Date(data.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  row.append(cell(String(data.deployment)), stateCell, cell(cause), stepsCell, cell(when));
+  return row;
+}
+
+// Every place the page shows a deployment: its state badge and its steps (with the reason once
+// it failed), so the table says what the live feed says without a reload.
+function showDeploymentStep(data) {
+  const table = document.querySelector("[data-deployments]");
+  if (table && !document.querySelector(`[data-deployment-state="${data.deployment}"]`)) {
+    table.querySelector("[data-no-deployments]")?.remove();
+    table.prepend(deploymentRow(data));
+  }
+  document.querySelectorAll(`[data-deployment-state="${data.deployment}"]`).forEach((node) => {
+    node.textContent = data.state;
+    node.className = `badge state-${data.state}`;
+  });
+  document.querySelectorAll(`[data-deployment-steps="${data.deployment}"]`).forEach((node) => {
+    const shown = node.dataset.shown ? node.dataset.shown.split(" ") : node.textContent.split(" → ").map((s) => s.trim()).filter(Boolean);
+    if (shown[shown.length - 1] !== data.state) shown.push(data.state);
+    node.dataset.shown = shown.join(" ");
+    node.textContent = shown.join(" → ");
+    if (data.state === "failed") {
+      const reason = Object.assign(document.createElement("small"), { className: "state-failed", textContent: data.message });
+      node.after(document.createElement("br"), reason);
+    }
+  });
+}
+
 function render(element, event) {
   if (event.kind === "pong") return;
   if (event.kind === "tenant.state") {
@@ -23,12 +69,7 @@ function render(element, event) {
       node.className = `badge state-${event.data.state}`;
     });
   }
-  if (event.kind === "deployment.step") {
-    document.querySelectorAll(`[data-deployment-state="${event.data.deployment}"]`).forEach((node) => {
-      node.textContent = event.data.state;
-      node.className = `badge state-${event.data.state}`;
-    });
-  }
+  if (event.kind === "deployment.step") showDeploymentStep(event.data);
   if (event.kind === "replay.changed") {
     document.body.dispatchEvent(new CustomEvent("replay-changed", { detail: event.data }));
   }

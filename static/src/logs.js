@@ -2,7 +2,6 @@
 // the order they were written (a traceback reads top to bottom), stderr marked, times and the
 // date-time pickers in the browser's time zone, and the live tail, where each line pushed over
 // the websocket joins its request's group.
-import styles from "./logs.css" with { type: "text" };
 import { liveSocket } from "./socket.js";
 
 const MAX_GROUPS = 200;
@@ -175,16 +174,7 @@ function addRecord(bodies, record) {
   insertLine(row.querySelector("ol.log-lines"), lineItem(record), record.time);
 }
 
-function adoptStyles() {
-  if (document.head.querySelector("style[data-logs-css]")) return;
-  const style = document.createElement("style");
-  style.dataset.logsCss = "";
-  style.textContent = styles;
-  document.head.appendChild(style);
-}
-
 export function mountLogTail(section) {
-  adoptStyles();
   localizeTimes(document);
   const form = document.querySelector("form[data-log-filters]");
   if (form) mountFilters(form);

@@ -6,10 +6,12 @@ import uPlot from "uplot";
 import { liveSocket } from "./socket.js";
 
 const CHARTS = {
-  traffic: { series: ["calls", "errors"], colors: ["#1f6feb", "#cf222e"] },
-  latency: { series: ["p50", "p95", "p99"], colors: ["#1a7f37", "#9a6700", "#cf222e"] },
-  cold_starts: { series: ["cold_starts"], colors: ["#8250df"] },
+  traffic: { series: ["calls", "errors"], colors: ["#1f6feb", "#cf222e"], unit: "calls" },
+  latency: { series: ["p50", "p95", "p99"], colors: ["#1a7f37", "#9a6700", "#cf222e"], unit: "ms" },
+  cold_starts: { series: ["cold_starts"], colors: ["#8250df"], unit: "cold starts" },
 };
+// The unit each per-line chart's values are in (its tooltip says it).
+const LINE_UNITS = { calls: "calls", error_rate: "%", p95: "ms" };
 // The per-version or per-alias charts: what a line's point carries, and how it is shown.
 const LINE_CHARTS = {
   calls: (value) => value,
@@ -19,12 +21,88 @@ const LINE_CHARTS = {
 const PALETTE = ["#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a3069", "#57606a"];
 const WINDOW_SECONDS = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
 
-function draw(node, spec, data) {
+// A moment as the tooltip and legend show it: to the second (steps are as short as 1 s), with
+// the date when the range spans days.
+function moment(seconds, withDate) {
+  if (seconds === null || seconds === undefined) return "–";
+  const at = new Date(seconds * 1000);
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return withDate ? `${at.toLocaleDateString()} ${time}` : time;
+}
+
+function shown(value, unit) {
+  if (value === null || value === undefined) return "no calls";
+  const rounded = Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 1);
+  return unit === "%" ? `${rounded} %` : `${rounded} ${unit}`;
+}
+
+// Points only where a value stands alone between gaps: a line needs two neighbours, so such a
+// value would otherwise not be drawn at all; everywhere else the line is enough, and a step
+// without calls stays a gap (no dot, no line).
+function isolated(u, seriesIndex) {
+  const values = u.data[seriesIndex];
+  const alone = [];
+  for (let i = 0; i < values.length; i++) {
+    const before = i === 0 ? null : values[i - 1];
+    const after = i === values.length - 1 ? null : values[i + 1];
+    if (values[i] !== null && values[i] !== undefined && before == null && after == null) alone.push(i);
+  }
+  return alone;
+}
+
+// A box beside the cursor: the step's time to the second and every line's exact value.
+function tooltipPlugin(unit, withDate) {
+  let box;
+  return {
+    hooks: {
+      init: (u) => {
+        box = document.createElement("div");
+        box.className = "chart-tooltip";
+        box.setAttribute("role", "tooltip");
+        box.hidden = true;
+        u.over.appendChild(box);
+        u.over.addEventListener("mouseleave", () => {
+          box.hidden = true;
+        });
+      },
+      setCursor: (u) => {
+        const { idx, left, top } = u.cursor;
+        if (idx === null || idx === undefined || left < 0) {
+          box.hidden = true;
+          return;
+        }
+        const rows = [moment(u.data[0][idx], withDate)];
+        u.series.forEach((series, i) => {
+          if (i > 0 && series.show) rows.push(`${series.label}: ${shown(u.data[i][idx], unit)}`);
+        });
+        box.replaceChildren(...rows.map((text, i) => Object.assign(document.createElement(i ? "div" : "strong"), { textContent: text })));
+        box.hidden = false;
+        const flip = left > u.over.clientWidth / 2;
+        box.style.left = flip ? "" : `${left + 12}px`;
+        box.style.right = flip ? `${u.over.clientWidth - left + 12}px` : "";
+        box.style.top = `${Math.max(0, top - 10)}px`;
+      },
+    },
+  };
+}
+
+function draw(node, spec, data, range) {
+  const withDate = WINDOW_SECONDS[range] > 86400;
   const options = {
     width: Math.max(300, node.clientWidth || 800),
     height: 180,
-    series: [{}, ...spec.series.map((label, i) => ({ label, stroke: spec.colors[i], spanGaps: false }))],
+    series: [
+      { value: (u, seconds) => moment(seconds, withDate) },
+      ...spec.series.map((label, i) => ({
+        label,
+        stroke: spec.colors[i],
+        spanGaps: false,
+        points: { show: true, size: 6, filter: isolated },
+        value: (u, value) => shown(value, spec.unit),
+      })),
+    ],
     axes: [{}, { size: 60 }],
+    plugins: [tooltipPlugin(spec.unit, withDate)],
   };
   return new uPlot(options, data, node);
 }
@@ -46,6 +124,25 @@ function setTotals(section, totals) {
   });
 }
 
+// The "By version" table, as the server renders it (templates/metrics/function.html), from a
+// frame's per-version counts over the range.
+function setVersions(section, rows) {
+  const body = section.querySelector("[data-breakdown] tbody");
+  if (!body || !rows) return;
+  const cells = (values) => {
+    const row = document.createElement("tr");
+    values.forEach((value) => row.appendChild(Object.assign(document.createElement("td"), { textContent: String(value) })));
+    return row;
+  };
+  if (!rows.length) {
+    const empty = cells([`No calls in the last ${section.dataset.range}.`]);
+    empty.firstChild.colSpan = 3;
+    body.replaceChildren(empty);
+    return;
+  }
+  body.replaceChildren(...rows.map((row) => cells([row.key, row.calls, row.errors])));
+}
+
 // As metrics/selectors.py orders lines: versions by number, then the draft; aliases by name.
 function lineOrder(a, b) {
   const rank = (key) => (/^v[0-9]+$/.test(key) ? [0, Number(key.slice(1)), ""] : [1, 0, key]);
@@ -60,7 +157,7 @@ function mountTotals(section, initial) {
     const node = section.querySelector(`[data-chart="${name}"]`);
     if (!node) return;
     data[name] = columns(initial.series, spec.series);
-    plots[name] = draw(node, spec, data[name]);
+    plots[name] = draw(node, spec, data[name], section.dataset.range);
   });
   return (frame, oldest) => {
     Object.entries(CHARTS).forEach(([name, spec]) => {
@@ -94,8 +191,9 @@ function mountLines(section, initial) {
       const node = section.querySelector(`[data-chart="${chart}"]`);
       if (!node) return;
       if (plots[chart]) plots[chart].destroy();
-      const spec = { series: keys, colors: keys.map((_, i) => PALETTE[i % PALETTE.length]) };
-      plots[chart] = draw(node, spec, dataOf(chart));
+      const colors = keys.map((_, i) => PALETTE[i % PALETTE.length]);
+      const spec = { series: keys, colors, unit: LINE_UNITS[chart] };
+      plots[chart] = draw(node, spec, dataOf(chart), section.dataset.range);
     });
   };
   redraw();
@@ -147,6 +245,7 @@ export function mountMetrics(section) {
       return;
     }
     setTotals(section, frame.data.totals);
+    setVersions(section, frame.data.versions);
     section.dataset.lastFrame = String(frame.at);
     extend(frame, frame.data.point.t - WINDOW_SECONDS[frame.data.range]);
   });

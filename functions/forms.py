@@ -4,15 +4,39 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
+from core.feedback import size_in_words
 from core.names import NAME_MESSAGE, name_validator
 from functions import config, runtimes
 from functions.models import QueueKind, TargetKind
 from functions.services.triggers import METHODS
 
 
+class NameField(forms.CharField):
+    """A name (core.names) whose length is checked by the portal, not by the browser: an input's
+    ``maxlength`` silently drops what is typed or pasted past it, so an 80-character name would
+    arrive cut to 40. Past the limit it is refused in words instead."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        too_long = "Too long: a name has at most %(limit_value)d characters (this one has %(show_value)d)."
+        messages = {"max_length": too_long}
+        super().__init__(
+            max_length=40,
+            validators=[name_validator],
+            help_text=NAME_MESSAGE,
+            error_messages=messages,
+            **kwargs,
+        )
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        attrs = super().widget_attrs(widget)
+        attrs.pop("maxlength", None)
+        return attrs
+
+
 class FunctionCreateForm(forms.Form):
-    name = forms.CharField(max_length=40, validators=[name_validator], help_text=NAME_MESSAGE)
+    name = NameField()
 
 
 class EnvironmentForm(forms.Form):
@@ -36,7 +60,7 @@ class EnvironmentForm(forms.Form):
 class EnvironmentCreateForm(EnvironmentForm):
     """A new environment: its builder is the version's (it is changed on the environment's page)."""
 
-    name = forms.CharField(max_length=40, validators=[name_validator], help_text=NAME_MESSAGE)
+    name = NameField()
     field_order = ["name", "runtime_version", "image", "poolsize", "memory_mb", "cpu_millis"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -52,22 +76,42 @@ class SettingsForm(forms.Form):
         self.fields.update(config.form_fields())
 
 
+EMPTY_CODE = "The code is empty: write the function before saving it."
+
+
 class CodeForm(forms.Form):
+    # Not ``required`` in the page: the editor hides the textarea, and a browser refuses to
+    # submit a hidden required field without a word ("not focusable"). The editor says
+    # EMPTY_CODE under itself instead (static/src/editor.js), and so does the check below.
+    use_required_attribute = False
+
     main_py = forms.CharField(
-        widget=forms.Textarea(attrs={"data-code-editor": "python", "rows": 18}), strip=False
-    )
+        widget=forms.Textarea(attrs={"data-code-editor": "python", "rows": 18, "data-empty": EMPTY_CODE}),
+        strip=False, label="Code", error_messages={"required": EMPTY_CODE},
+    )  # fmt: skip
     requirements_txt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
 
     # Browsers post a textarea's lines CRLF-separated; store the code as the API stores it.
     def clean_main_py(self) -> str:
-        return str(self.cleaned_data["main_py"]).replace("\r\n", "\n")
+        code = str(self.cleaned_data["main_py"]).replace("\r\n", "\n")
+        if not code.strip():
+            raise forms.ValidationError(EMPTY_CODE, code="required")
+        return code
 
     def clean_requirements_txt(self) -> str:
         return str(self.cleaned_data["requirements_txt"]).replace("\r\n", "\n")
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(help_text="One .py file, or a .zip (optionally with requirements.txt).")
+    file = forms.FileField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The limit a bigger upload is refused with (413, core/middleware.py), said beforehand.
+        limit = size_in_words(settings.MAX_REQUEST_BYTES)
+        self.fields[
+            "file"
+        ].help_text = f"One .py file, or a .zip (optionally with requirements.txt); at most {limit}."
 
 
 class AliasForm(forms.Form):

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from core.errors import DomainError, NotFound
+from core.feedback import form_refusal, refuse
 from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors
 from functions.models import ConfigMap, Draft, Environment, Function, QueueTrigger, Secret, TimeTrigger
@@ -38,8 +39,8 @@ def function_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             function = functions.function_create(name=form.cleaned_data["name"])
-        except DomainError as error:
-            messages.error(request, f"{error.message} {error.detail or ''}")
+        except DomainError as error:  # e.g. the name is taken: said under the name
+            refuse(request, error, form)
         else:
             messages.success(request, f"Function {function.name} created with a hello-world draft.")
             return redirect("function-detail", name=function.name)
@@ -47,22 +48,10 @@ def function_list(request: HttpRequest) -> HttpResponse:
     return render(request, "functions/list.html", context)
 
 
-def _invalid(what: str, form: Any) -> str:
-    """The message for a refused form: what to check, then each field's errors."""
-    return f"{what}: {_field_messages(form.errors)}"
-
-
-def _field_messages(errors: Any) -> str:
-    """``{field: [message, ...]}`` (a form's errors, a refusal's detail) as one line."""
-    return "; ".join(
-        f"{k}: {' '.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in errors.items()
-    )
-
-
 def _save_code(request: HttpRequest, function: Function) -> str:
     form = forms.CodeForm(request.POST)
     if not form.is_valid():
-        return "The code form is incomplete."
+        raise form_refusal("The draft was not saved", form)
     files = {_code_file(function.draft): form.cleaned_data["main_py"]}
     if form.cleaned_data["requirements_txt"].strip():
         files["requirements.txt"] = form.cleaned_data["requirements_txt"]
@@ -89,7 +78,7 @@ def _code_file(draft: Draft) -> str:
 def _upload(request: HttpRequest, function: Function) -> str:
     form = forms.UploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        return "Choose a file to upload."
+        raise form_refusal("Choose a file to upload", form)
     upload = form.cleaned_data["file"]
     functions.draft_upload(function=function, filename=upload.name or "", data=upload.read())
     return f"Uploaded {upload.name}. Deploy to build it."
@@ -98,7 +87,7 @@ def _upload(request: HttpRequest, function: Function) -> str:
 def _settings(request: HttpRequest, function: Function) -> str:
     form = forms.SettingsForm(request.POST)
     if not form.is_valid():
-        return _invalid("Check the settings", form)
+        raise form_refusal("Check the settings", form)
     changes.function_update_and_deploy(function=function, user=_user(request), **form.cleaned_data)
     return "Settings saved; redeploying."
 
@@ -117,7 +106,7 @@ def _publish(request: HttpRequest, function: Function) -> str:
 def _restore(request: HttpRequest, function: Function) -> str:
     form = forms.RestoreForm(request.POST)
     if not form.is_valid():
-        return _invalid("Choose the version to restore", form)
+        raise form_refusal("Choose the version to restore", form)
     number = form.cleaned_data["version"]
     draft = changes.version_restore_and_deploy(function=function, number=number, user=_user(request))
     return f"Version {number} restored into the draft (revision {draft.revision}); deploying."
@@ -126,7 +115,7 @@ def _restore(request: HttpRequest, function: Function) -> str:
 def _alias(request: HttpRequest, function: Function) -> str:
     form = forms.AliasForm(request.POST)
     if not form.is_valid():
-        return "Check the alias: name and version are required."
+        raise form_refusal("Check the alias: name and version are required", form)
     data = form.cleaned_data
     alias = changes.alias_set_and_deploy(
         function=function, user=_user(request), name=data["name"], version=data["version"],
@@ -138,7 +127,7 @@ def _alias(request: HttpRequest, function: Function) -> str:
 def _trigger(request: HttpRequest, function: Function) -> str:
     form = forms.TriggerForm(request.POST)
     if not form.is_valid():
-        return _invalid("Check the trigger", form)
+        raise form_refusal("Check the trigger", form)
     data = form.cleaned_data
     trigger = changes.trigger_save_and_deploy(
         function=function, user=_user(request), name=data["name"], methods=data["methods"],
@@ -159,7 +148,7 @@ def _target(data: dict[str, Any]) -> dict[str, Any]:
 def _time_trigger(request: HttpRequest, function: Function) -> str:
     form = forms.TimeTriggerForm(request.POST)
     if not form.is_valid():
-        return _invalid("Check the time trigger", form)
+        raise form_refusal("Check the time trigger", form)
     data = form.cleaned_data
     existing = function.time_triggers.filter(name=data["name"]).first()  # the same name: a change
     trigger = changes.time_trigger_save_and_deploy(
@@ -173,7 +162,7 @@ def _time_trigger(request: HttpRequest, function: Function) -> str:
 def _queue_trigger(request: HttpRequest, function: Function) -> str:
     form = forms.QueueTriggerForm(request.POST)
     if not form.is_valid():
-        return _invalid("Check the queue trigger", form)
+        raise form_refusal("Check the queue trigger", form)
     data = form.cleaned_data
     trigger = changes.queue_trigger_save_and_deploy(
         function=function, user=_user(request), name=data["name"], mq_type=data["mq_type"],
@@ -285,8 +274,7 @@ def function_detail(request: HttpRequest, name: str) -> HttpResponse:
         try:
             messages.success(request, action(request, function))
         except DomainError as error:
-            detail = f" {error.detail}" if error.detail else ""
-            messages.error(request, f"{error.message}{detail}")
+            refuse(request, error)
         return redirect("function-detail", name=function.name)
     return render(request, "functions/detail.html", _detail_context(request, function))
 
@@ -375,7 +363,7 @@ def environment_list(request: HttpRequest) -> HttpResponse:
         try:
             environment = functions.environment_create(**form.cleaned_data)
         except DomainError as error:
-            messages.error(request, error.message)
+            refuse(request, error, form)
         else:
             messages.success(request, f"Environment {environment.name} created.")
             return redirect("environment-list")
@@ -397,7 +385,7 @@ def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
                 environment=environment, user=_user(request), **form.cleaned_data
             )
         except DomainError as error:
-            messages.error(request, error.message)
+            refuse(request, error, form)
             environment.refresh_from_db()  # the refused change was rolled back
         else:
             messages.success(request, f"Environment {name} saved; any function deployed with it redeploys.")
@@ -422,7 +410,7 @@ def configuration_page(request: HttpRequest) -> HttpResponse:
             return _tenant_object_delete(request, kind, request.POST.get("name", ""))
         if kind in _SAVE:
             form = forms_by_kind[kind] = forms.TenantObjectForm(request.POST, prefix=kind)
-            if form.is_valid() and _tenant_object_save(request, kind, form.cleaned_data):
+            if form.is_valid() and _tenant_object_save(request, kind, form):
                 return redirect("tenant-configuration")
     users = configuration.usages()
     context = {
@@ -433,11 +421,12 @@ def configuration_page(request: HttpRequest) -> HttpResponse:
     return render(request, "functions/configuration.html", context)
 
 
-def _tenant_object_save(request: HttpRequest, kind: str, values: dict[str, Any]) -> bool:
+def _tenant_object_save(request: HttpRequest, kind: str, form: forms.TenantObjectForm) -> bool:
+    values = form.cleaned_data
     try:
         _SAVE[kind](name=values["name"], data=values["values"], user=_user(request))
     except DomainError as error:
-        messages.error(request, f"{error.message} {_details(error)}".strip())
+        refuse(request, error, form)
         return False
     what = "Secret" if kind == "secret" else "ConfigMap"
     messages.success(request, f"{what} {values['name']} saved; the functions that use it redeploy.")
@@ -449,16 +438,10 @@ def _tenant_object_delete(request: HttpRequest, kind: str, name: str) -> HttpRes
     try:
         configuration.delete(get_object_or_404(model, name=name))
     except DomainError as error:  # in use: the message names the functions
-        messages.error(request, error.message)
+        refuse(request, error)
     else:
         messages.success(request, f"{model.__name__} {name} deleted.")
     return redirect("tenant-configuration")
-
-
-def _details(error: DomainError) -> str:
-    """A refusal's field messages as one line (``name: ...; data: ...``)."""
-    detail = getattr(error, "detail", None)
-    return _field_messages(detail) if isinstance(detail, dict) else ""
 
 
 def _environment_initial(environment: Environment) -> dict[str, Any]:
@@ -469,7 +452,7 @@ def _environment_delete(request: HttpRequest, environment: Environment) -> HttpR
     try:
         functions.environment_delete(environment=environment)
     except DomainError as error:  # in use: the message names the functions
-        messages.error(request, error.message)
+        refuse(request, error)
         return redirect("environment-edit", name=environment.name)
     messages.success(request, f"Environment {environment.name} deleted.")
     return redirect("environment-list")

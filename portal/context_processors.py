@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from tenants.access import member_role
 from tenants.roles import Role, at_least
 from tenants.selectors import current_tenant_or_none, tenant_list_for_user
 
@@ -14,10 +15,14 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    tenant = current_tenant_or_none()
     role = getattr(request, "tenant_role", None)
+    if tenant is not None and role is None:  # an error page, rendered outside tenant_page
+        role = member_role(user, tenant)
     return {
         "switcher_tenants": tenant_list_for_user(user).only("slug", "name", "state"),
-        "current_tenant": current_tenant_or_none(),
+        # Only to its members: a foreign tenant's 404 must look like an unknown tenant's.
+        "current_tenant": tenant if role is not None else None,
         "tenant_role": role,
         "tenant_admin": at_least(role, Role.ADMIN),  # the tenant's audit trail is theirs
     }

@@ -1,11 +1,10 @@
-"""Request middleware: body limits, NULs in URLs, tenant resolution from ``/t/<tenant>/``,
+"""Request middleware: NULs in URLs, tenant resolution from ``/t/<tenant>/``,
 unknown tenants."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
@@ -32,26 +31,6 @@ class HealthMiddleware:
             return views.healthz(request)
         if request.path == "/readyz":
             return views.readyz(request)
-        return self.get_response(request)
-
-
-class BodySizeLimitMiddleware:
-    """Refuse a declared body above PORTAL_MAX_REQUEST_BYTES with 413 before reading it."""
-
-    def __init__(self, get_response: Handler) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        try:
-            too_big = int(length) > settings.MAX_REQUEST_BYTES
-        except ValueError:
-            return error_response(400, "malformed", "Invalid Content-Length header.")
-        if too_big:
-            message = f"The request body exceeds {settings.MAX_REQUEST_BYTES} bytes."
-            if wants_json(request):
-                return error_response(413, "too_large", message)
-            return HttpResponse(message, status=413, content_type="text/plain")
         return self.get_response(request)
 
 

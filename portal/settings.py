@@ -69,12 +69,15 @@ TENANT_SUBFOLDER_PREFIX = "t"
 PUBLIC_SCHEMA_URLCONF = "portal.urls_public"
 ROOT_URLCONF = "portal.urls_tenant"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# `SET search_path` once per connection and schema switch, not before every query (it was half of
+# every page's statements). Safe here: django-tenants forgets the set path on every schema switch,
+# rollback, savepoint rollback and close, which are what revert it in PostgreSQL.
+TENANT_LIMIT_SET_CALLS = True
 AUTH_USER_MODEL = "portal.User"
 
 MIDDLEWARE = [
     "portal.middleware.HealthMiddleware",
     "portal.metrics.RequestMetricsMiddleware",
-    "portal.middleware.BodySizeLimitMiddleware",
     "portal.middleware.NulInUrlMiddleware",
     "portal.middleware.TenantPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -84,8 +87,11 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "audit.context.AuditMiddleware",
+    # After sign-in, so that an oversized form's 413 is the portal's framed page (see its docstring).
+    "core.middleware.BodySizeLimitMiddleware",
     "portal.middleware.UnknownTenantMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tenants.passwords.PasswordChangeRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -168,6 +174,9 @@ STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
 ]
+# Served at the site's root by WhiteNoise: /favicon.svg (linked by every page) and /favicon.ico
+# (what browsers and tools ask for unprompted), so neither is a 404.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # Bodies above this are refused with 413 before anything reads them.
 MAX_REQUEST_BYTES = env_int("PORTAL_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)

@@ -51,7 +51,9 @@ def persistent_secret(path: Path, make: Callable[[], str] = _random_token) -> st
 
 def prepare_environment(data: Path) -> embedded.Redis | None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("PORTAL_DEBUG", "1")
+    # DEBUG stays off unless PORTAL_DEBUG=1 is given: people see the portal's own error pages
+    # (a debug page shows settings and code to whoever hits an error), and static files are
+    # served as in production, from what `make setup` collected.
     os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(data / "celerybeat-schedule"))
     if not os.environ.get("PORTAL_SECRET_KEY") and not os.environ.get("PORTAL_SECRET_KEY_FILE"):
         os.environ["PORTAL_SECRET_KEY"] = persistent_secret(data / "secret_key")

@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -17,8 +18,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
 from core.errors import error_response, wants_json
+from core.feedback import error_page
+from core.middleware import too_large_message
+from tenants.access import member_role
+from tenants.models import Tenant
 from tenants.selectors import tenant_list_for_user
 
 log = logging.getLogger(__name__)
@@ -100,22 +106,45 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ready", "checks": dict.fromkeys(checks, "ok")})
 
 
-def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
+def _member_tenant(request: HttpRequest) -> Tenant | None:
+    """The tenant the request was made in, if the caller is one of its members."""
+    tenant = getattr(request, "tenant", None)
+    user = getattr(request, "user", None)
+    if not isinstance(tenant, Tenant) or user is None or tenant.schema_name == get_public_schema_name():
+        return None
+    return tenant if member_role(user, tenant) is not None else None
+
+
+def _framed(request: HttpRequest, status: int, code: str, message: str | None = None) -> HttpResponse:
+    """An error page in the frame of the tenant it was asked in (its navigation), for its members.
+
+    Under ASGI, Django runs these handlers on another thread, whose connection is in the public
+    schema, so the tenant is entered here; for anyone else the frame is the public one, as for a
+    tenant that does not exist (UnknownTenantMiddleware), so the page does not tell them apart.
+    """
     if wants_json(request):
-        return error_response(status, code, message)
-    return render(request, f"{status}.html", {"message": message}, status=status)
+        return error_page(request, status, code, message)
+    tenant = _member_tenant(request)
+    with tenant_context(tenant) if tenant is not None else schema_context(get_public_schema_name()):
+        return error_page(request, status, code, message)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 400, "bad_request", "The request could not be understood.")
+    if isinstance(exception, RequestDataTooBig):
+        # Django's own limits (a body without Content-Length, read past DATA_UPLOAD_MAX_MEMORY_SIZE):
+        # the same 413 as the body limit's, not a 400 that does not say why.
+        return _framed(request, 413, "too_large", too_large_message())
+    return _framed(request, 400, "bad_request", "The request could not be understood.")
 
 
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "permission_denied", "You do not have permission to do this.")
+    return _framed(request, 403, "permission_denied", "You do not have permission to do this.")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "not_found", "Not found.")
+    if wants_json(request):
+        return error_response(404, "not_found", "Not found.")
+    return _framed(request, 404, "not_found")  # the page's own wording, and the address
 
 
 # An outage of PostgreSQL or Redis is not a bug: it is 503, and the client may retry.

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from core.errors import DomainError
+from core.feedback import error_text
 from dataplane.retry import TRANSIENT
 from functions.models import Alias, Function, Version
 from functions.services import captures as capture_services
@@ -70,7 +71,7 @@ def rollout_panel(request: HttpRequest, name: str) -> HttpResponse:
     try:
         services.rollout_start(function=function, user=_user(request), **form.service_arguments())
     except DomainError as error:
-        return _answer(request, function, form=form, error=_message(error), status=error.status)
+        return _answer(request, function, form=form, error=error_text(error), status=error.status)
     return _answer(request, function)
 
 
@@ -84,16 +85,8 @@ def rollout_steer(request: HttpRequest, name: str, pk: int, verb: str) -> HttpRe
     try:
         service(rollout=rollout, user=_user(request))
     except DomainError as error:
-        return _answer(request, function, error=_message(error), status=error.status)
+        return _answer(request, function, error=error_text(error), status=error.status)
     return _answer(request, function)
-
-
-def _message(error: DomainError) -> str:
-    """The error's message, and per field what was wrong (never a raw dict)."""
-    detail = error.detail if isinstance(error.detail, dict) else {}
-    fields = "; ".join(f"{field}: {' '.join(map(str, v if isinstance(v, list) else [v]))}"
-                       for field, v in detail.items())  # fmt: skip
-    return f"{error.message} ({fields})" if fields and fields not in error.message else error.message
 
 
 def _capture_panel(request: HttpRequest, function: Function, *, error: str = "", status: int = 200,
@@ -150,4 +143,4 @@ def capture_panel(request: HttpRequest, name: str) -> HttpResponse:
     try:
         return _capture_change(request, function)
     except DomainError as error:
-        return _capture_panel(request, function, error=_message(error), status=error.status)
+        return _capture_panel(request, function, error=error_text(error), status=error.status)

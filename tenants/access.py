@@ -12,7 +12,7 @@ from django.contrib.auth.models import AnonymousUser
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from core.users import is_platform_admin
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Membership, PasswordChangeRequired, Tenant
 from tenants.roles import Role, lowest
 from tenants.selectors import token_is_active
 
@@ -59,9 +59,15 @@ def connection_role(
         tenant = Tenant.objects.filter(pk=tenant_id).first()
         # As it is now: deactivated, or no longer a platform admin, since the socket opened.
         current = get_user_model().objects.filter(pk=user.pk).first() if user.is_authenticated else None
-        if tenant is None or current is None:
+        if tenant is None or current is None or _held_on_one_time_password(current, token):
             return None
         return effective_role(current, tenant, token)
+
+
+def _held_on_one_time_password(user: AbstractBaseUser, token: ApiToken | None) -> bool:
+    """A browser session whose user has not yet replaced a one-time password gets nothing but
+    the password change page (tenants/passwords.py); a token is not held back."""
+    return token is None and PasswordChangeRequired.objects.filter(user_id=user.pk).exists()
 
 
 def platform_admin_now(user: AbstractBaseUser | AnonymousUser, token: ApiToken | None) -> bool:
@@ -73,4 +79,9 @@ def platform_admin_now(user: AbstractBaseUser | AnonymousUser, token: ApiToken |
     with schema_context(get_public_schema_name()):
         if token is not None and (token.tenant_id is not None or not token_is_active(token_id=token.pk)):
             return False
-        return is_platform_admin(get_user_model().objects.filter(pk=user.pk).first())
+        current = get_user_model().objects.filter(pk=user.pk).first()
+        return (
+            current is not None
+            and not _held_on_one_time_password(current, token)
+            and is_platform_admin(current)
+        )

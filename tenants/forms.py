@@ -39,6 +39,43 @@ class TokenCreateForm(forms.Form):
     )
 
 
+# Each TenantQuota field in words, for the platform admin's quota form and the tenant's quota page
+# (the quota_label filter); a field missing here shows its own name.
+QUOTA_LABELS = {
+    "cpu_requests": "CPU requested, all pods",
+    "cpu_limits": "CPU limit, all pods",
+    "memory_requests": "Memory requested, all pods",
+    "memory_limits": "Memory limit, all pods",
+    "pods": "Pods",
+    "functions": "Functions",
+    "packages": "Packages",
+    "httptriggers": "HTTP triggers",
+    "timetriggers": "Scheduled (time) triggers",
+    "messagequeuetriggers": "Message queue triggers",
+    "environments": "Environments",
+    "secrets": "Secrets",
+    "configmaps": "ConfigMaps",
+    "concurrency": "Requests in flight",
+    "captured_requests": "Captured failed requests",
+    "package_size": "Package size, largest archive",
+    "max_container_cpu": "CPU per container, at most",
+    "max_container_memory": "Memory per container, at most",
+    "default_container_cpu_request": "Default CPU request per container",
+    "default_container_cpu_limit": "Default CPU limit per container",
+    "default_container_memory_request": "Default memory request per container",
+    "default_container_memory_limit": "Default memory limit per container",
+}
+
+
+def quota_label(name: str) -> str:
+    return QUOTA_LABELS.get(name, name)
+
+
+def _quota_unit(name: str) -> str:
+    """What a quantity field takes, in its label: Kubernetes quantities, so units are free."""
+    return "cores, e.g. 2 or 500m" if "cpu" in name else "bytes, e.g. 512Mi or 4Gi"
+
+
 class QuotaForm(forms.Form):
     """Every TenantQuota field, plus internet egress; validated by quota_from in the service."""
 
@@ -46,13 +83,14 @@ class QuotaForm(forms.Form):
         super().__init__(*args, **kwargs)
         for field in dataclasses.fields(TenantQuota):
             value = getattr(quota, field.name)
-            label = field.name.replace("_", " ")
+            label = quota_label(field.name)
             if isinstance(value, int):
                 self.fields[field.name] = forms.IntegerField(label=label, min_value=0, initial=value)
             else:
+                label = f"{label} ({_quota_unit(field.name)})"
                 self.fields[field.name] = forms.CharField(label=label, max_length=20, initial=value)
         self.fields["internet_egress"] = forms.BooleanField(
-            label="internet egress", required=False, initial=internet_egress
+            label="Internet egress allowed", required=False, initial=internet_egress
         )
 
 

@@ -84,6 +84,24 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} as {self.role}"
 
 
+class PasswordChangeRequired(models.Model):
+    """A user whose password somebody else has seen: one created with a one-time password
+    (``membership_add``). While the row exists, every page sends them to the password change
+    page and the API refuses their session (``tenants.passwords``); choosing a password
+    deletes it. A row, not a column on the user, because the user model lives in the kernel
+    (``core/users.py``) and only the few users still holding a one-time password need one.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+        related_name="password_change_required",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} must change their password"
+
+
 class ApiToken(models.Model):
     """A bearer token. Only its SHA-256 is stored; the secret is shown once.
 

@@ -29,6 +29,7 @@ from tenants.models import (
     ApiToken,
     Domain,
     Membership,
+    PasswordChangeRequired,
     Tenant,
     TenantState,
 )
@@ -222,7 +223,10 @@ def _find_or_create_user(username: str, email: str) -> tuple[User, str | None]:
     if user is not None:
         return user, None
     password = secrets.token_urlsafe(12)
-    return user_model.objects.create_user(username=username, email=email, password=password), password
+    user = user_model.objects.create_user(username=username, email=email, password=password)
+    # Whoever added them has seen it: they choose their own at first sign-in (tenants/passwords.py).
+    PasswordChangeRequired.objects.create(user=user)
+    return user, password
 
 
 @transaction.atomic

@@ -22,6 +22,7 @@ from audit import selectors as audit_selectors
 from audit.models import AuditRecord
 from audit.selectors import Filters, as_dict
 from core.errors import DomainError
+from core.feedback import refuse, refuse_form
 from core.users import User, is_platform_admin
 from tenants import forms, selectors, services
 from tenants.models import Membership
@@ -39,11 +40,8 @@ def _user(request: HttpRequest) -> User:
 
 
 def _fail(request: HttpRequest, error: DomainError, form: Any = None) -> None:
-    messages.error(request, error.message)
-    if form is not None and isinstance(error.detail, dict):
-        for field, problems in error.detail.items():
-            if field in form.fields:
-                form.add_error(field, problems)
+    """The refusal in words, and each field's problem under that field of ``form``."""
+    refuse(request, error, form)
 
 
 # ---------------------------------------------------------------- platform admin
@@ -74,14 +72,18 @@ def _quota_form(tenant: Any, data: Any = None) -> forms.QuotaForm:
 
 
 def _save_quota(request: HttpRequest, tenant: Any) -> HttpResponse | None:
+    """Save the quota; when it is refused, the page again with each problem under its field."""
     form = _quota_form(tenant, request.POST)
     if not form.is_valid():
-        problems = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
-        messages.error(request, f"Check the quota: {problems}")
-        return None
+        refuse_form(request, "The quota was not saved", form)
+        return _tenant_page(request, tenant, quota_form=form, status=400)
     data = dict(form.cleaned_data)
     egress = bool(data.pop("internet_egress"))
-    services.tenant_set_quota(tenant=tenant, quota=data, internet_egress=egress)
+    try:
+        services.tenant_set_quota(tenant=tenant, quota=data, internet_egress=egress)
+    except DomainError as error:  # a quantity Kubernetes would refuse, or limits below requests
+        _fail(request, error, form)
+        return _tenant_page(request, tenant, quota_form=form, status=error.status)
     messages.success(request, f"Quota of {tenant.slug} saved; applying it.")
     return None
 
@@ -118,8 +120,18 @@ def platform_tenant(request: HttpRequest, slug: str) -> HttpResponse:
             if response is not None:
                 return response
         return redirect("platform-tenant", slug=tenant.slug)
-    context = {"tenant": tenant, "delete_form": forms.ConfirmDeleteForm(), "quota_form": _quota_form(tenant)}
-    return render(request, "platform/tenant.html", context)
+    return _tenant_page(request, tenant)
+
+
+def _tenant_page(
+    request: HttpRequest, tenant: Any, *, quota_form: forms.QuotaForm | None = None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "tenant": tenant,
+        "delete_form": forms.ConfirmDeleteForm(),
+        "quota_form": quota_form or _quota_form(tenant),
+    }
+    return render(request, "platform/tenant.html", context, status=status)
 
 
 # ---------------------------------------------------------------- tenant pages
@@ -135,6 +147,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/dashboard.html", context)
 
 
+# The session's key for a new member's one-time password, until the members page shows it once.
+_NEW_MEMBER = "tenants.new_member"
+
+
+def _member_add(request: HttpRequest, tenant: Any, data: dict[str, Any]) -> None:
+    """Add a member; a user created for it must replace its one-time password when signing in.
+    The password waits in the session for the next page (never in a message banner)."""
+    new = services.membership_add(tenant=tenant, **data)  # a new user is held until they change it
+    username = new.membership.user.username
+    messages.success(request, f"{username} added as {new.membership.get_role_display()}.")
+    if new.initial_password:
+        request.session[_NEW_MEMBER] = {"username": username, "password": new.initial_password}
+
+
 def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
     action = request.POST.get("action")
     if action == "add":
@@ -142,11 +168,7 @@ def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
         if not form.is_valid():
             messages.error(request, "Check the member's details.")
             return None
-        new = services.membership_add(tenant=tenant, **form.cleaned_data)
-        text = f"{new.membership.user.username} added as {new.membership.get_role_display()}."
-        if new.initial_password:
-            text += f" Their one-time password: {new.initial_password}"
-        messages.success(request, text)
+        _member_add(request, tenant, form.cleaned_data)
         return None
     membership = get_object_or_404(Membership, pk=request.POST.get("membership"), tenant=tenant)
     if action == "role":
@@ -160,6 +182,7 @@ def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
     return None
 
 
+@never_cache  # the page after an add carries the new member's one-time password
 @tenant_page(write_role=Role.ADMIN)
 def members(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
@@ -174,6 +197,7 @@ def members(request: HttpRequest) -> HttpResponse:
         "add_form": forms.MemberAddForm(),
         "role_choices": forms.ROLE_CHOICES,
         "can_manage": at_least(request.tenant_role, Role.ADMIN),  # type: ignore[attr-defined]
+        "new_member": request.session.pop(_NEW_MEMBER, None),  # shown once
     }
     return render(request, "tenants/members.html", context)
 

@@ -1,6 +1,7 @@
 // Browser entry point: htmx, the code editor, and the live websocket feeds.
 import htmx from "htmx.org";
 import { mountAudit } from "./audit.js";
+import "./copy.js"; // copy buttons ([data-copy]): one document-wide listener
 import { mountEditors } from "./editor.js";
 import { connectEvents } from "./live.js";
 import { mountLogTail } from "./logs.js";

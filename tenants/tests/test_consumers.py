@@ -57,6 +57,20 @@ async def test_session_needs_an_allowed_origin(world):
     assert not connected
 
 
+async def test_a_session_on_a_one_time_password_gets_no_live_feed(world, token_for):
+    """As pages and the API: the browser session waits for the password change; a token does not."""
+    from tenants.models import PasswordChangeRequired
+
+    await sync_to_async(PasswordChangeRequired.objects.create)(user=world.bob)
+    cookie = await sync_to_async(_session_cookie)(world.bob)
+    _, connected, _ = await _connect("/t/acme/ws/events/", cookie, ORIGIN)
+    assert not connected
+    secret = await sync_to_async(token_for)(world.bob, world.acme, "viewer")
+    ws, connected, _ = await _connect("/t/acme/ws/events/", _bearer(secret))
+    assert connected
+    await ws.disconnect()
+
+
 async def test_anonymous_is_refused(world):
     _, connected, _ = await _connect("/t/acme/ws/events/", ORIGIN)
     assert not connected

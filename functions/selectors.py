@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import BooleanField, ExpressionWrapper, OuterRef, Q, QuerySet, Subquery
 
@@ -22,6 +23,7 @@ from functions.models import (
     Function,
     Invocation,
     Secret,
+    TargetKind,
     Trigger,
     Version,
 )  # fmt: skip
@@ -65,6 +67,48 @@ def alias_list(*, function: Function) -> QuerySet[Alias]:
 
 def trigger_list(*, function: Function) -> QuerySet[Trigger]:
     return Trigger.objects.filter(function=function).select_related("alias", "version")
+
+
+def router_base_url() -> str:
+    """Where callers reach functions: PORTAL_PUBLIC_ROUTER_URL, else the data plane's router."""
+    kubernetes = settings.PORTAL_BACKEND == "kubernetes"
+    router = settings.KUBERNETES_ROUTER_URL if kubernetes else settings.RUNTIME_ROUTER_URL
+    return str(settings.PUBLIC_ROUTER_URL or router).rstrip("/")
+
+
+@dataclass(frozen=True)
+class FunctionUrl:
+    """One HTTP trigger as a caller sees it: the full URL (``prefix``: and every path below it),
+    its methods and what it calls (the draft, ``v3``, or ``alias live``)."""
+
+    trigger: str
+    url: str
+    methods: list[str]
+    prefix: bool
+    target: str
+
+
+def function_urls(*, function: Function, tenant_slug: str) -> list[FunctionUrl]:
+    """The function's URLs, one per HTTP trigger, in the order of their paths."""
+    base = router_base_url()
+    return [
+        FunctionUrl(
+            trigger=trigger.name,
+            url=f"{base}/{tenant_slug}{trigger.path}",
+            methods=list(trigger.methods),
+            prefix=trigger.is_prefix,
+            target=_target_label(trigger),
+        )
+        for trigger in trigger_list(function=function).order_by("path")
+    ]
+
+
+def _target_label(trigger: Trigger) -> str:
+    if trigger.target_kind == TargetKind.ALIAS and trigger.alias is not None:
+        return f"alias {trigger.alias.name}"
+    if trigger.target_kind == TargetKind.VERSION and trigger.version is not None:
+        return f"v{trigger.version.number}"
+    return "the draft"
 
 
 def build_list(*, function: Function) -> QuerySet[Build]:

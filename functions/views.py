@@ -12,10 +12,19 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from core.errors import DomainError, NotFound
-from core.feedback import form_refusal, refuse
+from core.feedback import error_text, form_labels, form_refusal, in_words, refuse
 from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors
-from functions.models import ConfigMap, Draft, Environment, Function, QueueTrigger, Secret, TimeTrigger
+from functions.models import (
+    ConfigMap,
+    Draft,
+    Environment,
+    Function,
+    Invocation,
+    QueueTrigger,
+    Secret,
+    TimeTrigger,
+)
 from functions.services import (
     changes,
     configuration,
@@ -27,6 +36,7 @@ from functions.services import (
     versions,
 )
 from tenants.pages import tenant_page
+from tenants.selectors import current_tenant
 
 
 def _user(request: HttpRequest) -> str:
@@ -235,6 +245,12 @@ def _event_triggers(function: Function) -> dict[str, Any]:
     return {"time_triggers": time_triggers, "queue_triggers": queue_triggers}
 
 
+def _first_path(function: Function) -> dict[str, str]:
+    """The test panel's path to start from: the first HTTP trigger's (the call needs a route)."""
+    trigger = selectors.trigger_list(function=function).filter(is_prefix=False).order_by("path").first()
+    return {"path": trigger.path} if trigger is not None else {}
+
+
 def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
     draft = function.draft
     code_file = _code_file(draft)
@@ -256,10 +272,11 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "queue_trigger_form": forms.QueueTriggerForm(),
         **_event_triggers(function),
         "dead_letters": _dead_letters(function),
-        "invoke_form": forms.InvokeForm(),
+        "invoke_form": forms.InvokeForm(initial=_first_path(function)),
         "versions": selectors.version_rows(function=function),
         "aliases": selectors.alias_list(function=function),
         "triggers": selectors.trigger_list(function=function),
+        "urls": selectors.function_urls(function=function, tenant_slug=current_tenant().slug),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
         "invocations": selectors.invocation_list(function=function)[:10],
@@ -341,15 +358,34 @@ def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
     function = get_object_or_404(Function, name=name)
     form = forms.InvokeForm(request.POST)
     if not form.is_valid():
-        return render(request, "functions/_invocation.html", {"errors": form.errors}, status=400)
+        return _invocation_refused(request, in_words(form.errors, form_labels(form)), 400)
     try:
         invocation = invocations.invocation_create(
             function=function, user=_user(request), **form.cleaned_data
         )
     except DomainError as error:  # a path or header the service refuses: shown like the form's own
-        errors = error.detail if isinstance(error.detail, dict) else {"request": [error.message]}
-        return render(request, "functions/_invocation.html", {"errors": errors}, status=error.status)
-    return render(request, "functions/_invocation.html", {"invocation": invocation})
+        return _invocation_refused(request, error_text(error, form_labels(form)), error.status)
+    context = {"invocation": invocation, "body": _readable_body(invocation)}
+    return render(request, "functions/_invocation.html", context)
+
+
+def _invocation_refused(request: HttpRequest, problem: str, status: int) -> HttpResponse:
+    """Why the call was not made, in place of the last result (htmx swaps it: X-Partial-Answer)."""
+    response = render(request, "functions/_invocation.html", {"problem": problem}, status=status)
+    response["X-Partial-Answer"] = "1"
+    return response
+
+
+def _readable_body(invocation: Invocation) -> str:
+    """The answer's body as shown: JSON indented (when it says or looks like JSON), else as sent."""
+    body = invocation.response_body
+    kind = next((v for k, v in invocation.response_headers.items() if k.lower() == "content-type"), "")
+    if "json" not in kind.lower() and not body.lstrip().startswith(("{", "[")):
+        return body
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
 
 
 # ---------------------------------------------------------------- environments

@@ -259,6 +259,10 @@ MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(BASE_DIR / ".data" / "media")
 # The local runtime (PORTAL_BACKEND=local): its control API, router and token.
 RUNTIME_URL = env_str("RUNTIME_URL", "http://127.0.0.1:8889")
 RUNTIME_ROUTER_URL = env_str("RUNTIME_ROUTER_URL", "http://127.0.0.1:8888")
+# Where callers reach functions, as pages show it (a function's URLs and their copy buttons):
+# empty means the data plane's router (RUNTIME_ROUTER_URL, or KUBERNETES_ROUTER_URL on Kubernetes),
+# set it when callers come through an ingress or a load balancer.
+PUBLIC_ROUTER_URL = env_str("PORTAL_PUBLIC_ROUTER_URL", "")
 RUNTIME_TOKEN = env_str("RUNTIME_TOKEN", "")
 # Where the data plane fetches package archives from the portal (Fission's fetcher does too).
 PORTAL_INTERNAL_URL = env_str("PORTAL_INTERNAL_URL", "http://127.0.0.1:8000")

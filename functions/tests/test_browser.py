@@ -189,6 +189,21 @@ def test_create_edit_deploy_and_call_a_function(
     expect(result.locator("[data-logs]")).to_contain_text("greeting web")
     assert still_same_document(page)
 
+    # headers that are not a JSON object: the last result gives way to why, in words
+    test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    test_call.get_by_label("Headers (JSON)").fill("[1]")
+    test_call.get_by_role("button", name="Send").click()
+    expect(test_call.locator("[data-invocation-problem]")).to_have_text(
+        "Headers: Headers must be a JSON object of strings.", timeout=UI
+    )
+    expect(test_call.locator("[data-invocation]")).to_have_count(0)
+    test_call.get_by_label("Headers (JSON)").fill("{}")
+
+    # the page says the function's real URL (it was added with the trigger), with a copy button
+    url = page.locator("[data-function-url='greet'] code")
+    expect(url).to_have_text(f"{runtime_session.router.rstrip('/')}/acme/greet")
+    expect(page.locator("[data-function-url='greet']").get_by_role("button", name="Copy URL")).to_be_visible()
+
     # and the route itself, through the runtime's router
     response = httpx.get(runtime_session.router + "/acme/greet?name=curl", timeout=30)
     assert (response.status_code, response.text) == (200, "Hello, curl!")

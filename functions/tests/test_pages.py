@@ -257,3 +257,71 @@ def test_secrets_and_config_maps_through_their_page(world, client, django_captur
     assert client.post(page, {"kind": "configmap", "action": "delete", "name": "app"}).status_code == 403
     client.force_login(world.oscar)
     assert client.get(page).status_code == 404
+
+
+def test_a_refused_test_call_replaces_the_last_result_and_says_why_in_words(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/invoke/", {"method": "GET", "path": "/", "headers": "[1]"}
+    )
+    assert response.status_code == 400
+    assert response["X-Partial-Answer"] == "1"  # htmx swaps it in, over the previous result
+    page = response.content.decode()
+    assert 'role="alert"' in page
+    assert "Headers: Headers must be a JSON object of strings." in page
+    assert "{'" not in page
+    assert "[&#x27;" not in page
+
+
+def test_the_page_shows_each_url_with_a_copy_button_and_says_when_there_is_none(
+    world, client, hello, settings
+):
+    settings.PUBLIC_ROUTER_URL = "https://fn.example.com/"
+    client.force_login(world.bob)
+    page = client.get("/t/acme/functions/hello/").content.decode()
+    assert "data-no-url" in page
+    assert "data-needs-trigger" in page
+    with schema_context(world.acme.schema_name):
+        Trigger.objects.create(function=hello, name="hello", path="/hello", methods=["GET", "POST"])
+        Trigger.objects.create(function=hello, name="all", path="/api", methods=["GET"], is_prefix=True)
+    page = client.get("/t/acme/functions/hello/").content.decode()
+    assert (
+        '<code id="function-url-1">https://fn.example.com/acme/api</code> <small>and every path below it'
+        in page
+    )
+    assert '<code id="function-url-2">https://fn.example.com/acme/hello</code>' in page
+    assert 'data-copy="function-url-2"' in page
+    assert "GET, POST" in page
+    assert "data-no-url" not in page
+    assert "data-needs-trigger" not in page
+    assert 'name="path" value="/hello"' in page  # the test panel starts from a path it can call
+
+
+def test_the_router_url_defaults_to_the_data_planes(settings):
+    from functions.selectors import router_base_url
+
+    settings.PUBLIC_ROUTER_URL, settings.RUNTIME_ROUTER_URL = "", "http://127.0.0.1:8888/"
+    assert router_base_url() == "http://127.0.0.1:8888"
+    settings.PORTAL_BACKEND, settings.KUBERNETES_ROUTER_URL = "kubernetes", "http://router.fission"
+    assert router_base_url() == "http://router.fission"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "shown"),
+    [
+        (
+            {"Content-Type": "application/json"},
+            '{"a":1,"b":[1,2]}',
+            '{\n  "a": 1,\n  "b": [\n    1,\n    2\n  ]\n}',
+        ),
+        ({}, '{"ok": true}', '{\n  "ok": true\n}'),
+        ({"content-type": "text/plain"}, "plain {text", "plain {text"),
+        ({"Content-Type": "application/json"}, "{not json", "{not json"),
+        ({}, '"é"', '"é"'),
+    ],
+)
+def test_a_json_answer_is_shown_indented(headers, body, shown):
+    from functions.models import Invocation
+    from functions.views import _readable_body
+
+    assert _readable_body(Invocation(response_headers=headers, response_body=body)) == shown

@@ -1,0 +1,69 @@
+"""The code editor in Chromium: Ctrl-S saves the draft, and leaving with edits not saved asks
+first (the browser's own "leave site?" dialog), while a saved draft leaves freely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django_tenants.utils import schema_context
+from playwright.sync_api import Dialog, Page, expect
+
+from functions.models import Function
+from functions.tests.test_browser import message
+from portal.tests.test_browser import (  # the fixtures are found by name
+    PASSWORD,
+    UI,
+    browser,  # noqa: F401
+    browser_context_args,  # noqa: F401
+    browser_type,  # noqa: F401
+    browser_type_launch_args,  # noqa: F401
+    login,
+    playwright,  # noqa: F401
+)
+from testsupport.fixtures import slow_password
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("allow_async_orm"),
+]
+
+
+def _type_at_the_end(page: Page, text: str) -> None:
+    page.locator(".code-editor .cm-content").click()
+    page.keyboard.press("ControlOrMeta+End")
+    page.keyboard.press("Enter")
+    page.keyboard.type(text)
+
+
+def test_ctrl_s_saves_and_unsaved_edits_ask_before_leaving(
+    page: Page, live_server_url: str, world: Any, hello: Any
+) -> None:
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    url = f"{live_server_url}/t/acme/functions/hello/"
+    page.goto(url)
+    expect(page.locator(".code-editor")).to_have_count(1, timeout=UI)
+
+    dialogs: list[str] = []
+
+    def stay(dialog: Dialog) -> None:
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", stay)
+    _type_at_the_end(page, "# first edit")
+    page.get_by_role("link", name="Metrics").click()
+    expect(page).to_have_url(url)  # stayed: the edit is still there
+    assert dialogs == ["beforeunload"]
+    expect(page.locator(".code-editor .cm-content")).to_contain_text("# first edit")
+
+    page.keyboard.press("ControlOrMeta+s")
+    expect(message(page)).to_have_text("Draft saved.", timeout=UI)
+    with schema_context(world.acme.schema_name):
+        assert "# first edit" in Function.objects.get(name="hello").draft.files["main.py"]
+
+    page.get_by_role("link", name="Metrics").click()  # nothing unsaved: no question
+    expect(page).to_have_url(f"{url}metrics/", timeout=UI)
+    assert dialogs == ["beforeunload"]

@@ -279,7 +279,7 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "urls": selectors.function_urls(function=function, tenant_slug=current_tenant().slug),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
-        "invocations": selectors.invocation_list(function=function)[:10],
+        "invocations": [_with_headers_json(i) for i in selectors.invocation_list(function=function)[:10]],
     }
 
 
@@ -365,8 +365,18 @@ def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
         )
     except DomainError as error:  # a path or header the service refuses: shown like the form's own
         return _invocation_refused(request, error_text(error, form_labels(form)), error.status)
-    context = {"invocation": invocation, "body": _readable_body(invocation)}
+    context = {
+        "invocation": invocation,
+        "body": _readable_body(invocation),
+        "history_row": _with_headers_json(invocation),
+    }
     return render(request, "functions/_invocation.html", context)
+
+
+def _with_headers_json(invocation: Invocation) -> Invocation:
+    """A history row can send its request again: its headers as the form takes them (JSON)."""
+    invocation.headers_json = json.dumps(invocation.request_headers)  # type: ignore[attr-defined]
+    return invocation
 
 
 def _invocation_refused(request: HttpRequest, problem: str, status: int) -> HttpResponse:

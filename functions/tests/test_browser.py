@@ -199,6 +199,13 @@ def test_create_edit_deploy_and_call_a_function(
     expect(test_call.locator("[data-invocation]")).to_have_count(0)
     test_call.get_by_label("Headers (JSON)").fill("{}")
 
+    # the history gained the call without a reload, and sends it again
+    test_call.get_by_text("History").click()
+    test_call.get_by_role("button", name="Send GET /greet?name=web again").first.click()
+    expect(test_call.locator("[data-invocation] [data-body]")).to_have_text("Hello, web!", timeout=LIVE)
+    expect(test_call.locator("[data-history]")).to_have_count(2)
+    assert still_same_document(page)
+
     # the page says the function's real URL (it was added with the trigger), with a copy button
     url = page.locator("[data-function-url='greet'] code")
     expect(url).to_have_text(f"{runtime_session.router.rstrip('/')}/acme/greet")

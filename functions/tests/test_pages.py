@@ -325,3 +325,17 @@ def test_a_json_answer_is_shown_indented(headers, body, shown):
     from functions.views import _readable_body
 
     assert _readable_body(Invocation(response_headers=headers, response_body=body)) == shown
+
+
+def test_a_test_call_joins_the_history_which_can_send_it_again(world, client, hello):
+    client.force_login(world.bob)
+    data = {"method": "POST", "path": "/hello?x=1", "headers": '{"X-Test": "1"}', "body": "hi"}
+    response = client.post("/t/acme/functions/hello/invoke/", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'hx-swap-oob="afterbegin:#invocation-history"' in page  # the new row, without a reload
+    assert 'name="headers" value="{&quot;X-Test&quot;: &quot;1&quot;}"' in page
+    assert 'name="path" value="/hello?x=1"' in page
+    assert 'name="body" value="hi"' in page
+    again = client.get("/t/acme/functions/hello/").content.decode()
+    assert 'aria-label="Send POST /hello?x=1 again"' in again

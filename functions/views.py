@@ -213,12 +213,24 @@ def _purge(request: HttpRequest, function: Function) -> str:
     return f"Purged {purged} dead letter{'s' if purged != 1 else ''}."
 
 
+def _delete_alias(request: HttpRequest, function: Function) -> str:
+    alias = get_object_or_404(function.aliases.all(), name=request.POST.get("name", ""))
+    changes.alias_delete_and_deploy(alias=alias, user=_user(request))
+    return f"Alias {alias.name} deleted; redeploying."
+
+
+def _delete_trigger(request: HttpRequest, function: Function) -> str:
+    trigger = get_object_or_404(function.triggers.all(), name=request.POST.get("name", ""))
+    changes.trigger_delete_and_deploy(trigger=trigger, user=_user(request))
+    return f"Trigger {trigger.name} deleted; redeploying."
+
+
 ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
     "code": _save_code, "upload": _upload, "settings": _settings, "deploy": _deploy,
     "publish": _publish, "restore": _restore, "alias": _alias, "trigger": _trigger,
     "time_trigger": _time_trigger,
     "queue_trigger": _queue_trigger, "delete_event_trigger": _delete_event_trigger, "redrive": _redrive,
-    "purge": _purge,
+    "purge": _purge, "delete_alias": _delete_alias, "delete_trigger": _delete_trigger,
 }  # fmt: skip
 
 
@@ -286,6 +298,10 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
 @tenant_page()
 def function_detail(request: HttpRequest, name: str) -> HttpResponse:
     function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
+    if request.method == "POST" and request.POST.get("action") == "delete_function":
+        deployments.function_delete(function=function)
+        messages.success(request, f"Function {function.name} deleted; its objects are being removed.")
+        return redirect("function-list")
     action = ACTIONS.get(request.POST.get("action", ""))
     if request.method == "POST" and action is not None:
         try:

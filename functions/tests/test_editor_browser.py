@@ -67,3 +67,27 @@ def test_ctrl_s_saves_and_unsaved_edits_ask_before_leaving(
     page.get_by_role("link", name="Metrics").click()  # nothing unsaved: no question
     expect(page).to_have_url(f"{url}metrics/", timeout=UI)
     assert dialogs == ["beforeunload"]
+
+
+def test_the_canary_weight_slider_says_its_value_and_a_trigger_is_deleted_after_asking(
+    page: Page, live_server_url: str, world: Any, hello: Any
+) -> None:
+    from functions.models import Trigger
+
+    with schema_context(world.acme.schema_name):
+        Trigger.objects.create(function=hello, name="web", path="/web", methods=["GET"])
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    page.goto(f"{live_server_url}/t/acme/functions/hello/")
+    slider = page.locator("input[name='canary_weight']")
+    slider.fill("35")  # a range input takes fill(), as a person dragging it
+    expect(page.locator("#canary-out")).to_have_text("35")
+
+    row = page.get_by_role("row").filter(has_text="/acme/web")
+    row.get_by_role("button", name="Delete", exact=True).click()  # asks; nothing is deleted yet
+    with schema_context(world.acme.schema_name):
+        assert Trigger.objects.filter(name="web").exists()
+    row.get_by_role("button", name="Yes, delete trigger web").click()
+    expect(message(page)).to_have_text("Trigger web deleted; redeploying.", timeout=UI)
+    with schema_context(world.acme.schema_name):
+        assert not Trigger.objects.filter(name="web").exists()

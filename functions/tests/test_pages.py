@@ -339,3 +339,52 @@ def test_a_test_call_joins_the_history_which_can_send_it_again(world, client, he
     assert 'name="body" value="hi"' in page
     again = client.get("/t/acme/functions/hello/").content.decode()
     assert 'aria-label="Send POST /hello?x=1 again"' in again
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_triggers_aliases_and_the_function_are_deleted_from_the_page(
+    world, client, hello, django_capture_on_commit_callbacks
+):
+    from functions.models import Alias, Build, BuildState, Version
+    from functions.services import versions
+
+    with schema_context(world.acme.schema_name):
+        Build.objects.create(function=hello, draft_revision=hello.draft.revision, state=BuildState.SUCCEEDED,
+                             sha256="a" * 64, python_version=hello.environment.runtime_version)  # fmt: skip
+        versions.version_publish(function=hello)
+        versions.alias_set(function=hello, name="live", version=1)
+        Trigger.objects.create(function=hello, name="web", path="/web", methods=["GET"], target_kind="alias",
+                               alias=Alias.objects.get(name="live"))  # fmt: skip
+    client.force_login(world.bob)
+    page = client.get("/t/acme/functions/hello/").content.decode()
+    assert "Yes, delete trigger web" in page
+    assert "Yes, delete alias live" in page
+    assert "Yes, delete hello for good" in page
+    url = "/t/acme/functions/hello/"
+    with django_capture_on_commit_callbacks(execute=False):
+        refused = client.post(url, {"action": "delete_alias", "name": "live"}, follow=True)
+        assert _messages(refused) == ["Triggers use this alias: point them elsewhere first."]
+        deleted = client.post(url, {"action": "delete_trigger", "name": "web"}, follow=True)
+        assert _messages(deleted) == ["Trigger web deleted; redeploying."]
+        deleted = client.post(url, {"action": "delete_alias", "name": "live"}, follow=True)
+        assert _messages(deleted) == ["Alias live deleted; redeploying."]
+        assert client.post(url, {"action": "delete_trigger", "name": "web"}).status_code == 404
+        gone = client.post(url, {"action": "delete_function"})
+    assert gone.status_code == 302
+    assert gone["Location"] == "/t/acme/functions/"
+    with schema_context(world.acme.schema_name):
+        assert not Function.objects.filter(name="hello").exists()
+        assert not Version.objects.exists()
+
+
+def test_a_viewer_or_another_tenant_cannot_delete(world, client, hello, django_capture_on_commit_callbacks):
+    client.force_login(world.vera)  # viewer of acme
+    assert "Yes, delete hello" not in client.get("/t/acme/functions/hello/").content.decode()
+    assert client.post("/t/acme/functions/hello/", {"action": "delete_function"}).status_code == 403
+    client.force_login(world.oscar)  # globex's admin
+    assert client.post("/t/acme/functions/hello/", {"action": "delete_function"}).status_code == 404
+    with schema_context(world.acme.schema_name):
+        assert Function.objects.filter(name="hello").exists()

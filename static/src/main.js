@@ -31,3 +31,11 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-log-tail]").forEach((section) => mountLogTail(section));
   document.querySelectorAll("[data-audit-url]").forEach((section) => mountAudit(section));
 });
+
+// A range input that shows its value in an <output>: <input type="range" data-shows="ID">
+// (no inline handler: the Content-Security-Policy forbids them).
+document.addEventListener("input", (event) => {
+  const id = event.target.dataset && event.target.dataset.shows;
+  const output = id && document.getElementById(id);
+  if (output) output.value = event.target.value;
+});

@@ -114,8 +114,24 @@ class UploadForm(forms.Form):
         ].help_text = f"One .py file, or a .zip (optionally with requirements.txt); at most {limit}."
 
 
+def offer_targets(form: forms.BaseForm, *, numbers: list[int] | None, aliases: list[str] | None) -> None:
+    """Turn a form's free-text version and alias fields into pickers of what exists (the page's
+    forms; a posted form keeps its plain fields, whose values the service checks anyway).
+    ``numbers`` newest first; a field that may stay empty offers "none"."""
+    pickers = {"version": numbers, "canary_version": numbers, "alias": aliases}
+    for name, values in pickers.items():
+        field = form.fields.get(name)
+        if field is None or values is None:
+            continue
+        choices = [(str(v), f"v{v}" if isinstance(v, int) else v) for v in values]
+        if not field.required or not choices:
+            choices.insert(0, ("", "none" if choices else f"no {name.replace('_', ' ')} yet"))
+        field.widget = forms.Select(choices=choices)
+
+
 class AliasForm(forms.Form):
-    name = forms.CharField(max_length=30)
+    name = forms.CharField(max_length=30, widget=forms.TextInput(attrs={"list": "alias-names"}),
+                           help_text="A new name, or an existing alias's to change it.")  # fmt: skip
     version = forms.IntegerField(min_value=1)
     canary_version = forms.IntegerField(min_value=1, required=False)
     canary_weight = forms.IntegerField(min_value=0, max_value=100, required=False)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django import forms as django_forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -257,6 +258,22 @@ def _event_triggers(function: Function) -> dict[str, Any]:
     return {"time_triggers": time_triggers, "queue_triggers": queue_triggers}
 
 
+def _target_forms(function: Function) -> dict[str, Any]:
+    """The forms that point at a version or an alias, with pickers of the function's own."""
+    numbers = list(selectors.version_list(function=function).values_list("number", flat=True))
+    aliases = sorted(selectors.alias_list(function=function).values_list("name", flat=True))
+    built: dict[str, django_forms.Form] = {
+        # Each its own ids: four forms on one page have a "version" field.
+        "alias_form": forms.AliasForm(auto_id="alias-%s"),
+        "trigger_form": forms.TriggerForm(auto_id="trigger-%s"),
+        "time_trigger_form": forms.TimeTriggerForm(auto_id="time-%s"),
+        "queue_trigger_form": forms.QueueTriggerForm(auto_id="queue-%s"),
+    }
+    for form in built.values():
+        forms.offer_targets(form, numbers=numbers, aliases=aliases)
+    return {**built, "alias_names": aliases}
+
+
 def _first_path(function: Function) -> dict[str, str]:
     """The test panel's path to start from: the first HTTP trigger's (the call needs a route)."""
     trigger = selectors.trigger_list(function=function).filter(is_prefix=False).order_by("path").first()
@@ -278,10 +295,7 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "code_form": forms.CodeForm(initial=code),
         "upload_form": forms.UploadForm(),
         "settings_form": forms.SettingsForm(initial=config.current(function)),
-        "alias_form": forms.AliasForm(),
-        "trigger_form": forms.TriggerForm(),
-        "time_trigger_form": forms.TimeTriggerForm(),
-        "queue_trigger_form": forms.QueueTriggerForm(),
+        **_target_forms(function),
         **_event_triggers(function),
         "dead_letters": _dead_letters(function),
         "invoke_form": forms.InvokeForm(initial=_first_path(function)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django_tenants.utils import schema_context
 
@@ -388,3 +390,37 @@ def test_a_viewer_or_another_tenant_cannot_delete(world, client, hello, django_c
     assert client.post("/t/acme/functions/hello/", {"action": "delete_function"}).status_code == 404
     with schema_context(world.acme.schema_name):
         assert Function.objects.filter(name="hello").exists()
+
+
+def test_version_and_alias_fields_are_pickers_of_the_functions_own(world, client, hello):
+    from functions.models import Build, BuildState
+    from functions.services import functions as function_services
+    from functions.services import versions
+
+    with schema_context(world.acme.schema_name):
+        Build.objects.create(function=hello, draft_revision=hello.draft.revision, state=BuildState.SUCCEEDED,
+                             sha256="a" * 64, python_version=hello.environment.runtime_version)  # fmt: skip
+        versions.version_publish(function=hello)
+        function_services.function_update(function=hello, timeout_s=59)
+        versions.version_publish(function=hello)
+        versions.alias_set(function=hello, name="live", version=1)
+    client.force_login(world.bob)
+    page = client.get("/t/acme/functions/hello/").content.decode()
+    flat = re.sub(r">\s+<", "><", page)
+    alias_version = (
+        '<select name="version" id="alias-version"><option value="2">v2</option><option value="1">v1</option>'
+    )
+    assert alias_version in flat  # newest first; no "none": an alias needs a version
+    assert (
+        '<select name="canary_version" id="alias-canary_version"><option value="" selected>none</option>'
+        in flat
+    )
+    trigger_alias = '<select name="alias" id="trigger-alias"><option value="" selected>none</option>'
+    assert f'{trigger_alias}<option value="live">live</option>' in flat
+    assert '<datalist id="alias-names"><option value="live"></option></datalist>' in flat
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # no id twice on the page
+    response = client.post(
+        "/t/acme/functions/hello/", {"action": "alias", "name": "live", "version": "2"}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == ["Alias live saved; redeploying."]

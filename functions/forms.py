@@ -8,7 +8,7 @@ from django.conf import settings
 
 from core.feedback import size_in_words
 from core.names import NAME_MESSAGE, name_validator
-from functions import config, runtimes
+from functions import config, runtimes, starters
 from functions.models import QueueKind, TargetKind
 from functions.services.triggers import METHODS
 
@@ -37,6 +37,12 @@ class NameField(forms.CharField):
 
 class FunctionCreateForm(forms.Form):
     name = NameField()
+    starter = forms.ChoiceField(
+        choices=starters.CHOICES, initial=starters.DEFAULT, label="Start from", required=False
+    )
+
+    def clean_starter(self) -> str:
+        return self.cleaned_data.get("starter") or starters.DEFAULT
 
 
 class EnvironmentForm(forms.Form):

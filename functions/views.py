@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from core.errors import DomainError, NotFound
 from core.feedback import error_text, form_labels, form_refusal, in_words, refuse
 from dataplane.backends.base import BackendError
-from functions import config, forms, quotas, selectors
+from functions import config, forms, quotas, selectors, starters
 from functions.models import (
     ConfigMap,
     Draft,
@@ -49,11 +49,19 @@ def function_list(request: HttpRequest) -> HttpResponse:
     form = forms.FunctionCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            function = functions.function_create(name=form.cleaned_data["name"])
+            function = functions.function_create(
+                name=form.cleaned_data["name"], starter=form.cleaned_data["starter"]
+            )
         except DomainError as error:  # e.g. the name is taken: said under the name
             refuse(request, error, form)
         else:
-            messages.success(request, f"Function {function.name} created with a hello-world draft.")
+            starter = starters.STARTERS[form.cleaned_data["starter"]].label
+            draft = (
+                "a hello-world draft"
+                if form.cleaned_data["starter"] == starters.DEFAULT
+                else f"the {starter} starter"
+            )
+            messages.success(request, f"Function {function.name} created with {draft}.")
             return redirect("function-detail", name=function.name)
     context = {"functions": selectors.function_list(), "form": form}
     return render(request, "functions/list.html", context)

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from core.api.fields import StrictCharField
 from core.names import name_validator
-from functions import config, runtimes, selectors
+from functions import config, runtimes, selectors, starters
 from functions.models import (
     Alias,
     Build,
@@ -105,6 +105,10 @@ class FunctionCreateSerializer(FunctionSettingsSerializer):
     environment = serializers.SlugRelatedField(
         slug_field="name", queryset=Environment.objects.all(), required=False
     )
+    starter = serializers.ChoiceField(
+        choices=starters.CHOICES, required=False, write_only=True,
+        help_text="The code the draft starts from (functions/starters.py); hello by default.",
+    )  # fmt: skip
 
 
 class FunctionUpdateSerializer(FunctionSettingsSerializer):

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.db.models import ProtectedError
 
 from core.errors import Conflict, ValidationFailed
-from functions import config, quotas, runtimes, selectors, tasks
+from functions import config, quotas, runtimes, selectors, starters, tasks
 from functions.archives import ArchiveLimits, inspect_zip, python_module_name, read_member
 from functions.builder import CODE_REQUIREMENTS_REFUSED, REQUIREMENTS, check_requirements
 from functions.models import Draft, Environment, Function
@@ -17,14 +17,6 @@ from functions.services import configuration
 from functions.services.common import Recording, full_clean, recorded
 
 DEFAULT_ENVIRONMENT = "python"
-HELLO = '''from flask import request
-
-
-def main():
-    """Called for every request; return anything a Flask view may return."""
-    name = request.args.get("name", "world")
-    return {"hello": name}
-'''
 # What a tenant sets on an environment (its name is chosen once, at creation).
 ENVIRONMENT_FIELDS = ("runtime_version", "image", "builder_image", "poolsize", "memory_mb", "cpu_millis")
 CODE_ENVIRONMENT_IN_USE = "environment_in_use"
@@ -155,8 +147,15 @@ def function_settings(function: Function) -> dict[str, Any]:
 
 
 @transaction.atomic
-def function_create(*, name: str, environment: Environment | None = None, **settings: Any) -> Function:
-    """A function with a hello-world draft; not deployed until asked."""
+def function_create(
+    *, name: str, environment: Environment | None = None, starter: str = starters.DEFAULT, **settings: Any
+) -> Function:
+    """A function whose draft is a starter's code (functions/starters.py: hello-world by
+    default); not deployed until asked."""
+    if starter not in starters.STARTERS:
+        raise ValidationFailed(
+            "No such starter.", detail={"starter": [f"One of: {', '.join(starters.STARTERS)}."]}
+        )
     if Function.objects.filter(name=name).exists():
         raise Conflict("A function with this name exists.", detail={"name": ["Already taken."]})
     with recorded(
@@ -167,7 +166,7 @@ def function_create(*, name: str, environment: Environment | None = None, **sett
         full_clean(function)
         function.save()
         quotas.enforce_function_count()
-        Draft.objects.create(function=function, files={"main.py": HELLO})
+        Draft.objects.create(function=function, files=dict(starters.STARTERS[starter].files))
         return record.done(function)
 
 

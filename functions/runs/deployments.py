@@ -91,6 +91,10 @@ def _save_step(deployment: Deployment, state: str, message: str, *, retry_at: da
     schema = connection.schema_name  # type: ignore[attr-defined]
     function_id, data = deployment.function_id, {"deployment": deployment.pk, **step}
     transaction.on_commit(lambda: notifier.function_event(schema, function_id, "deployment.step", **data))
+    if state == DeploymentState.QUEUED or state in FINAL_DEPLOYMENT_STATES:
+        # The tenant's overview follows each deployment's start and end (not every step).
+        named = {**data, "function": deployment.function.name}
+        transaction.on_commit(lambda: notifier.tenant_event(schema, "deployment.step", **named))
 
 
 def deployment_run(*, deployment_id: int) -> Deployment | None:

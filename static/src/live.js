@@ -8,7 +8,7 @@ const describe = {
   "member.removed": (d) => `member ${d.username} removed`,
   "token.created": (d) => `token ${d.name} (${d.key_id}) created`,
   "token.revoked": (d) => `token ${d.key_id} revoked`,
-  "deployment.step": (d) => `deployment ${d.deployment}: ${d.state} — ${d.message}`,
+  "deployment.step": (d) => `${d.function ? `${d.function}: ` : ""}deployment ${d.deployment}: ${d.state} — ${d.message}`,
   "build.log": (d) => d.line,
   "build.state": (d) => `build ${d.state}${d.reason ? `: ${d.reason}` : ""}`,
   "replay.changed": (d) => `replay ${d.replay}: ${d.state}, ${d.done} of ${d.of}${d.passed === null ? "" : d.passed ? " — passed" : " — failed"}`,

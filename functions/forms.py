@@ -248,6 +248,12 @@ class InvokeForm(forms.Form):
         return value
 
 
+class SavedEventForm(InvokeForm):
+    """The test panel's request, saved under a name."""
+
+    event_name = NameField(label="Event name")
+
+
 class TenantObjectForm(forms.Form):
     """A Secret or ConfigMap by name, with every value as ``KEY=value`` lines (replaces them all)."""
 

@@ -321,6 +321,27 @@ class Deployment(models.Model):
         return f"deployment {self.pk} ({self.state})"
 
 
+class SavedEvent(models.Model):
+    """A named test call of a function, saved from its test panel and shared by the tenant's
+    members (as Lambda's shareable test events): what to send, never an answer."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="saved_events")
+    name = models.CharField(max_length=40, validators=[name_validator])
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True)
+    saved_by = models.CharField(max_length=150, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["function", "name"], name="saved_event_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.method} {self.path}"
+
+
 class Invocation(models.Model):
     """A test call from the portal, and what came back (status, body, logs)."""
 

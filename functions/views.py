@@ -314,6 +314,7 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
         "invocations": [_with_headers_json(i) for i in selectors.invocation_list(function=function)[:10]],
+        **_saved_events(function),
     }
 
 
@@ -415,6 +416,47 @@ def _with_headers_json(invocation: Invocation) -> Invocation:
     """A history row can send its request again: its headers as the form takes them (JSON)."""
     invocation.headers_json = json.dumps(invocation.request_headers)  # type: ignore[attr-defined]
     return invocation
+
+
+@tenant_page()
+def function_saved_events(request: HttpRequest, name: str) -> HttpResponse:
+    """The test panel's saved events (htmx): save the panel's request under a name, or delete one;
+    answers the list again, with what happened (or why not) in words."""
+    function = get_object_or_404(Function, name=name)
+    status, said = 200, ""
+    if request.method == "POST":
+        status, said = _saved_event_change(request, function)
+    context = {**_saved_events(function), "said": said, "refused": status >= 400}
+    response = render(request, "functions/_saved_events.html", context, status=status)
+    response["X-Partial-Answer"] = "1"
+    return response
+
+
+def _saved_event_change(request: HttpRequest, function: Function) -> tuple[int, str]:
+    if request.POST.get("event_action") == "delete":
+        event = get_object_or_404(function.saved_events.all(), name=request.POST.get("event_name", ""))
+        invocations.saved_event_delete(event=event)
+        return 200, f"Event {event.name} deleted."
+    form = forms.SavedEventForm(request.POST)
+    if not form.is_valid():
+        return 400, in_words(form.errors, form_labels(form))
+    data = form.cleaned_data
+    try:
+        event = invocations.saved_event_save(
+            function=function, name=data["event_name"], method=data["method"], path=data["path"],
+            headers=data["headers"], body=data["body"], user=_user(request),
+        )  # fmt: skip
+    except DomainError as error:
+        return error.status, error_text(error, form_labels(form))
+    return 200, f"Saved as {event.name}: anyone in the tenant can send it again."
+
+
+def _saved_events(function: Function) -> dict[str, Any]:
+    shown = [
+        {"name": e.name, "method": e.method, "path": e.path, "headers": json.dumps(e.headers), "body": e.body}
+        for e in function.saved_events.all()
+    ]
+    return {"saved_events": shown}
 
 
 def _invocation_refused(request: HttpRequest, problem: str, status: int) -> HttpResponse:

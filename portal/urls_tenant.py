@@ -19,6 +19,7 @@ urlpatterns = [
     path("functions/", function_views.function_list, name="function-list"),
     path("functions/<slug:name>/", function_views.function_detail, name="function-detail"),
     path("functions/<slug:name>/invoke/", function_views.function_invoke, name="function-invoke"),
+    path("functions/<slug:name>/events/", function_views.function_saved_events, name="function-saved-events"),
     path("functions/<slug:name>/compare/", function_views.function_compare, name="function-compare"),
     path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
     path("functions/<slug:name>/coldstarts/", metric_views.function_coldstarts, name="function-coldstarts"),

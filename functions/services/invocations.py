@@ -11,10 +11,11 @@ from typing import Any
 from django.db import transaction
 
 from audit import services as audit
-from core.errors import ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from dataplane.backends import get_backend
 from dataplane.backends.base import Backend, BackendError, LogRecord
-from functions.models import Function, Invocation
+from functions.models import Function, Invocation, SavedEvent
+from functions.services.common import full_clean
 from tenants.selectors import current_tenant
 
 MAX_BODY_CHARS = 64 * 1024
@@ -47,10 +48,7 @@ def invocation_create(
     ``invocation_type`` "Event": the data plane queues the call and answers 202 with its request
     id (retries, dead letters: runtime/events/asynchronous); its logs come later, under that id
     (on Kubernetes, where no line names its request, the function's lines of that time)."""
-    # "/acme" + "2/x" would be tenant acme2's route: the path must start a new segment.
-    if not re.fullmatch(PATH_RE, path) or ".." in path.split("?")[0].split("/"):
-        message = "The path must start with '/' and contain no '..' and no control character."
-        raise ValidationFailed(message, detail={"path": [path]})
+    _check_path(path)
     _check_headers(headers)
     asynchronous = _asynchronous(invocation_type)
     tenant = current_tenant()
@@ -107,6 +105,51 @@ def _asynchronous(invocation_type: str) -> dict[str, str]:
     if invocation_type == "RequestResponse":
         return {}
     return {INVOCATION_TYPE_HEADER: "Event"}
+
+
+def _check_path(path: str) -> None:
+    # "/acme" + "2/x" would be tenant acme2's route: the path must start a new segment.
+    if not re.fullmatch(PATH_RE, path) or ".." in path.split("?")[0].split("/"):
+        message = "The path must start with '/' and contain no '..' and no control character."
+        raise ValidationFailed(message, detail={"path": [path]})
+
+
+# A function keeps at most this many saved test events.
+MAX_SAVED_EVENTS = 50
+
+
+@transaction.atomic
+def saved_event_save(
+    *, function: Function, name: str, method: str, path: str, headers: dict[str, str], body: str,
+    user: str = "",
+) -> SavedEvent:  # fmt: skip
+    """Save the test panel's request under ``name`` (replacing one of that name), for every member
+    to send again. The headers a test call never sends (Authorization, Cookie) are not kept."""
+    _check_path(path)
+    _check_headers(headers)
+    event = SavedEvent.objects.filter(function=function, name=name).first()
+    if event is None and SavedEvent.objects.filter(function=function).count() >= MAX_SAVED_EVENTS:
+        raise Conflict(f"A function keeps at most {MAX_SAVED_EVENTS} saved events: delete one first.")
+    kept = {k: v for k, v in headers.items() if k.lower() not in _HIDDEN_HEADERS}
+    action = "saved-event.update" if event is not None else "saved-event.create"
+    before = {"method": event.method, "path": event.path.split("?")[0]} if event is not None else None
+    label = f"{function.name}/{name}"
+    with audit.change(action, object_type="saved-event", object_name=label, before=before) as change:
+        event = event or SavedEvent(function=function, name=name)
+        event.method, event.path, event.headers, event.body = method, path, kept, body[:MAX_BODY_CHARS]
+        event.saved_by = user
+        full_clean(event, exclude=["function"])
+        event.save()
+        change.after = {"method": method, "path": path.split("?")[0]}  # never the body or headers
+    return event
+
+
+@transaction.atomic
+def saved_event_delete(*, event: SavedEvent) -> None:
+    with audit.change(
+        "saved-event.delete", object_type="saved-event", object_name=f"{event.function.name}/{event.name}"
+    ):
+        event.delete()
 
 
 def _check_headers(headers: dict[str, str]) -> None:

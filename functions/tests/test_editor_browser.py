@@ -91,3 +91,33 @@ def test_the_canary_weight_slider_says_its_value_and_a_trigger_is_deleted_after_
     expect(message(page)).to_have_text("Trigger web deleted; redeploying.", timeout=UI)
     with schema_context(world.acme.schema_name):
         assert not Trigger.objects.filter(name="web").exists()
+
+
+def test_a_saved_test_event_is_kept_and_loaded_back_into_the_form(
+    page: Page, live_server_url: str, world: Any, hello: Any
+) -> None:
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    page.goto(f"{live_server_url}/t/acme/functions/hello/")
+    panel = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    panel.get_by_label("Method").select_option("POST")
+    panel.get_by_label("Path").fill("/orders?src=test")
+    panel.get_by_label("Headers (JSON)").fill('{"Content-Type": "application/json"}')
+    panel.get_by_label("Body").fill('{"id": 7}')
+    panel.get_by_label("Event name").fill("order-created")
+    panel.get_by_role("button", name="Save as event").click()
+    expect(panel.locator("[data-saved-said]")).to_have_text(
+        "Saved as order-created: anyone in the tenant can send it again.", timeout=UI
+    )
+
+    page.reload()  # kept: and loaded back into a fresh form
+    panel = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
+    panel.locator("[data-saved-event-picker]").select_option("order-created")
+    expect(panel.get_by_label("Method")).to_have_value("POST")
+    expect(panel.get_by_label("Path")).to_have_value("/orders?src=test")
+    expect(panel.get_by_label("Headers (JSON)")).to_have_value('{"Content-Type": "application/json"}')
+    expect(panel.get_by_label("Body")).to_have_value('{"id": 7}')
+
+    panel.get_by_label("Event name").fill("Not A Name")
+    panel.get_by_role("button", name="Save as event").click()
+    expect(panel.locator("[data-saved-said][role='alert']")).to_contain_text("Event name:", timeout=UI)

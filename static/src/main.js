@@ -6,6 +6,7 @@ import { mountEditors } from "./editor.js";
 import { connectEvents } from "./live.js";
 import { mountLogTail } from "./logs.js";
 import { mountMetrics } from "./metrics.js";
+import "./testpanel.js"; // saved test events: one document-wide listener
 
 window.htmx = htmx;
 

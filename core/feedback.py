@@ -126,7 +126,15 @@ def error_page(request: HttpRequest, status: int, code: str, message: str | None
     (whose own wording stands in for a missing ``message``)."""
     if wants_json(request):
         return error_response(status, code, message or "Request failed.")
-    return render(request, f"{status}.html", {"message": message}, status=status)
+    return render(
+        request, f"{status}.html", {"message": message, "back": same_site_path(request)}, status=status
+    )
+
+
+def same_site_path(request: HttpRequest) -> str:
+    """The request's path as a link that stays on this site: ``//evil.example/x`` or
+    ``/\\evil.example`` would be read by a browser as another host."""
+    return "/" + request.path.lstrip("/\\")
 
 
 def refuse_form(request: HttpRequest, what: str, form: forms.BaseForm) -> None:

@@ -56,7 +56,7 @@ def main():
         return {"error": "WEBHOOK_SECRET is not set"}, 500
     expected = hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
     given = request.headers.get("X-Signature-256", "").removeprefix("sha256=")
-    if not hmac.compare_digest(expected, given):
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
         return {"error": "bad signature"}, 401
     event = request.get_json(silent=True) or {}
     print("received", event.get("type", "an event"))

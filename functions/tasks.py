@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from django.db import DatabaseError
 from django_tenants.utils import schema_context
 
 from dataplane.backends import get_backend
@@ -45,9 +46,12 @@ def deploy_task(self: Task[[str, int], None], schema: str, deployment_id: int) -
         except TRANSIENT as exc:
             if self.request.retries < (self.max_retries or 0):
                 delay = backoff_s(self.request.retries, maximum=DEPLOY_BACKOFF_MAX_S)
-                deployment_runs.deployment_retry_later(
-                    deployment_id=deployment_id, delay_s=delay, error=str(exc)
-                )
+                try:  # a note only: the retry is scheduled whatever becomes of it
+                    deployment_runs.deployment_retry_later(
+                        deployment_id=deployment_id, delay_s=delay, error=str(exc)
+                    )
+                except DatabaseError:  # the error being retried may be the database's own
+                    log.warning("could not note the retry of deployment %s", deployment_id, exc_info=True)
                 raise self.retry(exc=exc, countdown=delay) from exc
             reason = f"the data plane kept failing: {exc}"
             deployment_runs.deployment_fail(deployment_id=deployment_id, reason=reason)

@@ -434,7 +434,13 @@ def function_saved_events(request: HttpRequest, name: str) -> HttpResponse:
 
 def _saved_event_change(request: HttpRequest, function: Function) -> tuple[int, str]:
     if request.POST.get("event_action") == "delete":
-        event = get_object_or_404(function.saved_events.all(), name=request.POST.get("event_name", ""))
+        name = request.POST.get("event_name", "")
+        event = function.saved_events.filter(name=name).first()
+        if event is None:  # deleted meanwhile, or none picked: said in place
+            return (
+                404,
+                f"No saved event {name!r}: pick one of the list." if name else "Pick a saved event first.",
+            )
         invocations.saved_event_delete(event=event)
         return 200, f"Event {event.name} deleted."
     form = forms.SavedEventForm(request.POST)

@@ -7,9 +7,11 @@ import sys
 from typing import Any
 
 import redis
+from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,7 +23,7 @@ from django_ratelimit.decorators import ratelimit
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
 from core.errors import error_response, wants_json
-from core.feedback import error_page
+from core.feedback import error_page, same_site_path
 from core.middleware import too_large_message
 from tenants.access import member_role
 from tenants.models import Tenant
@@ -50,9 +52,24 @@ def logout_view(request: HttpRequest) -> HttpResponseBase:
     return auth_views.LogoutView.as_view()(request)
 
 
+class NewPasswordChangeForm(PasswordChangeForm):
+    """Django's form, refusing the current password as the new one: "changing" a one-time
+    password to itself would release its user while whoever added them still knows it."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password = cleaned.get("new_password2")
+        if password and self.user.check_password(password):
+            error = forms.ValidationError(
+                "Choose a password other than the current one.", code="password_unchanged"
+            )
+            self.add_error("new_password2", error)
+        return cleaned
+
+
 @login_required
 def password_change(request: HttpRequest) -> HttpResponseBase:
-    view = auth_views.PasswordChangeView.as_view(success_url="/")
+    view = auth_views.PasswordChangeView.as_view(success_url="/", form_class=NewPasswordChangeForm)
     response = view(request)
     if request.method == "POST" and response.status_code == 302:
         from django.contrib import messages
@@ -158,10 +175,12 @@ def server_error(request: HttpRequest, *args: Any) -> HttpResponse:
         response = (
             error_response(503, "unavailable", message)
             if wants_json(request)
-            else render(request, "500.html", {"message": message}, status=503)
+            else render(
+                request, "500.html", {"message": message, "back": same_site_path(request)}, status=503
+            )
         )
         response["Retry-After"] = "5"
         return response
     if wants_json(request):
         return error_response(500, "server_error", "Internal error. It has been logged.")
-    return render(request, "500.html", status=500)
+    return render(request, "500.html", {"back": same_site_path(request)}, status=500)

@@ -158,7 +158,10 @@ def _member_add(request: HttpRequest, tenant: Any, data: dict[str, Any]) -> None
     username = new.membership.user.username
     messages.success(request, f"{username} added as {new.membership.get_role_display()}.")
     if new.initial_password:
-        request.session[_NEW_MEMBER] = {"username": username, "password": new.initial_password}
+        request.session[f"{_NEW_MEMBER}.{tenant.schema_name}"] = {
+            "username": username,
+            "password": new.initial_password,
+        }
 
 
 def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
@@ -197,7 +200,7 @@ def members(request: HttpRequest) -> HttpResponse:
         "add_form": forms.MemberAddForm(),
         "role_choices": forms.ROLE_CHOICES,
         "can_manage": at_least(request.tenant_role, Role.ADMIN),  # type: ignore[attr-defined]
-        "new_member": request.session.pop(_NEW_MEMBER, None),  # shown once
+        "new_member": request.session.pop(f"{_NEW_MEMBER}.{tenant.schema_name}", None),  # once, in its tenant
     }
     return render(request, "tenants/members.html", context)
 

@@ -57,7 +57,7 @@ def deployment_name(deployment: Deployment) -> str:
 
 @transaction.atomic
 def record_step(
-    deployment: Deployment, state: str, message: str, *, retry_at: datetime | None = None
+    deployment: Deployment, state: str | None, message: str, *, retry_at: datetime | None = None
 ) -> bool:
     """Move ``deployment`` to ``state`` and note the step, unless it has ended (False: nothing
     written). The row is locked while it is checked and written (an atomic claim), so a
@@ -68,6 +68,7 @@ def record_step(
     if row is None or row["state"] in FINAL_DEPLOYMENT_STATES:
         return False
     deployment.steps = row["steps"]  # as stored: another run may have added steps meanwhile
+    state = state or row["state"]  # None: a note on the step it is at, as stored now
     if state not in FINAL_DEPLOYMENT_STATES:
         _save_step(deployment, state, message, retry_at=retry_at)
         return True
@@ -91,7 +92,7 @@ def _save_step(deployment: Deployment, state: str, message: str, *, retry_at: da
     schema = connection.schema_name  # type: ignore[attr-defined]
     function_id, data = deployment.function_id, {"deployment": deployment.pk, **step}
     transaction.on_commit(lambda: notifier.function_event(schema, function_id, "deployment.step", **data))
-    if state == DeploymentState.QUEUED or state in FINAL_DEPLOYMENT_STATES:
+    if (state == DeploymentState.QUEUED and len(deployment.steps) == 1) or state in FINAL_DEPLOYMENT_STATES:
         # The tenant's overview follows each deployment's start and end (not every step).
         named = {**data, "function": deployment.function.name}
         transaction.on_commit(lambda: notifier.tenant_event(schema, "deployment.step", **named))
@@ -144,8 +145,9 @@ def _nobody_runs(function_id: int) -> bool:
 
 
 # A deployment that has not moved for this long is resumed: one a worker had started, once no
-# worker holds its lock and its retry (if one is due) is late; any other after LOST_AFTER (its
-# task may sit in a busy queue, or have been lost with a worker that had only reserved it).
+# worker holds its lock and its retry (if one is due) is late; one never started after
+# LOST_AFTER (its task may sit in a busy queue, or have been lost with a worker that had only
+# reserved it).
 ABANDONED_AFTER = timedelta(seconds=20)
 LOST_AFTER = timedelta(minutes=2)
 
@@ -161,18 +163,21 @@ def deployments_to_resume() -> list[int]:
     resumed = []
     for deployment in quiet.order_by("pk"):
         if _resumable(deployment, now):
-            record_step(deployment, deployment.state, "resumed: no worker was running it")
+            started = deployment.attempts > 0
+            record_step(deployment, None, "resumed: no worker was running it" if started else "queued again")
             resumed.append(deployment.pk)
     return resumed
 
 
 def _resumable(deployment: Deployment, now: datetime) -> bool:
-    if deployment.updated_at < now - LOST_AFTER:
-        return True
-    started = deployment.attempts > 0
+    """A deployment never started may sit in a busy queue: only a long silence counts. One a
+    worker started is resumed once no session holds its lock, unless its retry is due later
+    (a long build holds the lock all along, however quiet its row)."""
+    if deployment.attempts == 0:
+        return deployment.updated_at < now - LOST_AFTER
     last = deployment.steps[-1] if deployment.steps else {}
     retry_due = datetime.fromisoformat(last["retry_at"]) if "retry_at" in last else None
-    if not started or (retry_due is not None and retry_due > now - ABANDONED_AFTER):
+    if retry_due is not None and retry_due > now - ABANDONED_AFTER:
         return False
     return _nobody_runs(deployment.function_id)
 
@@ -184,7 +189,7 @@ def deployment_retry_later(*, deployment_id: int, delay_s: float, error: str) ->
     if deployment is not None:
         retry_at = timezone.now() + timedelta(seconds=delay_s)
         message = f"retrying in {delay_s:.0f} s: {error}"
-        record_step(deployment, deployment.state, message, retry_at=retry_at)
+        record_step(deployment, None, message, retry_at=retry_at)
 
 
 def _run(deployment_id: int) -> Deployment | None:

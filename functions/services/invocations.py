@@ -127,6 +127,8 @@ def saved_event_save(
     to send again. The headers a test call never sends (Authorization, Cookie) are not kept."""
     _check_path(path)
     _check_headers(headers)
+    # One save of a function's events at a time: the name check and the count hold until commit.
+    Function.objects.select_for_update().filter(pk=function.pk).first()
     event = SavedEvent.objects.filter(function=function, name=name).first()
     if event is None and SavedEvent.objects.filter(function=function).count() >= MAX_SAVED_EVENTS:
         raise Conflict(f"A function keeps at most {MAX_SAVED_EVENTS} saved events: delete one first.")

@@ -117,6 +117,28 @@ def test_a_started_deployment_nobody_runs_is_resumed_within_seconds(
         assert deployment_runs.deployments_to_resume() == []  # the resume is a move: not twice at once
 
 
+def test_a_long_build_holding_the_lock_is_never_resumed_however_quiet(
+    world, hello, django_capture_on_commit_callbacks
+):
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        building = _deployment_started_and_quiet(hello, quiet_s=600)  # quiet 10 minutes: a long build
+        with _another_session_holds_the_lock(hello.pk):
+            assert deployment_runs.deployments_to_resume() == []
+        assert Deployment.objects.get(pk=building.pk).steps[-1]["message"] == "applying"
+
+
+def test_a_note_keeps_the_state_the_row_is_at_now(world, hello, django_capture_on_commit_callbacks):
+    """A note written from a stale read (the sweep's, a retry's) never moves the state back."""
+    with schema_context(world.acme.schema_name), django_capture_on_commit_callbacks(execute=False):
+        deployment = deployments.deployment_create(function=hello, cause="test")
+        stale = Deployment.objects.get(pk=deployment.pk)  # read while queued
+        Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.WAITING)
+        assert deployment_runs.record_step(stale, None, "a note")
+        row = Deployment.objects.get(pk=deployment.pk)
+        assert row.state == DeploymentState.WAITING
+        assert row.steps[-1]["state"] == "waiting"
+
+
 def test_a_deployment_waiting_for_its_retry_is_left_alone_until_the_retry_is_late(
     world, hello, django_capture_on_commit_callbacks
 ):

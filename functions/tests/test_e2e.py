@@ -129,8 +129,11 @@ def test_a_deployment_whose_worker_is_killed_mid_run_is_resumed_in_seconds(
     from functions.tasks import resume_stuck_deployments
 
     alice = api(world.alice)
-    slow = "import time\ntime.sleep(8)\n\ndef main():\n    return 'slow start'\n"
-    _create(alice, "slowstart", {"main.py": slow}, "/slowstart")
+    _create(alice, "slowstart", {"main.py": "def main():\n    return 'first'\n"}, "/slowstart")
+    _deploy_and_wait(alice, "slowstart")  # the trigger's own deployment is over: ours runs alone
+    slow = "import time\ntime.sleep(8)\n\ndef main():\n    return 'slow start'\n"  # new code: a fresh load
+    code = alice.put("/t/acme/api/v1/functions/slowstart/code/", {"files": {"main.py": slow}}, format="json")
+    assert code.status_code == 200, code.content
     response = alice.post("/t/acme/api/v1/functions/slowstart/deployments/")
     assert response.status_code == 202, response.content
     url = f"/t/acme/api/v1/functions/slowstart/deployments/{response.json()['id']}/"

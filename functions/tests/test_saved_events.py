@@ -104,3 +104,11 @@ def test_the_service_bounds_and_checks(world, hello):
             invocations.saved_event_save(
                 function=hello, name="e1", method="GET", path="/../x", headers={}, body=""
             )
+
+
+def test_deleting_an_event_that_is_gone_says_so_in_place(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(URL, {"event_action": "delete", "event_name": "gone"})
+    assert response.status_code == 404
+    assert response["X-Partial-Answer"] == "1"
+    assert "No saved event &#x27;gone&#x27;: pick one of the list." in response.content.decode()

@@ -54,6 +54,7 @@ def test_the_webhook_checks_its_signature(monkeypatch: pytest.MonkeyPatch) -> No
     assert _call("webhook", "POST", data=body, headers={"X-Signature-256": f"sha256={good}"}) == (
         {"received": True}, 200)  # fmt: skip
     assert _call("webhook", "POST", data=body, headers={"X-Signature-256": "sha256=00"})[1] == 401
+    assert _call("webhook", "POST", data=body, headers={"X-Signature-256": "sha256=\u00e9"})[1] == 401
 
 
 def test_the_scheduled_job_and_the_queue_consumer_answer() -> None:

@@ -217,3 +217,15 @@ def test_a_foreign_tenants_404_shows_no_trace_of_it(world, client) -> None:
     assert foreign.context["current_tenant"] is None
     client.force_login(world.alice)  # a member sees the frame of her tenant
     assert 'href="/t/acme/functions/"' in client.get("/t/acme/functions/nope/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "link"),
+    [("//evil.example/x", "/evil.example/x"), ("/\\evil.example", "/evil.example"), ("/t/a/", "/t/a/")],
+)
+def test_the_back_link_of_an_error_page_stays_on_this_site(rf, path, link) -> None:
+    from core.feedback import same_site_path
+
+    request = rf.get("/")
+    request.path = path
+    assert same_site_path(request) == link

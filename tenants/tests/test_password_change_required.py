@@ -229,3 +229,20 @@ def test_the_platform_quota_form_labels_say_the_unit(world, client):
     assert form["httptriggers"].label == "HTTP triggers"
     assert form["memory_limits"].label == "Memory limit, all pods (bytes, e.g. 512Mi or 4Gi)"
     assert form["cpu_requests"].label == "CPU requested, all pods (cores, e.g. 2 or 500m)"
+
+
+def test_the_one_time_password_cannot_be_chosen_again(world, client, newbie):
+    newbie.set_password("one-time-pass-123")  # a one-time password this test knows
+    newbie.save()
+    client.force_login(newbie)
+    response = change_password(client, "one-time-pass-123", "one-time-pass-123")
+    assert response.status_code == 200
+    assert "Choose a password other than the current one." in response.content.decode()
+    assert passwords.password_change_required(newbie)
+
+
+def test_a_new_members_password_shows_only_in_the_tenant_it_was_made_in(world, client):
+    client.force_login(world.admin)  # a platform admin manages both tenants
+    assert add_member(client, username="solo").status_code == 302
+    assert client.get("/t/globex/members/").context["new_member"] is None
+    assert client.get("/t/acme/members/").context["new_member"]["username"] == "solo"

@@ -75,7 +75,8 @@ def _services_and_public_tenant(request: pytest.FixtureRequest) -> Iterator[None
         with connection.cursor() as cursor:
             cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%%'")
             for (schema,) in cursor.fetchall():
-                cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                # IF EXISTS: a worker deleting a tenant the test deleted may drop it meanwhile.
+                cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import schemathesis
@@ -28,6 +29,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from functions import tasks
 from functions.models import (
     Build,
     BuildState,
@@ -191,12 +193,20 @@ def _rollouts(function: Any) -> dict[str, int]:
     """A rollout per steering verb (v1 to v2), each on an alias of its own, running (paused for
     resume); and alias ``r-start``, on v1, for rollouts the run starts."""
     found = {}
-    for verb in ("pause", "resume", "promote", "abort", "start"):
-        versions.alias_set(function=function, name=f"r-{verb}", version=1)
-        if verb != "start":
-            found[verb] = rollout_services.rollout_start(function=function, alias=f"r-{verb}", to_version=2,
-                                                         interval_s=60)  # fmt: skip
-    rollout_services.rollout_pause(rollout=found["resume"])
+    # Their first step's deployment and tick are not queued: a worker running them would end the
+    # rollouts (the scene's builds have no archive to deploy) before the run steers them.
+    with (
+        mock.patch.object(tasks.deploy_task, "delay") as deploy,
+        mock.patch.object(rollout_services.current_app, "send_task") as tick,
+    ):
+        for verb in ("pause", "resume", "promote", "abort", "start"):
+            versions.alias_set(function=function, name=f"r-{verb}", version=1)
+            if verb != "start":
+                found[verb] = rollout_services.rollout_start(
+                    function=function, alias=f"r-{verb}", to_version=2, interval_s=60
+                )
+        rollout_services.rollout_pause(rollout=found["resume"])
+    assert deploy.call_count == tick.call_count == 4  # held here, not sent to a worker
     return {verb: rollout.pk for verb, rollout in found.items()}
 
 

@@ -24,6 +24,7 @@ from unittest import mock
 
 import pytest
 import schemathesis
+from celery import current_app
 from django_tenants.utils import schema_context
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -197,7 +198,7 @@ def _rollouts(function: Any) -> dict[str, int]:
     # rollouts (the scene's builds have no archive to deploy) before the run steers them.
     with (
         mock.patch.object(tasks.deploy_task, "delay") as deploy,
-        mock.patch.object(rollout_services.current_app, "send_task") as tick,
+        mock.patch.object(current_app, "send_task") as tick,  # the app releases.services.rollouts sends with
     ):
         for verb in ("pause", "resume", "promote", "abort", "start"):
             versions.alias_set(function=function, name=f"r-{verb}", version=1)

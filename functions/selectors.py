@@ -88,8 +88,8 @@ class FunctionUrl:
     target: str
 
 
-def function_urls(*, function: Function, tenant_slug: str) -> list[FunctionUrl]:
-    """The function's URLs, one per HTTP trigger, in the order of their paths."""
+def function_urls(*, triggers: list[Trigger], tenant_slug: str) -> list[FunctionUrl]:
+    """A function's URLs, one per HTTP trigger (``trigger_list``: in the order of their paths)."""
     base = router_base_url()
     return [
         FunctionUrl(
@@ -99,7 +99,7 @@ def function_urls(*, function: Function, tenant_slug: str) -> list[FunctionUrl]:
             prefix=trigger.is_prefix,
             target=_target_label(trigger),
         )
-        for trigger in trigger_list(function=function).order_by("path")
+        for trigger in triggers
     ]
 
 

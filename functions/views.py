@@ -17,6 +17,7 @@ from core.feedback import error_text, form_labels, form_refusal, in_words, refus
 from dataplane.backends.base import BackendError
 from functions import config, forms, quotas, selectors, starters
 from functions.models import (
+    Alias,
     ConfigMap,
     Draft,
     Environment,
@@ -25,6 +26,8 @@ from functions.models import (
     QueueTrigger,
     Secret,
     TimeTrigger,
+    Trigger,
+    Version,
 )
 from functions.services import (
     changes,
@@ -266,10 +269,11 @@ def _event_triggers(function: Function) -> dict[str, Any]:
     return {"time_triggers": time_triggers, "queue_triggers": queue_triggers}
 
 
-def _target_forms(function: Function) -> dict[str, Any]:
-    """The forms that point at a version or an alias, with pickers of the function's own."""
-    numbers = list(selectors.version_list(function=function).values_list("number", flat=True))
-    aliases = sorted(selectors.alias_list(function=function).values_list("name", flat=True))
+def _target_forms(versions: list[Version], aliases: list[Alias]) -> dict[str, Any]:
+    """The forms that point at a version or an alias, with pickers of the function's own
+    (``versions`` newest first, as the page lists them)."""
+    numbers = [version.number for version in versions]
+    names = sorted(alias.name for alias in aliases)
     built: dict[str, django_forms.Form] = {
         # Each its own ids: four forms on one page have a "version" field.
         "alias_form": forms.AliasForm(auto_id="alias-%s"),
@@ -278,13 +282,14 @@ def _target_forms(function: Function) -> dict[str, Any]:
         "queue_trigger_form": forms.QueueTriggerForm(auto_id="queue-%s"),
     }
     for form in built.values():
-        forms.offer_targets(form, numbers=numbers, aliases=aliases)
-    return {**built, "alias_names": aliases}
+        forms.offer_targets(form, numbers=numbers, aliases=names)
+    return {**built, "alias_names": names}
 
 
-def _first_path(function: Function) -> dict[str, str]:
-    """The test panel's path to start from: the first HTTP trigger's (the call needs a route)."""
-    trigger = selectors.trigger_list(function=function).filter(is_prefix=False).order_by("path").first()
+def _first_path(triggers: list[Trigger]) -> dict[str, str]:
+    """The test panel's path to start from: the first HTTP trigger's, ``triggers`` in the order
+    of their paths (the call needs a route)."""
+    trigger = next((t for t in triggers if not t.is_prefix), None)
     return {"path": trigger.path} if trigger is not None else {}
 
 
@@ -295,6 +300,10 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "main_py": draft.files.get(code_file, ""),
         "requirements_txt": draft.files.get("requirements.txt", ""),
     }
+    # Each read once: the tables, the pickers, the URLs and the test panel share them.
+    versions = list(selectors.version_rows(function=function))
+    aliases = list(selectors.alias_list(function=function))
+    triggers = list(selectors.trigger_list(function=function))
     return {
         "function": function,
         "draft": draft,
@@ -303,14 +312,14 @@ def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
         "code_form": forms.CodeForm(initial=code),
         "upload_form": forms.UploadForm(),
         "settings_form": forms.SettingsForm(initial=config.current(function)),
-        **_target_forms(function),
+        **_target_forms(versions, aliases),
         **_event_triggers(function),
         "dead_letters": _dead_letters(function),
-        "invoke_form": forms.InvokeForm(initial=_first_path(function)),
-        "versions": selectors.version_rows(function=function),
-        "aliases": selectors.alias_list(function=function),
-        "triggers": selectors.trigger_list(function=function),
-        "urls": selectors.function_urls(function=function, tenant_slug=current_tenant().slug),
+        "invoke_form": forms.InvokeForm(initial=_first_path(triggers)),
+        "versions": versions,
+        "aliases": aliases,
+        "triggers": triggers,
+        "urls": selectors.function_urls(triggers=triggers, tenant_slug=current_tenant().slug),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
         "invocations": [_with_headers_json(i) for i in selectors.invocation_list(function=function)[:10]],

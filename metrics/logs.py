@@ -124,23 +124,11 @@ def log_query(
     )
 
 
-def log_search(
-    *,
-    function: str | None = None,
-    version: str | None = None,
-    request_id: str | None = None,
-    stream: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    q: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
-) -> LogResults:
-    """One page of the tenant's log records, newest first. ValidationFailed for a cursor this
-    API did not give; LogsUnavailable (503) when the log store cannot be read."""
-    query = log_query(function=function, version=version, request_id=request_id, stream=stream,
-                      since=since, until=until, q=q, limit=limit, cursor=cursor)  # fmt: skip
-    page = _search(query)
+def log_search(**filters: Any) -> LogResults:
+    """One page of the tenant's log records, newest first, for ``log_query``'s filters.
+    ValidationFailed for a cursor this API did not give; LogsUnavailable (503) when the log store
+    cannot be read."""
+    page = _search(log_query(**filters))
     return LogResults([log_record_json(r) for r in page.records], page.cursor)
 
 

@@ -112,3 +112,11 @@ def test_deleting_an_event_that_is_gone_says_so_in_place(world, client, hello):
     assert response.status_code == 404
     assert response["X-Partial-Answer"] == "1"
     assert "No saved event &#x27;gone&#x27;: pick one of the list." in response.content.decode()
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(world, client, hello):
+    response = _save(client)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+    with schema_context(world.acme.schema_name):
+        assert not SavedEvent.objects.exists()

@@ -354,6 +354,14 @@ class Invocation(models.Model):
     response_headers = models.JSONField(default=dict)
     response_body = models.TextField(blank=True)
     duration_ms = models.FloatField(null=True)
+    # What the local runtime's router measured (its Server-Timing header, runtime/timing.py); null
+    # when it said nothing (Fission's router never does) or when there was no answer.
+    router_ms = models.FloatField(
+        null=True, help_text="The router's whole time for the call, in ms; null when not said."
+    )
+    function_ms = models.FloatField(
+        null=True, help_text="The function's time, in ms, as the router measured it; null when not said."
+    )
     request_id = models.CharField(max_length=64)
     logs = models.JSONField(default=list)
     error = models.TextField(blank=True)

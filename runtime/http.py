@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
     head_only: bool = False  # an answer to HEAD: the length of the body, not the body
+    # Nanoseconds from sending the request to a worker to its whole answer (the router's
+    # ``Server-Timing`` function figure, runtime.timing); -1 when no worker answered.
+    worker_ns: int = field(default=-1, compare=False)
 
     def encode(self, keep_alive: bool = True) -> bytes:
         reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
@@ -264,11 +268,14 @@ class UpstreamConnection(asyncio.Protocol):
             if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"content-length")
         )
         head.append(b"content-length: " + str(len(body)).encode())
+        sent = time.perf_counter_ns()
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         try:
-            return await self.waiter
+            response = await self.waiter
         finally:
             self.waiter = None
+        response.worker_ns = time.perf_counter_ns() - sent
+        return response
 
     def close(self) -> None:
         self.closed = True

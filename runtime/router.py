@@ -27,6 +27,13 @@ each of its calls is, when the dispatcher makes it.
 
 A trigger with a capture policy (``runtime.captures``) has each call whose answer's status the
 policy matches recorded, redacted, for replay; queued (asynchronous) calls are not captured.
+
+Every answer given through a route (a call's or a queued call's, whatever its status) ends with
+the router's ``Server-Timing`` header (``runtime.timing``):
+``router;dur=<ms>, function;dur=<ms>``, the router's whole time for the request (the figure its
+latency histogram observes) and the worker's, from sending it the request to its answer (absent
+when no worker answered). A function's own ``Server-Timing`` goes through, ahead of it.
+The router's own 404/405/400 and its health check carry none.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from runtime.http import REQUEST_ID_HEADER, Request, Response, request_id_or_new
 from runtime.invoke import call_function
 from runtime.objects import HTTPTrigger
 from runtime.tenancy import route_root, under
+from runtime.timing import SERVER_TIMING, server_timing
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -165,7 +173,7 @@ class Router:
         self.table = RouteTable(triggers, self.namespace_prefix)
 
     async def handle(self, request: Request) -> Response:
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         if request.path == "/router-healthz":
             return Response(200, TEXT, b"ok\n")
         route, params, seen = self.table.match(request.path, request.method)
@@ -187,9 +195,12 @@ class Router:
         response.headers = [(k, v) for k, v in response.headers if k.lower() != REQUEST_ID_HEADER]
         response.headers.append((REQUEST_ID_HEADER, request_id))
         response.head_only = request.method == "HEAD"
+        took_ns = time.perf_counter_ns() - started
+        timing = (SERVER_TIMING, server_timing(took_ns, response.worker_ns))
         if event:
+            response.headers.append(timing)
             return response
-        elapsed = time.perf_counter() - started
+        elapsed = took_ns / 1e9
         metrics.observe_call(
             namespace,
             function,
@@ -201,6 +212,7 @@ class Router:
         policy = route.trigger.capture
         if policy is not None and self.captures is not None and policy.matches(response.status):
             self._capture(request, route, function, params, request_id, response, elapsed)
+        response.headers.append(timing)  # after the capture, which keeps the function's answer only
         return response
 
     def _capture(self, request: Request, route: Route, function: str, params: dict[str, str],

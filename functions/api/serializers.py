@@ -413,7 +413,8 @@ class InvocationSerializer(serializers.ModelSerializer[Invocation]):
         model = Invocation
         fields = [
             "id", "method", "path", "request_headers", "request_body", "status", "response_headers",
-            "response_body", "duration_ms", "request_id", "logs", "error", "invoked_by", "created_at",
+            "response_body", "duration_ms", "router_ms", "function_ms", "request_id", "logs", "error",
+            "invoked_by", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

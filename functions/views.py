@@ -1,21 +1,25 @@
-"""Function pages: the list, and one page per function (editor, settings, versions,
-aliases, triggers, deployments, test calls)."""
+"""Function pages: the list, and each function's workspace (functions/workspace.py): its tabs
+Code, Test, Versions and aliases, Triggers and Configuration (Monitor and Logs are in
+metrics/views.py). Every tab takes the page's forms; one that is refused is shown again with its
+problems under its fields."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django import forms as django_forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import urlencode
 
 from core.errors import DomainError, NotFound
 from core.feedback import error_text, form_labels, form_refusal, in_words, refuse
 from dataplane.backends.base import BackendError
-from functions import config, forms, quotas, selectors, starters
+from functions import config, forms, quotas, selectors, starters, workspace
 from functions.models import (
     Alias,
     ConfigMap,
@@ -39,12 +43,28 @@ from functions.services import (
     invocations,
     versions,
 )
+from functions.workspace import FormRefused
 from tenants.pages import tenant_page
-from tenants.selectors import current_tenant
 
 
 def _user(request: HttpRequest) -> str:
     return str(getattr(request.user, "username", ""))
+
+
+def _checked(form: django_forms.Form, key: str, what: str) -> dict[str, Any]:
+    """The valid form's data, else the refusal that shows ``form`` again under ``key``."""
+    if not form.is_valid():
+        raise FormRefused(key, form, form_refusal(what, form))
+    return form.cleaned_data
+
+
+@contextmanager
+def _refusing(key: str, form: django_forms.Form) -> Iterator[None]:
+    """A service's refusal (a name taken, a bad path …) shown under ``form``'s fields."""
+    try:
+        yield
+    except DomainError as error:
+        raise FormRefused(key, form, error) from error
 
 
 @tenant_page()
@@ -72,11 +92,10 @@ def function_list(request: HttpRequest) -> HttpResponse:
 
 def _save_code(request: HttpRequest, function: Function) -> str:
     form = forms.CodeForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("The draft was not saved", form)
-    files = {_code_file(function.draft): form.cleaned_data["main_py"]}
-    if form.cleaned_data["requirements_txt"].strip():
-        files["requirements.txt"] = form.cleaned_data["requirements_txt"]
+    data = _checked(form, "code_form", "The draft was not saved")
+    files = {_code_file(function.draft): data["main_py"]}
+    if data["requirements_txt"].strip():
+        files["requirements.txt"] = data["requirements_txt"]
     if request.POST.get("deploy"):
         changes.draft_update_and_deploy(function=function, files=files, user=_user(request))
         saved = "Saved; deploying."
@@ -99,18 +118,17 @@ def _code_file(draft: Draft) -> str:
 
 def _upload(request: HttpRequest, function: Function) -> str:
     form = forms.UploadForm(request.POST, request.FILES)
-    if not form.is_valid():
-        raise form_refusal("Choose a file to upload", form)
-    upload = form.cleaned_data["file"]
-    functions.draft_upload(function=function, filename=upload.name or "", data=upload.read())
+    upload = _checked(form, "upload_form", "Choose a file to upload")["file"]
+    with _refusing("upload_form", form):
+        functions.draft_upload(function=function, filename=upload.name or "", data=upload.read())
     return f"Uploaded {upload.name}. Deploy to build it."
 
 
 def _settings(request: HttpRequest, function: Function) -> str:
     form = forms.SettingsForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Check the settings", form)
-    changes.function_update_and_deploy(function=function, user=_user(request), **form.cleaned_data)
+    data = _checked(form, "settings_form", "Check the settings")
+    with _refusing("settings_form", form):
+        changes.function_update_and_deploy(function=function, user=_user(request), **data)
     return "Settings saved; redeploying."
 
 
@@ -127,36 +145,40 @@ def _publish(request: HttpRequest, function: Function) -> str:
 
 def _restore(request: HttpRequest, function: Function) -> str:
     form = forms.RestoreForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Choose the version to restore", form)
-    number = form.cleaned_data["version"]
+    number = _checked(form, "restore_form", "Choose the version to restore")["version"]
     draft = changes.version_restore_and_deploy(function=function, number=number, user=_user(request))
     return f"Version {number} restored into the draft (revision {draft.revision}); deploying."
 
 
 def _alias(request: HttpRequest, function: Function) -> str:
-    form = forms.AliasForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Check the alias: name and version are required", form)
-    data = form.cleaned_data
-    alias = changes.alias_set_and_deploy(
-        function=function, user=_user(request), name=data["name"], version=data["version"],
-        canary_version=data.get("canary_version"), canary_weight=data.get("canary_weight") or 0,
-    )  # fmt: skip
+    form = forms.AliasForm(request.POST, auto_id="alias-%s")
+    data = _checked(form, "alias_form", "Check the alias: name and version are required")
+    with _refusing("alias_form", form):
+        alias = changes.alias_set_and_deploy(
+            function=function, user=_user(request), name=data["name"], version=data["version"],
+            canary_version=data.get("canary_version"), canary_weight=data.get("canary_weight") or 0,
+        )  # fmt: skip
     return f"Alias {alias.name} saved; redeploying."
 
 
 def _trigger(request: HttpRequest, function: Function) -> str:
-    form = forms.TriggerForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Check the trigger", form)
-    data = form.cleaned_data
-    trigger = changes.trigger_save_and_deploy(
-        function=function, user=_user(request), name=data["name"], methods=data["methods"],
-        path=data["path"], is_prefix=data["is_prefix"], target_kind=data["target_kind"],
-        alias=data.get("alias") or None, version=data.get("version"),
-    )  # fmt: skip
-    return f"Trigger {trigger.name} added; redeploying."
+    """Add an HTTP trigger, or (``original`` names one) change it, its name included."""
+    original = request.POST.get("original", "")
+    existing = get_object_or_404(function.triggers.all(), name=original) if original else None
+    key = f"edit:{original}" if existing else "trigger_form"
+    form = forms.TriggerForm(request.POST, auto_id=_trigger_auto_id(original))
+    data = _checked(form, key, "Check the trigger")
+    with _refusing(key, form):
+        trigger = changes.trigger_save_and_deploy(
+            function=function, user=_user(request), name=data["name"], methods=data["methods"],
+            path=data["path"], is_prefix=data["is_prefix"], trigger=existing, **_target(data),
+        )  # fmt: skip
+    return f"Trigger {trigger.name} {'changed' if existing else 'added'}; redeploying."
+
+
+def _trigger_auto_id(original: str) -> str:
+    """The new-trigger form's ids, or those of the row's edit form (one per trigger)."""
+    return f"edit-{original}-%s" if original else "trigger-%s"
 
 
 def _target(data: dict[str, Any]) -> dict[str, Any]:
@@ -168,31 +190,40 @@ def _target(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _time_trigger(request: HttpRequest, function: Function) -> str:
-    form = forms.TimeTriggerForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Check the time trigger", form)
-    data = form.cleaned_data
-    existing = function.time_triggers.filter(name=data["name"]).first()  # the same name: a change
-    trigger = changes.time_trigger_save_and_deploy(
-        function=function, user=_user(request), name=data["name"], cron=data["cron"], method=data["method"],
-        subpath=data["subpath"], trigger=existing, **_target(data),
-    )  # fmt: skip
+    original = request.POST.get("original", "")
+    key = f"edit-time:{original}" if original else "time_trigger_form"
+    form = forms.TimeTriggerForm(request.POST, auto_id=f"edit-time-{original}-%s" if original else "time-%s")
+    data = _checked(form, key, "Check the time trigger")
+    # The row's edit form names the trigger it changes; the new one changes one of the same name.
+    existing = function.time_triggers.filter(name=original or data["name"]).first()
+    if original and existing is None:
+        raise NotFound(f"No time trigger {original!r}: it was deleted meanwhile.")
+    with _refusing(key, form):
+        trigger = changes.time_trigger_save_and_deploy(
+            function=function, user=_user(request), name=data["name"], cron=data["cron"],
+            method=data["method"], subpath=data["subpath"], trigger=existing, **_target(data),
+        )  # fmt: skip
     fires = ", ".join(moment.strftime("%Y-%m-%d %H:%M:%S") for moment in events.upcoming(trigger.cron))
     return f"Time trigger {trigger.name} saved; redeploying. Next fires (UTC): {fires}."
 
 
 def _queue_trigger(request: HttpRequest, function: Function) -> str:
-    form = forms.QueueTriggerForm(request.POST)
-    if not form.is_valid():
-        raise form_refusal("Check the queue trigger", form)
-    data = form.cleaned_data
-    trigger = changes.queue_trigger_save_and_deploy(
-        function=function, user=_user(request), name=data["name"], mq_type=data["mq_type"],
-        topic=data["topic"],
-        resp_topic=data["resp_topic"], error_topic=data["error_topic"], max_retries=data["max_retries"],
-        content_type=data["content_type"], metadata=data["metadata"], connection=data["connection"] or None,
-        trigger=function.queue_triggers.filter(name=data["name"]).first(), **_target(data),
-    )  # fmt: skip
+    original = request.POST.get("original", "")
+    key = f"edit-queue:{original}" if original else "queue_trigger_form"
+    form = forms.QueueTriggerForm(
+        request.POST, auto_id=f"edit-queue-{original}-%s" if original else "queue-%s"
+    )
+    data = _checked(form, key, "Check the queue trigger")
+    existing = function.queue_triggers.filter(name=original or data["name"]).first()
+    if original and existing is None:
+        raise NotFound(f"No queue trigger {original!r}: it was deleted meanwhile.")
+    with _refusing(key, form):
+        trigger = changes.queue_trigger_save_and_deploy(
+            function=function, user=_user(request), name=data["name"], mq_type=data["mq_type"],
+            topic=data["topic"], resp_topic=data["resp_topic"], error_topic=data["error_topic"],
+            max_retries=data["max_retries"], content_type=data["content_type"], metadata=data["metadata"],
+            connection=data["connection"] or None, trigger=existing, **_target(data),
+        )  # fmt: skip
     return f"Queue trigger {trigger.name} saved; redeploying."
 
 
@@ -269,21 +300,29 @@ def _event_triggers(function: Function) -> dict[str, Any]:
     return {"time_triggers": time_triggers, "queue_triggers": queue_triggers}
 
 
-def _target_forms(versions: list[Version], aliases: list[Alias]) -> dict[str, Any]:
-    """The forms that point at a version or an alias, with pickers of the function's own
-    (``versions`` newest first, as the page lists them)."""
+Overrides = dict[str, Any]  # a refused form, under its context key, shown again bound
+
+
+def _target_forms(
+    versions: list[Version], aliases: list[Alias], overrides: Overrides, *keys: str
+) -> dict[str, Any]:
+    """The forms of ``keys`` that point at a version or an alias, with pickers of the function's
+    own (``versions`` newest first, as the tabs list them); a refused one as it was sent."""
     numbers = [version.number for version in versions]
     names = sorted(alias.name for alias in aliases)
-    built: dict[str, django_forms.Form] = {
-        # Each its own ids: four forms on one page have a "version" field.
-        "alias_form": forms.AliasForm(auto_id="alias-%s"),
-        "trigger_form": forms.TriggerForm(auto_id="trigger-%s"),
-        "time_trigger_form": forms.TimeTriggerForm(auto_id="time-%s"),
-        "queue_trigger_form": forms.QueueTriggerForm(auto_id="queue-%s"),
-    }
+    built: dict[str, django_forms.Form] = {key: overrides.get(key) or _NEW_FORMS[key]() for key in keys}
     for form in built.values():
         forms.offer_targets(form, numbers=numbers, aliases=names)
     return {**built, "alias_names": names}
+
+
+_NEW_FORMS: dict[str, Callable[[], django_forms.Form]] = {
+    # Each its own ids: several forms of a tab have a "version" field.
+    "alias_form": lambda: forms.AliasForm(auto_id="alias-%s"),
+    "trigger_form": lambda: forms.TriggerForm(auto_id="trigger-%s"),
+    "time_trigger_form": lambda: forms.TimeTriggerForm(auto_id="time-%s"),
+    "queue_trigger_form": lambda: forms.QueueTriggerForm(auto_id="queue-%s"),
+}
 
 
 def _first_path(triggers: list[Trigger]) -> dict[str, str]:
@@ -293,55 +332,171 @@ def _first_path(triggers: list[Trigger]) -> dict[str, str]:
     return {"path": trigger.path} if trigger is not None else {}
 
 
-def _detail_context(request: HttpRequest, function: Function) -> dict[str, Any]:
+def _code_context(
+    request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
+) -> dict[str, Any]:
     draft = function.draft
     code_file = _code_file(draft)
     code = {
         "main_py": draft.files.get(code_file, ""),
         "requirements_txt": draft.files.get("requirements.txt", ""),
     }
-    # Each read once: the tables, the pickers, the URLs and the test panel share them.
-    versions = list(selectors.version_rows(function=function))
-    aliases = list(selectors.alias_list(function=function))
-    triggers = list(selectors.trigger_list(function=function))
     return {
-        "function": function,
         "draft": draft,
         "code_file": code_file,
         "problems": selectors.draft_problems(function=function),
-        "code_form": forms.CodeForm(initial=code),
-        "upload_form": forms.UploadForm(),
-        "settings_form": forms.SettingsForm(initial=config.current(function)),
-        **_target_forms(versions, aliases),
-        **_event_triggers(function),
-        "dead_letters": _dead_letters(function),
-        "invoke_form": forms.InvokeForm(initial=_first_path(triggers)),
-        "versions": versions,
-        "aliases": aliases,
-        "triggers": triggers,
-        "urls": selectors.function_urls(triggers=triggers, tenant_slug=current_tenant().slug),
+        "code_form": overrides.get("code_form") or forms.CodeForm(initial=code),
+        "upload_form": overrides.get("upload_form") or forms.UploadForm(),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
+    }
+
+
+def _test_context(
+    request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
+) -> dict[str, Any]:
+    return {
+        "invoke_form": forms.InvokeForm(initial=_first_path(triggers)),
         "invocations": [_with_headers_json(i) for i in selectors.invocation_list(function=function)[:10]],
         **_saved_events(function),
     }
 
 
-@tenant_page()
-def function_detail(request: HttpRequest, name: str) -> HttpResponse:
-    function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
-    if request.method == "POST" and request.POST.get("action") == "delete_function":
+def _versions_context(
+    request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
+) -> dict[str, Any]:
+    versions = list(selectors.version_rows(function=function))
+    aliases = list(selectors.alias_list(function=function))
+    return {
+        "versions": versions,
+        "aliases": aliases,
+        **_target_forms(versions, aliases, overrides, "alias_form"),
+    }
+
+
+def _triggers_context(
+    request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
+) -> dict[str, Any]:
+    versions = list(selectors.version_rows(function=function))
+    aliases = list(selectors.alias_list(function=function))
+    context = {
+        "triggers": triggers,
+        **_target_forms(
+            versions, aliases, overrides, "trigger_form", "time_trigger_form", "queue_trigger_form"
+        ),
+        **_event_triggers(function),
+        "dead_letters": _dead_letters(function),
+    }
+    offer = {"numbers": [v.number for v in versions], "aliases": sorted(a.name for a in aliases)}
+    _edit_forms(context, overrides, offer)
+    return context
+
+
+def _edit_forms(context: dict[str, Any], overrides: Overrides, offer: dict[str, Any]) -> None:
+    """Each trigger row's edit form (``row.edit_form``), filled with what the trigger is now; a
+    refused one as it was sent."""
+    rows = (("", context["triggers"], forms.TriggerForm, _trigger_initial),
+            ("time", context["time_triggers"], forms.TimeTriggerForm, _time_trigger_initial),
+            ("queue", context["queue_triggers"], forms.QueueTriggerForm, _queue_trigger_initial))  # fmt: skip
+    for kind, triggers, form_class, initial in rows:
+        prefix = f"edit-{kind}-" if kind else "edit-"
+        key_prefix = f"edit-{kind}:" if kind else "edit:"
+        for row in triggers:
+            form = overrides.get(f"{key_prefix}{row.name}") or form_class(
+                initial=initial(row), auto_id=f"{prefix}{row.name}-%s"
+            )
+            forms.offer_targets(form, **offer)
+            row.edit_form = form
+            row.edit_open = f"{key_prefix}{row.name}" in overrides
+
+
+def _target_initial(trigger: Trigger | TimeTrigger | QueueTrigger) -> dict[str, Any]:
+    return {"target_kind": trigger.target_kind, "alias": trigger.alias.name if trigger.alias else "",
+            "version": trigger.version.number if trigger.version else None}  # fmt: skip
+
+
+def _trigger_initial(trigger: Trigger) -> dict[str, Any]:
+    return {"name": trigger.name, "path": trigger.path, "methods": trigger.methods,
+            "is_prefix": trigger.is_prefix, **_target_initial(trigger)}  # fmt: skip
+
+
+def _time_trigger_initial(trigger: TimeTrigger) -> dict[str, Any]:
+    return {"name": trigger.name, "cron": trigger.cron, "method": trigger.method, "subpath": trigger.subpath,
+            **_target_initial(trigger)}  # fmt: skip
+
+
+def _queue_trigger_initial(trigger: QueueTrigger) -> dict[str, Any]:
+    """The connection is write-only: never shown, and an empty one keeps the trigger's own."""
+    return {"name": trigger.name, "mq_type": trigger.mq_type, "topic": trigger.topic,
+            "resp_topic": trigger.resp_topic, "error_topic": trigger.error_topic,
+            "max_retries": trigger.max_retries, "content_type": trigger.content_type,
+            "metadata": json.dumps(trigger.metadata), **_target_initial(trigger)}  # fmt: skip
+
+
+def _configuration_context(
+    request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
+) -> dict[str, Any]:
+    return {
+        "settings_form": overrides.get("settings_form")
+        or forms.SettingsForm(initial=config.current(function))
+    }
+
+
+ContextBuilder = Callable[[HttpRequest, Function, Overrides, list[Trigger]], dict[str, Any]]
+
+
+def _act(request: HttpRequest, function: Function) -> HttpResponse | tuple[Overrides, int]:
+    """A form of a tab was sent: done (redirect back to the tab, the outcome in a message), or
+    refused (the form to show again, and the status to answer)."""
+    name = request.POST.get("action", "")
+    if name == "delete_function":
         deployments.function_delete(function=function)
         messages.success(request, f"Function {function.name} deleted; its objects are being removed.")
         return redirect("function-list")
-    action = ACTIONS.get(request.POST.get("action", ""))
-    if request.method == "POST" and action is not None:
-        try:
-            messages.success(request, action(request, function))
-        except DomainError as error:
-            refuse(request, error)
-        return redirect("function-detail", name=function.name)
-    return render(request, "functions/detail.html", _detail_context(request, function))
+    action = ACTIONS.get(name)
+    if action is None:
+        messages.error(request, f"Nothing to do: {name or 'no action'} is not something this page does.")
+        return {}, 400
+    try:
+        messages.success(request, action(request, function))
+    except FormRefused as refused:
+        refuse(request, refused.error, refused.form)
+        return {refused.key: refused.form}, refused.error.status
+    except DomainError as error:
+        refuse(request, error)
+        return {}, error.status
+    selected = getattr(request, "selected_file", None)  # the code panel keeps its file open
+    return redirect(f"{request.path}?{urlencode({'file': selected})}" if selected else request.path)
+
+
+def _tab(key: str, template: str, build: ContextBuilder) -> Callable[..., HttpResponse]:
+    """A workspace tab's view: GET shows it; POST does one of ACTIONS, then shows it again."""
+
+    @tenant_page()
+    def view(request: HttpRequest, name: str) -> HttpResponse:
+        function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
+        overrides: Overrides = {}
+        status = 200
+        if request.method == "POST":
+            outcome = _act(request, function)
+            if isinstance(outcome, HttpResponse):
+                return outcome
+            overrides, status = outcome
+        triggers = list(selectors.trigger_list(function=function))  # the header's URLs, and tabs'
+        context = build(request, function, overrides, triggers)
+        return workspace.render_tab(
+            request, function, key, template, context, status=status, triggers=triggers
+        )
+
+    view.__name__ = view.__qualname__ = f"function_{key}_tab"
+    return view
+
+
+function_detail = _tab("code", "functions/tabs/code.html", _code_context)
+function_test = _tab("test", "functions/tabs/test.html", _test_context)
+function_versions = _tab("versions", "functions/tabs/versions.html", _versions_context)
+function_triggers = _tab("triggers", "functions/tabs/triggers.html", _triggers_context)
+function_configuration = _tab("configuration", "functions/tabs/configuration.html", _configuration_context)
 
 
 @tenant_page()

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.names import NAME_RE, VERSION_RE
+from functions import workspace
 from functions.models import Function
 from metrics import coldstart_insight, logs, selectors
 from metrics.prometheus import MetricsUnavailable
@@ -41,7 +42,7 @@ def _view(request: HttpRequest) -> str:
 
 @tenant_page()
 def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
-    function = get_object_or_404(Function, name=name)
+    function = get_object_or_404(Function.objects.select_related("environment"), name=name)
     time_range, view = _range(request), _view(request)
     context: dict[str, Any] = {
         "function": function, "range": time_range.value, "ranges": RANGES, "view": view, "views": VIEWS,
@@ -55,7 +56,7 @@ def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
         context["series"] = _chart_series(function, time_range, view)
     except MetricsUnavailable as exc:
         context["unavailable"] = exc.message
-    return render(request, "metrics/function.html", context)
+    return workspace.render_tab(request, function, "monitor", "metrics/function.html", context)
 
 
 def _chart_series(function: Function, time_range: selectors.TimeRange, view: str) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class LogFilterForm(forms.Form):
 
 def _log_params(request: HttpRequest) -> QueryDict | None:
     """The query string as the form reads it. ``request_id`` is the older name of ``request``:
-    links such as the dead letters' (templates/functions/detail.html) still use it."""
+    links such as the dead letters' (templates/functions/tabs/triggers.html) still use it."""
     if not request.GET:
         return None
     params = request.GET.copy()
@@ -150,27 +151,47 @@ def _query_args(data: dict[str, Any]) -> dict[str, Any]:
 def log_list(request: HttpRequest) -> HttpResponse:
     """The tenant's log lines grouped by request (metrics/logs.py: ``log_groups``), with the
     live tail of the same filters."""
-    form = LogFilterForm(_log_params(request))
-    context: dict[str, Any] = {
-        "form": form, "functions": Function.objects.values_list("name", flat=True), "results": None,
-        "quick_ranges": list(QUICK_RANGES),
-    }  # fmt: skip
+    context, status = _log_context(request)
+    context["functions"] = Function.objects.values_list("name", flat=True)
+    return render(request, "metrics/logs.html", context, status=status)
+
+
+@tenant_page()
+def function_logs(request: HttpRequest, name: str) -> HttpResponse:
+    """The workspace's Logs tab: the tenant's logs page with the function fixed."""
+    function = get_object_or_404(Function.objects.select_related("environment"), name=name)
+    context, status = _log_context(request, function=function.name)
+    return workspace.render_tab(
+        request, function, "logs", "metrics/function_logs.html", context, status=status
+    )
+
+
+def _log_context(request: HttpRequest, function: str | None = None) -> tuple[dict[str, Any], int]:
+    """The filters as sent (``function`` fixed when given), the matching groups and the live
+    tail's filters; 400 with the form's problems under its fields."""
+    params = _log_params(request)
+    if function is not None:
+        params = params if params is not None else QueryDict(mutable=True)
+        params = params.copy()
+        params["function"] = function
+    form = LogFilterForm(params)
+    context: dict[str, Any] = {"form": form, "results": None, "quick_ranges": list(QUICK_RANGES)}
     if form.is_bound and not form.is_valid():
         context["moments"] = _moments(form)
-        return render(request, "metrics/logs.html", context, status=400)
+        return context, 400
     data = form.cleaned_data if form.is_bound else {}
     try:
         context["results"] = logs.log_groups(logs.log_query(limit=100, **_query_args(data)))
     except DomainError as exc:  # the log store is away (503), or a cursor we never gave (400)
         context["unavailable"] = exc.message
     if context["results"] is not None and context["results"].cursor:
-        params = request.GET.copy()
-        params["cursor"] = context["results"].cursor
-        context["next_query"] = params.urlencode()
+        query = request.GET.copy()
+        query["cursor"] = context["results"].cursor
+        context["next_query"] = query.urlencode()
     context["live"] = {k: data.get(k) or "" for k in ("function", "version", "stream", "request")}
     context["moments"] = _moments(form)
     context["last"] = data.get("last") or ""
-    return render(request, "metrics/logs.html", context)
+    return context, 200
 
 
 def _moments(form: LogFilterForm) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ def _answer(request: HttpRequest, function: Function, **panel: Any) -> HttpRespo
     """The panel for htmx; for a plain form post, back to the function's page."""
     if request.headers.get("HX-Request") or panel.get("status", 200) >= 400:
         return _panel(request, function, **panel)
-    return redirect("function-detail", name=function.name)
+    return redirect("function-versions", name=function.name)  # the rollouts are on that tab
 
 
 def _user(request: HttpRequest) -> str:

@@ -64,7 +64,8 @@ def alias_delete_and_deploy(*, alias: Alias, user: str = "") -> None:
 def trigger_save_and_deploy(*, function: Function, user: str = "", **trigger: Any) -> Trigger:
     with triggers.record_trigger_save(function, trigger["name"], trigger.get("trigger")) as record:
         saved = triggers.trigger_save(function=function, **trigger)
-        deployments.deployment_create(function=function, cause=f"trigger {saved.name} added", user=user)
+        done = "changed" if trigger.get("trigger") else "added"
+        deployments.deployment_create(function=function, cause=f"trigger {saved.name} {done}", user=user)
         return record.done(saved)
 
 

@@ -79,8 +79,18 @@ def builds_held(schema_name: str) -> Iterator[None]:
 
 
 def form_of(page: Page, action: str) -> Locator:
-    """The function page's form that posts ``action``."""
-    return page.locator("form").filter(has=page.locator(f"input[name='action'][value='{action}']"))
+    """The workspace tab's form that posts ``action`` (the one that adds: not a row's edit form)."""
+    return (
+        page.locator("form")
+        .filter(has=page.locator(f"input[name='action'][value='{action}']"))
+        .filter(has_not=page.locator("input[name='original']"))
+    )
+
+
+def open_tab(page: Page, name: str) -> None:
+    """Click a workspace tab and wait until its panel is in (htmx swaps it in place)."""
+    page.locator("#workspace-nav").get_by_role("link", name=name, exact=True).click()
+    expect(page.locator("#workspace-nav [aria-current='page']")).to_have_text(name, timeout=UI)
 
 
 def message(page: Page) -> Locator:
@@ -144,6 +154,14 @@ def test_create_edit_deploy_and_call_a_function(
         saved = Function.objects.get(name="greet").draft.files["main.py"]
         assert saved == CODE  # CRLF from the textarea is normalised on save
         assert not Deployment.objects.exists()
+    expect(page.locator("[data-function-state]")).to_have_text("not deployed yet")
+    mark_document(page)  # from here on, tabs and forms change the page in place
+
+    # the workspace's tabs: each its own URL, swapped in without a reload
+    open_tab(page, "Triggers")
+    expect(page).to_have_url(f"{live_server_url}/t/acme/functions/greet/triggers/")
+    expect(page).to_have_title("greet · Triggers")
+    assert still_same_document(page)
 
     # an HTTP trigger on the draft, GET only: adding it queues a deployment, which waits to
     # build until this page is subscribed to its events
@@ -161,17 +179,23 @@ def test_create_edit_deploy_and_call_a_function(
         expect(row).to_contain_text("GET")
         expect(row).not_to_contain_text("POST")
         expect(row).to_contain_text("draft")
+        # the header says it is deploying, and the URL the trigger gave it
+        expect(page.locator("[data-function-state]")).to_have_text(
+            re.compile(r"^deploying \((queued|building)\)$")
+        )
+        expect(page.locator("[data-function-url='greet']")).to_have_count(1)
 
+        open_tab(page, "Code")
         with schema_context(world.acme.schema_name):
             deployment = Deployment.objects.get()
         badge = page.locator(f"[data-deployment-state='{deployment.pk}']")
         expect(badge).to_have_text(re.compile(r"^(queued|building)$"))
         expect(page.locator("[data-connection]")).to_have_text("live", timeout=LIVE)
-        mark_document(page)
 
     # ...and goes live on this page, through its websocket
     expect(badge).to_have_text("live", timeout=WORKER)
     expect(badge).to_have_class(re.compile(r"\bstate-live\b"))
+    expect(page.locator("[data-function-state]")).to_have_text("live")  # the header too
     steps = page.locator("[data-feed] li[data-kind='deployment.step']")
     expect(steps.first).to_contain_text(f"deployment {deployment.pk}: live")
     expect(steps.filter(has_text=f"deployment {deployment.pk}: applying")).to_have_count(1)
@@ -183,6 +207,7 @@ def test_create_edit_deploy_and_call_a_function(
     assert deployment.state == "live", deployment.steps
 
     # the "Test call" panel (htmx): status, body and the request's own log line
+    open_tab(page, "Test")
     result = send_test_call(page, "GET", "/greet?name=web")
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("Hello, web!")
@@ -219,6 +244,7 @@ def test_create_edit_deploy_and_call_a_function(
     queued = api(world.bob).post("/t/acme/api/v1/functions/greet/deployments/")
     assert queued.status_code == 202, queued.content
     other = queued.json()["id"]
+    open_tab(page, "Code")
     expect(page.locator(f"[data-deployment-state='{other}']")).to_have_text("live", timeout=WORKER)
     expect(page.locator(f"[data-deployment-steps='{other}']")).to_contain_text("→ live")
     expect(page.locator("[data-deployments] tr").first).to_contain_text(str(other))
@@ -233,7 +259,7 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
         triggers.trigger_save(function=function, name="ticker", methods=["POST"], path="/ticker")
     slow_password(world.bob, PASSWORD)
     login(page, live_server_url, world.bob)
-    page.goto(f"{live_server_url}/t/acme/functions/ticker/")
+    page.goto(f"{live_server_url}/t/acme/functions/ticker/triggers/")
 
     form = form_of(page, "time_trigger")
     form.get_by_label("Name", exact=True).fill("nightly")
@@ -249,11 +275,27 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
     bad.get_by_label("Schedule").fill("0 25 * * *")
     bad.get_by_role("button", name="Save time trigger").click()
     expect(page.locator(".messages")).to_contain_text("out of range 0-23", timeout=UI)
+    # ...and under the schedule itself, with what was typed kept to be corrected
+    bad = form_of(page, "time_trigger")
+    expect(bad.locator("[data-field-error='cron']")).to_contain_text("out of range 0-23")
+    expect(bad.get_by_label("Schedule")).to_have_value("0 25 * * *")
 
-    # the row's own Delete button removes that trigger (the form names its kind)
-    page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly").get_by_role(
-        "button", name="Delete"
-    ).click()
+    # the row's Edit changes that trigger in place
+    nightly = page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")
+    nightly.get_by_role("button", name="Edit").click()
+    edit = nightly.locator("form[data-edit-time-trigger='nightly']")
+    expect(edit.get_by_label("Schedule")).to_have_value("30 2 * * *")
+    edit.get_by_label("Schedule").fill("45 3 * * *")
+    edit.get_by_role("button", name="Save time trigger nightly").click()
+    expect(message(page)).to_contain_text("03:45:00", timeout=UI)
+    expect(page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")).to_contain_text(
+        "45 3 * * *"
+    )
+
+    # the row's own Delete removes that trigger, after asking (the form names its kind)
+    nightly = page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")
+    nightly.get_by_role("button", name="Delete").click()
+    nightly.get_by_role("button", name="Yes, delete time trigger nightly").click()
     expect(message(page)).to_have_text("Trigger nightly deleted; redeploying.", timeout=UI)
     expect(page.locator("#time-triggers").get_by_role("row").filter(has_text="nightly")).to_have_count(0)
 
@@ -262,6 +304,7 @@ def test_a_time_trigger_and_an_asynchronous_call_from_the_page(
             return Deployment.objects.filter(function__name="ticker", state="live").exists()
 
     wait_until(live, timeout=WORKER / 1000, interval=0.2, message="the deployment did not go live")
+    open_tab(page, "Test")
     test_call = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
     test_call.get_by_label("Method").select_option("POST")
     test_call.get_by_label("Path").fill("/ticker")
@@ -280,12 +323,15 @@ def test_environment_variables_set_in_the_settings_form_reach_the_function(
         triggers.trigger_save(function=function, name="envy", methods=["GET"], path="/envy")
     slow_password(world.bob, PASSWORD)
     login(page, live_server_url, world.bob)
-    page.goto(f"{live_server_url}/t/acme/functions/envy/")
+    page.goto(f"{live_server_url}/t/acme/functions/envy/configuration/")
 
     settings = form_of(page, "settings")
     settings.get_by_label("Environment variables").fill("GREETING=from the page\nPATH=/tmp")
     settings.get_by_role("button", name="Save settings").click()
     expect(page.locator(".messages")).to_contain_text("PATH is reserved for the platform", timeout=UI)
+    expect(form_of(page, "settings").locator("[data-field-error='environment_variables']")).to_contain_text(
+        "PATH is reserved for the platform"
+    )
 
     settings = form_of(page, "settings")
     settings.get_by_label("Environment variables").fill("GREETING=from the page")
@@ -301,6 +347,7 @@ def test_environment_variables_set_in_the_settings_form_reach_the_function(
             return deployments.exists() and not deployments.exclude(state__in=("live", "failed")).exists()
 
     wait_until(live, timeout=WORKER / 1000, interval=0.2, message="the deployments did not finish")
+    open_tab(page, "Test")
     result = send_test_call(page, "GET", "/envy")
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("from the page")

@@ -59,7 +59,7 @@ def test_a_function_reads_its_secret_and_config_and_the_value_leaks_nowhere(
         bob.get(f"{functions_api()}/reader/").content,
         bob.get(f"{functions_api()}/reader/deployments/").content,
         bob.get(f"{API}/logs/", {"function": "reader"}).content,
-        client.get("/t/acme/functions/reader/").content,
+        *(client.get(f"/t/acme/functions/reader/{tab}").content for tab in ("", "test/", "configuration/")),
         stack.log_path.read_bytes(),
         *_audit_trail_as_alice_reads_it(world, api),
     ]

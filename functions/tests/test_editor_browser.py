@@ -10,7 +10,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Dialog, Page, expect
 
 from functions.models import Function
-from functions.tests.test_browser import message
+from functions.tests.test_browser import message, open_tab
 from portal.tests.test_browser import (  # the fixtures are found by name
     PASSWORD,
     UI,
@@ -78,10 +78,11 @@ def test_the_canary_weight_slider_says_its_value_and_a_trigger_is_deleted_after_
         Trigger.objects.create(function=hello, name="web", path="/web", methods=["GET"])
     slow_password(world.bob, PASSWORD)
     login(page, live_server_url, world.bob)
-    page.goto(f"{live_server_url}/t/acme/functions/hello/")
+    page.goto(f"{live_server_url}/t/acme/functions/hello/versions/")
     slider = page.locator("input[name='canary_weight']")
     slider.fill("35")  # a range input takes fill(), as a person dragging it
     expect(page.locator("#canary-out")).to_have_text("35")
+    open_tab(page, "Triggers")
 
     row = page.get_by_role("row").filter(has_text="/acme/web")
     row.get_by_role("button", name="Delete", exact=True).click()  # asks; nothing is deleted yet
@@ -98,7 +99,7 @@ def test_a_saved_test_event_is_kept_and_loaded_back_into_the_form(
 ) -> None:
     slow_password(world.bob, PASSWORD)
     login(page, live_server_url, world.bob)
-    page.goto(f"{live_server_url}/t/acme/functions/hello/")
+    page.goto(f"{live_server_url}/t/acme/functions/hello/test/")
     panel = page.locator("article").filter(has=page.get_by_role("heading", name="Test call"))
     panel.get_by_label("Method").select_option("POST")
     panel.get_by_label("Path").fill("/orders?src=test")

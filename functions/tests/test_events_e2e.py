@@ -109,12 +109,12 @@ def test_dead_letters_are_purged_by_id_and_bad_input_is_400(world: Any, api: Any
         response = bob.post(f"{API}/failing/dead-letters/purge/", bad, format="json")
         assert response.status_code == 400, (bad, response.content)
     assert bob.get(f"{API}/failing/dead-letters/", {"cursor": "drop table"}).status_code == 400
-    page = bob.get("/t/acme/functions/failing/").content.decode()
+    page = bob.get("/t/acme/functions/failing/triggers/").content.decode()
     assert page.count("RetriesExhausted") == 2
     kept = rest["items"][0]
     assert kept["request"]["body"] in page
     assert f"?request_id={kept['requestId']}" in page  # each links to its logs
-    bob.post("/t/acme/functions/failing/", {"action": "purge", "id": kept["id"]})
+    bob.post("/t/acme/functions/failing/triggers/", {"action": "purge", "id": kept["id"]})
     assert _dead_letters(bob, "failing")["total"] == 1
     assert bob.post(f"{API}/failing/dead-letters/purge/", {}, format="json").json() == {"purged": 1}
 

@@ -72,12 +72,12 @@ def test_create_edit_and_add_trigger_through_the_pages(world, client, django_cap
 def test_bad_trigger_in_the_page_is_a_message_not_an_error(world, client, hello):
     client.force_login(world.bob)
     response = client.post(
-        "/t/acme/functions/hello/",
+        "/t/acme/functions/hello/triggers/",
         {"action": "trigger", "name": "x", "path": "../etc", "methods": ["GET"], "target_kind": "draft"},
-        follow=True,
     )
-    assert response.status_code == 200
+    assert response.status_code == 400  # the form again, the problem under the path
     assert b"The path must start with" in response.content
+    assert b'data-field-error="path"' in response.content
     with schema_context(world.acme.schema_name):
         assert not Trigger.objects.exists()
 
@@ -139,7 +139,7 @@ def test_an_uploaded_file_is_edited_under_its_own_name(world, client, hello):
 
 def test_time_and_queue_triggers_through_the_page(world, client, hello, django_capture_on_commit_callbacks):
     client.force_login(world.bob)
-    page = "/t/acme/functions/hello/"
+    page = "/t/acme/functions/hello/triggers/"
     with django_capture_on_commit_callbacks(execute=False):
         saved = client.post(
             page,
@@ -171,6 +171,7 @@ def test_time_and_queue_triggers_through_the_page(world, client, hello, django_c
         assert hello.queue_triggers.get().connection["password"] == "hunter2-secret"
     bad = client.post(page, {"action": "time_trigger", "name": "bad", "cron": "99 * * * *", "method": "POST",
                              "subpath": "/", "target_kind": "draft"}, follow=True)  # fmt: skip
+    assert bad.status_code == 400
     assert b"The schedule is not valid" in bad.content
     with django_capture_on_commit_callbacks(execute=False):
         client.post(page, {"action": "delete_event_trigger", "name": "orders", "kind": "time"})  # no such
@@ -187,13 +188,13 @@ def test_time_and_queue_triggers_through_the_page(world, client, hello, django_c
 def test_a_nul_in_a_queue_triggers_json_is_a_message_not_an_error(world, client, hello):
     client.force_login(world.bob)
     response = client.post(
-        "/t/acme/functions/hello/",
+        "/t/acme/functions/hello/triggers/",
         {"action": "queue_trigger", "name": "q", "mq_type": "redis", "topic": "t", "max_retries": 1,
          "content_type": "text/plain", "target_kind": "draft", "connection": "{}",
          "metadata": '{"stream": "a\\u0000b"}'},
         follow=True,
     )  # fmt: skip
-    assert response.status_code == 200
+    assert response.status_code == 400  # the form again, said in words: never a 500
     assert b"without NUL" in response.content
     with schema_context(world.acme.schema_name):
         assert not hello.queue_triggers.exists()
@@ -210,23 +211,23 @@ def test_environment_variables_through_the_settings_form(
     }
     with django_capture_on_commit_callbacks(execute=False):
         saved = client.post(
-            "/t/acme/functions/hello/",
+            "/t/acme/functions/hello/configuration/",
             {"action": "settings", **form, "environment_variables": "GREETING=hi there\r\nLEVEL=3"},
             follow=True,
         )
         refused = client.post(
-            "/t/acme/functions/hello/",
+            "/t/acme/functions/hello/configuration/",
             {"action": "settings", **form, "environment_variables": "PATH=/tmp"},
             follow=True,
         )
-    assert saved.status_code == refused.status_code == 200
+    assert (saved.status_code, refused.status_code) == (200, 400)
     assert b"PATH is reserved for the platform" in refused.content
     with schema_context(world.acme.schema_name):
         assert Function.objects.get(name="hello").environment_variables == {
             "GREETING": "hi there",
             "LEVEL": "3",
         }
-    shown = client.get("/t/acme/functions/hello/")
+    shown = client.get("/t/acme/functions/hello/configuration/")
     assert b"GREETING=hi there\nLEVEL=3</textarea>" in shown.content  # NAME=value lines, by name
 
 
@@ -280,13 +281,13 @@ def test_the_page_shows_each_url_with_a_copy_button_and_says_when_there_is_none(
 ):
     settings.PUBLIC_ROUTER_URL = "https://fn.example.com/"
     client.force_login(world.bob)
-    page = client.get("/t/acme/functions/hello/").content.decode()
+    page = client.get("/t/acme/functions/hello/test/").content.decode()
     assert "data-no-url" in page
     assert "data-needs-trigger" in page
     with schema_context(world.acme.schema_name):
         Trigger.objects.create(function=hello, name="hello", path="/hello", methods=["GET", "POST"])
         Trigger.objects.create(function=hello, name="all", path="/api", methods=["GET"], is_prefix=True)
-    page = client.get("/t/acme/functions/hello/").content.decode()
+    page = client.get("/t/acme/functions/hello/test/").content.decode()
     assert (
         '<code id="function-url-1">https://fn.example.com/acme/api</code> <small>and every path below it'
         in page
@@ -339,7 +340,7 @@ def test_a_test_call_joins_the_history_which_can_send_it_again(world, client, he
     assert 'name="headers" value="{&quot;X-Test&quot;: &quot;1&quot;}"' in page
     assert 'name="path" value="/hello?x=1"' in page
     assert 'name="body" value="hi"' in page
-    again = client.get("/t/acme/functions/hello/").content.decode()
+    again = client.get("/t/acme/functions/hello/test/").content.decode()
     assert 'aria-label="Send POST /hello?x=1 again"' in again
 
 
@@ -361,20 +362,19 @@ def test_triggers_aliases_and_the_function_are_deleted_from_the_page(
         Trigger.objects.create(function=hello, name="web", path="/web", methods=["GET"], target_kind="alias",
                                alias=Alias.objects.get(name="live"))  # fmt: skip
     client.force_login(world.bob)
-    page = client.get("/t/acme/functions/hello/").content.decode()
-    assert "Yes, delete trigger web" in page
-    assert "Yes, delete alias live" in page
-    assert "Yes, delete hello for good" in page
     url = "/t/acme/functions/hello/"
+    assert "Yes, delete trigger web" in client.get(f"{url}triggers/").content.decode()
+    assert "Yes, delete alias live" in client.get(f"{url}versions/").content.decode()
+    assert "Yes, delete hello for good" in client.get(f"{url}configuration/").content.decode()
     with django_capture_on_commit_callbacks(execute=False):
-        refused = client.post(url, {"action": "delete_alias", "name": "live"}, follow=True)
+        refused = client.post(f"{url}versions/", {"action": "delete_alias", "name": "live"}, follow=True)
         assert _messages(refused) == ["Triggers use this alias: point them elsewhere first."]
-        deleted = client.post(url, {"action": "delete_trigger", "name": "web"}, follow=True)
+        deleted = client.post(f"{url}triggers/", {"action": "delete_trigger", "name": "web"}, follow=True)
         assert _messages(deleted) == ["Trigger web deleted; redeploying."]
-        deleted = client.post(url, {"action": "delete_alias", "name": "live"}, follow=True)
+        deleted = client.post(f"{url}versions/", {"action": "delete_alias", "name": "live"}, follow=True)
         assert _messages(deleted) == ["Alias live deleted; redeploying."]
-        assert client.post(url, {"action": "delete_trigger", "name": "web"}).status_code == 404
-        gone = client.post(url, {"action": "delete_function"})
+        assert client.post(f"{url}triggers/", {"action": "delete_trigger", "name": "web"}).status_code == 404
+        gone = client.post(f"{url}configuration/", {"action": "delete_function"})
     assert gone.status_code == 302
     assert gone["Location"] == "/t/acme/functions/"
     with schema_context(world.acme.schema_name):
@@ -384,7 +384,7 @@ def test_triggers_aliases_and_the_function_are_deleted_from_the_page(
 
 def test_a_viewer_or_another_tenant_cannot_delete(world, client, hello, django_capture_on_commit_callbacks):
     client.force_login(world.vera)  # viewer of acme
-    assert "Yes, delete hello" not in client.get("/t/acme/functions/hello/").content.decode()
+    assert "Yes, delete hello" not in client.get("/t/acme/functions/hello/configuration/").content.decode()
     assert client.post("/t/acme/functions/hello/", {"action": "delete_function"}).status_code == 403
     client.force_login(world.oscar)  # globex's admin
     assert client.post("/t/acme/functions/hello/", {"action": "delete_function"}).status_code == 404
@@ -405,8 +405,9 @@ def test_version_and_alias_fields_are_pickers_of_the_functions_own(world, client
         versions.version_publish(function=hello)
         versions.alias_set(function=hello, name="live", version=1)
     client.force_login(world.bob)
-    page = client.get("/t/acme/functions/hello/").content.decode()
-    flat = re.sub(r">\s+<", "><", page)
+    versions_tab = client.get("/t/acme/functions/hello/versions/").content.decode()
+    triggers_tab = client.get("/t/acme/functions/hello/triggers/").content.decode()
+    flat = re.sub(r">\s+<", "><", versions_tab + triggers_tab)
     alias_version = (
         '<select name="version" id="alias-version"><option value="2">v2</option><option value="1">v1</option>'
     )
@@ -418,8 +419,9 @@ def test_version_and_alias_fields_are_pickers_of_the_functions_own(world, client
     trigger_alias = '<select name="alias" id="trigger-alias"><option value="" selected>none</option>'
     assert f'{trigger_alias}<option value="live">live</option>' in flat
     assert '<datalist id="alias-names"><option value="live"></option></datalist>' in flat
-    ids = re.findall(r' id="([^"]+)"', page)
-    assert len(ids) == len(set(ids))  # no id twice on the page
+    for page in (versions_tab, triggers_tab):
+        ids = re.findall(r' id="([^"]+)"', page)
+        assert len(ids) == len(set(ids))  # no id twice on a tab
     response = client.post(
         "/t/acme/functions/hello/", {"action": "alias", "name": "live", "version": "2"}, follow=True
     )

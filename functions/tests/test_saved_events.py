@@ -42,7 +42,7 @@ def test_a_developer_saves_an_event_everyone_in_the_tenant_sees(world, client, h
     )
     assert event.headers == {"Content-Type": "application/json"}  # Authorization is never sent, nor kept
     client.force_login(world.vera)  # a viewer of acme sees it and can load it, not change it
-    page = client.get("/t/acme/functions/hello/").content.decode()
+    page = client.get("/t/acme/functions/hello/test/").content.decode()
     assert 'data-method="POST" data-path="/hello?src=test"' in page
     assert 'data-headers="{&quot;Content-Type&quot;: &quot;application/json&quot;}"' in page
     assert _save(client, "mine").status_code == 403

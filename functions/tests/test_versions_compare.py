@@ -438,7 +438,7 @@ def test_the_compare_page_says_when_the_code_was_not_kept(world: Any, client: An
     assert page.status_code == 409
     assert b"data-compare-error" in page.content
     assert b"built before the portal kept" in page.content
-    detail = client.get(f"{PAGE}/").content.decode()
+    detail = client.get(f"{PAGE}/versions/").content.decode()
     assert "code not kept" in detail
     assert "compare with draft" not in detail
 
@@ -448,21 +448,21 @@ def test_the_versions_table_links_compare_and_restores_after_confirming(
     world: Any, client: Any, two: Function, django_capture_on_commit_callbacks: Any
 ) -> None:
     client.force_login(world.vera)
-    viewer = client.get(f"{PAGE}/").content.decode()
+    viewer = client.get(f"{PAGE}/versions/").content.decode()
     assert "/t/acme/functions/hello/compare/?base=v1&amp;head=draft" in viewer
     assert "Restore into draft" not in viewer
-    assert client.post(f"{PAGE}/", {"action": "restore", "version": "1"}).status_code == 403
+    assert client.post(f"{PAGE}/versions/", {"action": "restore", "version": "1"}).status_code == 403
     client.force_login(world.bob)
-    detail = client.get(f"{PAGE}/").content.decode()
+    detail = client.get(f"{PAGE}/versions/").content.decode()
     assert '<details class="confirm"><summary role="button" class="secondary">Restore into draft' in detail
     assert '<input type="hidden" name="version" value="1">' in detail
     compare = client.get(f"{PAGE}/compare/?base=v2&head=v1").content.decode()
     assert "Restore v2 into the draft" in compare
     assert "Restore v1 into the draft" in compare
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(f"{PAGE}/", {"action": "restore", "version": "1"}, follow=True)
+        response = client.post(f"{PAGE}/versions/", {"action": "restore", "version": "1"}, follow=True)
     assert "Version 1 restored into the draft" in response.content.decode()
     assert Draft.objects.get(function=two).files == V1
     assert _fresh(two).timeout_s == 60
-    refused = client.post(f"{PAGE}/", {"action": "restore", "version": "8"}, follow=True)
+    refused = client.post(f"{PAGE}/versions/", {"action": "restore", "version": "8"}, follow=True)
     assert "Version 8 does not exist." in refused.content.decode()

@@ -53,7 +53,7 @@ def test_a_developer_starts_a_rollout_from_the_form(world: Any) -> None:
     assert f'data-rollout="{rollout.pk}" data-rollout-state="running"' in response.content.decode()
     # Without htmx (a plain form post), back to the function's page.
     plain = bob.post(f"{PANEL}{rollout.pk}/pause/")
-    assert (plain.status_code, plain["Location"]) == (302, "/t/acme/functions/hello/")
+    assert (plain.status_code, plain["Location"]) == (302, "/t/acme/functions/hello/versions/")
 
 
 @pytest.mark.parametrize(

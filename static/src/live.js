@@ -61,6 +61,34 @@ function showDeploymentStep(data) {
   });
 }
 
+// The workspace header's state (templates/functions/_workspace_state.html) follows the newest
+// deployment: words as functions/workspace.py says them.
+const UNDER_WAY = {
+  queued: "deploying (queued)",
+  building: "deploying (building)",
+  applying: "deploying (applying)",
+  waiting: "deploying (waiting for it to answer)",
+};
+
+function showFunctionState(data) {
+  const badge = document.querySelector("[data-function-state]");
+  if (!badge) return;
+  const newest = Number(badge.dataset.deployment || 0);
+  if (Number(data.deployment) < newest) return; // an older deployment's late step
+  badge.dataset.deployment = data.deployment;
+  const state = UNDER_WAY[data.state] ? "deploying" : data.state;
+  badge.dataset.functionState = state;
+  badge.className = `badge state-${state}`;
+  badge.textContent = UNDER_WAY[data.state] || data.state;
+  const which = document.querySelector("[data-function-state-deployment]");
+  if (which) which.textContent = `deployment ${data.deployment}`;
+  const reason = document.querySelector("[data-function-state-reason]");
+  if (reason) {
+    reason.textContent = data.state === "failed" ? data.message : "";
+    reason.className = data.state === "failed" ? "state-failed" : "";
+  }
+}
+
 function render(element, event) {
   if (event.kind === "pong") return;
   if (event.kind === "tenant.state") {
@@ -69,7 +97,10 @@ function render(element, event) {
       node.className = `badge state-${event.data.state}`;
     });
   }
-  if (event.kind === "deployment.step") showDeploymentStep(event.data);
+  if (event.kind === "deployment.step") {
+    showDeploymentStep(event.data);
+    showFunctionState(event.data);
+  }
   if (event.kind === "replay.changed") {
     document.body.dispatchEvent(new CustomEvent("replay-changed", { detail: event.data }));
   }

@@ -19,6 +19,33 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   }
 });
 
+// The workspace's tab panel asks for itself alone (functions/workspace.py answers with
+// X-Workspace-Panel); any other answer is a whole page, never nested in the panel: an error
+// page (403, 404, 413 …) replaces the page's body, as a browser would show it; a page
+// elsewhere (a redirect) is gone to.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const xhr = event.detail.xhr;
+  if (event.detail.target?.id !== "tab-panel" || xhr.getResponseHeader("X-Workspace-Panel") === "1") return;
+  event.detail.shouldSwap = false;
+  if (xhr.status < 400) {
+    window.location.assign(xhr.responseURL || window.location.href);
+    return;
+  }
+  const answer = new DOMParser().parseFromString(xhr.responseText, "text/html");
+  document.title = answer.title;
+  document.body.replaceChildren(...answer.body.childNodes);
+});
+
+// Everything a page (or a part htmx swapped in) starts: editors, live feeds, charts.
+function mount(root) {
+  const within = (selector) => [...(root.matches?.(selector) ? [root] : []), ...root.querySelectorAll(selector)];
+  mountEditors(root);
+  within("[data-events-url]").forEach((element) => connectEvents(element));
+  within("[data-metrics]").forEach((section) => mountMetrics(section));
+  within("[data-log-tail]").forEach((section) => mountLogTail(section));
+  within("[data-audit-url]").forEach((section) => mountAudit(section));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const switcher = document.querySelector("[data-tenant-switcher]");
   if (switcher) {
@@ -26,11 +53,20 @@ document.addEventListener("DOMContentLoaded", () => {
       if (switcher.value) window.location.assign(`/t/${switcher.value}/`);
     });
   }
-  mountEditors();
-  document.querySelectorAll("[data-events-url]").forEach((element) => connectEvents(element));
-  document.querySelectorAll("[data-metrics]").forEach((section) => mountMetrics(section));
-  document.querySelectorAll("[data-log-tail]").forEach((section) => mountLogTail(section));
-  document.querySelectorAll("[data-audit-url]").forEach((section) => mountAudit(section));
+  mount(document);
+  // After the first load, each swap mounts what it brought (a tab, a panel).
+  document.addEventListener("htmx:load", (event) => {
+    if (event.detail.elt !== document.body) mount(event.detail.elt);
+  });
+});
+
+// A part swapped out closes its websockets (static/src/socket.js keeps them on the element).
+document.addEventListener("htmx:beforeCleanupElement", (event) => {
+  const socket = event.detail.elt.liveSocket;
+  if (socket) {
+    event.detail.elt.liveSocket = null;
+    socket.close(1000);
+  }
 });
 
 // A range input that shows its value in an <output>: <input type="range" data-shows="ID">

@@ -27,6 +27,7 @@ export function liveSocket(element, subscriptions, onFrame, attempt = 0) {
   });
   socket.addEventListener("close", (close) => {
     element.dataset.connected = "false";
+    if (!element.isConnected || element.liveSocket !== socket) return; // swapped out: done
     if (close.code === 4404 || close.code === 4403) {
       show("not allowed");
       return;
@@ -35,5 +36,6 @@ export function liveSocket(element, subscriptions, onFrame, attempt = 0) {
     const delay = Math.min(30000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
     setTimeout(() => liveSocket(element, subscriptions, onFrame, attempt + 1), delay);
   });
+  element.liveSocket = socket;
   return socket;
 }

@@ -9,7 +9,7 @@ from django.conf import settings
 from core.feedback import size_in_words
 from core.names import NAME_MESSAGE, name_validator
 from functions import config, runtimes, starters
-from functions.models import QueueKind, TargetKind
+from functions.models import Environment, QueueKind, TargetKind
 from functions.services.triggers import METHODS
 
 
@@ -35,11 +35,22 @@ class NameField(forms.CharField):
         return attrs
 
 
+def environment_picker() -> forms.ModelChoiceField:
+    """The tenant's environments by name (a function runs on one); empty keeps the current one,
+    or for a new function the default."""
+    return forms.ModelChoiceField(
+        queryset=Environment.objects.order_by("name"), to_field_name="name", required=False,
+        empty_label=None, label="Environment",
+        help_text="Its Python version and warm pool: see the environments page.",
+    )  # fmt: skip
+
+
 class FunctionCreateForm(forms.Form):
     name = NameField()
     starter = forms.ChoiceField(
         choices=starters.CHOICES, initial=starters.DEFAULT, label="Start from", required=False
     )
+    environment = environment_picker()
 
     def clean_starter(self) -> str:
         return self.cleaned_data.get("starter") or starters.DEFAULT
@@ -75,37 +86,12 @@ class EnvironmentCreateForm(EnvironmentForm):
 
 
 class SettingsForm(forms.Form):
-    """Every setting of functions/config.py."""
+    """The function's environment, and every setting of functions/config.py."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["environment"] = environment_picker()
         self.fields.update(config.form_fields())
-
-
-EMPTY_CODE = "The code is empty: write the function before saving it."
-
-
-class CodeForm(forms.Form):
-    # Not ``required`` in the page: the editor hides the textarea, and a browser refuses to
-    # submit a hidden required field without a word ("not focusable"). The editor says
-    # EMPTY_CODE under itself instead (static/src/editor.js), and so does the check below.
-    use_required_attribute = False
-
-    main_py = forms.CharField(
-        widget=forms.Textarea(attrs={"data-code-editor": "python", "rows": 18, "data-empty": EMPTY_CODE}),
-        strip=False, label="Code", error_messages={"required": EMPTY_CODE},
-    )  # fmt: skip
-    requirements_txt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, strip=False)
-
-    # Browsers post a textarea's lines CRLF-separated; store the code as the API stores it.
-    def clean_main_py(self) -> str:
-        code = str(self.cleaned_data["main_py"]).replace("\r\n", "\n")
-        if not code.strip():
-            raise forms.ValidationError(EMPTY_CODE, code="required")
-        return code
-
-    def clean_requirements_txt(self) -> str:
-        return str(self.cleaned_data["requirements_txt"]).replace("\r\n", "\n")
 
 
 class UploadForm(forms.Form):

@@ -19,11 +19,10 @@ from django.utils.http import urlencode
 from core.errors import DomainError, NotFound
 from core.feedback import error_text, form_labels, form_refusal, in_words, refuse
 from dataplane.backends.base import BackendError
-from functions import config, forms, quotas, selectors, starters, workspace
+from functions import code_panel, config, forms, quotas, selectors, starters, workspace
 from functions.models import (
     Alias,
     ConfigMap,
-    Draft,
     Environment,
     Function,
     Invocation,
@@ -73,8 +72,9 @@ def function_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             function = functions.function_create(
-                name=form.cleaned_data["name"], starter=form.cleaned_data["starter"]
-            )
+                name=form.cleaned_data["name"], starter=form.cleaned_data["starter"],
+                environment=form.cleaned_data["environment"],
+            )  # fmt: skip
         except DomainError as error:  # e.g. the name is taken: said under the name
             refuse(request, error, form)
         else:
@@ -90,32 +90,6 @@ def function_list(request: HttpRequest) -> HttpResponse:
     return render(request, "functions/list.html", context)
 
 
-def _save_code(request: HttpRequest, function: Function) -> str:
-    form = forms.CodeForm(request.POST)
-    data = _checked(form, "code_form", "The draft was not saved")
-    files = {_code_file(function.draft): data["main_py"]}
-    if data["requirements_txt"].strip():
-        files["requirements.txt"] = data["requirements_txt"]
-    if request.POST.get("deploy"):
-        changes.draft_update_and_deploy(function=function, files=files, user=_user(request))
-        saved = "Saved; deploying."
-    else:
-        functions.draft_update_files(function=function, files=files)
-        saved = "Draft saved."
-    function.draft.refresh_from_db()
-    problems = selectors.draft_problems(function=function)
-    if problems:
-        return f"{saved} It does not compile: {problems[0].summary} (see the code panel)."
-    return saved
-
-
-def _code_file(draft: Draft) -> str:
-    """The file the editor shows: the draft's only .py file (an uploaded ``greet.py`` keeps its
-    name), else ``main.py``."""
-    python = [name for name in draft.files if name.endswith(".py") and "/" not in name]
-    return python[0] if len(python) == 1 else "main.py"
-
-
 def _upload(request: HttpRequest, function: Function) -> str:
     form = forms.UploadForm(request.POST, request.FILES)
     upload = _checked(form, "upload_form", "Choose a file to upload")["file"]
@@ -127,6 +101,8 @@ def _upload(request: HttpRequest, function: Function) -> str:
 def _settings(request: HttpRequest, function: Function) -> str:
     form = forms.SettingsForm(request.POST)
     data = _checked(form, "settings_form", "Check the settings")
+    if data["environment"] is None:  # not sent: the function keeps its environment
+        del data["environment"]
     with _refusing("settings_form", form):
         changes.function_update_and_deploy(function=function, user=_user(request), **data)
     return "Settings saved; redeploying."
@@ -269,7 +245,7 @@ def _delete_trigger(request: HttpRequest, function: Function) -> str:
 
 
 ACTIONS: dict[str, Callable[[HttpRequest, Function], str]] = {
-    "code": _save_code, "upload": _upload, "settings": _settings, "deploy": _deploy,
+    **code_panel.CODE_ACTIONS, "upload": _upload, "settings": _settings, "deploy": _deploy,
     "publish": _publish, "restore": _restore, "alias": _alias, "trigger": _trigger,
     "time_trigger": _time_trigger,
     "queue_trigger": _queue_trigger, "delete_event_trigger": _delete_event_trigger, "redrive": _redrive,
@@ -335,17 +311,9 @@ def _first_path(triggers: list[Trigger]) -> dict[str, str]:
 def _code_context(
     request: HttpRequest, function: Function, overrides: Overrides, triggers: list[Trigger]
 ) -> dict[str, Any]:
-    draft = function.draft
-    code_file = _code_file(draft)
-    code = {
-        "main_py": draft.files.get(code_file, ""),
-        "requirements_txt": draft.files.get("requirements.txt", ""),
-    }
+    can_edit = request.tenant_role != "viewer"  # type: ignore[attr-defined]
     return {
-        "draft": draft,
-        "code_file": code_file,
-        "problems": selectors.draft_problems(function=function),
-        "code_form": overrides.get("code_form") or forms.CodeForm(initial=code),
+        **code_panel.code_context(function, selected=request.GET.get("file"), can_edit=can_edit),
         "upload_form": overrides.get("upload_form") or forms.UploadForm(),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
@@ -438,7 +406,7 @@ def _configuration_context(
 ) -> dict[str, Any]:
     return {
         "settings_form": overrides.get("settings_form")
-        or forms.SettingsForm(initial=config.current(function))
+        or forms.SettingsForm(initial={"environment": function.environment.name, **config.current(function)})
     }
 
 
@@ -569,6 +537,7 @@ def function_invoke(request: HttpRequest, name: str) -> HttpResponse:
     except DomainError as error:  # a path or header the service refuses: shown like the form's own
         return _invocation_refused(request, error_text(error, form_labels(form)), error.status)
     context = {
+        "function": function,
         "invocation": invocation,
         "body": _readable_body(invocation),
         "history_row": _with_headers_json(invocation),
@@ -590,7 +559,7 @@ def function_saved_events(request: HttpRequest, name: str) -> HttpResponse:
     status, said = 200, ""
     if request.method == "POST":
         status, said = _saved_event_change(request, function)
-    context = {**_saved_events(function), "said": said, "refused": status >= 400}
+    context = {"function": function, **_saved_events(function), "said": said, "refused": status >= 400}
     response = render(request, "functions/_saved_events.html", context, status=status)
     response["X-Partial-Answer"] = "1"
     return response

@@ -37,6 +37,21 @@ def function_update_and_deploy(*, function: Function, user: str = "", **settings
 
 
 @transaction.atomic
+def draft_file_save_and_deploy(
+    *, function: Function, path: str, text: str, revision: int, user: str
+) -> Draft:
+    """draft_update_and_deploy for one file of the draft (the Code tab's Save & deploy): the
+    save and its deployment in one transaction and one record ("function.code", the deployment
+    its effect); a deployment the quota refuses rolls the save back. Not draft_update_and_deploy
+    itself: it replaces the draft with inline files (an uploaded zip would be lost) and has no
+    revision guard."""
+    with functions.record_draft_update(function) as record:
+        draft = functions.draft_file_save(function=function, path=path, text=text, revision=revision)
+        deployments.deployment_create(function=function, cause="deploy from the editor", user=user)
+        return record.done(draft)
+
+
+@transaction.atomic
 def draft_update_and_deploy(*, function: Function, files: dict[str, str], user: str = "") -> Draft:
     with functions.record_draft_update(function) as record:
         draft = functions.draft_update_files(function=function, files=files)

@@ -3,6 +3,7 @@ first (the browser's own "leave site?" dialog), while a saved draft leaves freel
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -54,19 +55,23 @@ def test_ctrl_s_saves_and_unsaved_edits_ask_before_leaving(
 
     page.on("dialog", stay)
     _type_at_the_end(page, "# first edit")
-    page.get_by_role("link", name="Metrics").click()
+    tabs = page.locator("#workspace-nav")
+    tabs.get_by_role("link", name="Monitor").click()  # a tab swaps the panel in place: it asks
     expect(page).to_have_url(url)  # stayed: the edit is still there
-    assert dialogs == ["beforeunload"]
+    assert dialogs == ["confirm"]
+    page.get_by_role("banner").get_by_role("link", name="Functions").click()  # leaving the page
+    expect(page).to_have_url(url)
+    assert dialogs == ["confirm", "beforeunload"]
     expect(page.locator(".code-editor .cm-content")).to_contain_text("# first edit")
 
     page.keyboard.press("ControlOrMeta+s")
-    expect(message(page)).to_have_text("Draft saved.", timeout=UI)
+    expect(message(page)).to_have_text(re.compile(r"^Saved main\.py \(draft revision \d+\)\.$"), timeout=UI)
     with schema_context(world.acme.schema_name):
         assert "# first edit" in Function.objects.get(name="hello").draft.files["main.py"]
 
-    page.get_by_role("link", name="Metrics").click()  # nothing unsaved: no question
+    tabs.get_by_role("link", name="Monitor").click()  # nothing unsaved: no question
     expect(page).to_have_url(f"{url}metrics/", timeout=UI)
-    assert dialogs == ["beforeunload"]
+    assert dialogs == ["confirm", "beforeunload"]
 
 
 def test_the_canary_weight_slider_says_its_value_and_a_trigger_is_deleted_after_asking(

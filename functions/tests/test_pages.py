@@ -24,10 +24,14 @@ def test_members_see_the_pages(world, client, hello):
 
 
 def test_editor_is_only_for_developers(world, client, hello):
-    client.force_login(world.vera)
-    assert b"data-code-editor" not in client.get("/t/acme/functions/hello/").content
+    client.force_login(world.vera)  # a viewer reads the code, read only, without a form to save it
+    viewer = client.get("/t/acme/functions/hello/").content.decode()
+    assert re.search(r"<textarea [^>]*readonly[^>]*data-code-editor", viewer)
+    assert 'value="file_save"' not in viewer
     client.force_login(world.bob)
-    assert b"data-code-editor" in client.get("/t/acme/functions/hello/").content
+    developer = client.get("/t/acme/functions/hello/").content.decode()
+    assert 'value="file_save"' in developer
+    assert not re.search(r"<textarea [^>]*readonly", developer)
 
 
 def test_outsider_gets_404(world, client, hello):
@@ -50,7 +54,10 @@ def test_create_edit_and_add_trigger_through_the_pages(world, client, django_cap
     assert response.status_code == 302
     assert response["Location"] == "/t/acme/functions/greet/"
     code = "def main():\n    return 'hi'\n"
-    client.post("/t/acme/functions/greet/", {"action": "code", "main_py": code, "requirements_txt": ""})
+    with schema_context(world.acme.schema_name):
+        revision = Function.objects.get(name="greet").draft.revision
+    saved = {"action": "file_save", "path": "main.py", "content": code, "revision": revision}
+    assert client.post("/t/acme/functions/greet/", saved).status_code == 302
     with django_capture_on_commit_callbacks(execute=False):
         client.post(
             "/t/acme/functions/greet/",
@@ -103,19 +110,25 @@ def test_invoke_panel_shows_what_the_service_refuses(world, client, hello):
 def test_the_editor_shows_a_syntax_error_on_save(world, client, hello):
     client.force_login(world.bob)
     broken = "def main():\n    return {'a': 1\n"
+    revision = hello.draft.revision
     saved = client.post(
-        "/t/acme/functions/hello/", {"action": "code", "main_py": broken, "requirements_txt": ""}, follow=True
+        "/t/acme/functions/hello/",
+        {"action": "file_save", "path": "main.py", "content": broken, "revision": revision},
+        follow=True,
     )
     page = saved.content.decode()
-    assert "Draft saved. It does not compile: main.py, line 2: &#x27;{&#x27; was never closed" in page
+    said = f"Saved main.py (draft revision {revision + 1}). It does not compile: main.py, line 2: "
+    said += "&#x27;{&#x27; was never closed"
+    assert said in page
     assert "data-problems" in page
     assert "File &quot;main.py&quot;, line 2\n    return {&#x27;a&#x27;: 1\n           ^" in page
     # Fixed, the panel is gone.
     fixed = client.post(
         "/t/acme/functions/hello/",
-        {"action": "code", "main_py": "def main():\n    return 1\n", "requirements_txt": ""},
+        {"action": "file_save", "path": "main.py", "content": "def main():\n    return 1\n",
+         "revision": revision + 1},
         follow=True,
-    )
+    )  # fmt: skip
     assert "data-problems" not in fixed.content.decode()
 
 
@@ -127,10 +140,13 @@ def test_an_uploaded_file_is_edited_under_its_own_name(world, client, hello):
     client.post("/t/acme/functions/hello/", {"action": "upload", "file": upload})
     page = client.get("/t/acme/functions/hello/").content.decode()
     assert "<code data-code-file>greet.py</code>" in page
+    with schema_context(world.acme.schema_name):
+        revision = Function.objects.get(name="hello").draft.revision
     client.post(
         "/t/acme/functions/hello/",
-        {"action": "code", "main_py": "def hello():\n    return 'hey'\n", "requirements_txt": ""},
-    )
+        {"action": "file_save", "path": "greet.py", "content": "def hello():\n    return 'hey'\n",
+         "revision": revision},
+    )  # fmt: skip
     with schema_context(world.acme.schema_name):
         assert Function.objects.get(name="hello").draft.files == {
             "greet.py": "def hello():\n    return 'hey'\n"

@@ -66,6 +66,7 @@ def test_tooltip_live_version_table_and_marked_range(
     assert still_same_document(page)
 
     over = section.locator("[data-chart='traffic'] .u-over")
+    over.scroll_into_view_if_needed()  # below the workspace's header, maybe below the fold
     box = over.bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)

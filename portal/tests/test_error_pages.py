@@ -17,11 +17,13 @@ from django_tenants.utils import schema_context
 
 from core.errors import Conflict, ValidationFailed
 from core.feedback import error_text, in_words, size_in_words
-from functions.forms import EMPTY_CODE
 from functions.models import Function
+from functions.services.functions import EMPTY_MAIN_FILE
 from portal import up, views
 from tenants.models import Tenant
 from testsupport.fixtures import error_of
+
+EMPTY_CODE = EMPTY_MAIN_FILE.format(path="main.py")
 
 pytestmark = pytest.mark.django_db
 
@@ -87,13 +89,14 @@ def test_a_name_past_40_characters_is_refused_in_words_not_cut(world, client) ->
 def test_an_empty_editor_is_refused_in_words_as_an_error(world, client, hello) -> None:
     client.force_login(world.bob)
     page = client.get("/t/acme/functions/hello/").content.decode()
-    textarea = page[page.index('<textarea name="main_py"') :].split(">", 1)[0]
+    textarea = page[page.index('<textarea id="code-content" name="content"') :].split(">", 1)[0]
     assert " required" not in textarea  # hidden by the editor: "not focusable", and nothing said
     assert f'data-empty="{EMPTY_CODE}"' in textarea.replace("&#x27;", "'")
     response = client.post(
-        "/t/acme/functions/hello/", {"action": "code", "main_py": "  \r\n", "requirements_txt": ""}
+        "/t/acme/functions/hello/",
+        {"action": "file_save", "path": "main.py", "content": "  \r\n", "revision": hello.draft.revision},
     )
-    assert _messages(response) == [("error", f"The draft was not saved. Code: {EMPTY_CODE}")]
+    assert _messages(response) == [("error", EMPTY_CODE)]
     with schema_context(world.acme.schema_name):
         assert "def main" in Function.objects.get(name="hello").draft.files["main.py"]
 

@@ -15,9 +15,9 @@ import pytest
 from django_tenants.utils import schema_context
 from playwright.sync_api import Locator, Page, expect
 
-from functions.forms import EMPTY_CODE
 from functions.models import Function
 from functions.services import functions as function_services
+from functions.services.functions import EMPTY_MAIN_FILE
 from portal.tests.test_browser import (  # the fixtures are found by name
     PASSWORD,
     UI,
@@ -155,10 +155,10 @@ def test_saving_an_empty_editor_says_why_not(page: Page, live_server_url: str, w
     page.locator(".code-editor .cm-content").click()
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.press("Delete")
-    page.get_by_role("button", name="Save draft").click()
+    page.get_by_role("button", name="Save", exact=True).click()
 
-    alert = page.locator("[data-editor-error='main_py']")
-    expect(alert).to_have_text(EMPTY_CODE, timeout=UI)
+    alert = page.locator("[data-editor-error='content']")
+    expect(alert).to_have_text(EMPTY_MAIN_FILE.format(path="main.py"), timeout=UI)
     expect(alert).to_have_attribute("role", "alert")
     assert still_same_document(page)  # refused in place: nothing was sent
     with schema_context(world.acme.schema_name):

@@ -212,6 +212,10 @@ def test_create_edit_deploy_and_call_a_function(
     expect(result.locator("[data-status]")).to_have_text("200", timeout=LIVE)
     expect(result.locator("[data-body]")).to_have_text("Hello, web!")
     expect(result.locator("[data-logs]")).to_contain_text("greeting web")
+    # the duration split: the round trip, and what the router measured (its whole, the function's part)
+    timing = result.locator("[data-timing]")
+    split = r"Round trip [\d.]+ ms\s+\(through the portal\)\s+·\s+router [\d.]+ ms\s+·\s+function [\d.]+ ms"
+    expect(timing).to_contain_text(re.compile(split))
     assert still_same_document(page)
 
     # headers that are not a JSON object: the last result gives way to why, in words

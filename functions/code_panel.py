@@ -165,7 +165,7 @@ def _posted_path(request: HttpRequest, field: str = "path") -> str:
 def _revision(request: HttpRequest) -> int:
     """The draft revision the page was showing (the revision guard of the file operations)."""
     raw = request.POST.get("revision", "")
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         message = "The form did not say which revision of the draft it changes: reload the page."
         raise ValidationFailed(message, detail={"revision": [message]})
     return int(raw)

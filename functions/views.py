@@ -140,7 +140,9 @@ def _alias(request: HttpRequest, function: Function) -> str:
 def _trigger(request: HttpRequest, function: Function) -> str:
     """Add an HTTP trigger, or (``original`` names one) change it, its name included."""
     original = request.POST.get("original", "")
-    existing = get_object_or_404(function.triggers.all(), name=original) if original else None
+    existing = function.triggers.filter(name=original).first() if original else None
+    if original and existing is None:
+        raise NotFound(f"No HTTP trigger {original!r}: it was deleted meanwhile.")
     key = f"edit:{original}" if existing else "trigger_form"
     form = forms.TriggerForm(request.POST, auto_id=_trigger_auto_id(original))
     data = _checked(form, key, "Check the trigger")
@@ -154,7 +156,7 @@ def _trigger(request: HttpRequest, function: Function) -> str:
 
 def _trigger_auto_id(original: str) -> str:
     """The new-trigger form's ids, or those of the row's edit form (one per trigger)."""
-    return f"edit-{original}-%s" if original else "trigger-%s"
+    return f"edit_http_{original}-%s" if original else "trigger-%s"
 
 
 def _target(data: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +170,7 @@ def _target(data: dict[str, Any]) -> dict[str, Any]:
 def _time_trigger(request: HttpRequest, function: Function) -> str:
     original = request.POST.get("original", "")
     key = f"edit-time:{original}" if original else "time_trigger_form"
-    form = forms.TimeTriggerForm(request.POST, auto_id=f"edit-time-{original}-%s" if original else "time-%s")
+    form = forms.TimeTriggerForm(request.POST, auto_id=f"edit_time_{original}-%s" if original else "time-%s")
     data = _checked(form, key, "Check the time trigger")
     # The row's edit form names the trigger it changes; the new one changes one of the same name.
     existing = function.time_triggers.filter(name=original or data["name"]).first()
@@ -187,7 +189,7 @@ def _queue_trigger(request: HttpRequest, function: Function) -> str:
     original = request.POST.get("original", "")
     key = f"edit-queue:{original}" if original else "queue_trigger_form"
     form = forms.QueueTriggerForm(
-        request.POST, auto_id=f"edit-queue-{original}-%s" if original else "queue-%s"
+        request.POST, auto_id=f"edit_queue_{original}-%s" if original else "queue-%s"
     )
     data = _checked(form, key, "Check the queue trigger")
     existing = function.queue_triggers.filter(name=original or data["name"]).first()
@@ -367,7 +369,7 @@ def _edit_forms(context: dict[str, Any], overrides: Overrides, offer: dict[str, 
             ("time", context["time_triggers"], forms.TimeTriggerForm, _time_trigger_initial),
             ("queue", context["queue_triggers"], forms.QueueTriggerForm, _queue_trigger_initial))  # fmt: skip
     for kind, triggers, form_class, initial in rows:
-        prefix = f"edit-{kind}-" if kind else "edit-"
+        prefix = f"edit_{kind or 'http'}_"  # "_": a name has none, so no two rows share an id
         key_prefix = f"edit-{kind}:" if kind else "edit:"
         for row in triggers:
             form = overrides.get(f"{key_prefix}{row.name}") or form_class(

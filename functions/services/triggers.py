@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from core.errors import ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from dataplane import manifests
 from functions.models import Alias, Function, TargetKind, Trigger
 from functions.services.common import Recording, full_clean, recorded
@@ -102,6 +102,12 @@ def trigger_save(
 ) -> Trigger:  # fmt: skip
     """Create (``trigger`` None) or change a trigger of ``function``."""
     _check_path(path)
+    taken = Trigger.objects.filter(path=path, is_prefix=is_prefix).exclude(pk=trigger.pk if trigger else None)
+    if taken.exists():  # unique in the tenant (trigger_unique_path): said, not an IntegrityError
+        other = taken.select_related("function").get()
+        where = f"under {path}" if is_prefix else path
+        said = f"Trigger {other.name} of {other.function.name} answers {where} already."
+        raise Conflict(said, detail={"path": [said]})
     with record_trigger_save(function, name, trigger) as record:
         trigger = trigger or Trigger(function=function)
         trigger.name, trigger.path, trigger.methods = name, path, _check_methods(methods)

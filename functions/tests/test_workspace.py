@@ -151,7 +151,7 @@ def test_an_http_trigger_is_changed_in_place_and_may_be_renamed(world, client, h
     client.force_login(world.bob)
     page = client.get("/t/acme/functions/hello/triggers/").content.decode()
     assert 'data-edit-trigger="web"' in page
-    assert 'id="edit-web-path"' in page
+    assert 'id="edit_http_web-path"' in page
     assert 'value="/web"' in page
     response = client.post(
         "/t/acme/functions/hello/triggers/",
@@ -181,7 +181,7 @@ def test_a_refused_edit_reopens_that_rows_form(world, client, hello):
         r'<form method="post" data-edit-trigger="web"',
         html,
     )
-    assert 'id="edit-web-path_error"' in html
+    assert 'id="edit_http_web-path_error"' in html
     with schema_context(world.acme.schema_name):
         assert Trigger.objects.get().path == "/web"
 
@@ -241,3 +241,100 @@ def test_other_tenants_find_no_tab(world, client, hello):
     for path in TABS:
         assert client.get(f"/t/acme/functions/hello/{path}").status_code == 404
         assert client.get(f"/t/globex/functions/hello/{path}").status_code == 404
+
+
+def test_the_environment_is_picked_on_create_and_changed_in_the_settings(
+    world, client, django_capture_on_commit_callbacks
+):
+    from functions import config
+    from functions.models import Environment, Function
+    from functions.services import functions as function_services
+
+    with schema_context(world.acme.schema_name):
+        function_services.environment_ensure_default()
+        function_services.environment_create(name="spare", runtime_version="3.12")
+    client.force_login(world.bob)
+    listing = client.get("/t/acme/functions/").content.decode()
+    assert re.search(r'<select name="environment"[^>]*>.*<option value="spare">spare</option>', listing, re.S)
+    assert client.post("/t/acme/functions/", {"name": "picky", "environment": "spare"}).status_code == 302
+    refused = client.post("/t/acme/functions/", {"name": "lost", "environment": "nowhere"})
+    assert refused.status_code == 200
+    assert "Select a valid choice" in refused.content.decode()
+    with schema_context(world.acme.schema_name):
+        assert Function.objects.get(name="picky").environment.name == "spare"
+        assert not Function.objects.filter(name="lost").exists()
+        default = Environment.objects.exclude(name="spare").get().name
+
+    page = client.get("/t/acme/functions/picky/configuration/").content.decode()
+    assert re.search(r'<option value="spare" selected>spare</option>', page)
+    settings = {
+        s.name: s.default for s in config.SETTINGS if s.default is not None and not (s.mapping or s.names)
+    }
+    with django_capture_on_commit_callbacks(execute=False):
+        moved = client.post(
+            "/t/acme/functions/picky/configuration/",
+            {"action": "settings", **settings, "environment": default},
+        )
+    assert moved.status_code == 302
+    with schema_context(world.acme.schema_name):
+        picky = Function.objects.get(name="picky")
+        assert picky.environment.name == default
+        assert picky.deployments.filter(cause="settings changed").exists()
+
+
+def test_a_path_another_trigger_answers_is_refused_under_the_path(world, client, hello):
+    with schema_context(world.acme.schema_name):
+        Trigger.objects.create(function=hello, name="one", path="/one", methods=["GET"])
+        Trigger.objects.create(function=hello, name="two", path="/two", methods=["GET"])
+    client.force_login(world.bob)
+    for sent in (
+        {"action": "trigger", "name": "three", "path": "/one", "methods": ["GET"], "target_kind": "draft"},
+        {"action": "trigger", "original": "two", "name": "two", "path": "/one", "methods": ["GET"],
+         "target_kind": "draft"},
+    ):  # fmt: skip
+        response = client.post("/t/acme/functions/hello/triggers/", sent)
+        html = response.content.decode()
+        assert response.status_code == 409, html[:300]
+        said = r'data-field-error="path"><small class="field-error">Trigger one of hello answers /one already'
+        assert re.search(said, html)
+    with schema_context(world.acme.schema_name):
+        assert sorted(Trigger.objects.values_list("name", "path")) == [("one", "/one"), ("two", "/two")]
+
+
+def test_each_problem_is_said_once_under_its_field(world, client, hello):
+    client.force_login(world.bob)
+    response = client.post(
+        "/t/acme/functions/hello/triggers/",
+        {"action": "trigger", "name": "", "path": "/x", "methods": ["GET"], "target_kind": "draft"},
+    )
+    field = re.search(r'id="trigger-name_error"[^>]*>(.*?)</div>', response.content.decode(), re.S)
+    assert field
+    assert field.group(1).count("This field is required.") == 1
+
+
+def test_odd_fields_are_refused_in_words_never_a_500(world, client, hello):
+    client.force_login(world.bob)
+    huge = client.post(
+        "/t/acme/functions/hello/?file=main.py",
+        {"action": "file_save", "path": "main.py", "revision": "9" * 5000, "content": "x = 1\n"},
+    )
+    assert huge.status_code == 400
+    ghost = client.post(
+        "/t/acme/functions/hello/triggers/",
+        {"action": "trigger", "original": "ghost", "name": "ghost", "path": "/g", "methods": ["GET"],
+         "target_kind": "draft"},
+        headers=PANEL,
+    )  # fmt: skip
+    assert ghost.status_code == 200
+    assert ghost["X-Refused-Status"] == "404"
+    assert "No HTTP trigger &#x27;ghost&#x27;: it was deleted meanwhile." in ghost.content.decode()
+
+
+def test_row_ids_stay_unique_whatever_the_names(world, client, hello):
+    with schema_context(world.acme.schema_name):
+        Trigger.objects.create(function=hello, name="time-a", path="/a", methods=["GET"])
+        TimeTrigger.objects.create(function=hello, name="a", cron="@hourly", method="POST", subpath="/")
+    client.force_login(world.bob)
+    page = client.get("/t/acme/functions/hello/triggers/").content.decode()
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))

@@ -180,6 +180,9 @@ function forget(textarea) {
 function offerUnsaved(textarea, view) {
   if (!textarea.form) return;
   textarea.form.addEventListener("submit", () => keep(textarea));
+  // Kept as it is typed, too: a way out htmx does not ask about (the Back button restores the
+  // tab before) loses nothing; the editor of that file offers it back when it comes again.
+  textarea.addEventListener("editor-change", () => keep(textarea));
   const text = kept(textarea);
   if (text === null) return;
   if (text === textarea.value) {

@@ -127,8 +127,10 @@ export function connectEvents(element, attempt = 0) {
     element.dataset.connected = "true";
   });
   socket.addEventListener("message", (message) => render(element, JSON.parse(message.data)));
+  element.liveSocket = socket; // closed by static/src/main.js when htmx swaps the element out
   socket.addEventListener("close", (close) => {
     element.dataset.connected = "false";
+    if (!element.isConnected || element.liveSocket !== socket) return; // swapped out: done
     if (status) status.textContent = "reconnecting…";
     if (close.code === 4404 || close.code === 4403) {
       if (status) status.textContent = "not allowed";

@@ -31,6 +31,7 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     window.location.assign(xhr.responseURL || window.location.href);
     return;
   }
+  document.querySelectorAll("*").forEach((node) => node.liveSocket?.close(1000)); // the page goes
   const answer = new DOMParser().parseFromString(xhr.responseText, "text/html");
   document.title = answer.title;
   document.body.replaceChildren(...answer.body.childNodes);

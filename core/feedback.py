@@ -95,7 +95,7 @@ def attach(form: forms.BaseForm, error: DomainError) -> None:
         return
     for key, value in error.detail.items():
         name = key if key in form.fields else key.rsplit(".", 1)[-1]
-        shown = form.errors.get(name, []) if form.is_bound else []
+        shown = [str(message) for message in form.errors.get(name) or []] if form.is_bound else []
         new = [words for item in _as_list(value) if (words := in_words(item)) and words not in shown]
         if name in form.fields and new:  # the form's own problems are there already
             form.add_error(name, new)

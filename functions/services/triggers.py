@@ -102,7 +102,9 @@ def trigger_save(
 ) -> Trigger:  # fmt: skip
     """Create (``trigger`` None) or change a trigger of ``function``."""
     _check_path(path)
-    taken = Trigger.objects.filter(path=path, is_prefix=is_prefix).exclude(pk=trigger.pk if trigger else None)
+    taken = Trigger.objects.filter(path=path, is_prefix=is_prefix)
+    if trigger is not None:
+        taken = taken.exclude(pk=trigger.pk)
     if taken.exists():  # unique in the tenant (trigger_unique_path): said, not an IntegrityError
         other = taken.select_related("function").get()
         where = f"under {path}" if is_prefix else path

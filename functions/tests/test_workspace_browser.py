@@ -4,6 +4,7 @@ edited from its row, and the header's URL following the change; no console error
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -80,6 +81,9 @@ def test_a_refused_trigger_says_why_under_its_field_and_an_edit_changes_the_url(
     page.goto(f"{live_server_url}/t/acme/functions/hello/triggers/")
     mark_document(page)
     expect(page.locator("[data-function-url='web'] code")).to_contain_text("/acme/web")
+    state = page.locator("[data-function-state]")
+    expect(state).to_have_text("not deployed yet")
+    expect(state).to_have_attribute("data-deployment", "0")
 
     add = form_of(page, "trigger")
     add.get_by_label("Name", exact=True).fill("other")
@@ -101,7 +105,9 @@ def test_a_refused_trigger_says_why_under_its_field_and_an_edit_changes_the_url(
     expect(message(page)).to_have_text("Trigger web changed; redeploying.", timeout=UI)
     # the header's URL follows (swapped out of band with the panel), still without a reload
     expect(page.locator("[data-function-url='web'] code")).to_contain_text("/acme/site")
-    expect(page.locator("[data-function-state]")).to_contain_text("deploying")
+    # and so does its state: the edit's deployment, deploying or (a fast worker) already live
+    expect(state).to_have_attribute("data-deployment", re.compile(r"^[1-9][0-9]*$"))
+    expect(state).to_have_text(re.compile(r"^(deploying.*|live)$"))
     assert still_same_document(page)
     with schema_context(world.acme.schema_name):
         assert Trigger.objects.get().path == "/site"

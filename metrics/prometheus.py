@@ -4,6 +4,12 @@ It runs only ``PromQL`` built by ``metrics.queries`` and returns our own datacla
 failure (not configured, refused, timed out, an error answer, a body that is not Prometheus')
 becomes ``MetricsUnavailable``, which the API answers with 503 in the error shape.
 
+A page asks for several values at once (a function's totals are six queries, its charts six
+more): ``instant_many`` and ``range_many`` send them as one query, each part's series labelled
+with the part's name (``label_replace``) and the parts joined with ``or``, so that a page waits
+for one answer instead of a dozen in turn. The label never reaches the caller. Such a query is
+sent in a POST's body (the API takes its parameters either way).
+
 Reference: https://prometheus.io/docs/prometheus/latest/querying/api/ (``/api/v1/query`` and
 ``/api/v1/query_range``; values are strings, "NaN" included).
 """
@@ -11,7 +17,9 @@ Reference: https://prometheus.io/docs/prometheus/latest/querying/api/ (``/api/v1
 from __future__ import annotations
 
 import math
+import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,9 +51,54 @@ class Series:
     points: list[tuple[float, float | None]]
 
 
+# The label that tells the parts of a merged query apart; no series of ours carries it.
+PART = "portal_part"
+_PART_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
+
+
+def merged(parts: Mapping[str, PromQL]) -> PromQL:
+    """One query whose answer holds every series of every part, each labelled ``PART="<name>"``.
+
+    ``or`` keeps every series of both sides whose labels differ, and the part's label makes
+    them differ, so nothing of a part is lost to another; values (NaN included) are kept.
+    ValueError for a part name that is not a short lowercase identifier."""
+    if not parts:
+        raise ValueError("nothing to ask")
+    for name in parts:
+        if not _PART_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a part name")
+    labelled = (f'label_replace({query.text}, "{PART}", "{name}", "", "")' for name, query in parts.items())
+    return PromQL(" or ".join(labelled))
+
+
+def _split_part(labels: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A merged answer's labels: the part's name, and the series' own labels."""
+    own = {key: value for key, value in labels.items() if key != PART}
+    return labels.get(PART, ""), own
+
+
 def _number(raw: Any) -> float | None:
     value = float(raw)
     return value if math.isfinite(value) else None
+
+
+def _samples(result: list[dict[str, Any]]) -> list[Sample]:
+    """An instant query's result (``/api/v1/query``): one sample per series."""
+    try:
+        return [Sample(dict(r.get("metric") or {}), _number(r["value"][1])) for r in result]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MetricsUnavailable(f"Prometheus answered something unexpected: {exc!r}") from None
+
+
+def _series(result: list[dict[str, Any]]) -> list[Series]:
+    """A range query's result (``/api/v1/query_range``): one series of points per series."""
+    try:
+        return [
+            Series(dict(r.get("metric") or {}), [(float(t), _number(v)) for t, v in r["values"]])
+            for r in result
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MetricsUnavailable(f"Prometheus answered something unexpected: {exc!r}") from None
 
 
 class Prometheus:
@@ -54,30 +107,60 @@ class Prometheus:
         self.timeout_s = timeout_s
         # One quick retry for a dropped connection; the caller's page must not hang on a dead server.
         retry = Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1)
-        self._client = PrometheusConnect(url=url, retry=retry, timeout=timeout_s) if url else None
+        # The client's session (it mounts the retry on it), shared with ``_post``.
+        self._session = requests.Session()
+        self._client = (
+            PrometheusConnect(url=url, retry=retry, timeout=timeout_s, session=self._session) if url else None
+        )
 
     def instant(self, query: PromQL, *, at: float | None = None) -> list[Sample]:
         """The query's value at ``at`` (epoch seconds; now by default), one sample per series."""
         params = {"time": f"{at:.3f}"} if at is not None else None
-        result = self._run(lambda client: client.custom_query(query.text, params=params))
-        try:
-            return [Sample(dict(r.get("metric") or {}), _number(r["value"][1])) for r in result]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise MetricsUnavailable(f"Prometheus answered something unexpected: {exc!r}") from None
+        return _samples(self._run(lambda client: client.custom_query(query.text, params=params)))
+
+    def instant_many(
+        self, parts: Mapping[str, PromQL], *, at: float | None = None
+    ) -> dict[str, list[Sample]]:
+        """``instant`` of every part in one request (``merged``): part name -> its samples."""
+        form = {"query": merged(parts).text, **({"time": f"{at:.3f}"} if at is not None else {})}
+        found: dict[str, list[Sample]] = {name: [] for name in parts}
+        for sample in _samples(self._run(lambda _: self._post("/api/v1/query", form))):
+            part, labels = _split_part(sample.labels)
+            if part in found:
+                found[part].append(Sample(labels, sample.value))
+        return found
 
     def range(self, query: PromQL, *, start: float, end: float, step_s: int) -> list[Series]:
         """The query at every ``step_s`` seconds from ``start`` to ``end`` (epoch seconds)."""
         begin, finish = (datetime.fromtimestamp(t, UTC) for t in (start, end))
-        result = self._run(
-            lambda client: client.custom_query_range(query.text, begin, finish, step=f"{step_s}s")
+        return _series(
+            self._run(lambda client: client.custom_query_range(query.text, begin, finish, step=f"{step_s}s"))
         )
-        try:
-            return [
-                Series(dict(r.get("metric") or {}), [(float(t), _number(v)) for t, v in r["values"]])
-                for r in result
-            ]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MetricsUnavailable(f"Prometheus answered something unexpected: {exc!r}") from None
+
+    def range_many(
+        self, parts: Mapping[str, PromQL], *, start: float, end: float, step_s: int
+    ) -> dict[str, list[Series]]:
+        """``range`` of every part in one request (``merged``): part name -> its series."""
+        # As the client sends a range: whole seconds.
+        form = {"query": merged(parts).text, "start": str(round(start)), "end": str(round(end)),
+                "step": f"{step_s}s"}  # fmt: skip
+        found: dict[str, list[Series]] = {name: [] for name in parts}
+        for series in _series(self._run(lambda _: self._post("/api/v1/query_range", form))):
+            part, labels = _split_part(series.labels)
+            if part in found:
+                found[part].append(Series(labels, series.points))
+        return found
+
+    def _post(self, path: str, form: dict[str, str]) -> Any:
+        """The result of the API's ``path`` for ``form`` sent in the body. A merged query is long,
+        and a long URL is slow to send (urllib3 checks it byte by byte, in Python); the API takes
+        the same parameters form-encoded in a POST's body. Errors as the client raises them."""
+        response = self._session.post(f"{self.url}{path}", data=form, timeout=self.timeout_s)
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        return response.json()["data"]["result"]
 
     def _run(self, call: Any) -> list[dict[str, Any]]:
         if self._client is None:

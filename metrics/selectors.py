@@ -231,19 +231,35 @@ def _count(samples: list[Sample]) -> int:
     return round(sum(s.value or 0 for s in samples))
 
 
+Answers = dict[str, list[Sample]]  # a merged query's answer (prometheus.instant_many): part -> samples
+_COUNTED = (("calls", queries.calls), ("errors", queries.errors))  # what a breakdown counts
+
+
 def totals(scope: Scope, window_s: int, at: float) -> Totals:
     """Calls, errors, cold starts and latency percentiles of ``scope`` in the ``window_s``
-    seconds before ``at``. MetricsUnavailable when Prometheus cannot answer."""
-    client = prometheus()
-    latency = {
-        f"p{round(q * 100)}": _ms(_value(client.instant(queries.quantile(q, scope, window_s), at=at)))
-        for q in queries.QUANTILES
+    seconds before ``at``, in one request. MetricsUnavailable when Prometheus cannot answer."""
+    return _totals_of(prometheus().instant_many(_totals_parts(scope, window_s), at=at))
+
+
+def _totals_parts(scope: Scope, window_s: int) -> dict[str, PromQL]:
+    return {
+        "calls": queries.calls(scope, window_s),
+        "errors": queries.errors(scope, window_s),
+        "cold_starts": queries.cold_starts(scope, window_s),
+        **{_quantile_key(q): queries.quantile(q, scope, window_s) for q in queries.QUANTILES},
     }
+
+
+def _quantile_key(q: float) -> str:
+    return f"p{round(q * 100)}"
+
+
+def _totals_of(found: Answers) -> Totals:
     return Totals(
-        calls=_count(client.instant(queries.calls(scope, window_s), at=at)),
-        errors=_count(client.instant(queries.errors(scope, window_s), at=at)),
-        cold_starts=_count(client.instant(queries.cold_starts(scope, window_s), at=at)),
-        latency_ms=latency,
+        calls=_count(found["calls"]),
+        errors=_count(found["errors"]),
+        cold_starts=_count(found["cold_starts"]),
+        latency_ms={key: _ms(_value(found[key])) for key in map(_quantile_key, queries.QUANTILES)},
     )
 
 
@@ -251,13 +267,22 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def _grouped(scope: Scope, window_s: int, at: float, group: GroupBy) -> dict[str, tuple[int, int]]:
-    client = prometheus()
+def _grouped_parts(scope: Scope, window_s: int, group: GroupBy) -> dict[str, PromQL]:
+    return {f"by_{part}": query(scope, window_s, group) for part, query in _COUNTED}
+
+
+def _grouped_of(found: Answers, group: GroupBy) -> dict[str, tuple[int, int]]:
+    """Calls and errors per value of ``group``'s label (``_grouped_parts``' answers)."""
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for index, query in enumerate((queries.calls, queries.errors)):
-        for sample in client.instant(query(scope, window_s, group), at=at):
+    for index, (part, _) in enumerate(_COUNTED):
+        for sample in found[f"by_{part}"]:
             rows[sample.labels.get(group.value, "")][index] += round(sample.value or 0)
     return {key: (calls, errs) for key, (calls, errs) in rows.items()}
+
+
+def _grouped(scope: Scope, window_s: int, at: float, group: GroupBy) -> dict[str, tuple[int, int]]:
+    found = prometheus().instant_many(_grouped_parts(scope, window_s, group), at=at)
+    return _grouped_of(found, group)
 
 
 def function_stats(
@@ -270,19 +295,33 @@ def function_stats(
     path: str | None = None,
 ) -> FunctionStats:
     """Calls, errors, error rate, latency percentiles and cold starts of ``function`` (or one
-    version, alias or trigger path) during ``time_range``, optionally broken down.
+    version, alias or trigger path) during ``time_range``, optionally broken down; one request
+    to Prometheus.
 
     Raises MetricsUnavailable (503) when Prometheus cannot answer."""
     scope = function_scope(function, version=version, alias=alias, path=path)
     at = time.time()
     window = lifetime_window(time_range.seconds, at, _born())
-    summed = totals(scope, window, at)
-    rows = _breakdown(function, scope, window, at, by) if by else []
-    return FunctionStats(function.name, time_range, at, summed, by, rows, _events(scope, window, at))
+    group = _BREAKDOWN_GROUPS[by] if by else None
+    parts = {**_totals_parts(scope, window), "events": queries.events(scope, window)}
+    if group is not None:
+        parts |= _grouped_parts(scope, window, group)
+    found = prometheus().instant_many(parts, at=at)
+    rows = _breakdown(function, by, _grouped_of(found, group)) if by and group else []
+    return FunctionStats(
+        function.name, time_range, at, _totals_of(found), by, rows, _events_of(found["events"])
+    )
 
 
-def _events(scope: Scope, window_s: int, at: float) -> list[EventRow]:
-    samples = prometheus().instant(queries.events(scope, window_s), at=at)
+# Which label a breakdown counts by: an alias is served by its triggers' paths.
+_BREAKDOWN_GROUPS = {
+    Breakdown.VERSION: GroupBy.FUNCTION,
+    Breakdown.PATH: GroupBy.PATH,
+    Breakdown.ALIAS: GroupBy.PATH,
+}
+
+
+def _events_of(samples: list[Sample]) -> list[EventRow]:
     rows = [
         EventRow(
             s.labels.get("kind", ""),
@@ -298,20 +337,24 @@ def _events(scope: Scope, window_s: int, at: float) -> list[EventRow]:
 def version_rows(scope: Scope, window_s: int, at: float) -> list[Row]:
     """Calls and errors per version (and the draft) over the window, most called first: the
     metrics page's "By version" table, and its live updates (metrics/live.py). No database."""
-    grouped = _grouped(scope, window_s, at, GroupBy.FUNCTION)
+    return _version_rows(_grouped(scope, window_s, at, GroupBy.FUNCTION))
+
+
+def _version_rows(grouped: dict[str, tuple[int, int]]) -> list[Row]:
     rows = [Row(_version_key(name), *counts) for name, counts in grouped.items()]
     return sorted(rows, key=lambda r: (-r.calls, r.key))
 
 
-def _breakdown(function: Function, scope: Scope, window_s: int, at: float, by: Breakdown) -> list[Row]:
+def _breakdown(function: Function, by: Breakdown, grouped: dict[str, tuple[int, int]]) -> list[Row]:
+    """The rows of a breakdown, most called first, from the calls and errors grouped by its
+    label (``_BREAKDOWN_GROUPS``)."""
     if by is Breakdown.VERSION:
-        return version_rows(scope, window_s, at)
+        return _version_rows(grouped)
+    by_path = {_strip_route(k): v for k, v in grouped.items()}
+    if by is Breakdown.PATH:
+        rows = [Row(path, *counts) for path, counts in by_path.items()]
     else:
-        by_path = {_strip_route(k): v for k, v in _grouped(scope, window_s, at, GroupBy.PATH).items()}
-        if by is Breakdown.PATH:
-            rows = [Row(path, *counts) for path, counts in by_path.items()]
-        else:
-            rows = _alias_rows(function, by_path)
+        rows = _alias_rows(function, by_path)
     return sorted(rows, key=lambda r: (-r.calls, r.key))
 
 
@@ -346,17 +389,17 @@ def function_series(
     """Per-step counts (calls, errors, cold starts) and latency percentiles (ms) for charts."""
     scope = function_scope(function, version=version, alias=alias, path=path)
     start, end, first, step = _chart_window(time_range)
-    client = prometheus()
     wanted = {
         "calls": queries.calls(scope, step),
         "errors": queries.errors(scope, step),
         "cold_starts": queries.cold_starts(scope, step),
-        **{f"p{round(q * 100)}": queries.quantile(q, scope, step) for q in queries.QUANTILES},
+        **{_quantile_key(q): queries.quantile(q, scope, step) for q in queries.QUANTILES},
     }
+    # Always asked, even for a tenant younger than a step: an unavailable Prometheus says so.
+    answers = prometheus().range_many(wanted, start=min(first, end), end=end, step_s=step)
     series: dict[str, list[tuple[float, float | None]]] = {}
-    for name, query in wanted.items():
-        # Always asked, even for a tenant younger than a step: an unavailable Prometheus says so.
-        found = client.range(query, start=min(first, end), end=end, step_s=step)
+    for name in wanted:
+        found = answers[name]
         points = {t: v for t, v in found[0].points if t >= first} if found else {}
         if name.startswith("p"):  # no calls in a step: no latency, not zero latency
             series[name] = [(t, _ms(points.get(t))) for t in _steps(start, end, step)]
@@ -376,7 +419,8 @@ SERIES_BREAKDOWNS = (Breakdown.VERSION, Breakdown.ALIAS)
 # labels its calls carry. Read from the tenant's schema once, so a live poll needs no database.
 AliasRoutes = tuple[tuple[str, tuple[str, ...]], ...]
 _Points = dict[float, float | None]
-_Fetch = Callable[[PromQL], list[tuple[dict[str, str], _Points]]]
+# Asks every part of a dict of queries at once (one request): part -> [(labels, points)].
+_Fetch = Callable[[dict[str, PromQL]], dict[str, list[tuple[dict[str, str], _Points]]]]
 
 
 @dataclass(frozen=True)
@@ -435,9 +479,12 @@ def function_series_breakdown(
     start, end, first, step = _chart_window(time_range)
     client = prometheus()
 
-    def fetch(query: PromQL) -> list[tuple[dict[str, str], _Points]]:
-        found = client.range(query, start=min(first, end), end=end, step_s=step)
-        return [(s.labels, {t: v for t, v in s.points if t >= first}) for s in found]
+    def fetch(parts: dict[str, PromQL]) -> dict[str, list[tuple[dict[str, str], _Points]]]:
+        found = client.range_many(parts, start=min(first, end), end=end, step_s=step)
+        return {
+            part: [(s.labels, {t: v for t, v in s.points if t >= first}) for s in series]
+            for part, series in found.items()
+        }
 
     raw = _line_points(scope, by, routes, step, fetch)
     times = _steps(start, end, step)
@@ -452,8 +499,9 @@ def breakdown_point(
     calls, errors, error_rate, p95 (see ``Line``). For the live stream; needs no database."""
     client = prometheus()
 
-    def fetch(query: PromQL) -> list[tuple[dict[str, str], _Points]]:
-        return [(s.labels, {at: s.value}) for s in client.instant(query, at=at)]
+    def fetch(parts: dict[str, PromQL]) -> dict[str, list[tuple[dict[str, str], _Points]]]:
+        found = client.instant_many(parts, at=at)
+        return {part: [(s.labels, {at: s.value}) for s in samples] for part, samples in found.items()}
 
     raw = _line_points(scope, by, routes, window_s, fetch)
     lines = (_line(key, raw[key], [at]) for key in sorted(raw, key=_line_order))
@@ -463,25 +511,31 @@ def breakdown_point(
 def _line_points(
     scope: Scope, by: Breakdown, routes: AliasRoutes, window_s: int, fetch: _Fetch
 ) -> dict[str, dict[str, _Points]]:
-    """key -> calls, errors, p95 (seconds) -> {time: value}, as Prometheus answered."""
+    """key -> calls, errors, p95 (seconds) -> {time: value}, as Prometheus answered (one
+    request: ``fetch`` asks every query at once)."""
     raw: dict[str, dict[str, _Points]] = defaultdict(lambda: {"calls": {}, "errors": {}, "p95": {}})
     group = GroupBy.FUNCTION if by is Breakdown.VERSION else GroupBy.PATH
     alias_of = {route: name for name, paths in routes for route in paths}
-    for metric, query in (("calls", queries.calls), ("errors", queries.errors)):
-        for labels, points in fetch(query(scope, window_s, group)):
+    parts = {metric: query(scope, window_s, group) for metric, query in _COUNTED}
+    if by is Breakdown.VERSION:
+        parts["p95"] = queries.quantile(0.95, scope, window_s, GroupBy.FUNCTION)
+    for index, (_, paths) in enumerate(routes):
+        # Quantiles do not add up across paths: one query over all of the alias' paths.
+        parts[f"alias_{index}"] = queries.quantile(0.95, replace(scope, paths=paths), window_s)
+    found = fetch(parts)
+    for metric, _ in _COUNTED:
+        for labels, points in found[metric]:
             label = labels.get(group.value, "")
             key = _version_key(label) if by is Breakdown.VERSION else alias_of.get(label)
             if key is not None:  # a path no alias serves (the draft's, a version's) is no line
                 counted = raw[key][metric]
                 for t, value in points.items():
                     counted[t] = (counted.get(t) or 0) + (value or 0)
-    if by is Breakdown.VERSION:
-        for labels, points in fetch(queries.quantile(0.95, scope, window_s, GroupBy.FUNCTION)):
-            raw[_version_key(labels.get(GroupBy.FUNCTION.value, ""))]["p95"] = points
-    for name, paths in routes:
-        # Quantiles do not add up across paths: one query over all of the alias' paths.
-        found = fetch(queries.quantile(0.95, replace(scope, paths=paths), window_s))
-        raw[name]["p95"] = found[0][1] if found else {}
+    for labels, points in found.get("p95", []):
+        raw[_version_key(labels.get(GroupBy.FUNCTION.value, ""))]["p95"] = points
+    for index, (name, _) in enumerate(routes):
+        alias_p95 = found[f"alias_{index}"]
+        raw[name]["p95"] = alias_p95[0][1] if alias_p95 else {}
     return raw
 
 
@@ -505,14 +559,15 @@ def _line_order(key: str) -> tuple[int, int, str]:
 
 
 def tenant_overview(*, time_range: TimeRange) -> TenantOverview:
-    """The tenant's totals and its top functions by calls and by errors."""
+    """The tenant's totals and its top functions by calls and by errors (one request)."""
     scope = tenant_scope()
     at = time.time()
     window = lifetime_window(time_range.seconds, at, _born())
-    summed = totals(scope, window, at)
+    parts = {**_totals_parts(scope, window), **_grouped_parts(scope, window, GroupBy.FUNCTION)}
+    found = prometheus().instant_many(parts, at=at)
     known = set(Function.objects.values_list("name", flat=True))
     per_function: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for name, (calls, errs) in _grouped(scope, window, at, GroupBy.FUNCTION).items():
+    for name, (calls, errs) in _grouped_of(found, GroupBy.FUNCTION).items():
         owner = _owner(name)
         if owner in known:  # a deleted function's old series are not shown
             per_function[owner][0] += calls
@@ -520,7 +575,7 @@ def tenant_overview(*, time_range: TimeRange) -> TenantOverview:
     rows = [Row(name, calls, errs) for name, (calls, errs) in per_function.items()]
     by_calls = sorted((r for r in rows if r.calls), key=lambda r: (-r.calls, r.key))[:TOP_FUNCTIONS]
     by_errors = sorted((r for r in rows if r.errors), key=lambda r: (-r.errors, r.key))[:TOP_FUNCTIONS]
-    return TenantOverview(time_range, at, summed, by_calls, by_errors)
+    return TenantOverview(time_range, at, _totals_of(found), by_calls, by_errors)
 
 
 def _owner(fission_name: str) -> str:

@@ -1,0 +1,171 @@
+"""What the function list page, the workspace's Code tab and the API's function list read: a
+fixed number of queries, whatever the number of functions (or of a function's deployments,
+builds and triggers); and the faster ways they read it show what they showed before (the
+page's times as Django's ``date`` filter writes them, the API's rows as FunctionSerializer
+shows a Function).
+
+The counts include what every request reads (django-tenants' two ``SET search_path``, the
+tenant, the session or token, the user) and each page's own; see each constant."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.template.defaultfilters import date as date_filter
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from rest_framework.renderers import JSONRenderer
+
+from functions import selectors
+from functions.api.serializers import FunctionSerializer
+from functions.models import Build, BuildState, Deployment, DeploymentState, Function, Trigger
+from functions.services import configuration
+from functions.services import functions as function_services
+
+pytestmark = pytest.mark.django_db
+
+# search_path (public), the tenant, search_path (its schema), the session, the user, the
+# membership, the rows (one query: their environments and newest deployments joined in), the
+# tenant switcher, and for a developer the new function form's environments, twice (Django's
+# Select reads its first choice, to know whether it may say ``required``, then all of them).
+LIST_PAGE_QUERIES = 10
+# As the list page up to the membership; then the function (with its environment and draft),
+# its HTTP triggers (the header's URLs), its newest deployment (the header's state), the
+# tenant switcher, the Code tab's deployments and builds.
+CODE_TAB_QUERIES = 12
+# search_path, the tenant, search_path, the token, the membership, the count, the rows (their
+# environments' names and newest deployments' states joined in).
+API_LIST_QUERIES = 7
+
+
+def _add_functions(world: Any, count: int, *, deployed: int = 0) -> None:
+    """``count`` functions in acme, the first ``deployed`` of them with a live deployment."""
+    with schema_context(world.acme.schema_name):
+        start = Function.objects.count()
+        for index in range(start, start + count):
+            function = function_services.function_create(name=f"fn-{index:03d}")
+            if index < deployed:
+                Deployment.objects.create(function=function, state=DeploymentState.LIVE, cause="test")
+
+
+def test_the_list_page_reads_the_same_queries_for_3_and_30_functions(
+    world, client, django_assert_num_queries
+):
+    client.force_login(world.bob)
+    client.get("/t/acme/functions/")  # the session's first request may note things in it
+    for count, more in ((3, 3), (30, 27)):
+        _add_functions(world, more, deployed=2)
+        with django_assert_num_queries(LIST_PAGE_QUERIES):
+            response = client.get("/t/acme/functions/")
+        assert response.status_code == 200
+        assert len(re.findall(r'<a href="fn-\d{3}/">', response.content.decode())) == count
+
+
+def test_the_code_tab_reads_the_same_queries_however_much_the_function_has(
+    world, client, hello, django_assert_num_queries
+):
+    client.force_login(world.bob)
+    client.get("/t/acme/functions/hello/")
+    for round_, (deployments, builds, triggers, others) in enumerate(((1, 1, 1, 3), (11, 6, 4, 27))):
+        with schema_context(world.acme.schema_name):
+            for index in range(deployments):
+                Deployment.objects.create(function=hello, state=DeploymentState.LIVE, cause=f"test {index}")
+            for index in range(builds):
+                Build.objects.create(function=hello, draft_revision=index + 1, state=BuildState.SUCCEEDED)
+            for index in range(triggers):
+                Trigger.objects.create(
+                    function=hello, name=f"t{round_}-{index}", path=f"/r{round_}/{index}", methods=["GET"]
+                )
+            shown_urls = Trigger.objects.filter(function=hello).count()
+        _add_functions(world, others)
+        with django_assert_num_queries(CODE_TAB_QUERIES):
+            response = client.get("/t/acme/functions/hello/")
+        assert response.status_code == 200
+        assert response.content.decode().count("data-function-url=") == shown_urls
+
+
+def test_the_api_list_reads_the_same_queries_for_3_and_30_functions(
+    world, api, token_for, django_assert_num_queries
+):
+    caller = api(token=token_for(world.bob, world.acme, "viewer"))
+    caller.get("/t/acme/api/v1/functions/")  # the token's first use is noted (last_used_at)
+    for count, more in ((3, 3), (30, 27)):
+        _add_functions(world, more, deployed=2)
+        with django_assert_num_queries(API_LIST_QUERIES):
+            response = caller.get("/t/acme/api/v1/functions/?limit=100")
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == count
+
+
+def test_the_api_list_shows_each_function_as_its_serializer_does(world, api, token_for):
+    """The list writes its rows out directly (serializers.function_rows_shown); one function
+    read alone goes through FunctionSerializer. Both say the same, every setting set."""
+    with schema_context(world.acme.schema_name):
+        configuration.secret_save(name="db", data={"password": "pw"})
+        configuration.configmap_save(name="app", data={"mode": "fast"})
+        plain = function_services.function_create(name="plain")
+        tuned = function_services.function_create(name="tuned")
+        function_services.function_update(
+            function=tuned, entrypoint="handler.run", executor="newdeploy", min_scale=1, max_scale=4,
+            target_cpu=50, concurrency=7, requests_per_pod=2, timeout_s=30, idle_timeout_s=300,
+            memory_mb=256, cpu_millis=500, async_retries=0, async_max_event_age_s=600,
+            environment_variables={"MODE": "fast", "EMPTY": ""}, secrets=["db"], configmaps=["app"],
+        )  # fmt: skip
+        Deployment.objects.create(function=plain, state=DeploymentState.FAILED, cause="test")
+        Deployment.objects.create(function=tuned, state=DeploymentState.LIVE, cause="test")
+        expected = FunctionSerializer(selectors.function_queryset(), many=True).data
+    caller = api(token=token_for(world.bob, world.acme, "viewer"))
+    listed = caller.get("/t/acme/api/v1/functions/").json()["results"]
+    assert listed == json.loads(JSONRenderer().render(expected))
+    assert [list(row) for row in listed] == [list(row) for row in expected]  # the same keys, in order
+    assert {row["name"]: row["last_deployment_state"] for row in listed} == {
+        "plain": "failed",
+        "tuned": "live",
+    }
+    one = caller.get("/t/acme/api/v1/functions/tuned/").json()
+    assert one == next(row for row in listed if row["name"] == "tuned")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Chatham"])  # +12:45 or +13:45: minutes move too
+def test_the_list_page_writes_times_as_the_date_filter_does(world, client, zone):
+    _add_functions(world, 2, deployed=1)
+    with schema_context(world.acme.schema_name):
+        deployed = Deployment.objects.get(function__name="fn-000").created_at
+        updated = dict(Function.objects.values_list("name", "updated_at"))
+    client.force_login(world.vera)
+    with timezone.override(zone):
+        html = client.get("/t/acme/functions/").content.decode()
+        deployed_at, first_updated, second_updated = (
+            date_filter(timezone.localtime(moment), "Y-m-d H:i")
+            for moment in (deployed, updated["fn-000"], updated["fn-001"])
+        )
+    first, second = (re.search(rf'<a href="{name}/">.*?</tr>', html, re.S) for name in ("fn-000", "fn-001"))
+    assert first
+    assert second
+    assert '<a href="../environments/python/">python</a>' in first.group(0)  # from /t/acme/functions/
+    assert (
+        f'<span class="badge state-live">live</span>\n          <small>{deployed_at}</small>'
+        in first.group(0)
+    )
+    assert f"<td>{first_updated}</td>" in first.group(0)
+    assert "never deployed" in second.group(0)
+    assert f"<td>{second_updated}</td>" in second.group(0)
+
+
+def test_the_header_says_failed_without_claiming_a_previous_deployment(
+    world, client, hello, django_assert_num_queries
+):
+    with schema_context(world.acme.schema_name):
+        Deployment.objects.create(function=hello, state=DeploymentState.FAILED, reason="bad wheel", cause="t")
+    client.force_login(world.bob)
+    client.get("/t/acme/functions/hello/")
+    # The header asks whether an older deployment still answers only when the newest failed.
+    with django_assert_num_queries(CODE_TAB_QUERIES + 1):
+        html = client.get("/t/acme/functions/hello/").content.decode()
+    reason = re.search(r"data-function-state-reason[^>]*>([^<]*)<", html)
+    assert 'data-function-state="failed"' in html
+    assert reason
+    assert reason.group(1).strip() == "bad wheel"  # no older deployment answers: nothing more said

@@ -3,16 +3,25 @@ unknown tenants."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from types import ModuleType
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.urls import clear_url_caches, set_urlconf
 from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
+from django_tenants.urlresolvers import get_subfolder_urlconf
+from django_tenants.utils import get_public_schema_name, get_subfolder_prefix, get_tenant_domain_model
 
 from core.errors import error_response, wants_json
 from portal import views
 from tenants.auth import bearer_from_header
+from tenants.models import Tenant
 from tenants.selectors import token_resolve
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -52,13 +61,76 @@ class NulInUrlMiddleware:
         return self.get_response(request)
 
 
-class TenantPathMiddleware(TenantSubfolderMiddleware):
-    """django-tenants' path routing, except that an unknown tenant is not answered here.
+class TenantUrlConfs:
+    """Each tenant's URLconf (every route under ``/t/<slug>/``), made once per process.
 
-    Whether ``/t/<x>/`` exists must not be inferable, so the answer for an unknown
-    tenant is decided after authentication, by UnknownTenantMiddleware, to match what the
-    same caller would get for a tenant they are not a member of.
+    django-tenants makes a new URLconf module for every request and clears Django's URL caches,
+    so every request built a URL resolver from scratch: the largest part of a small page's time
+    (bench/pages.py). A module per tenant, kept, lets Django's resolver cache (keyed by the
+    module) hold one resolver per tenant, and no other tenant's prefix can leak into it. At most
+    ``size`` are kept; when one is dropped, Django's caches are cleared, so that they hold no
+    resolver of a module no longer used."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._modules: OrderedDict[str, ModuleType] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant: Tenant) -> ModuleType:
+        """The URLconf of ``tenant``, reached at ``/t/<its domain_subfolder>/``."""
+        slug: str = getattr(tenant, "domain_subfolder")  # noqa: B009 (set by the middleware)
+        with self._lock:
+            module = self._modules.get(slug)
+            if module is not None:
+                self._modules.move_to_end(slug)
+                return module
+            module = self._modules[slug] = get_subfolder_urlconf(tenant)
+            if len(self._modules) > self.size:
+                self._modules.popitem(last=False)
+                clear_url_caches()
+            return module
+
+
+TENANT_URLCONFS = TenantUrlConfs(settings.TENANT_URLCONF_CACHE_SIZE)
+
+
+class TenantPathMiddleware(TenantSubfolderMiddleware):
+    """django-tenants' path routing, with two changes.
+
+    - The tenant's URLconf is made once per process (``TenantUrlConfs``), not per request.
+    - An unknown tenant is not answered here. Whether ``/t/<x>/`` exists must not be
+      inferable, so the answer for an unknown tenant is decided after authentication, by
+      UnknownTenantMiddleware, to match what the same caller would get for a tenant they are
+      not a member of.
     """
+
+    def process_request(self, request: HttpRequest) -> None:
+        """TenantSubfolderMiddleware's, without a new URLconf and ``clear_url_caches()`` per
+        request. Django sets the default URLconf again at the start of every request."""
+        if hasattr(request, "tenant"):
+            return None
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        prefix = f"/{get_subfolder_prefix()}/"
+        if not request.path.startswith(prefix):
+            try:
+                tenant = Tenant.objects.get(schema_name=get_public_schema_name())
+            except Tenant.DoesNotExist:
+                raise Http404("No public tenant: run migrate_schemas.") from None
+            self.setup_url_routing(request, force_public=True)
+        else:
+            subfolder = request.path[len(prefix) :].split("/")[0]
+            domain_model = get_tenant_domain_model()
+            try:
+                tenant = self.get_tenant(domain_model=domain_model, hostname=subfolder)
+            except domain_model.DoesNotExist:
+                return self.no_tenant_found(request, subfolder)
+            tenant.domain_subfolder = subfolder
+            request.urlconf = TENANT_URLCONFS.get(tenant)  # type: ignore[attr-defined]
+            set_urlconf(request.urlconf)  # type: ignore[attr-defined]
+        tenant.domain_url = self.hostname_from_request(request)
+        request.tenant = tenant  # type: ignore[attr-defined]
+        connection.set_tenant(tenant)  # type: ignore[attr-defined]
+        return None
 
     def no_tenant_found(self, request: HttpRequest, hostname: str) -> None:
         request.unknown_tenant = hostname  # type: ignore[attr-defined]

@@ -68,6 +68,8 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 TENANT_SUBFOLDER_PREFIX = "t"
 PUBLIC_SCHEMA_URLCONF = "portal.urls_public"
 ROOT_URLCONF = "portal.urls_tenant"
+# How many tenants' URLconfs (and so URL resolvers) a process keeps (portal.middleware.TenantUrlConfs).
+TENANT_URLCONF_CACHE_SIZE = 512
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # `SET search_path` once per connection and schema switch, not before every query (it was half of
 # every page's statements). Safe here: django-tenants forgets the set path on every schema switch,

@@ -1,13 +1,15 @@
 """Benchmark of the portal's pages (not a test): the server time of the function list with 100
-functions, a function's workspace, its metrics tab and the API list of 100 functions, against a
-bare Django view and a bare DRF view measured in the same run.
+functions (its first page, of 50), a function's workspace (its Code tab, the function's page), its Monitor tab and the
+API list of 100 functions, against a bare Django view and a bare DRF view measured in the same
+run.
 
 Everything runs here, as ``make run`` would start it but in a temporary directory: an embedded
-PostgreSQL and Redis, the local runtime (tenant provisioning applies the namespace there, and the
-workspace asks it for the function's dead letters and trigger states) and, when Debian's
-``prometheus`` is installed, a Prometheus scraping the runtime (the metrics tab queries it; without
-it the tab only says that metrics are unavailable). One tenant, one user (its admin), 100
-functions with their hello-world drafts (never deployed), one API token (role admin).
+PostgreSQL and Redis, the local runtime (tenant provisioning applies the namespace there; of the
+workspace's tabs only Triggers asks it something, the function's dead letters and trigger
+states, and it is not measured) and, when Debian's ``prometheus`` is installed, a Prometheus
+scraping the runtime (the Monitor tab queries it; without it the tab only says that metrics are
+unavailable). One tenant, one user (its admin), 100 functions with their hello-world drafts
+(never deployed), one API token (role admin).
 
 "Server time" is the time ``django.test.Client`` takes to answer a GET in this process: the
 request built, the whole middleware stack (the tenant's lookup, the session, the user, CSRF, the
@@ -34,7 +36,8 @@ Targets (PASS/FAIL, never asserted): every page's p50 <= 4x the bare Django view
 list's <= 3x the bare DRF view's. Logging is at WARNING (``PORTAL_LOG_LEVEL``), else each call
 to the runtime prints a line here.
 Run with ``make bench`` (or ``.venv/bin/python bench/pages.py [--rounds N] [--requests N]``);
-prints a table, then one JSON object.
+prints a table, then one JSON object. ``--profile TARGET`` prints where one target's time goes
+(cProfile) instead.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from testsupport.runtime import TOKEN, RuntimeProcess
 
 SLUG = "bench"
 FUNCTIONS = 100
-FUNCTION = "fn-000"  # whose workspace and metrics tab are measured
+FUNCTION = "fn-000"  # whose workspace (Code tab) and Monitor tab are measured
 HOST = "127.0.0.1"  # in ALLOWED_HOSTS by default
 REQUESTS = 200  # per target and round ...
 SLICE = 20  # ... in slices of this many, the targets taking turns
@@ -91,11 +94,13 @@ TARGETS: dict[str, Target] = {
     "bare_django": Target("bare Django view (ref)", f"/t/{SLUG}/bare/django/", "session"),
     "bare_drf": Target("bare DRF view (ref)", f"/t/{SLUG}/bare/drf/", "token"),
     "function_list": Target(
-        f"function list ({FUNCTIONS})", f"/t/{SLUG}/functions/", "session", "bare_django", 4.0
+        f"function list ({FUNCTIONS}, page 1)", f"/t/{SLUG}/functions/", "session", "bare_django", 4.0
     ),
-    "workspace": Target("workspace", f"/t/{SLUG}/functions/{FUNCTION}/", "session", "bare_django", 4.0),
+    "workspace": Target(
+        "workspace (Code tab)", f"/t/{SLUG}/functions/{FUNCTION}/", "session", "bare_django", 4.0
+    ),
     "metrics_tab": Target(
-        "metrics tab", f"/t/{SLUG}/functions/{FUNCTION}/metrics/", "session", "bare_django", 4.0
+        "Monitor tab", f"/t/{SLUG}/functions/{FUNCTION}/metrics/", "session", "bare_django", 4.0
     ),
     "api_list": Target(
         f"API list ({FUNCTIONS})", f"/t/{SLUG}/api/v1/functions/?limit={FUNCTIONS}", "token", "bare_drf", 3.0
@@ -129,7 +134,7 @@ def start_prometheus(tmp: Path, runtime: RuntimeProcess) -> tuple[subprocess.Pop
     """Debian's Prometheus scraping the runtime (the job the metrics pages read), or None."""
     binary = embedded.prometheus_binary()
     if binary is None:
-        print("prometheus is not installed: the metrics tab says metrics are unavailable", file=sys.stderr)
+        print("prometheus is not installed: the Monitor tab says metrics are unavailable", file=sys.stderr)
         return None, ""
     home = tmp / "prometheus"
     home.mkdir()
@@ -259,18 +264,22 @@ def timed_gets(client: Any, path: str, count: int) -> list[float]:
 
 
 def check_pages(clients: Clients, prometheus: bool) -> None:
-    """The pages show what they are measured for: every function; the metrics tab its charts
-    (with Prometheus), not its "unavailable" note."""
+    """The pages show what they are measured for: the list its first page of functions (of all
+    of them); the Monitor tab its charts (with Prometheus), not its "unavailable" note."""
+    from functions.selectors import FUNCTIONS_PER_PAGE
+
     listed = clients.session.get(TARGETS["function_list"].path).content.decode()
-    missing = [index for index in range(FUNCTIONS) if f"fn-{index:03d}" not in listed]
-    if missing:
-        raise SystemExit(f"the function list does not show {len(missing)} of the {FUNCTIONS} functions")
+    missing = [index for index in range(FUNCTIONS_PER_PAGE) if f"fn-{index:03d}" not in listed]
+    if missing or f"of {FUNCTIONS}</small>" not in listed:
+        raise SystemExit(
+            f"the function list does not show the first {FUNCTIONS_PER_PAGE} of {FUNCTIONS} functions"
+        )
     api = clients.token.get(TARGETS["api_list"].path).json()
     if len(api["results"]) != FUNCTIONS:
         raise SystemExit(f"the API list holds {len(api['results'])} functions, not {FUNCTIONS}")
     metrics = clients.session.get(TARGETS["metrics_tab"].path).content.decode()
     if prometheus and "data-metrics-unavailable" in metrics:
-        raise SystemExit("the metrics tab says metrics are unavailable, with Prometheus running")
+        raise SystemExit("the Monitor tab says metrics are unavailable, with Prometheus running")
 
 
 def warm_up(clients: Clients) -> None:
@@ -278,6 +287,19 @@ def warm_up(clients: Clients) -> None:
     Prometheus) made, the session's once-per-session checks done."""
     for target in TARGETS.values():
         timed_gets(clients.of(target), target.path, WARM_UP)
+
+
+def profile(clients: Clients, target: Target, count: int) -> None:
+    """``count`` GETs of ``target`` under cProfile: the 40 functions with the most time of their
+    own, then the 40 with the most time in all (a developer's view; no JSON line)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(timed_gets, clients.of(target), target.path, count)
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(40)
 
 
 @dataclass
@@ -414,7 +436,7 @@ def report(r: dict[str, Any]) -> None:
         print(f"{target.label:<24}{io['queries']!s:>9}{io['sql_ms']!s:>9}{io['http_calls']!s:>12}"
               f"{io['http_ms']!s:>9}{io['rest_ms']!s:>9}")  # fmt: skip
     print(f"\nserver time in this process (django.test.Client, the whole middleware stack); {r['rounds']} rounds"
-          f" x {r['requests']} requests per target; {r['functions']} functions; metrics tab"
+          f" x {r['requests']} requests per target; {r['functions']} functions; Monitor tab"
           f" {'with' if r['prometheus'] else 'WITHOUT'} Prometheus; CPU steal {r['steal_cores']} cores;"
           f" {r['seconds']} s")  # fmt: skip
 
@@ -438,6 +460,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=REQUESTS, help="per target and round")
+    parser.add_argument(
+        "--profile", choices=sorted(TARGETS), metavar="TARGET",
+        help=f"instead of the rounds: where TARGET's time goes (cProfile over --requests GETs); one of {', '.join(TARGETS)}",
+    )  # fmt: skip
     args = parser.parse_args()
     began = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="bench-pages-"))
@@ -450,6 +476,9 @@ def main() -> None:
         clients = set_up_tenant()
         check_pages(clients, services.prometheus is not None)
         warm_up(clients)
+        if args.profile:
+            profile(clients, TARGETS[args.profile], args.requests)
+            return
         io = where_time_goes(clients)
         before = cpu_times()
         samples = run_rounds(clients, args.rounds, args.requests)

@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from django.urls import reverse
 
-from core.errors import ValidationFailed
+from core.errors import DomainError, ValidationFailed
 from core.feedback import size_in_words
 from functions import compilecheck, forms, runtimes, selectors
 from functions.models import Draft, Function
@@ -144,6 +144,23 @@ def _problems(function: Function) -> list[compilecheck.Problem]:
         found = [problem.as_dict() for problem in report.problems]
         cache.set(key, found, timeout=24 * 3600)
     return [compilecheck.Problem(**problem) for problem in found]
+
+
+def refused_context(request: HttpRequest, error: DomainError | None) -> dict[str, Any]:
+    """What a refused file operation shows again: the path sent to add or rename, with the
+    refusal under its field (``code_add`` / ``code_rename``), or the text of a refused save
+    (``code_sent``: shown without JavaScript; static/src/editor.js offers it back)."""
+    action = request.POST.get("action", "") if request.method == "POST" else ""
+    if error is None or action not in CODE_ACTIONS:
+        return {}
+    sent = {"message": error.message}
+    if action == "file_add":
+        return {"code_add": {**sent, "value": request.POST.get("path", "")}}
+    if action == "file_rename":
+        return {"code_rename": {**sent, "value": request.POST.get("new_path", "")}}
+    if action == "file_save" and request.POST.get("content") is not None:
+        return {"code_sent": {"path": request.POST.get("path", ""), "text": request.POST["content"]}}
+    return {}
 
 
 # ---------------------------------------------------------------- the file operations (POST)

@@ -45,12 +45,25 @@ def environment_picker() -> forms.ModelChoiceField:
     )  # fmt: skip
 
 
+def read_environments_once(form: forms.Form) -> None:
+    """The environment picker's choices read now, in one query: Django's Select would read them
+    twice (its first choice, to know whether it may say ``required``, then all of them)."""
+    field = form.fields["environment"]
+    assert isinstance(field, forms.ModelChoiceField)  # environment_picker()'s
+    # iter(): list() of the iterator itself would ask its length first (a COUNT query)
+    field.widget.choices = list(iter(field.iterator(field)))
+
+
 class FunctionCreateForm(forms.Form):
     name = NameField()
     starter = forms.ChoiceField(
         choices=starters.CHOICES, initial=starters.DEFAULT, label="Start from", required=False
     )
     environment = environment_picker()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        read_environments_once(self)
 
     def clean_starter(self) -> str:
         return self.cleaned_data.get("starter") or starters.DEFAULT
@@ -91,6 +104,7 @@ class SettingsForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["environment"] = environment_picker()
+        read_environments_once(self)
         self.fields.update(config.form_fields())
 
 
@@ -142,6 +156,16 @@ class CompareForm(forms.Form):
             picker = self.fields[name]
             assert isinstance(picker, forms.ChoiceField)
             picker.choices = choices
+
+
+class PublishForm(forms.Form):
+    """Publish the built draft as a version (the Versions tab), with what changed."""
+
+    description = forms.CharField(
+        max_length=200, required=False, label="What changed",
+        widget=forms.TextInput(attrs={"placeholder": "Fixed the greeting"}),
+        help_text="Optional, at most 200 characters: shown in the versions table.",
+    )  # fmt: skip
 
 
 class RestoreForm(forms.Form):

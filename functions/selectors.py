@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.paginator import Page, Paginator
 from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -58,8 +59,22 @@ class FunctionRow(TypedDict):
     updated: str
 
 
-def function_list() -> list[FunctionRow]:
-    """The function list page's rows, by name, in one query whatever their number.
+FUNCTIONS_PER_PAGE = 50  # the function list page's, as NetBox's lists
+
+
+@dataclass(frozen=True)
+class FunctionListPage:
+    """One page of the function list: its rows and where it is among the others."""
+
+    rows: list[FunctionRow]
+    page: Page[Any]
+    search: str
+
+
+def function_list(*, search: str = "", page: str | None = None) -> FunctionListPage:
+    """The function list page's rows, by name, those whose name contains ``search`` (any case),
+    ``FUNCTIONS_PER_PAGE`` at a time: page ``page`` (a number; the first for none or not one,
+    the last past the end). Two queries whatever their number: the count, the page's rows.
 
     Plain rows rather than model instances, their times already written out: for a long list,
     making a Function and its Environment per row, and Django's ``date`` filter per time, cost
@@ -68,14 +83,18 @@ def function_list() -> list[FunctionRow]:
     found = Function.objects.values_list(
         "name", "executor", F("environment__name"), _newest_deployment("state"),
         _newest_deployment("created_at"), "updated_at",
-    )  # fmt: skip
-    return [
+    ).order_by("name")  # fmt: skip
+    if search:
+        found = found.filter(name__icontains=search)
+    shown = Paginator(found, FUNCTIONS_PER_PAGE).get_page(page)
+    rows = [
         FunctionRow(
             name=name, executor=executor, environment=environment, last_deployment_state=state,
             deployed=_minute(deployed_at, zone), updated=_minute(updated_at, zone),
         )
-        for name, executor, environment, state, deployed_at, updated_at in found
+        for name, executor, environment, state, deployed_at, updated_at in shown.object_list
     ]  # fmt: skip
+    return FunctionListPage(rows, shown, search)
 
 
 def _minute(moment: datetime | None, zone: tzinfo) -> str:

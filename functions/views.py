@@ -68,8 +68,10 @@ def _refusing(key: str, form: django_forms.Form) -> Iterator[None]:
 
 @tenant_page()
 def function_list(request: HttpRequest) -> HttpResponse:
-    form = forms.FunctionCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # A viewer gets no new function form (nor its query of the environments).
+    creates = request.tenant_role != "viewer"  # type: ignore[attr-defined]
+    form = forms.FunctionCreateForm(request.POST or None) if creates else None
+    if form is not None and request.method == "POST" and form.is_valid():
         try:
             function = functions.function_create(
                 name=form.cleaned_data["name"], starter=form.cleaned_data["starter"],
@@ -86,7 +88,11 @@ def function_list(request: HttpRequest) -> HttpResponse:
             )
             messages.success(request, f"Function {function.name} created with {draft}.")
             return redirect("function-detail", name=function.name)
-    context = {"functions": selectors.function_list(), "form": form}
+    search = request.GET.get("q", "").strip()[:50]  # a name has at most 40 characters
+    context = {
+        "listed": selectors.function_list(search=search, page=request.GET.get("page")),
+        "form": form,
+    }
     return render(request, "functions/list.html", context)
 
 
@@ -114,8 +120,10 @@ def _deploy(request: HttpRequest, function: Function) -> str:
 
 
 def _publish(request: HttpRequest, function: Function) -> str:
-    description = request.POST.get("description", "")[:200]
-    version = versions.version_publish(function=function, description=description, user=_user(request))
+    form = forms.PublishForm(request.POST, auto_id="publish-%s")
+    description = _checked(form, "publish_form", "Check what changed")["description"]
+    with _refusing("publish_form", form):  # no build yet: said, and the description kept
+        version = versions.version_publish(function=function, description=description, user=_user(request))
     return f"Published version {version.number}."
 
 
@@ -316,6 +324,7 @@ def _code_context(
     can_edit = request.tenant_role != "viewer"  # type: ignore[attr-defined]
     return {
         **code_panel.code_context(function, selected=request.GET.get("file"), can_edit=can_edit),
+        **code_panel.refused_context(request, overrides.get("refused")),
         "upload_form": overrides.get("upload_form") or forms.UploadForm(),
         "deployments": selectors.deployment_list(function=function)[:10],
         "builds": selectors.build_list(function=function)[:5],
@@ -340,6 +349,7 @@ def _versions_context(
     return {
         "versions": versions,
         "aliases": aliases,
+        "publish_form": overrides.get("publish_form") or forms.PublishForm(auto_id="publish-%s"),
         **_target_forms(versions, aliases, overrides, "alias_form"),
     }
 
@@ -434,7 +444,7 @@ def _act(request: HttpRequest, function: Function) -> HttpResponse | tuple[Overr
         return {refused.key: refused.form}, refused.error.status
     except DomainError as error:
         refuse(request, error)
-        return {}, error.status
+        return {"refused": error}, error.status  # a panel may show it under the field sent
     selected = getattr(request, "selected_file", None)  # the code panel keeps its file open
     return redirect(f"{request.path}?{urlencode({'file': selected})}" if selected else request.path)
 

@@ -9,6 +9,7 @@ is rendered from code_context."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -387,6 +388,42 @@ def test_the_code_tab_runs_the_file_operations_and_keeps_the_file_open(
     )
     with tenant_context(world.acme):
         assert (_draft(hello).revision, _draft(hello).files["lib/util.py"]) == (2, "")
+
+
+def test_a_refused_file_operation_is_shown_again_as_sent(world: Any, client: Any, hello: Function) -> None:
+    """The path sent to add or rename stays in its field with the refusal under it; a refused
+    save's text is shown (to copy) to a browser without JavaScript, the draft unchanged."""
+    client.force_login(world.bob)
+    url = "/t/acme/functions/hello/?file=main.py"
+    added = client.post(url, {"action": "file_add", "path": "../evil.py"})
+    assert added.status_code == 400
+    page = added.content.decode()
+    field = re.search(r'<input id="file-add-path"[^>]*>', page)
+    assert field is not None
+    assert 'value="../evil.py"' in field[0]
+    assert 'aria-invalid="true"' in field[0]
+    shown = html.unescape(page)
+    assert """data-field-error="path"><small class="field-error">The path '../evil.py' is refused""" in shown
+    rename = {"action": "file_rename", "path": "main.py", "new_path": "a\\b.py", "revision": "1"}
+    renamed = client.post(url, rename)
+    assert renamed.status_code == 400
+    field = re.search(r'<input id="file-rename-path"[^>]*>', renamed.content.decode())
+    assert field is not None
+    assert 'value="a\\b.py"' in field[0]
+    assert 'aria-invalid="true"' in field[0]
+    assert 'data-field-error="new_path"' in renamed.content.decode()
+    with tenant_context(world.acme):
+        functions.draft_file_add(function=hello, path="other.py")  # someone else's change: revision 2
+    sent = "def main():\n    return 'mine'\n"
+    saved = client.post(url, {"action": "file_save", "path": "main.py", "revision": "1", "content": sent})
+    assert saved.status_code == 409
+    page = saved.content.decode()
+    kept = re.search(r'<noscript><div class="field-error" data-sent-text>.*?</noscript>', page, re.S)
+    assert kept is not None
+    assert "return 'mine'" in html.unescape(kept[0])
+    with tenant_context(world.acme):
+        assert "mine" not in _draft(hello).files["main.py"]
+        assert _draft(hello).revision == 2
 
 
 # ---------------------------------------------------------------- the panel

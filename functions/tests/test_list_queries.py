@@ -24,13 +24,14 @@ from functions.api.serializers import FunctionSerializer
 from functions.models import Build, BuildState, Deployment, DeploymentState, Function, Trigger
 from functions.services import configuration
 from functions.services import functions as function_services
+from tenants import services as tenant_services
 
 pytestmark = pytest.mark.django_db
 
 # search_path (public), the tenant, search_path (its schema), the session, the user, the
-# membership, the rows (one query: their environments and newest deployments joined in), the
-# tenant switcher, and for a developer the new function form's environments, twice (Django's
-# Select reads its first choice, to know whether it may say ``required``, then all of them).
+# membership, the count (the pager's), the page's rows (one query: their environments and
+# newest deployments joined in), the tenant switcher, and for a developer the new function
+# form's environments (once: forms.read_environments_once).
 LIST_PAGE_QUERIES = 10
 # As the list page up to the membership; then the function (with its environment and draft),
 # its HTTP triggers (the header's URLs), its newest deployment (the header's state), the
@@ -169,3 +170,30 @@ def test_the_header_says_failed_without_claiming_a_previous_deployment(
     assert 'data-function-state="failed"' in html
     assert reason
     assert reason.group(1).strip() == "bad wheel"  # no older deployment answers: nothing more said
+
+
+def test_the_list_page_shows_fifty_at_a_time_and_finds_by_name(world, client, django_assert_num_queries):
+    tenant_services.tenant_set_quota(tenant=world.acme, quota={"functions": 60})
+    _add_functions(world, 60, deployed=2)
+    client.force_login(world.vera)
+    first = client.get("/t/acme/functions/").content.decode()
+    assert re.findall(r'<a href="(fn-\d{3})/">', first) == [f"fn-{i:03d}" for i in range(50)]
+    assert "Functions 1\N{EN DASH}50 of 60" in first
+    assert "Page 1 of 2" in first
+    assert '<a href="?page=2" rel="next">Next</a>' in first
+    assert 'rel="prev"' not in first
+    with django_assert_num_queries(LIST_PAGE_QUERIES - 1):  # a viewer has no new function form
+        second = client.get("/t/acme/functions/?page=2").content.decode()
+    assert re.findall(r'<a href="(fn-\d{3})/">', second) == [f"fn-{i:03d}" for i in range(50, 60)]
+    assert '<a href="?page=1" rel="prev">Previous</a>' in second
+    assert 'rel="next"' not in second
+    for odd in ("?page=99", "?page=last", "?page=-1", "?page=1e9"):
+        response = client.get(f"/t/acme/functions/{odd}")
+        assert response.status_code == 200, odd  # past the end: the last page; not a number: the first
+    found = client.get("/t/acme/functions/?q=FN-05").content.decode()
+    assert re.findall(r'<a href="(fn-\d{3})/">', found) == [f"fn-{i:03d}" for i in range(50, 60)]
+    assert "10 of the functions match." in found
+    assert 'value="FN-05"' in found
+    assert "data-pager" not in found
+    nothing = client.get("/t/acme/functions/?q=<nope>").content.decode()
+    assert "No function's name contains “&lt;nope&gt;”." in nothing

@@ -338,3 +338,22 @@ def test_row_ids_stay_unique_whatever_the_names(world, client, hello):
     page = client.get("/t/acme/functions/hello/triggers/").content.decode()
     ids = re.findall(r' id="([^"]+)"', page)
     assert len(ids) == len(set(ids))
+
+
+def test_a_refused_publish_keeps_what_changed(world, client, hello):
+    """No build yet: refused (409) with the description kept to send again; one over 200
+    characters is refused under its field, never cut."""
+    client.force_login(world.bob)
+    url = "/t/acme/functions/hello/versions/"
+    unbuilt = client.post(url, {"action": "publish", "description": "Fixed the greeting"})
+    html = unbuilt.content.decode()
+    assert unbuilt.status_code == 409
+    assert "Build or deploy the current draft first" in html
+    assert re.search(r'<input[^>]*name="description"[^>]*value="Fixed the greeting"', html)
+    too_long = client.post(url, {"action": "publish", "description": "x" * 201})
+    html = too_long.content.decode()
+    assert too_long.status_code == 400
+    under = r'data-field-error="description"><small class="field-error">Ensure this value has at most 200'
+    assert re.search(under, html)
+    with schema_context(world.acme.schema_name):
+        assert not hello.versions.exists()

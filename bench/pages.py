@@ -1,14 +1,15 @@
 """Benchmark of the portal's pages (not a test): the server time of the function list with 100
-functions (its first page, of 50), a function's workspace (its Code tab, the function's page), its Monitor tab and the
-API list of 100 functions, against a bare Django view and a bare DRF view measured in the same
-run.
+functions (its first page, of 50), a function's workspace (its Code tab, the function's page),
+its Monitor tab (which loads its figures after it) and that tab with its figures (what the tab
+costs without JavaScript; reported, no target), and the API list of 100 functions, against a
+bare Django view and a bare DRF view measured in the same run.
 
 Everything runs here, as ``make run`` would start it but in a temporary directory: an embedded
 PostgreSQL and Redis, the local runtime (tenant provisioning applies the namespace there; of the
 workspace's tabs only Triggers asks it something, the function's dead letters and trigger
 states, and it is not measured) and, when Debian's ``prometheus`` is installed, a Prometheus
-scraping the runtime (the Monitor tab queries it; without it the tab only says that metrics are
-unavailable). One tenant, one user (its admin), 100 functions with their hello-world drafts
+scraping the runtime (the Monitor tab's figures query it; without it they only say that metrics
+are unavailable). One tenant, one user (its admin), 100 functions with their hello-world drafts
 (never deployed), one API token (role admin).
 
 "Server time" is the time ``django.test.Client`` takes to answer a GET in this process: the
@@ -101,6 +102,11 @@ TARGETS: dict[str, Target] = {
     ),
     "metrics_tab": Target(
         "Monitor tab", f"/t/{SLUG}/functions/{FUNCTION}/metrics/", "session", "bare_django", 4.0
+    ),
+    # What the Monitor tab loads after it (htmx): without JavaScript, this URL is the tab with its
+    # figures in place, the most it can cost (two requests to Prometheus). No target of its own.
+    "metrics_figures": Target(
+        "Monitor tab + figures", f"/t/{SLUG}/functions/{FUNCTION}/metrics/figures/", "session", "bare_django"
     ),
     "api_list": Target(
         f"API list ({FUNCTIONS})", f"/t/{SLUG}/api/v1/functions/?limit={FUNCTIONS}", "token", "bare_drf", 3.0
@@ -277,7 +283,7 @@ def check_pages(clients: Clients, prometheus: bool) -> None:
     api = clients.token.get(TARGETS["api_list"].path).json()
     if len(api["results"]) != FUNCTIONS:
         raise SystemExit(f"the API list holds {len(api['results'])} functions, not {FUNCTIONS}")
-    metrics = clients.session.get(TARGETS["metrics_tab"].path).content.decode()
+    metrics = clients.session.get(TARGETS["metrics_figures"].path).content.decode()
     if prometheus and "data-metrics-unavailable" in metrics:
         raise SystemExit("the Monitor tab says metrics are unavailable, with Prometheus running")
 
@@ -406,12 +412,15 @@ def summarize(samples: dict[str, list[list[float]]], io: dict[str, dict[str, flo
         result[f"{name}_p99_range_ms"] = span([percentile(times, 99) for times in runs])
     targets: dict[str, bool] = {}
     for name, target in TARGETS.items():
-        if target.reference is None or target.limit is None:
+        if target.reference is None:
             continue
         ratios = [p50 / ref for p50, ref in zip(round_p50s[name], round_p50s[target.reference], strict=True)]
         result[f"{name}_ratio"] = round(statistics.median(ratios), 2)
         result[f"{name}_ratio_range"] = span(ratios)
-        targets[f"{name}_le_{target.limit:g}x_{target.reference}"] = result[f"{name}_ratio"] <= target.limit
+        if target.limit is not None:
+            targets[f"{name}_le_{target.limit:g}x_{target.reference}"] = (
+                result[f"{name}_ratio"] <= target.limit
+            )
     result["targets"] = targets
     result["io"] = io
     return result
@@ -424,8 +433,11 @@ def report(r: dict[str, Any]) -> None:
         ratio, spread, verdict = "", "", ""
         if target.reference is not None:
             ratio, spread = f"x{r[f'{name}_ratio']}", str(r[f"{name}_ratio_range"])
+        if target.reference is not None and target.limit is not None:
             ok = r["targets"][f"{name}_le_{target.limit:g}x_{target.reference}"]
             verdict = f"p50 <= {target.limit:g}x {target.reference}: {'PASS' if ok else 'FAIL'}"
+        elif target.reference is not None:
+            verdict = "(reported, no target)"
         print(f"{target.label:<24}{r[f'{name}_p50_ms']!s:>9}{r[f'{name}_p99_ms']!s:>9}"
               f"  {r[f'{name}_p50_range_ms']!s:<18}{r[f'{name}_p99_range_ms']!s:<18}{ratio:<8}{spread:<16}"
               f"{verdict}")  # fmt: skip

@@ -187,7 +187,9 @@ def _target_label(trigger: Trigger) -> str:
 
 
 def build_list(*, function: Function) -> QuerySet[Build]:
-    return Build.objects.filter(function=function)
+    """The function's builds, without their archives (a list must not read megabytes per row;
+    the deployment reads the build it deploys whole)."""
+    return Build.objects.filter(function=function).defer("archive")
 
 
 def deployment_list(*, function: Function) -> QuerySet[Deployment]:

@@ -326,7 +326,7 @@ def _code_context(
         **code_panel.code_context(function, selected=request.GET.get("file"), can_edit=can_edit),
         **code_panel.refused_context(request, overrides.get("refused")),
         "upload_form": overrides.get("upload_form") or forms.UploadForm(),
-        "deployments": selectors.deployment_list(function=function)[:10],
+        "deployments": list(selectors.deployment_list(function=function)[:10]),  # the newest first
         "builds": selectors.build_list(function=function)[:5],
     }
 
@@ -454,7 +454,10 @@ def _tab(key: str, template: str, build: ContextBuilder) -> Callable[..., HttpRe
 
     @tenant_page()
     def view(request: HttpRequest, name: str) -> HttpResponse:
-        function = get_object_or_404(Function.objects.select_related("environment", "draft"), name=name)
+        # The draft (its files, an uploaded zip's bytes) only for the Code tab and the actions.
+        reads_draft = key == "code" or request.method == "POST"
+        related = ("environment", "draft") if reads_draft else ("environment",)
+        function = get_object_or_404(Function.objects.select_related(*related), name=name)
         overrides: Overrides = {}
         status = 200
         if request.method == "POST":

@@ -63,11 +63,16 @@ class FormRefused(Exception):
         self.key, self.form, self.error = key, form, error
 
 
-def function_state(function: Function) -> dict[str, Any]:
+def function_state(function: Function, deployments: list[Deployment] | None = None) -> dict[str, Any]:
     """What the header says of the function: its newest deployment's state in words (live,
     deploying, failed with the reason, or never deployed), and whether an older deployment
-    still serves when the newest failed. Two queries at most."""
-    newest: Deployment | None = function.deployments.order_by("-created_at").first()
+    still serves when the newest failed. Two queries at most; none for the newest when the tab
+    has already read ``deployments`` (the newest first)."""
+    newest: Deployment | None = (
+        function.deployments.order_by("-created_at").first()
+        if deployments is None
+        else next(iter(deployments), None)
+    )
     if newest is None:
         return {"state": "not-deployed", "state_text": "not deployed yet", "state_reason": ""}
     if newest.state == DeploymentState.LIVE:
@@ -89,8 +94,12 @@ def tab_links(function: Function, current: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def header_context(function: Function, tab: str, triggers: list[Trigger] | None = None) -> dict[str, Any]:
-    """The header every tab shares: state, URLs (of ``triggers``, else read here), tabs."""
+def header_context(
+    function: Function, tab: str, triggers: list[Trigger] | None = None,
+    deployments: list[Deployment] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The header every tab shares: state (from ``deployments``, the newest first, when the tab
+    read them), URLs (of ``triggers``, else read here), tabs."""
     if triggers is None:
         triggers = list(selectors.trigger_list(function=function))
     tenant = current_tenant()
@@ -99,7 +108,7 @@ def header_context(function: Function, tab: str, triggers: list[Trigger] | None 
         "tab": TAB_BY_KEY[tab],
         "tabs": tab_links(function, tab),
         "urls": selectors.function_urls(triggers=triggers, tenant_slug=tenant.slug),
-        **function_state(function),
+        **function_state(function, deployments),
     }
 
 
@@ -114,9 +123,13 @@ def render_tab(
     request: HttpRequest, function: Function, tab: str, template: str, context: dict[str, Any],
     status: int = 200, triggers: list[Trigger] | None = None,
 ) -> HttpResponse:  # fmt: skip
+    """``template`` of tab ``tab`` with ``context``, under the header (whole page or, to htmx,
+    the panel alone). A tab that lists the function's deployments (``deployments``, the newest
+    first) spares the header its own query."""
     partial = panel_only(request)
     frame = "functions/workspace_partial.html" if partial else "functions/workspace.html"
-    context = {**header_context(function, tab, triggers), **context, "frame": frame}
+    deployments = context.get("deployments")
+    context = {**header_context(function, tab, triggers, deployments), **context, "frame": frame}
     # To htmx, a refused form shown again is a panel like any other (a 4xx would be logged as a
     # failed load in the browser's console): 200, with the refusal's status in a header.
     response = render(request, template, context, status=200 if partial else status)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -42,21 +44,46 @@ def _view(request: HttpRequest) -> str:
 
 @tenant_page()
 def function_metrics(request: HttpRequest, name: str) -> HttpResponse:
+    """The Monitor tab: its range and view pickers at once, and its figures (Prometheus' answers)
+    loaded by htmx after it (``function_metrics_figures``), so that the tab never waits for
+    Prometheus. Without JavaScript, a link leads to the tab with its figures."""
     function = get_object_or_404(Function.objects.select_related("environment"), name=name)
+    context = _monitor_context(request, function)
+    return workspace.render_tab(request, function, "monitor", "metrics/function.html", context)
+
+
+@tenant_page()
+def function_metrics_figures(request: HttpRequest, name: str) -> HttpResponse:
+    """The Monitor tab's figures: the totals, charts and tables of the range and view asked for.
+    To htmx (the tab's loader), those alone; otherwise the whole tab with them in place."""
+    function = get_object_or_404(Function.objects.select_related("environment"), name=name)
+    context = {**_monitor_context(request, function), **_figures(function, _range(request), _view(request))}
+    htmx = getattr(request, "htmx", None)
+    if htmx and htmx.target == "metrics-figures":  # the tab's loader (templates/metrics/function.html)
+        return render(request, "metrics/_figures.html", context)
+    return workspace.render_tab(request, function, "monitor", "metrics/function.html", context)
+
+
+def _monitor_context(request: HttpRequest, function: Function) -> dict[str, Any]:
     time_range, view = _range(request), _view(request)
-    context: dict[str, Any] = {
+    figures = reverse("function-metrics-figures", kwargs={"name": function.name})
+    return {
         "function": function, "range": time_range.value, "ranges": RANGES, "view": view, "views": VIEWS,
         "interval": max(LIVE_INTERVAL_S, time_range.min_live_interval_s),
-        "series": None, "stats": None, "unavailable": None,
+        "figures_url": f"{figures}?{urlencode({'range': time_range.value, 'view': view})}",
     }  # fmt: skip
+
+
+def _figures(function: Function, time_range: selectors.TimeRange, view: str) -> dict[str, Any]:
+    """What Prometheus says of ``function`` for the tab (two requests), or why it cannot."""
+    figures: dict[str, Any] = {"figures": True, "series": None, "stats": None, "unavailable": None}
     try:
-        context["stats"] = selectors.function_stats(
-            function, time_range=time_range, by=selectors.Breakdown.VERSION
-        )
-        context["series"] = _chart_series(function, time_range, view)
+        by_version = selectors.Breakdown.VERSION
+        figures["stats"] = selectors.function_stats(function, time_range=time_range, by=by_version)
+        figures["series"] = _chart_series(function, time_range, view)
     except MetricsUnavailable as exc:
-        context["unavailable"] = exc.message
-    return workspace.render_tab(request, function, "monitor", "metrics/function.html", context)
+        figures["unavailable"] = exc.message
+    return figures
 
 
 def _chart_series(function: Function, time_range: selectors.TimeRange, view: str) -> dict[str, Any]:

@@ -31,6 +31,11 @@ urlpatterns = [
     path("functions/<slug:name>/events/", function_views.function_saved_events, name="function-saved-events"),
     path("functions/<slug:name>/compare/", function_views.function_compare, name="function-compare"),
     path("functions/<slug:name>/metrics/", metric_views.function_metrics, name="function-metrics"),
+    path(
+        "functions/<slug:name>/metrics/figures/",
+        metric_views.function_metrics_figures,
+        name="function-metrics-figures",
+    ),
     path("functions/<slug:name>/coldstarts/", metric_views.function_coldstarts, name="function-coldstarts"),
     path("functions/<slug:name>/rollouts/", release_views.rollout_panel, name="function-rollouts"),
     path("functions/<slug:name>/captures/", release_views.capture_panel, name="function-captures"),

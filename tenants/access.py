@@ -6,6 +6,8 @@ that pages, API and websockets cannot disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -27,6 +29,35 @@ def member_role(user: AbstractBaseUser | AnonymousUser, tenant: Tenant) -> Role 
         Membership.objects.filter(user_id=user.pk, tenant_id=tenant.pk).values_list("role", flat=True).first()
     )
     return Role(role) if role else None
+
+
+@dataclass(frozen=True)
+class SwitcherTenant:
+    """A tenant as the tenant switcher lists it."""
+
+    slug: str
+    name: str
+    state: str
+
+
+def member_role_and_tenants(
+    user: AbstractBaseUser | AnonymousUser, tenant: Tenant
+) -> tuple[Role | None, list[SwitcherTenant] | None]:
+    """``member_role`` and, in the same query, the tenants the user is a member of by slug (the
+    switcher's, None when they are not read here: a platform admin's are every tenant)."""
+    if not user.is_authenticated or not user.is_active or is_platform_admin(user):
+        return member_role(user, tenant), None
+    rows = (
+        Membership.objects.filter(user_id=user.pk)
+        .order_by("tenant__slug")
+        .values_list("tenant_id", "tenant__slug", "tenant__name", "tenant__state", "role")
+    )
+    role, tenants = None, []
+    for tenant_id, slug, name, state, member_as in rows:
+        tenants.append(SwitcherTenant(slug, name, state))
+        if tenant_id == tenant.pk:
+            role = Role(member_as)
+    return role, tenants
 
 
 def effective_role(

@@ -10,7 +10,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from tenants.access import member_role
+from tenants.access import member_role_and_tenants
 from tenants.roles import Role, at_least
 from tenants.selectors import current_tenant_or_none
 
@@ -32,7 +32,9 @@ def tenant_page(
             tenant = current_tenant_or_none()
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            role = member_role(request.user, tenant) if tenant else None
+            role, switcher = member_role_and_tenants(request.user, tenant) if tenant else (None, None)
+            if switcher is not None:  # portal.context_processors.navigation need not read them again
+                request.switcher_tenants = switcher  # type: ignore[attr-defined]
             if tenant is None or role is None:
                 return render(request, "404.html", status=404)
             if not tenant.is_ready:

@@ -29,14 +29,14 @@ from tenants import services as tenant_services
 pytestmark = pytest.mark.django_db
 
 # search_path (public), the tenant, search_path (its schema), the session, the user, the
-# membership, the count (the pager's), the page's rows (one query: their environments and
-# newest deployments joined in), the tenant switcher, and for a developer the new function
-# form's environments (once: forms.read_environments_once).
-LIST_PAGE_QUERIES = 10
-# As the list page up to the membership; then the function (with its environment and draft),
-# its HTTP triggers (the header's URLs), its newest deployment (the header's state), the
-# tenant switcher, the Code tab's deployments and builds.
-CODE_TAB_QUERIES = 12
+# memberships (the role here and the tenant switcher's tenants, in one query), the count (the
+# pager's), the page's rows (one query: their environments and newest deployments joined in),
+# and for a developer the new function form's environments (once: forms.read_environments_once).
+LIST_PAGE_QUERIES = 9
+# As the list page up to the memberships; then the function (with its environment and draft),
+# its HTTP triggers (the header's URLs), the Code tab's deployments (the newest of them is the
+# header's state) and builds.
+CODE_TAB_QUERIES = 10
 # search_path, the tenant, search_path, the token, the membership, the count, the rows (their
 # environments' names and newest deployments' states joined in).
 API_LIST_QUERIES = 7

@@ -140,7 +140,7 @@ def test_the_function_reports_what_its_asynchronous_calls_did(hello: Deployed, a
 
     found = wait_until(reported, timeout=30, interval=0.5, message="Prometheus never reported the events")
     assert found == {("async", "accepted"): 3, ("async", "succeeded"): 1, ("async", "dead_lettered"): 2}
-    page = alice.get(f"/t/acme/functions/{hello.name}/metrics/").content.decode()
+    page = alice.get(f"/t/acme/functions/{hello.name}/metrics/figures/").content.decode()
     assert "dead_lettered" in page
 
 

@@ -3,8 +3,10 @@ filters checked, and the rest of the portal unaffected."""
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -15,13 +17,35 @@ from runtime.logs import stream_name
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_prometheus")]
 
 
-def test_without_prometheus_the_metrics_page_says_so(world: Any, client: Any, hello: None) -> None:
+FIGURES = "/t/acme/functions/hello/metrics/figures/?range=1h&amp;view=total"
+
+
+def test_the_monitor_tab_never_waits_for_prometheus(world: Any, client: Any, hello: None) -> None:
+    """The tab answers with its pickers and a loader of its figures (htmx, or a link without
+    JavaScript); it asks Prometheus nothing itself."""
     client.force_login(world.vera)
-    page = client.get("/t/acme/functions/hello/metrics/")
-    assert page.status_code == 200
-    assert b"data-metrics-unavailable" in page.content
-    assert b"Metrics are unavailable right now" in page.content
-    assert b"data-chart" not in page.content
+    with mock.patch("metrics.selectors.prometheus", side_effect=AssertionError("asked Prometheus")):
+        page = client.get("/t/acme/functions/hello/metrics/").content.decode()
+    assert f'<div id="metrics-figures" hx-get="{FIGURES}" hx-trigger="load"' in page
+    assert f'<noscript><p><a href="{FIGURES}">' in page
+    assert "data-metrics-unavailable" not in page
+    assert "data-view-switch" in page
+
+
+def test_without_prometheus_the_figures_say_so(world: Any, client: Any, hello: None) -> None:
+    client.force_login(world.vera)
+    url = html.unescape(FIGURES)
+    loaded = client.get(url, headers={"HX-Request": "true", "HX-Target": "metrics-figures"})
+    assert loaded.status_code == 200
+    fragment = loaded.content.decode()
+    assert fragment.count('id="metrics-figures"') == 1  # what replaces the loader
+    assert "<html" not in fragment
+    assert "Metrics are unavailable right now" in fragment
+    assert "data-chart" not in fragment
+    whole = client.get(url).content.decode()  # without JavaScript: the tab, its figures in place
+    assert "<html" in whole
+    assert "data-metrics-unavailable" in whole
+    assert 'aria-current="page">Monitor</a>' in whole
     assert client.get("/t/acme/functions/hello/").status_code == 200  # the function page still works
 
 
@@ -36,7 +60,8 @@ def test_without_prometheus_the_top_functions_panel_says_so(world: Any, client: 
 
 def test_metrics_pages_are_for_members_only(world: Any, client: Any, hello: None) -> None:
     client.force_login(world.oscar)
-    for path in ("/t/acme/functions/hello/metrics/", "/t/acme/metrics/top/", "/t/acme/logs/"):
+    monitor = "/t/acme/functions/hello/metrics/"
+    for path in (monitor, f"{monitor}figures/", "/t/acme/metrics/top/", "/t/acme/logs/"):
         assert client.get(path).status_code == 404
     client.force_login(world.vera)
     assert client.get("/t/acme/functions/nope/metrics/").status_code == 404

@@ -162,9 +162,12 @@ def test_the_page_offers_the_three_views_and_keeps_the_view_across_ranges(
     page = client.get("/t/acme/functions/hello/metrics/?view=version&range=15m")
     assert page.status_code == 200
     text = page.content.decode()
-    assert "data-metrics-unavailable" in text  # Prometheus is away: a notice and no switch to charts
-    assert "data-view-switch" not in text
+    assert "data-view-switch" in text
     assert 'href="?range=1h&amp;view=version"' in text  # a range keeps the view
+    assert 'hx-get="/t/acme/functions/hello/metrics/figures/?range=15m&amp;view=version"' in text
+    figures = client.get("/t/acme/functions/hello/metrics/figures/?view=version&range=15m").content.decode()
+    assert "data-metrics-unavailable" in figures  # Prometheus is away: a notice and no charts
+    assert "data-chart" not in figures
     bogus = client.get("/t/acme/functions/hello/metrics/?view=%3Cscript%3E").content.decode()
     assert 'href="?range=1h&amp;view=total"' in bogus  # an unknown view is the totals
     assert "view=<" not in bogus

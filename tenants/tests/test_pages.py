@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tenants.models import ApiToken, Membership, Tenant
+from tenants.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +44,24 @@ def test_switcher_lists_only_my_tenants(world, client):
     content = client.get("/t/acme/").content.decode()
     assert 'value="acme"' in content
     assert 'value="globex"' not in content
+
+
+def test_the_switcher_comes_with_the_role_and_says_the_same_as_on_its_own(world, client):
+    """tenant_page reads the role and the switcher's tenants in one query; a page outside it (the
+    home page) reads them the other way. Both list the same tenants, by slug, and a role change
+    shows at once."""
+    Membership.objects.create(user=world.bob, tenant=world.globex, role=Role.VIEWER)
+    client.force_login(world.bob)
+    options = re.compile(r'<option value="([a-z0-9-]+)"')
+    tenant_page = client.get("/t/globex/").content.decode()
+    home = client.get("/").content.decode()
+    assert options.findall(tenant_page) == options.findall(home) == ["acme", "globex"]
+    assert client.post("/t/globex/functions/", {"name": "x"}).status_code == 403  # a viewer there
+    Membership.objects.filter(user=world.bob, tenant=world.globex).delete()
+    assert client.get("/t/globex/").status_code == 404
+    assert options.findall(client.get("/t/acme/").content.decode()) == ["acme"]
+    client.force_login(world.admin)  # a platform admin: every tenant, the other way
+    assert options.findall(client.get("/t/acme/").content.decode()) == ["acme", "globex"]
 
 
 def test_admin_adds_member_through_the_page(world, client):

@@ -14,6 +14,7 @@ from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q, Qu
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.paging import page_and_count
 from functions import compilecheck, config, diffs, runtimes
 from functions.models import (
     Alias,
@@ -86,7 +87,7 @@ def function_list(*, search: str = "", page: str | None = None) -> FunctionListP
     ).order_by("name")  # fmt: skip
     if search:
         found = found.filter(name__icontains=search)
-    shown = Paginator(found, FUNCTIONS_PER_PAGE).get_page(page)
+    shown = _page(found, page)
     rows = [
         FunctionRow(
             name=name, executor=executor, environment=environment, last_deployment_state=state,
@@ -95,6 +96,19 @@ def function_list(*, search: str = "", page: str | None = None) -> FunctionListP
         for name, executor, environment, state, deployed_at, updated_at in shown.object_list
     ]  # fmt: skip
     return FunctionListPage(rows, shown, search)
+
+
+def _page(found: QuerySet[Any, Any], asked: str | None) -> Page[Any]:
+    """Page ``asked`` of ``found`` (Paginator.get_page's: the first for none or not a number,
+    the last past the end), its rows read with the count when they tell it (core.paging)."""
+    paginator: Paginator[Any] = Paginator(found, FUNCTIONS_PER_PAGE)
+    digits = asked is not None and asked.isascii() and asked.isdigit() and len(asked) < 9
+    number = max(int(asked), 1) if asked is not None and digits else 1
+    offset = (number - 1) * FUNCTIONS_PER_PAGE
+    rows, paginator.count = page_and_count(found, offset, FUNCTIONS_PER_PAGE)
+    if rows or number == 1:
+        return Page(rows, number, paginator)
+    return paginator.get_page(number)  # past the end: the last page
 
 
 def _minute(moment: datetime | None, zone: tzinfo) -> str:

@@ -14,7 +14,9 @@ import re
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.template.defaultfilters import date as date_filter
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.renderers import JSONRenderer
@@ -29,17 +31,19 @@ from tenants import services as tenant_services
 pytestmark = pytest.mark.django_db
 
 # search_path (public), the tenant, search_path (its schema), the session, the user, the
-# memberships (the role here and the tenant switcher's tenants, in one query), the count (the
-# pager's), the page's rows (one query: their environments and newest deployments joined in),
-# and for a developer the new function form's environments (once: forms.read_environments_once).
-LIST_PAGE_QUERIES = 9
+# memberships (the role here and the tenant switcher's tenants, in one query), the page's rows
+# (one query: their environments and newest deployments joined in; no count when the page is
+# the last, core.paging), and for a developer the new function form's environments (once:
+# forms.read_environments_once).
+LIST_PAGE_QUERIES = 8
 # As the list page up to the memberships; then the function (with its environment and draft),
 # its HTTP triggers (the header's URLs), the Code tab's deployments (the newest of them is the
 # header's state) and builds.
 CODE_TAB_QUERIES = 10
-# search_path, the tenant, search_path, the token, the membership, the count, the rows (their
-# environments' names and newest deployments' states joined in).
-API_LIST_QUERIES = 7
+# search_path, the tenant, search_path, the token, the membership, the rows (their
+# environments' names and newest deployments' states joined in); no count for a page that is
+# not full (core.api.pagination.Pagination).
+API_LIST_QUERIES = 6
 
 
 def _add_functions(world: Any, count: int, *, deployed: int = 0) -> None:
@@ -183,13 +187,19 @@ def test_the_list_page_shows_fifty_at_a_time_and_finds_by_name(world, client, dj
     assert '<a href="?page=2" rel="next">Next</a>' in first
     assert 'rel="prev"' not in first
     with django_assert_num_queries(LIST_PAGE_QUERIES - 1):  # a viewer has no new function form
-        second = client.get("/t/acme/functions/?page=2").content.decode()
+        second = client.get("/t/acme/functions/?page=2").content.decode()  # the last: no count
     assert re.findall(r'<a href="(fn-\d{3})/">', second) == [f"fn-{i:03d}" for i in range(50, 60)]
     assert '<a href="?page=1" rel="prev">Previous</a>' in second
     assert 'rel="next"' not in second
-    for odd in ("?page=99", "?page=last", "?page=-1", "?page=1e9"):
-        response = client.get(f"/t/acme/functions/{odd}")
-        assert response.status_code == 200, odd  # past the end: the last page; not a number: the first
+    for odd, first in (
+        ("?page=99", 50),
+        ("?page=last", 0),
+        ("?page=-1", 0),
+        ("?page=1e9", 0),
+        ("?page=0", 0),
+    ):
+        names = re.findall(r'<a href="(fn-\d{3})/">', client.get(f"/t/acme/functions/{odd}").content.decode())
+        assert names[0] == f"fn-{first:03d}", odd  # past the end: the last page; else the first
     found = client.get("/t/acme/functions/?q=FN-05").content.decode()
     assert re.findall(r'<a href="(fn-\d{3})/">', found) == [f"fn-{i:03d}" for i in range(50, 60)]
     assert "10 of the functions match." in found
@@ -197,3 +207,25 @@ def test_the_list_page_shows_fifty_at_a_time_and_finds_by_name(world, client, dj
     assert "data-pager" not in found
     nothing = client.get("/t/acme/functions/?q=<nope>").content.decode()
     assert "No function's name contains “&lt;nope&gt;”." in nothing
+
+
+@pytest.mark.parametrize(
+    ("query", "names", "counted", "more"),
+    [
+        ("limit=2", ["fn-000", "fn-001"], True, True),  # more follow: counted
+        ("limit=2&offset=4", ["fn-004"], False, False),  # the last page tells the count
+        ("limit=5", [f"fn-{i:03d}" for i in range(5)], False, False),  # full, and nothing after it
+        ("limit=4", [f"fn-{i:03d}" for i in range(4)], True, True),
+        ("limit=2&offset=9", [], True, False),  # past the end: counted
+        ("limit=10", [f"fn-{i:03d}" for i in range(5)], False, False),
+    ],
+)
+def test_the_api_count_is_right_on_every_page(world, api, token_for, query, names, counted, more):
+    _add_functions(world, 5)
+    caller = api(token=token_for(world.bob, world.acme, "viewer"))
+    with CaptureQueriesContext(connection) as queries:
+        page = caller.get(f"/t/acme/api/v1/functions/?{query}").json()
+    assert [row["name"] for row in page["results"]] == names
+    assert page["count"] == 5
+    assert (page["next"] is not None) == more
+    assert any("COUNT(" in q["sql"] for q in queries.captured_queries) == counted

@@ -151,10 +151,7 @@ def test_the_list_page_writes_times_as_the_date_filter_does(world, client, zone)
     assert first
     assert second
     assert '<a href="../environments/python/">python</a>' in first.group(0)  # from /t/acme/functions/
-    assert (
-        f'<span class="badge state-live">live</span>\n          <small>{deployed_at}</small>'
-        in first.group(0)
-    )
+    assert f'<span class="badge state-live">live</span> <small>{deployed_at}</small>' in first.group(0)
     assert f"<td>{first_updated}</td>" in first.group(0)
     assert "never deployed" in second.group(0)
     assert f"<td>{second_updated}</td>" in second.group(0)
@@ -229,3 +226,18 @@ def test_the_api_count_is_right_on_every_page(world, api, token_for, query, name
     assert page["count"] == 5
     assert (page["next"] is not None) == more
     assert any("COUNT(" in q["sql"] for q in queries.captured_queries) == counted
+
+
+def test_the_list_rows_escape_what_they_show(world, client):
+    """The rows are written by functions/templatetags/function_tags.py, not the template
+    engine: every value is still escaped (a name cannot hold markup, an environment's can)."""
+    from functions.models import Environment
+
+    with schema_context(world.acme.schema_name):
+        env = Environment.objects.create(name="py<b>x", runtime_version="3.11")
+        function_services.function_create(name="odd", environment=env)
+    client.force_login(world.vera)
+    html = client.get("/t/acme/functions/").content.decode()
+    assert '<a href="../environments/py&lt;b&gt;x/">py&lt;b&gt;x</a>' in html
+    assert "py<b>x" not in html
+    assert "<td>never deployed</td>" in html

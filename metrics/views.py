@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 from core.errors import DomainError
 from core.names import NAME_RE, VERSION_RE
@@ -60,7 +61,9 @@ def function_metrics_figures(request: HttpRequest, name: str) -> HttpResponse:
     context = {**_monitor_context(request, function), **_figures(function, _range(request), _view(request))}
     htmx = getattr(request, "htmx", None)
     if htmx and htmx.target == "metrics-figures":  # the tab's loader (templates/metrics/function.html)
-        return render(request, "metrics/_figures.html", context)
+        response = render(request, "metrics/_figures.html", context)
+        patch_vary_headers(response, ["HX-Request", "HX-Target"])  # two answers to one URL
+        return response
     return workspace.render_tab(request, function, "monitor", "metrics/function.html", context)
 
 

@@ -39,6 +39,7 @@ def test_without_prometheus_the_figures_say_so(world: Any, client: Any, hello: N
     assert loaded.status_code == 200
     fragment = loaded.content.decode()
     assert fragment.count('id="metrics-figures"') == 1  # what replaces the loader
+    assert "HX-Target" in loaded["Vary"]
     assert "<html" not in fragment
     assert "Metrics are unavailable right now" in fragment
     assert "data-chart" not in fragment

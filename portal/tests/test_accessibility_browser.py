@@ -39,6 +39,7 @@ TENANT_PAGES = [
     "/t/acme/functions/hello/test/",
     "/t/acme/functions/hello/metrics/",
     "/t/acme/functions/hello/metrics/?view=version",
+    "/t/acme/functions/hello/metrics/figures/",  # the Monitor tab with its figures, without JavaScript
     "/t/acme/functions/hello/logs/",
     "/t/acme/functions/hello/versions/",
     "/t/acme/functions/hello/triggers/",

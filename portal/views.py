@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 from typing import Any
 
 import redis
@@ -39,8 +40,15 @@ def rate_limited(request: HttpRequest, exception: Exception | None = None) -> Ht
     return render(request, "registration/login.html", {"rate_limited": message}, status=429)
 
 
+def signin_name(group: str, request: HttpRequest) -> str:
+    """The name a sign-in is for, as Django's sign-in form reads it (stripped, then NFKC-folded:
+    " bob", "bob " and "bob" in full-width letters all sign in as bob), so that each spelling counts
+    against the same per-username limit."""
+    return unicodedata.normalize("NFKC", request.POST.get("username", "").strip()).strip()
+
+
 @ratelimit(key="ip", rate=settings.LOGIN_IP_RATE, method="POST", block=False)
-@ratelimit(key="post:username", rate=settings.LOGIN_RATE, method="POST", block=False)
+@ratelimit(key=signin_name, rate=settings.LOGIN_RATE, method="POST", block=False)
 def login_view(request: HttpRequest) -> HttpResponseBase:
     """Django's login, rate-limited per username and per client address."""
     if getattr(request, "limited", False):

@@ -38,6 +38,22 @@ def test_rate_limit_through_the_real_view(world, client):
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.parametrize("spelling", [" bob", "bob ", "\uff42\uff4f\uff42", "\u3000bob"])
+def test_a_spelling_that_signs_in_as_the_same_user_shares_its_limit(world, client, spelling):
+    """Sign-in strips the name and folds it (NFKC), so " bob", "bob " and "bob" in full-width letters are
+    bob: the per-username limit counts them as bob's attempts too."""
+    assert client.post("/login/", {"username": spelling, "password": "pw-bob"}).status_code == 302  # bob
+    client.post("/logout/")
+    variants = ["bob", " bob", "bob ", "\uff42\uff4f\uff42", "\u3000bob", spelling]
+    for attempt in range(9):  # with the sign-in above, 10 attempts on bob's name
+        refused = client.post("/login/", {"username": variants[attempt % 6], "password": "nope"})
+        assert refused.status_code == 200
+    response = client.post("/login/", {"username": spelling, "password": "pw-bob"})
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+    assert client.post("/login/", {"username": "alice", "password": "pw-alice"}).status_code == 302
+
+
 def test_rate_limit_per_client_address(world, client):
     # 60/m per address, whatever the usernames: password spraying stops too.
     statuses = [client.post("/login/", {"username": f"u{i}", "password": "x"}).status_code for i in range(61)]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -26,9 +27,11 @@ from django_tenants.utils import get_public_schema_name, schema_context, tenant_
 from core.errors import error_response, wants_json
 from core.feedback import error_page, same_site_path
 from core.middleware import too_large_message
-from tenants.access import member_role
+from core.visibility import hide_tenant
+from tenants.access import effective_role, member_role
+from tenants.auth import bearer_from_header
 from tenants.models import Tenant
-from tenants.selectors import tenant_list_for_user
+from tenants.selectors import tenant_list_for_user, token_resolve
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,19 @@ def _member_tenant(request: HttpRequest) -> Tenant | None:
     return tenant if member_role(user, tenant) is not None else None
 
 
+def _outsider(request: HttpRequest) -> bool:
+    """The request is in a real tenant whose paths its caller may not see: not signed in, not a
+    member, or (the API) with a token of another tenant."""
+    tenant = getattr(request, "tenant", None)
+    if not isinstance(tenant, Tenant) or tenant.schema_name == get_public_schema_name():
+        return False
+    raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION")) if wants_json(request) else None
+    if raw is not None:  # the token decides alone, as the API's authentication does
+        token = token_resolve(raw)
+        return token is None or effective_role(token.user, tenant, token) is None
+    return member_role(getattr(request, "user", AnonymousUser()), tenant) is None
+
+
 def _framed(request: HttpRequest, status: int, code: str, message: str | None = None) -> HttpResponse:
     """An error page in the frame of the tenant it was asked in (its navigation), for its members.
 
@@ -167,6 +183,8 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _outsider(request):
+        hide_tenant(request)  # answered as for a tenant that does not exist (UnknownTenantMiddleware)
     if wants_json(request):
         return error_response(404, "not_found", "Not found.")
     return _framed(request, 404, "not_found")  # the page's own wording, and the address

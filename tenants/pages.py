@@ -10,6 +10,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from core.visibility import hide_tenant
 from tenants.access import member_role_and_tenants
 from tenants.roles import Role, at_least
 from tenants.selectors import current_tenant_or_none
@@ -31,11 +32,13 @@ def tenant_page(
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             tenant = current_tenant_or_none()
             if not request.user.is_authenticated:
+                hide_tenant(request)  # whether it exists is not told before sign-in either
                 return redirect_to_login(request.get_full_path())
             role, switcher = member_role_and_tenants(request.user, tenant) if tenant else (None, None)
             if switcher is not None:  # portal.context_processors.navigation need not read them again
                 request.switcher_tenants = switcher  # type: ignore[attr-defined]
             if tenant is None or role is None:
+                hide_tenant(request)
                 return render(request, "404.html", status=404)
             if not tenant.is_ready:
                 return render(request, "tenants/not_ready.html", {"tenant": tenant}, status=409)

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from core.errors import DomainError, error_body
+from core.visibility import hide_tenant, in_a_tenant
 
 _CODES = {
     400: "invalid",
@@ -61,6 +62,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
         status_code = status.HTTP_401_UNAUTHORIZED
+        request = getattr(context.get("request"), "_request", None)
+        if request is not None and in_a_tenant(request):
+            hide_tenant(request)  # a tenant's 401 is the one a tenant that does not exist gets
     wait = getattr(exc, "wait", None)
     if wait:
         headers["Retry-After"] = str(int(wait))

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.users import is_platform_admin
+from core.visibility import hide_tenant
 from tenants.access import effective_role
 from tenants.models import ApiToken
 from tenants.roles import Role, at_least
@@ -25,10 +26,12 @@ class TenantRole(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         tenant = current_tenant()  # NotFound (404) outside a tenant
         if not request.user or not request.user.is_authenticated:
+            hide_tenant(request._request)  # 401, as for a tenant that does not exist
             return False  # DRF answers 401
         token = request.auth if isinstance(request.auth, ApiToken) else None
         role = effective_role(request.user, tenant, token)
         if role is None:
+            hide_tenant(request._request)  # 404, byte for byte as for a tenant that does not exist
             raise NotFound("Not found.")
         if not tenant.is_ready:
             raise Conflict(f"The tenant is {tenant.state}.", code="tenant_not_ready")

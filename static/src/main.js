@@ -39,6 +39,7 @@ document.addEventListener("htmx:beforeSwap", (event) => {
 
 // Everything a page (or a part htmx swapped in) starts: editors, live feeds, charts.
 function mount(root) {
+  if (root !== document && !root.isConnected) return; // swapped in, then out again already
   const within = (selector) => [...(root.matches?.(selector) ? [root] : []), ...root.querySelectorAll(selector)];
   mountEditors(root);
   within("[data-events-url]").forEach((element) => connectEvents(element));

@@ -227,8 +227,11 @@ function mountLines(section, initial) {
 }
 
 export function mountMetrics(section) {
-  const initial = JSON.parse(document.getElementById("metrics-series").textContent);
-  if (!initial) return;
+  // The section's own data: a late answer of the Monitor tab's loader may land after the tab
+  // was left, in a section no longer in the page.
+  const script = section.querySelector("script#metrics-series");
+  const initial = script && JSON.parse(script.textContent);
+  if (!initial || !section.isConnected) return;
   const view = section.dataset.view || "total";
   const extend = view === "total" ? mountTotals(section, initial) : mountLines(section, initial);
   const subscription = {

@@ -148,10 +148,11 @@ class UnknownTenantMiddleware:
     that does not exist: the same status, headers and bytes.
 
     Unknown tenants are answered here (TenantPathMiddleware left them). For a real tenant, the
-    view decides (tenants.pages.tenant_page, tenants.api.permissions.TenantRole, the 404
-    handler), marks the request (tenants.access.hide_tenant), and its answer is replaced here
-    on the way out by the one an unknown tenant gets. Every middleware outside this one treats
-    both alike; none inside it leaves a trace (portal/tests/test_hidden_tenants.py).
+    view decides (tenants.pages.tenant_page, tenants.api.permissions.TenantRole, the API's
+    401s in core.api.errors, the 404 handler), marks the request (core.visibility.hide_tenant),
+    and its answer is replaced here on the way out by the one an unknown tenant gets. Every
+    middleware outside this one treats both alike; none inside it leaves a trace
+    (portal/tests/test_hidden_tenants.py).
     """
 
     def __init__(self, get_response: Handler) -> None:

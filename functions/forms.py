@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.utils.choices import BaseChoiceIterator
 
 from core.feedback import size_in_words
 from core.names import NAME_MESSAGE, name_validator
@@ -45,13 +47,28 @@ def environment_picker() -> forms.ModelChoiceField:
     )  # fmt: skip
 
 
+class _ReadOnce(BaseChoiceIterator):
+    """A model choice field's choices, read from the database the first time they are asked
+    for (not when the form is made), then kept for the rest of the form's life."""
+
+    def __init__(self, field: forms.ModelChoiceField) -> None:
+        self.field = field
+        self.read: list[Any] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.read is None:
+            # iter(): list() of the iterator itself would ask its length first (a COUNT query)
+            self.read = list(iter(self.field.iterator(self.field)))
+        return iter(self.read)
+
+
 def read_environments_once(form: forms.Form) -> None:
-    """The environment picker's choices read now, in one query: Django's Select would read them
-    twice (its first choice, to know whether it may say ``required``, then all of them)."""
+    """The environment picker reads the environments once, when it is rendered: Django's Select
+    would read them twice (its first choice, to know whether it may say ``required``, then all
+    of them)."""
     field = form.fields["environment"]
     assert isinstance(field, forms.ModelChoiceField)  # environment_picker()'s
-    # iter(): list() of the iterator itself would ask its length first (a COUNT query)
-    field.widget.choices = list(iter(field.iterator(field)))
+    field.widget.choices = _ReadOnce(field)
 
 
 class FunctionCreateForm(forms.Form):

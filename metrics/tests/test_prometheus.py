@@ -19,13 +19,22 @@ from metrics.queries import Scope
 QUERY = queries.calls(Scope("faas-acme", "hello"), 60)
 
 
-def _serve(status: int, body: bytes) -> Iterator[str]:
+def _serve(status: int, body: bytes, seen: list[bytes] | None = None) -> Iterator[str]:
+    """A server answering every GET and POST with ``status`` and ``body``; the POST bodies it
+    got in ``seen``."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            received = self.rfile.read(int(self.headers["Content-Length"]))
+            if seen is not None:
+                seen.append(received)
+            self.do_GET()
 
         def log_message(self, *args: Any) -> None:
             pass

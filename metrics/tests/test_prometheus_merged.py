@@ -6,16 +6,13 @@ failure is "metrics unavailable", as for one query (against servers that misbeha
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from metrics.prometheus import MetricsUnavailable, Prometheus, Sample, Series, merged
 from metrics.queries import PromQL
+from metrics.tests.test_prometheus import _serve, silent  # noqa: F401 (silent: a fixture)
 
 PARTS = {
     "one": PromQL("vector(1)"),
@@ -58,26 +55,6 @@ def test_part_names_are_checked() -> None:
     assert merged({"a": PromQL("vector(1)")}).text == 'label_replace(vector(1), "portal_part", "a", "", "")'
 
 
-def _serve(status: int, body: bytes, seen: list[bytes]) -> Iterator[str]:
-    """A server answering every POST with ``status`` and ``body``; the bodies it got in ``seen``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 @pytest.mark.parametrize(
     ("status", "body", "message"),
     [
@@ -104,12 +81,8 @@ def test_bad_answers_are_unavailable(status: int, body: bytes, message: str) -> 
     assert all(b"query=label_replace" in body for body in seen)  # the query is in the body
 
 
-def test_a_silent_server_times_out_and_nothing_configured() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        silent = Prometheus(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_s=1)
-        with pytest.raises(MetricsUnavailable, match="did not answer within 1 s"):
-            silent.range_many(PARTS, start=0, end=60, step_s=15)
+def test_a_silent_server_times_out_and_nothing_configured(silent: str) -> None:  # noqa: F811
+    with pytest.raises(MetricsUnavailable, match="did not answer within 1 s"):
+        Prometheus(silent, timeout_s=1).range_many(PARTS, start=0, end=60, step_s=15)
     with pytest.raises(MetricsUnavailable, match="PROMETHEUS_URL is not set"):
         Prometheus("", timeout_s=1).instant_many(PARTS)

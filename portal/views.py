@@ -27,7 +27,7 @@ from django_tenants.utils import get_public_schema_name, schema_context, tenant_
 from core.errors import error_response, wants_json
 from core.feedback import error_page, same_site_path
 from core.middleware import too_large_message
-from core.visibility import hide_tenant
+from core.visibility import hide_tenant, in_a_tenant
 from tenants.access import effective_role, member_role
 from tenants.auth import bearer_from_header
 from tenants.models import Tenant
@@ -146,9 +146,9 @@ def _member_tenant(request: HttpRequest) -> Tenant | None:
 def _outsider(request: HttpRequest) -> bool:
     """The request is in a real tenant whose paths its caller may not see: not signed in, not a
     member, or (the API) with a token of another tenant."""
-    tenant = getattr(request, "tenant", None)
-    if not isinstance(tenant, Tenant) or tenant.schema_name == get_public_schema_name():
+    if not in_a_tenant(request):
         return False
+    tenant: Tenant = request.tenant  # type: ignore[attr-defined]
     raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION")) if wants_json(request) else None
     if raw is not None:  # the token decides alone, as the API's authentication does
         token = token_resolve(raw)

@@ -12,7 +12,7 @@ RUNTIME_REQUIREMENTS := runtime/images/python/requirements.txt
 RUNTIME_PYTHONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov
 
 setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
 	.build/staticfiles/staticfiles.json
@@ -70,6 +70,17 @@ sandbox:
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# checkov, for the chart tests (portal/tests/test_chart.py: the rendered chart and the Dockerfile), in
+# its own virtualenv from its own lock: it pins packaging (and more) below the portal's, so it never
+# joins .venv. Rebuilt from scratch when requirements-checkov.txt changes.
+CHECKOV := .build/tools/checkov
+checkov: $(CHECKOV)/.installed
+
+$(CHECKOV)/.installed: requirements-checkov.txt
+	rm -rf $(CHECKOV) && $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 # Debian's Prometheus for the metrics tests (make run uses it too when it is there).
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
@@ -77,7 +88,7 @@ prometheus:
 run: setup sandbox
 	$(PY) -m portal.up
 
-test: setup sandbox chromium prometheus
+test: setup sandbox chromium prometheus checkov
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -1,8 +1,9 @@
 """A fake Kubernetes API server for tests, driven through the official ``kubernetes`` client.
 
 It is a stateful HTTP server on 127.0.0.1 that speaks enough of the Kubernetes REST protocol for the
-portal's Kubernetes adapter: the core/v1, networking.k8s.io/v1, rbac.authorization.k8s.io/v1 and
-fission.io/v1 resources listed in ``RESOURCES``; create / read / list (label and field selectors) /
+portal's Kubernetes adapter and for applying the portal's Helm chart: the core/v1, apps/v1, batch/v1,
+autoscaling/v2, policy/v1, networking.k8s.io/v1, rbac.authorization.k8s.io/v1 and fission.io/v1
+resources listed in ``RESOURCES``; create / read / list (label and field selectors) /
 replace / merge patch / server-side apply / delete; ``resourceVersion`` preconditions (409 on stale
 writes); 404s; Status bodies shaped like the real API server's, so the client raises ``ApiException``
 with the right ``status``; ``pods/log`` (plain and ``follow``); minimal discovery; and fault injection.
@@ -43,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
 
 MAX_HOLD_SECONDS = 10.0
 Obj = dict[str, Any]
@@ -97,6 +99,12 @@ _RESOURCE_LIST = [
     Resource("", "v1", "configmaps", "ConfigMap"),
     Resource("", "v1", "services", "Service", name_rule="label"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress"),
+    # What a Helm chart installs (portal/tests/test_chart.py): stored, never acted on (no controllers).
+    Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("batch", "v1", "jobs", "Job"),
+    Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", name_rule="path"),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", name_rule="path"),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, "path"),
@@ -1087,6 +1095,12 @@ def kube_client(server: FakeKubernetes, *, retries: int | bool = False) -> Any:
     configuration.verify_ssl = False
     configuration.retries = retries
     return k8s.ApiClient(configuration)
+
+
+def apply_manifest(server: FakeKubernetes, obj: Obj) -> None:
+    """Create ``obj`` (any kind the fake serves) through the official client's typed APIs, as
+    ``kubectl create -f`` would: its namespace comes from its own metadata."""
+    k8s_utils.create_from_dict(kube_client(server), obj)
 
 
 def _stamp(line: str) -> float:

@@ -153,7 +153,7 @@ def wrk(url: str, script: Path | None = None) -> dict[str, float]:
 
 def counter(runtime: RuntimeProcess, name: str, **labels: str) -> float:
     """The sum of every series of ``name`` that has these labels (0 when there is none)."""
-    text = httpx.get(runtime.control + "/metrics", timeout=30).text
+    text = runtime.metrics()
     total = 0.0
     for line in text.splitlines():
         series, _, value = line.rpartition(" ")

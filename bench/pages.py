@@ -69,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.runtime import cpu_times, percentile
 from core.crypto import generate_key
 from portal import embedded
-from testsupport.runtime import TOKEN, RuntimeProcess
+from testsupport.runtime import METRICS_TOKEN, TOKEN, RuntimeProcess
 
 SLUG = "bench"
 FUNCTIONS = 100
@@ -80,6 +80,7 @@ SLICE = 20  # ... in slices of this many, the targets taking turns
 WARM_UP = 20  # per target, before the rounds
 IO_REQUESTS = 10  # per target, to see where its time goes
 SCRAPE_INTERVAL_S = 5  # as make run's Prometheus
+PROMETHEUS_AUTH = ("bench", secrets.token_urlsafe(32))  # its basic auth, as make run's asks for
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,15 @@ def start_prometheus(tmp: Path, runtime: RuntimeProcess) -> tuple[subprocess.Pop
         return None, ""
     home = tmp / "prometheus"
     home.mkdir()
-    config = home / "prometheus.yml"
-    target = embedded.ScrapeTarget("runtime", f"127.0.0.1:{runtime.control_port}")
-    config.write_text(embedded.prometheus_config([target], interval_s=SCRAPE_INTERVAL_S))
+    token = embedded.write_private(home / "runtime-token", METRICS_TOKEN)
+    target = embedded.ScrapeTarget("runtime", f"127.0.0.1:{runtime.control_port}", token_file=token)
+    config, web_config = embedded.write_prometheus_files(
+        home, [target], interval_s=SCRAPE_INTERVAL_S, users=dict([PROMETHEUS_AUTH])
+    )
     port = embedded.free_port()
-    command = embedded.prometheus_command(binary, config, home / "data", port, retention="1d")
+    command = embedded.prometheus_command(
+        binary, config, home / "data", port, web_config=web_config, retention="1d"
+    )
     with (home / "prometheus.log").open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -157,7 +162,7 @@ def start_prometheus(tmp: Path, runtime: RuntimeProcess) -> tuple[subprocess.Pop
         if process.poll() is not None:
             raise SystemExit(f"prometheus exited: see {home / 'prometheus.log'}")
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/-/ready", auth=PROMETHEUS_AUTH, timeout=1).status_code == 200:
                 return process, url
         except httpx.HTTPError:
             pass
@@ -187,6 +192,8 @@ def start_services(tmp: Path, services: Services) -> None:
         "RUNTIME_ROUTER_URL": services.runtime.router,
         "RUNTIME_TOKEN": TOKEN,
         "PROMETHEUS_URL": prometheus_url,
+        "PROMETHEUS_USERNAME": PROMETHEUS_AUTH[0],
+        "PROMETHEUS_PASSWORD": PROMETHEUS_AUTH[1],
         "METRICS_JOB": "runtime",
         "METRICS_SCRAPE_INTERVAL_S": str(SCRAPE_INTERVAL_S),
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),

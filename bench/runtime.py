@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from portal.embedded import free_port
 from runtime import interpreters
 from testsupport.fission import environment, function, httptrigger, package_literal
-from testsupport.runtime import RuntimeProcess
+from testsupport.runtime import METRICS_TOKEN, RuntimeProcess
 
 NS = "faas-bench"
 ROOT = "/bench"  # the namespace's tenant root: its routes live under it
@@ -90,7 +90,7 @@ def timed_get(port: int, path: str) -> tuple[float, int]:
 
 def warm_pool_ready(runtime: RuntimeProcess, size: int) -> bool:
     text = http.client.HTTPConnection("127.0.0.1", runtime.control_port)
-    text.request("GET", "/metrics")
+    text.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     body = text.getresponse().read().decode()
     match = re.search(rf'runtime_pool_warm_workers\{{environment="python",namespace="{NS}"\}} ([\d.]+)', body)
     return bool(match) and float(match.group(1)) >= size  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -55,7 +56,7 @@ def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
         REDIS_URL=redis.url, PORTAL_SECRET_KEY="bench-only-" + "x" * 40, DJANGO_SETTINGS_MODULE="portal.settings",
         PORTAL_MEDIA_ROOT=str(tmp / "media"), METRICS_SCRAPE_INTERVAL_S="1", METRICS_JOB="runtime",
     )  # fmt: skip
-    from testsupport.runtime import TOKEN, RuntimeProcess
+    from testsupport.runtime import METRICS_TOKEN, TOKEN, RuntimeProcess
 
     runtime = RuntimeProcess(state_dir=tmp / "runtime").start()
     stack.callback(runtime.stop)
@@ -63,16 +64,19 @@ def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
     binary = embedded.prometheus_binary()
     if binary is None:
         raise SystemExit("prometheus is not installed: run `make bench` (it installs Debian's prometheus)")
-    config = tmp / "prometheus.yml"
-    target = embedded.ScrapeTarget("runtime", f"127.0.0.1:{runtime.control_port}")
-    config.write_text(embedded.prometheus_config([target], interval_s=1))
+    token = embedded.write_private(tmp / "runtime-token", METRICS_TOKEN)
+    target = embedded.ScrapeTarget("runtime", f"127.0.0.1:{runtime.control_port}", token_file=token)
+    auth = ("bench", secrets.token_urlsafe(32))  # basic auth, as make run's Prometheus asks for
+    config, web_config = embedded.write_prometheus_files(tmp, [target], interval_s=1, users=dict([auth]))
     port = embedded.free_port()
     prometheus = subprocess.Popen(
-        embedded.prometheus_command(binary, config, tmp / "prometheus", port, retention="1d"),
+        embedded.prometheus_command(binary, config, tmp / "prometheus", port, web_config=web_config,
+                                    retention="1d"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     stack.callback(stop_process, prometheus)
-    os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
+    os.environ.update(PROMETHEUS_URL=f"http://127.0.0.1:{port}", PROMETHEUS_USERNAME=auth[0],
+                      PROMETHEUS_PASSWORD=auth[1])  # fmt: skip
 
 
 def set_up_tenant() -> str:

@@ -2,7 +2,9 @@
 
 It runs only ``PromQL`` built by ``metrics.queries`` and returns our own dataclasses. Every
 failure (not configured, refused, timed out, an error answer, a body that is not Prometheus')
-becomes ``MetricsUnavailable``, which the API answers with 503 in the error shape.
+becomes ``MetricsUnavailable``, which the API answers with 503 in the error shape. With
+``PROMETHEUS_USERNAME`` set every request carries basic auth (``make run``'s Prometheus asks for
+it); no message ever holds the password.
 
 A page asks for several values at once (a function's totals are six queries, its charts six
 more): ``instant_many`` and ``range_many`` send them as one query, each part's series labelled
@@ -102,13 +104,17 @@ def _series(result: list[dict[str, Any]]) -> list[Series]:
 
 
 class Prometheus:
-    def __init__(self, url: str, *, timeout_s: float) -> None:
+    def __init__(self, url: str, *, timeout_s: float, auth: tuple[str, str] | None = None) -> None:
+        """``auth``: the basic auth (username, password) every request carries; None: none."""
         self.url = url
         self.timeout_s = timeout_s
+        self.auth = auth
         # One quick retry for a dropped connection; the caller's page must not hang on a dead server.
         retry = Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1)
-        # The client's session (it mounts the retry on it), shared with ``_post``.
+        # The client's session (it mounts the retry on it), shared with ``_post``; the client
+        # sends ``auth=None`` per request, so the session's credentials go with both.
         self._session = requests.Session()
+        self._session.auth = auth
         self._client = (
             PrometheusConnect(url=url, retry=retry, timeout=timeout_s, session=self._session) if url else None
         )
@@ -176,6 +182,11 @@ class Prometheus:
                 raise MetricsUnavailable(f"Prometheus did not answer within {self.timeout_s:g} s.") from None
             raise MetricsUnavailable(f"Prometheus is unreachable ({type(exc).__name__}).") from None
         except PrometheusApiClientException as exc:
+            if str(exc).startswith("HTTP Status Code 401 "):
+                # The message names the settings, never their values.
+                raise MetricsUnavailable(
+                    "Prometheus refused the portal's credentials (PROMETHEUS_USERNAME, PROMETHEUS_PASSWORD)."
+                ) from None
             raise MetricsUnavailable(f"Prometheus refused the query: {str(exc)[:300]}") from None
         except (ValueError, KeyError, TypeError):
             raise MetricsUnavailable("Prometheus answered something that is not a query result.") from None
@@ -195,10 +206,14 @@ _local = threading.local()
 
 
 def prometheus() -> Prometheus:
-    """The configured server (``PROMETHEUS_URL``), with one connection pool per thread: a
-    ``requests.Session`` is not meant to be shared between threads."""
+    """The configured server (``PROMETHEUS_URL``, with basic auth when ``PROMETHEUS_USERNAME`` is
+    set), with one connection pool per thread: a ``requests.Session`` is not meant to be shared
+    between threads."""
     url, timeout_s = settings.PROMETHEUS_URL, float(settings.PROMETHEUS_TIMEOUT_S)
+    auth = (
+        (settings.PROMETHEUS_USERNAME, settings.PROMETHEUS_PASSWORD) if settings.PROMETHEUS_USERNAME else None
+    )
     client: Prometheus | None = getattr(_local, "client", None)
-    if client is None or (client.url, client.timeout_s) != (url, timeout_s):
-        client = _local.client = Prometheus(url, timeout_s=timeout_s)
+    if client is None or (client.url, client.timeout_s, client.auth) != (url, timeout_s, auth):
+        client = _local.client = Prometheus(url, timeout_s=timeout_s, auth=auth)
     return client

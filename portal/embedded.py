@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import bcrypt
+
 DB_NAME = "portal"
 
 # Its INFO lines (every pg_ctl call) also run at interpreter exit, after test capture closed.
@@ -150,7 +152,7 @@ class ScrapeTarget:
     job: str
     address: str  # host:port
     path: str = "/metrics"
-    token_file: Path | None = None  # sent as a bearer token
+    token_file: Path | None = None  # sent as a bearer token (the runtime's and the portal's /metrics)
 
 
 def prometheus_config(targets: list[ScrapeTarget], *, interval_s: int) -> str:
@@ -173,12 +175,53 @@ def prometheus_config(targets: list[ScrapeTarget], *, interval_s: int) -> str:
     return json.dumps(config, indent=2)
 
 
+# bcrypt's default is 12; the password is random (not a person's, so no guessing to slow down), and
+# Prometheus checks a hash once per new credential (it caches the result): 10 keeps that under 0.1 s.
+BCRYPT_ROUNDS = 10
+
+
+def prometheus_web_config(users: dict[str, str]) -> str:
+    """A ``--web.config.file`` whose HTTP API and UI answer only these users (name: password),
+    by basic auth: Prometheus keeps bcrypt hashes, never a password. (JSON is YAML.)
+
+    Reference: https://prometheus.io/docs/prometheus/latest/configuration/https/"""
+    hashes = {
+        name: bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+        for name, password in users.items()
+    }
+    return json.dumps({"basic_auth_users": hashes}, indent=2)
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (returned), readable by this user only from the first byte on
+    (a scrape token, a password's hash)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the file may have existed with a wider mode: narrowed before writing
+    with os.fdopen(fd, "w") as output:
+        output.write(text)
+    return path
+
+
+def write_prometheus_files(
+    home: Path, targets: list[ScrapeTarget], *, interval_s: int, users: dict[str, str]
+) -> tuple[Path, Path]:
+    """``prometheus.yml`` (``prometheus_config``) and ``web.yml`` (``prometheus_web_config``,
+    mode 0600) in ``home``: the configuration and web configuration ``prometheus_command`` takes."""
+    config, web_config = home / "prometheus.yml", home / "web.yml"
+    config.write_text(prometheus_config(targets, interval_s=interval_s))
+    write_private(web_config, prometheus_web_config(users))
+    return config, web_config
+
+
 def prometheus_command(
-    binary: str, config: Path, storage: Path, port: int, *, retention: str = "15d"
+    binary: str, config: Path, storage: Path, port: int, *, web_config: Path, retention: str = "15d"
 ) -> list[str]:
+    """The command line of a Prometheus on 127.0.0.1:``port`` that asks for the credentials of
+    ``web_config`` (``prometheus_web_config``): it would show every tenant's metrics to anyone."""
     return [
         binary,
         f"--config.file={config}",
+        f"--web.config.file={web_config}",
         f"--storage.tsdb.path={storage}",
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",

@@ -312,6 +312,9 @@ PORTAL_K8S_PORT = env_int("PORTAL_K8S_PORT", 8000, minimum=1)
 # Metrics (metrics/): the Prometheus that scrapes the router (the runtime's /metrics, or Fission's).
 # Empty: metrics pages say so and the metrics API answers 503.
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
+# Basic auth for it (make run's asks for it); no username: none sent. The password may be a file.
+PROMETHEUS_USERNAME = env_str("PROMETHEUS_USERNAME", "")
+PROMETHEUS_PASSWORD = env_str("PROMETHEUS_PASSWORD", "")
 PROMETHEUS_TIMEOUT_S = env_int("PROMETHEUS_TIMEOUT_S", 5, minimum=1)
 # The bearer token Prometheus scrapes the portal's own /metrics with; empty: no /metrics at all.
 PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")

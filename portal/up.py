@@ -6,7 +6,9 @@ worker, Celery beat and the local runtime (router on 127.0.0.1:8888) run under h
 stops all of them on Ctrl-C; with ``PORTAL_BACKEND=kubernetes``, also the asynchronous
 invocations' dispatcher (``manage.py async_dispatcher``). The key of the stored secrets is
 generated into ``secrets_keys`` there unless PORTAL_SECRETS_KEYS(_FILE) is set; one that does not
-open the stored secrets stops start-up, once the database is migrated.
+open the stored secrets stops start-up, once the database is migrated. A Prometheus, when
+installed, scrapes the runtime and the portal with their metrics tokens and answers only with the
+password generated into ``prometheus-password`` (``prometheus_process``).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def prepare_environment(data: Path) -> embedded.Redis | None:
 ENV_FILE = "running.env"
 SHARED_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "PORTAL_SECRET_KEY", "RUNTIME_TOKEN", "PORTAL_DEBUG", "PROMETHEUS_URL",
-    "PORTAL_SECRETS_KEYS", "PORTAL_SECRETS_KEYS_FILE",
+    "PORTAL_SECRETS_KEYS", "PORTAL_SECRETS_KEYS_FILE", "PROMETHEUS_USERNAME", "PROMETHEUS_PASSWORD",
 )  # fmt: skip
 
 
@@ -143,13 +145,26 @@ SECRETS_KEYS_VARIABLES = (
     "PORTAL_SECRET_KEY",
     "PORTAL_SECRET_KEY_FILE",
 )
+# Only the portal's Django processes read metrics from Prometheus, so only they hold its password.
+PROMETHEUS_PASSWORD_VARIABLES = ("PROMETHEUS_PASSWORD", "PROMETHEUS_PASSWORD_FILE")
+# Prometheus reads its scrape tokens from files (0600) and keeps only its password's hash: it holds
+# no token in its environment, the runtime's control token least of all.
+PROMETHEUS = "prometheus"
+PROMETHEUS_WITHHELD = (
+    "RUNTIME_TOKEN", "RUNTIME_TOKEN_FILE", "RUNTIME_METRICS_TOKEN", "RUNTIME_METRICS_TOKEN_FILE",
+    "PORTAL_METRICS_TOKEN", "PORTAL_METRICS_TOKEN_FILE",
+)  # fmt: skip
+PROMETHEUS_USER = "portal"
 
 
 def prepare_metrics(data: Path) -> None:
-    """The token Prometheus scrapes the portal with, and a clean multiprocess directory (files
-    of processes from an earlier run would be summed in)."""
+    """The tokens Prometheus scrapes the portal and the runtime with (the runtime's /metrics
+    token, not its control token), and a clean multiprocess directory (files of processes from
+    an earlier run would be summed in)."""
     if not os.environ.get("PORTAL_METRICS_TOKEN") and not os.environ.get("PORTAL_METRICS_TOKEN_FILE"):
         os.environ["PORTAL_METRICS_TOKEN"] = persistent_secret(data / "metrics-token")
+    if not os.environ.get("RUNTIME_METRICS_TOKEN") and not os.environ.get("RUNTIME_METRICS_TOKEN_FILE"):
+        os.environ["RUNTIME_METRICS_TOKEN"] = persistent_secret(data / "runtime-metrics-token")
     multiproc = data / "metrics-multiproc"
     shutil.rmtree(multiproc, ignore_errors=True)
     multiproc.mkdir(parents=True)
@@ -161,41 +176,64 @@ def process_environment(name: str) -> dict[str, str]:
     env = dict(os.environ)
     if name not in PORTAL_PROCESSES:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    withheld: tuple[str, ...] = ()
     if name not in SECRETS_KEYS_PROCESSES:
-        for variable in SECRETS_KEYS_VARIABLES:
-            env.pop(variable, None)
+        withheld += (*SECRETS_KEYS_VARIABLES, *PROMETHEUS_PASSWORD_VARIABLES)
+    if name == PROMETHEUS:
+        withheld += PROMETHEUS_WITHHELD
+    for variable in withheld:
+        env.pop(variable, None)
     return env
 
 
+def _secret(name: str) -> str:
+    """The value of secret ``name``, given as itself or in ``<name>_FILE``."""
+    path = os.environ.get(f"{name}_FILE")
+    return Path(path).read_text().strip() if path else os.environ[name]
+
+
 def prometheus_process(data: Path, portal: str) -> str | None:
-    """The command of a Prometheus scraping the runtime and the portal every 5 s, if its binary
-    is installed and PROMETHEUS_URL does not point elsewhere; sets PROMETHEUS_URL."""
+    """The command of a Prometheus scraping the runtime and the portal every 5 s (each with its
+    metrics token), if its binary is installed and PROMETHEUS_URL does not point elsewhere. Its
+    API and UI ask for basic auth: user ``portal``, the password generated once into
+    ``prometheus-password``. Sets PROMETHEUS_URL, PROMETHEUS_USERNAME and PROMETHEUS_PASSWORD."""
     binary = embedded.prometheus_binary()
     if os.environ.get("PROMETHEUS_URL") or binary is None:
         return None
     home = data / "prometheus"
     home.mkdir(parents=True, exist_ok=True)
-    token_file = home / "portal-token"
-    token_file.write_text(os.environ["PORTAL_METRICS_TOKEN"])
-    token_file.chmod(0o600)
-    runtime = f"127.0.0.1:{os.environ.get('RUNTIME_CONTROL_PORT', '8889')}"
-    targets = [
-        embedded.ScrapeTarget("runtime", runtime),
-        embedded.ScrapeTarget("portal", portal, token_file=token_file),
-    ]
-    config = home / "prometheus.yml"
-    config.write_text(embedded.prometheus_config(targets, interval_s=5))
+    password = persistent_secret(data / "prometheus-password")
+    config, web_config = embedded.write_prometheus_files(
+        home, _scrape_targets(home, portal), interval_s=5, users={PROMETHEUS_USER: password}
+    )
     port = 9090 if embedded.port_free(9090) else embedded.free_port()
-    os.environ["PROMETHEUS_URL"] = f"http://127.0.0.1:{port}"
-    os.environ["METRICS_SCRAPE_INTERVAL_S"] = "5"
-    os.environ["METRICS_JOB"] = "runtime"  # only the runtime's series are function metrics
-    return shlex.join(embedded.prometheus_command(binary, config, home / "data", port))
+    os.environ.pop("PROMETHEUS_PASSWORD_FILE", None)  # it would win over the password set here
+    os.environ.update({
+        "PROMETHEUS_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_USERNAME": PROMETHEUS_USER,
+        "PROMETHEUS_PASSWORD": password, "METRICS_SCRAPE_INTERVAL_S": "5",
+        "METRICS_JOB": "runtime",  # only the runtime's series are function metrics
+    })  # fmt: skip
+    return shlex.join(embedded.prometheus_command(binary, config, home / "data", port, web_config=web_config))
 
 
-def _metrics_line(started: bool) -> str:
+def _scrape_targets(home: Path, portal: str) -> list[embedded.ScrapeTarget]:
+    """The runtime's and the portal's /metrics, each with its token in a file of ``home`` (0600)."""
+    runtime = f"127.0.0.1:{os.environ.get('RUNTIME_CONTROL_PORT', '8889')}"
+    runtime_token = embedded.write_private(home / "runtime-token", _secret("RUNTIME_METRICS_TOKEN"))
+    portal_token = embedded.write_private(home / "portal-token", _secret("PORTAL_METRICS_TOKEN"))
+    return [
+        embedded.ScrapeTarget("runtime", runtime, token_file=runtime_token),
+        embedded.ScrapeTarget("portal", portal, token_file=portal_token),
+    ]
+
+
+def _metrics_line(started: bool, data: Path) -> str:
     url = os.environ.get("PROMETHEUS_URL")
     if started:
-        return f"Prometheus: {url} (scrapes the runtime and the portal every 5 s)"
+        return (
+            f"Prometheus: {url} (scrapes the runtime and the portal every 5 s; user "
+            f"{PROMETHEUS_USER}, password in {data / 'prometheus-password'})"
+        )
     if url:
         return f"Prometheus: {url} (PROMETHEUS_URL)"
     return (
@@ -219,12 +257,12 @@ def main() -> int:
         commands = processes(host, port)
         prometheus = prometheus_process(data, f"{host}:{port}")
         if prometheus is not None:
-            commands["prometheus"] = prometheus
+            commands[PROMETHEUS] = prometheus
             write_running_env(data)  # now with PROMETHEUS_URL
         for name, cmd in commands.items():
             manager.add_process(name, cmd, env=process_environment(name), cwd=str(BASE_DIR))
         print(f"\nfaas-portal: http://{host}:{port}/  (data in {data}; Ctrl-C stops everything)")
-        print(_metrics_line(prometheus is not None) + "\n")
+        print(_metrics_line(prometheus is not None, data) + "\n")
         manager.loop()
         return int(manager.returncode or 0)
     finally:

@@ -119,7 +119,7 @@ class Runtime:
             self.config.router_port,
             backlog=2048,
         )
-        runner = web.AppRunner(make_app(self, self.config.token), access_log=None)
+        runner = web.AppRunner(make_app(self, self.config.token, self.config.metrics_token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.config.host, self.config.control_port).start()
         self.servers = [router, runner]

@@ -82,6 +82,9 @@ class Config:
     worker_pids: int
     namespace_prefix: str
     app_log_twice: bool = False
+    # The read-only token /metrics also accepts (RUNTIME_METRICS_TOKEN), so that Prometheus need
+    # not hold the control token; None: /metrics takes the control token only.
+    metrics_token: str | None = None
     # The brokers message-queue triggers may connect to (runtime.events.queues): host:port as the
     # trigger names it; the runtime's own Redis never, even when listed.
     mq_brokers: frozenset[str] = frozenset()
@@ -121,6 +124,7 @@ class Config:
             # Fission's app logger writes each line twice (stdout, and stderr through Flask's
             # default handler); off: once, on stdout. On: exactly as Fission.
             app_log_twice=_flag("RUNTIME_APP_LOG_TWICE", False),
+            metrics_token=_secret("RUNTIME_METRICS_TOKEN") or None,
             mq_brokers=_brokers("RUNTIME_MQ_BROKERS"),
             async_queue_limit=_at_least("RUNTIME_ASYNC_QUEUE_LIMIT", 10_000, 1),
             async_backoff_ms=_at_least("RUNTIME_ASYNC_BACKOFF_MS", 1000, 0),

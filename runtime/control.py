@@ -12,7 +12,10 @@ ConfigMap of environment variables (``runtime.objects``) with a name the platfor
 (``PATH``, ``FISSION_...``) is a 422 naming ``data.<NAME>``.
 ``POST /apis/fission.io/v1/namespaces/<ns>/functions/<name>/specialize`` is the specialize probe:
 the function gets a worker specialized for it without being called (see ``specialize``).
-``/metrics`` (Prometheus) and ``/healthz`` need no token.
+``/healthz`` needs no token. ``/metrics`` (Prometheus' text format: every namespace's functions
+and calls) needs a bearer token too: the read-only ``RUNTIME_METRICS_TOKEN`` when one is set, so that
+Prometheus never holds the control token, or the control token (always: its holder may read every
+object anyway); without one it answers 401 with ``WWW-Authenticate: Bearer``.
 
 Asynchronous invocation (``runtime.events.asynchronous``), under
 ``/apis/fission.io/v1/namespaces/<ns>/functions/<name>``; a namespace's paths reach only its own
@@ -94,6 +97,7 @@ SPECIALIZE = FUNCTION + "/specialize"
 INVOCATIONS = FUNCTION + "/invocations"
 DEAD_LETTERS = FUNCTION + "/deadletters"
 CALL = FUNCTION + "/call"
+METRICS_PATH = "/metrics"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # an RFC 9110 token
 _HEADER_VALUE = re.compile(r"^[^\r\n\x00]*$")
@@ -105,15 +109,38 @@ def problem(status: int, code: str, message: str, detail: Any = None) -> web.Res
     return web.json_response({"error": {"code": code, "message": message, "detail": detail}}, status=status)
 
 
-def make_app(runtime: Runtime, token: str) -> web.Application:
+def _bearer_is(offered: str, token: str) -> bool:
+    """Whether the ``Authorization`` header ``offered`` is ``Bearer <token>`` (constant time)."""
+    return hmac.compare_digest(offered.encode(), f"Bearer {token}".encode())
+
+
+def _refused(request: web.Request, token: str, scrape_tokens: tuple[str, ...]) -> web.Response | None:
+    """The 401 for a request without the token its path needs; None when it may go on."""
+    offered = request.headers.get("Authorization", "")
+    if request.path.startswith(("/apis/", "/api/")) and not _bearer_is(offered, token):
+        return problem(401, "not_authenticated", "A valid bearer token is required.")
+    if request.path != METRICS_PATH:
+        return None
+    # Every token is compared (no short cut), so the time taken tells nothing about either.
+    if not any([_bearer_is(offered, t) for t in scrape_tokens]):  # noqa: C419
+        response = problem(401, "not_authenticated", "The metrics token is missing or wrong.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return None
+
+
+def make_app(runtime: Runtime, token: str, metrics_token: str | None = None) -> web.Application:
+    """The control API, guarded by ``token``; /metrics also by ``metrics_token`` (the module's
+    docstring)."""
+    scrape_tokens = (token, metrics_token) if metrics_token else (token,)
+
     @web.middleware
     async def guard(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path.startswith(("/apis/", "/api/")):
-            offered = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
-                return problem(401, "not_authenticated", "A valid bearer token is required.")
+        refused = _refused(request, token, scrape_tokens)
+        if refused is not None:
+            return refused
         try:
             return await handler(request)
         except RuntimeProblem as exc:
@@ -125,7 +152,7 @@ def make_app(runtime: Runtime, token: str) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_OBJECT_BYTES)
     handlers = Handlers(runtime)
     app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get(METRICS_PATH, handlers.metrics)
     for group in GROUPS:
         base = group + NAMESPACED
         app.router.add_get(base, handlers.list)

@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's ``prometheus``) for the metrics tests, scraping the session's
-runtime and ASGI server every second.
+runtime and ASGI server every second, each with its metrics token, and asking for basic auth
+(``PROMETHEUS_USERNAME`` / ``PROMETHEUS_PASSWORD``) as ``make run``'s does.
 
 Its address is fixed when the suite starts (``PROMETHEUS_URL``, testsupport/services.py), so the
 portal processes started before it already point at it; until a test asks for this fixture,
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from portal import embedded
+from testsupport.runtime import METRICS_TOKEN
 from testsupport.services import PROMETHEUS_PORT, require
 
 SCRAPE_INTERVAL_S = 1
@@ -30,9 +32,10 @@ class PrometheusProcess:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    auth: tuple[str, str]  # the basic auth (username, password) it asks for
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, auth=self.auth, timeout=10)
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
@@ -61,19 +64,25 @@ def prometheus(
     binary = embedded.prometheus_binary()
     assert binary is not None
     home = tmp_path_factory.mktemp("prometheus")
-    token_file = home / "portal-token"
-    token_file.write_text(os.environ["PORTAL_METRICS_TOKEN"])
+    portal_token = embedded.write_private(home / "portal-token", os.environ["PORTAL_METRICS_TOKEN"])
+    runtime_token = embedded.write_private(home / "runtime-token", METRICS_TOKEN)
     targets = [
-        embedded.ScrapeTarget("runtime", f"127.0.0.1:{runtime_session.control_port}"),
-        embedded.ScrapeTarget("portal", live_server_url.removeprefix("http://"), token_file=token_file),
+        embedded.ScrapeTarget(
+            "runtime", f"127.0.0.1:{runtime_session.control_port}", token_file=runtime_token
+        ),
+        embedded.ScrapeTarget("portal", live_server_url.removeprefix("http://"), token_file=portal_token),
     ]
-    config = home / "prometheus.yml"
-    config.write_text(embedded.prometheus_config(targets, interval_s=SCRAPE_INTERVAL_S))
+    auth = (os.environ["PROMETHEUS_USERNAME"], os.environ["PROMETHEUS_PASSWORD"])
+    config, web_config = embedded.write_prometheus_files(
+        home, targets, interval_s=SCRAPE_INTERVAL_S, users=dict([auth])
+    )
     log = home / "prometheus.log"
-    command = embedded.prometheus_command(binary, config, home / "data", PROMETHEUS_PORT, retention="1d")
+    command = embedded.prometheus_command(
+        binary, config, home / "data", PROMETHEUS_PORT, web_config=web_config, retention="1d"
+    )
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    server = PrometheusProcess(f"http://127.0.0.1:{PROMETHEUS_PORT}", process, log)
+    server = PrometheusProcess(f"http://127.0.0.1:{PROMETHEUS_PORT}", process, log, auth)
     server.wait_for_scrapes(("runtime", "portal"))
     yield server
     process.terminate()

@@ -22,6 +22,8 @@ from testsupport.processes import process_fields, processes_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-runtime-token"
+# The read-only token of the runtime's /metrics (RUNTIME_METRICS_TOKEN), as Prometheus scrapes it.
+METRICS_TOKEN = "test-runtime-metrics-token"  # a test's, not a secret
 # Each runtime of this test process gets its own range of tenant uids: two runtimes alive at
 # once (the session's and a test's) never give one uid to two tenants.
 _UID_BASES = itertools.count(400_000 + (os.getpid() % 1000) * 10_000, 100)
@@ -57,8 +59,8 @@ class RuntimeProcess:
             RUNTIME_TOKEN=TOKEN,
             RUNTIME_SANDBOX_UID_BASE=str(self.uid_base),
             PORTAL_SECRET_KEY="must-not-reach-workers",  # noqa: S106 - a canary, not a secret
-            **self.env,
         )
+        env.update({"RUNTIME_METRICS_TOKEN": METRICS_TOKEN, **self.env})  # a test may set another, or none
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
@@ -93,6 +95,15 @@ class RuntimeProcess:
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        """The text of the runtime's /metrics, fetched with the metrics token as Prometheus does."""
+        token = self.env.get("RUNTIME_METRICS_TOKEN", METRICS_TOKEN)
+        response = httpx.get(
+            self.control + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        response.raise_for_status()
+        return response.text
 
     def apply(self, obj: dict[str, Any]) -> httpx.Response:
         """Create, or replace when it exists (as the portal's backend will)."""

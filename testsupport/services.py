@@ -37,9 +37,12 @@ os.environ.setdefault("PORTAL_BEAT_SCHEDULE", str(_tmp / "celerybeat-schedule"))
 os.environ.setdefault("PORTAL_MEDIA_ROOT", str(_tmp / "media"))
 
 # Metrics: a Prometheus at a fixed address (started by the ``prometheus`` fixture when a test
-# needs it), scraping every second; the portal's own /metrics token.
+# needs it), scraping every second, asking for basic auth as make run's does; the portal's own
+# /metrics token.
 PROMETHEUS_PORT = embedded.free_port()
 os.environ.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROMETHEUS_PORT}")
+os.environ.setdefault("PROMETHEUS_USERNAME", "portal")
+os.environ.setdefault("PROMETHEUS_PASSWORD", "test-prometheus-password")
 os.environ.setdefault("METRICS_SCRAPE_INTERVAL_S", "1")
 os.environ.setdefault("METRICS_JOB", "runtime")  # the job testsupport/prometheus.py scrapes it as
 os.environ.setdefault("PORTAL_METRICS_TOKEN", "test-metrics-token")

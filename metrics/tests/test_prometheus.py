@@ -89,7 +89,7 @@ def test_nothing_listening_and_nothing_configured() -> None:
 
 @pytest.mark.django_db(transaction=True)  # the fixture's Prometheus scrapes the session's portal
 def test_nan_is_no_value(prometheus: Any) -> None:
-    client = Prometheus(prometheus.url, timeout_s=5)
+    client = Prometheus(prometheus.url, timeout_s=5, auth=prometheus.auth)
     (sample,) = client.instant(queries.PromQL("vector(0) / 0"))
     assert sample.value is None
     (series,) = client.range(queries.PromQL("vector(2)"), start=1e9, end=1e9 + 30, step_s=15)

@@ -27,7 +27,7 @@ PARTS = {
 
 @pytest.mark.django_db(transaction=True)  # the fixture's Prometheus scrapes the session's portal
 def test_each_part_gets_its_own_samples(prometheus: Any) -> None:
-    client = Prometheus(prometheus.url, timeout_s=5)
+    client = Prometheus(prometheus.url, timeout_s=5, auth=prometheus.auth)
     alone = {name: client.instant(query, at=1e9) for name, query in PARTS.items()}
     together = client.instant_many(PARTS, at=1e9)
     assert together == alone
@@ -39,7 +39,7 @@ def test_each_part_gets_its_own_samples(prometheus: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_each_part_gets_its_own_series(prometheus: Any) -> None:
-    client = Prometheus(prometheus.url, timeout_s=5)
+    client = Prometheus(prometheus.url, timeout_s=5, auth=prometheus.auth)
     alone = {name: client.range(query, start=1e9, end=1e9 + 30, step_s=15) for name, query in PARTS.items()}
     together = client.range_many(PARTS, start=1e9, end=1e9 + 30, step_s=15)
     assert together == alone

@@ -64,7 +64,7 @@ def core_apply(runtime: RuntimeProcess, obj: dict[str, Any]) -> httpx.Response:
 
 def gauge(runtime: RuntimeProcess, name: str, **labels: str) -> float | None:
     """The value of the one series of ``name`` with these labels; None when there is none."""
-    text = httpx.get(runtime.control + "/metrics", timeout=30).text
+    text = runtime.metrics()
     for line in text.splitlines():
         series, _, value = line.rpartition(" ")
         if series.startswith(name + "{") and all(f'{k}="{v}"' in series for k, v in labels.items()):

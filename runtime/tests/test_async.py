@@ -143,7 +143,7 @@ def lines_of(namespace: str, name: str, request_id: str, count: int) -> list[str
 
 
 def events_metric(runtime: RuntimeProcess, namespace: str, name: str, outcome: str) -> float:
-    text = httpx.get(runtime.control + "/metrics").text
+    text = runtime.metrics()
     labels = (f'function_namespace="{namespace}"', f'function_name="{name}"', 'kind="async"',
               f'outcome="{outcome}"')  # fmt: skip
     for line in text.splitlines():

@@ -314,7 +314,7 @@ def _probe(runtime: RuntimeProcess, name: str, request_id: str | None = None,
 
 
 def _cold_starts(runtime: RuntimeProcess, name: str) -> float:
-    text = httpx.get(runtime.control + "/metrics", timeout=30).text
+    text = runtime.metrics()
     total = 0.0
     for line in text.splitlines():
         if line.startswith("fission_function_cold_starts_total{") and f'function_name="{name}"' in line:

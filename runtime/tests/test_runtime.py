@@ -194,7 +194,7 @@ def test_metrics_count_calls_by_code(runtime):
         runtime.call(f"{R}/hello")
     for _ in range(3):
         runtime.call(f"{R}/fail")
-    text = httpx.get(runtime.control + "/metrics").text
+    text = runtime.metrics()
     assert _metric(text, "fission_function_calls_total", function_name="hello", code="200") == 5
     assert _metric(text, "fission_function_calls_total", function_name="fail", code="503") == 3
     assert _metric(text, "fission_function_errors_total", function_name="fail") == 3
@@ -258,7 +258,7 @@ def test_newdeploy_scales_from_zero_and_back(runtime):
     assert runtime.call(f"{R}/nd").status_code == 200
 
     def specialized() -> float:
-        text = httpx.get(runtime.control + "/metrics").text
+        text = runtime.metrics()
         return _metric(text, "runtime_workers", executor="newdeploy", state="specialized")
 
     assert specialized() == 1
@@ -339,7 +339,7 @@ def test_newdeploy_keeps_min_scale_and_scales_up_to_max(runtime):
     deploy(runtime, "nd", slow, executor="newdeploy", min_scale=1, max_scale=2)
 
     def specialized() -> float:
-        return _metric(httpx.get(runtime.control + "/metrics").text, "runtime_workers", executor="newdeploy",
+        return _metric(runtime.metrics(), "runtime_workers", executor="newdeploy",
                        state="specialized")  # fmt: skip
 
     wait_until(lambda: specialized() == 1, timeout=10, message="MinScale 1 was not started ahead of calls")

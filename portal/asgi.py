@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets."""
+"""ASGI entry point: Django for HTTP (behind the request body limit), Channels for websockets."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs apps loaded
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from core.asgi_limits import RequestBodyLimit  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
 from tenants.ws import WebsocketGate  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Outside Django: its handler reads the whole body before any of its middleware runs.
+        "http": RequestBodyLimit(django_asgi_app),
         "websocket": AuthMiddlewareStack(WebsocketGate(URLRouter(websocket_urlpatterns))),
     }
 )

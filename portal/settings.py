@@ -182,8 +182,13 @@ STATICFILES_FINDERS = [
 # (what browsers and tools ask for unprompted), so neither is a 404.
 WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
-# Bodies above this are refused with 413 before anything reads them.
+# Request body limits, refused with 413 while the body is read, before sign-in (core/asgi_limits.py):
+# MAX_REQUEST_BYTES on the routes that take code or object contents (an upload, a draft's files, a
+# test call's body, a Secret or ConfigMap: its LARGE_BODY_ROUTES), MAX_FORM_BYTES on every other.
 MAX_REQUEST_BYTES = env_int("PORTAL_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+MAX_FORM_BYTES = env_int(
+    "PORTAL_MAX_FORM_BYTES", min(1024 * 1024, MAX_REQUEST_BYTES), minimum=1024, maximum=MAX_REQUEST_BYTES
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 REST_FRAMEWORK = {

@@ -174,7 +174,7 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if isinstance(exception, RequestDataTooBig):
         # Django's own limits (a body without Content-Length, read past DATA_UPLOAD_MAX_MEMORY_SIZE):
         # the same 413 as the body limit's, not a 400 that does not say why.
-        return _framed(request, 413, "too_large", too_large_message())
+        return _framed(request, 413, "too_large", too_large_message(request))
     return _framed(request, 400, "bad_request", "The request could not be understood.")
 
 

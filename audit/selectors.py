@@ -21,8 +21,8 @@ FIELDS = (
 
 # Every object_type a record may have (docs/audit.md): what a filter offers.
 OBJECT_TYPES = (
-    "tenant", "member", "token", "secrets-key", "environment", "function", "build", "version", "alias",
-    "trigger", "time-trigger", "queue-trigger", "secret", "configmap", "deployment", "invocation",
+    "tenant", "member", "invitation", "token", "secrets-key", "environment", "function", "build", "version",
+    "alias", "trigger", "time-trigger", "queue-trigger", "secret", "configmap", "deployment", "invocation",
     "dead-letter", "audit",
 )  # fmt: skip
 

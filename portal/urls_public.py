@@ -15,6 +15,7 @@ urlpatterns = [
     path("platform/tenants/", tenant_views.platform_tenants, name="platform-tenants"),
     path("platform/tenants/<slug:slug>/", tenant_views.platform_tenant, name="platform-tenant"),
     path("platform/audit/", tenant_views.platform_audit, name="platform-audit"),
+    path("invitations/<str:secret>/", tenant_views.invitation, name="invitation"),
     path(
         "internal/packages/<str:schema>/<int:build_id>/<str:sha256>.zip",
         views_internal.package_archive,

@@ -4,6 +4,8 @@ import dataclasses
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm, UsernameField
 
 from audit.selectors import OBJECT_TYPES, Filters
 from dataplane.namespaces import TenantQuota
@@ -21,10 +23,19 @@ class ConfirmDeleteForm(forms.Form):
     confirm = forms.CharField(max_length=40, label="Type the tenant's slug to confirm")
 
 
-class MemberAddForm(forms.Form):
-    username = forms.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
-    email = forms.EmailField(required=False)
+class InviteForm(forms.Form):
+    email = forms.EmailField(max_length=254, help_text="Where you will send the invitation link.")
     role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class InvitationSignupForm(UserCreationForm):
+    """A new account made from an invitation link: Django's own form (its password validators);
+    the e-mail address is the invitation's, so nobody types it."""
+
+    class Meta:
+        model = get_user_model()
+        fields = ("username",)
+        field_classes = {"username": UsernameField}
 
 
 class MemberRoleForm(forms.Form):

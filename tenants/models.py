@@ -84,6 +84,40 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} as {self.role}"
 
 
+class Invitation(models.Model):
+    """An invitation to join a tenant with a role, held by whoever has its link.
+
+    Tenant admins invite; they never look users up. The admin gives an e-mail address (where the
+    link goes, and how the admin recognises the invitation) and learns nothing about the
+    accounts on the platform: the answer is the same whether an account with that address
+    exists or not, and nobody joins until they open the link and accept (signed in, or by
+    creating their account there). The link's secret is kept as its SHA-256 only
+    (``tenants/tokens.py``), looked up by its key id.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=[(r.value, r.label) for r in TENANT_ROLES])
+    key_id = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.tenant} as {self.role}"
+
+
 class PasswordChangeRequired(models.Model):
     """A user whose password somebody else has seen: one created with a one-time password
     (``membership_add``). While the row exists, every page sends them to the password change

@@ -27,14 +27,24 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def generate() -> NewToken:
+# Invitation links (tenants/invitations.py) carry a secret of the same shape, another prefix.
+INVITATION_PREFIX = "fpi_"
+_INVITATION_RE = re.compile(r"^fpi_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+def generate(prefix: str = PREFIX) -> NewToken:
     key_id = secrets.token_hex(6)
-    token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    token = f"{prefix}{key_id}_{secrets.token_urlsafe(32)}"
     return NewToken(key_id=key_id, secret=token, digest=digest(token))
 
 
 def parse_key_id(token: str) -> str | None:
     match = _TOKEN_RE.match(token)
+    return match.group(1) if match else None
+
+
+def parse_invitation_key_id(secret: str) -> str | None:
+    match = _INVITATION_RE.match(secret)
     return match.group(1) if match else None
 
 

@@ -10,11 +10,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -24,7 +27,7 @@ from audit.selectors import Filters, as_dict
 from core.errors import DomainError
 from core.feedback import refuse, refuse_form
 from core.users import User, is_platform_admin
-from tenants import forms, selectors, services
+from tenants import forms, invitations, selectors, services
 from tenants.models import Membership
 from tenants.pages import tenant_page
 from tenants.roles import Role, at_least
@@ -147,33 +150,43 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/dashboard.html", context)
 
 
-# The session's key for a new member's one-time password, until the members page shows it once.
-_NEW_MEMBER = "tenants.new_member"
+# The session's key for a new invitation's link, until the members page shows it once.
+_NEW_INVITATION = "tenants.new_invitation"
 
 
-def _member_add(request: HttpRequest, tenant: Any, data: dict[str, Any]) -> None:
-    """Add a member; a user created for it must replace its one-time password when signing in.
-    The password waits in the session for the next page (never in a message banner)."""
-    new = services.membership_add(tenant=tenant, **data)  # a new user is held until they change it
-    username = new.membership.user.username
-    messages.success(request, f"{username} added as {new.membership.get_role_display()}.")
-    if new.initial_password:
-        request.session[f"{_NEW_MEMBER}.{tenant.schema_name}"] = {
-            "username": username,
-            "password": new.initial_password,
-        }
+def _invitation_url(request: HttpRequest, secret: str) -> str:
+    """The link to pass on: outside any tenant, since its holder is not a member yet."""
+    return request.build_absolute_uri(
+        reverse("invitation", args=[secret], urlconf=settings.PUBLIC_SCHEMA_URLCONF)
+    )
 
 
-def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
+def _invite(request: HttpRequest, tenant: Any) -> None:
+    """Invite an address; the link waits in the session for the next page (never in a banner)."""
+    form = forms.InviteForm(request.POST)
+    if not form.is_valid():
+        refuse_form(request, "The invitation was not made", form)
+        return
+    issued = invitations.invitation_create(tenant=tenant, invited_by=_user(request), **form.cleaned_data)
+    email = issued.invitation.email
+    messages.success(request, f"Invitation for {email} made: send them the link below.")
+    request.session[f"{_NEW_INVITATION}.{tenant.schema_name}"] = {
+        "email": email,
+        "url": _invitation_url(request, issued.secret),
+    }
+
+
+def _members_post(request: HttpRequest, tenant: Any) -> None:
     action = request.POST.get("action")
-    if action == "add":
-        form = forms.MemberAddForm(request.POST)
-        if not form.is_valid():
-            messages.error(request, "Check the member's details.")
-            return None
-        _member_add(request, tenant, form.cleaned_data)
-        return None
-    membership = get_object_or_404(Membership, pk=request.POST.get("membership"), tenant=tenant)
+    if action == "invite":
+        _invite(request, tenant)
+        return
+    if action == "withdraw":
+        invitation = get_object_or_404(invitations.pending(tenant=tenant), pk=_pk(request, "invitation"))
+        invitations.invitation_revoke(invitation=invitation)
+        messages.success(request, f"Invitation for {invitation.email} withdrawn: its link no longer works.")
+        return
+    membership = get_object_or_404(Membership, pk=_pk(request, "membership"), tenant=tenant)
     if action == "role":
         role_form = forms.MemberRoleForm(request.POST)
         if role_form.is_valid():
@@ -182,10 +195,17 @@ def _members_post(request: HttpRequest, tenant: Any) -> HttpResponse | None:
     elif action == "remove":
         services.membership_remove(membership=membership)
         messages.success(request, f"{membership.user.username} removed.")
-    return None
 
 
-@never_cache  # the page after an add carries the new member's one-time password
+def _pk(request: HttpRequest, field: str) -> int:
+    """A posted row id; anything but digits is no row at all (404), never a 500."""
+    value = request.POST.get(field, "")
+    if not value.isdigit():
+        raise Http404
+    return int(value)
+
+
+@never_cache  # the page after an invitation carries its link
 @tenant_page(write_role=Role.ADMIN)
 def members(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
@@ -195,12 +215,15 @@ def members(request: HttpRequest) -> HttpResponse:
         except DomainError as error:
             _fail(request, error)
         return redirect("tenant-members")
+    can_manage = at_least(request.tenant_role, Role.ADMIN)  # type: ignore[attr-defined]
     context = {
         "memberships": selectors.membership_list(tenant=tenant),
-        "add_form": forms.MemberAddForm(),
+        "invitations": invitations.pending(tenant=tenant) if can_manage else [],
+        "invite_form": forms.InviteForm(),
         "role_choices": forms.ROLE_CHOICES,
-        "can_manage": at_least(request.tenant_role, Role.ADMIN),  # type: ignore[attr-defined]
-        "new_member": request.session.pop(f"{_NEW_MEMBER}.{tenant.schema_name}", None),  # once, in its tenant
+        "can_manage": can_manage,
+        "invitation_days": invitations.INVITATION_TTL.days,
+        "new_invitation": request.session.pop(f"{_NEW_INVITATION}.{tenant.schema_name}", None),  # once
     }
     return render(request, "tenants/members.html", context)
 
@@ -327,3 +350,46 @@ def platform_audit(request: HttpRequest) -> HttpResponse:
         request, "platform/audit.html", trail=audit_selectors.platform_trail, show=lambda values: values,
         socket_url="/ws/platform/audit/", export_url="/api/v1/audit/export/",
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- invitation links
+
+
+@never_cache  # the page is the link's: never stored on the way
+def invitation(request: HttpRequest, secret: str) -> HttpResponse:
+    """An invitation's page: join signed in, or create an account and join. Every link that
+    cannot be accepted gets the same 404 page, whatever the reason (tenants/invitations.py)."""
+    found = invitations.invitation_open(secret)
+    if found is None:
+        context = {"invitation_days": invitations.INVITATION_TTL.days}
+        return render(request, "tenants/invitation_invalid.html", context, status=404)
+    signed_in = request.user.is_authenticated
+    signup = forms.InvitationSignupForm(request.POST if request.method == "POST" and not signed_in else None)
+    if request.method == "POST":
+        user = _user(request) if signed_in else _signup(signup, found)
+        if user is not None:
+            return _join(request, found, user, signed_in)
+    context = {"invitation": found, "signup_form": signup, "signed_in": signed_in}
+    return render(request, "tenants/invitation.html", context)
+
+
+def _signup(form: forms.InvitationSignupForm, found: Any) -> User | None:
+    """The account made from the form (its e-mail is the invitation's), or None: the form shows why."""
+    if not form.is_valid():
+        return None
+    user: User = form.save(commit=False)
+    user.email = found.email
+    user.save()
+    return user
+
+
+def _join(request: HttpRequest, found: Any, user: User, signed_in: bool) -> HttpResponse:
+    try:
+        invitations.invitation_accept(invitation=found, user=user)
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("home")
+    if not signed_in:
+        auth_login(request, user)
+    messages.success(request, f"You joined {found.tenant.name} as {found.get_role_display()}.")
+    return redirect(f"/t/{found.tenant.slug}/")

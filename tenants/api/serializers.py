@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from audit.models import ActorType
 from audit.selectors import Filters
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Tenant
 from tenants.roles import TENANT_ROLES, Role
 from tenants.selectors import tenant_quota
 
@@ -62,19 +62,27 @@ class MembershipSerializer(serializers.ModelSerializer[Membership]):
         read_only_fields = fields
 
 
-class MembershipCreateSerializer(serializers.Serializer[Any]):
-    username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
-    email = serializers.EmailField(required=False, default="")
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    invited_by = serializers.CharField(
+        source="invited_by.username", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(serializers.Serializer[Any]):
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=TENANT_ROLE_CHOICES)
 
 
-class MembershipCreatedSerializer(MembershipSerializer):
-    initial_password = serializers.CharField(
-        read_only=True, allow_null=True, help_text="Set when the user was created; shown once."
-    )
+class InvitationCreatedSerializer(InvitationSerializer):
+    url = serializers.URLField(read_only=True, help_text="The link to send: in this answer only.")
 
-    class Meta(MembershipSerializer.Meta):
-        fields = [*MembershipSerializer.Meta.fields, "initial_password"]
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "url"]
         read_only_fields = fields
 
 

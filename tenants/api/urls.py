@@ -1,10 +1,17 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from tenants.api.views import MembershipViewSet, TenantAuditViewSet, TenantMeViewSet, TokenViewSet
+from tenants.api.views import (
+    InvitationViewSet,
+    MembershipViewSet,
+    TenantAuditViewSet,
+    TenantMeViewSet,
+    TokenViewSet,
+)
 
 router = SimpleRouter()
 router.register("members", MembershipViewSet, basename="member")
+router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("audit", TenantAuditViewSet, basename="audit")
 

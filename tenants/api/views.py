@@ -7,9 +7,11 @@ from itertools import islice
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
@@ -28,12 +30,12 @@ from core.api.schema import ERRORS, error_responses
 from core.api.views import valid_data
 from core.errors import PermissionDenied, ValidationFailed
 from core.users import User, is_platform_admin
-from tenants import selectors, services
+from tenants import invitations, selectors, services
 from tenants.access import member_role
 from tenants.api import serializers as s
 from tenants.api.base import TenantViewSet
 from tenants.api.permissions import PlatformAdmin, PublicAuthenticated
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Tenant
 from tenants.roles import Role, at_least
 
 # ------------------------------------------------------------ platform API: tenants
@@ -139,7 +141,8 @@ class TenantMeViewSet(TenantViewSet):
     retrieve=extend_schema(summary="Get a member", responses={200: s.MembershipSerializer, **ERRORS}),
 )
 class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """Members of the tenant. Everyone reads; tenant admins change."""
+    """Members of the tenant. Everyone reads; tenant admins change roles and remove. Nobody is
+    added here: people join by accepting an invitation (InvitationViewSet)."""
 
     serializer_class = s.MembershipSerializer
     write_role = Role.ADMIN
@@ -148,17 +151,6 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if self.schema_only:
             return Membership.objects.none()
         return selectors.membership_list(tenant=self.tenant)
-
-    @extend_schema(
-        summary="Add a member (creates the user when new)",
-        request=s.MembershipCreateSerializer,
-        responses={201: s.MembershipCreatedSerializer, **ERRORS},
-    )
-    def create(self, request: Request) -> Response:
-        data = valid_data(s.MembershipCreateSerializer, request)
-        new = services.membership_add(tenant=self.tenant, **data)
-        body = {**s.MembershipSerializer(new.membership).data, "initial_password": new.initial_password}
-        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Change a member's role",
@@ -173,6 +165,43 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     @extend_schema(summary="Remove a member", responses={204: None, **ERRORS})
     def destroy(self, request: Request, pk: str) -> Response:
         services.membership_remove(membership=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List pending invitations", responses={200: s.InvitationSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="Get a pending invitation", responses={200: s.InvitationSerializer, **ERRORS}
+    ),
+)
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Invitations to join the tenant, for tenant admins only: they name e-mail addresses, not
+    accounts, and their links are in the creating answer only (tenants/invitations.py)."""
+
+    serializer_class = s.InvitationSerializer
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        if self.schema_only:
+            return Invitation.objects.none()
+        return invitations.pending(tenant=self.tenant)
+
+    @extend_schema(
+        summary="Invite an e-mail address (the link is in this answer only)",
+        request=s.InvitationCreateSerializer,
+        responses={201: s.InvitationCreatedSerializer, **ERRORS},
+    )
+    def create(self, request: Request) -> Response:
+        data = valid_data(s.InvitationCreateSerializer, request)
+        issued = invitations.invitation_create(tenant=self.tenant, invited_by=_user(request), **data)
+        path = reverse("invitation", args=[issued.secret], urlconf=settings.PUBLIC_SCHEMA_URLCONF)
+        body = {**s.InvitationSerializer(issued.invitation).data, "url": request.build_absolute_uri(path)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Withdraw an invitation (its link stops working)", responses={204: None, **ERRORS})
+    def destroy(self, request: Request, pk: str) -> Response:
+        invitations.invitation_revoke(invitation=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -11,6 +11,7 @@ from django_tenants.utils import schema_context
 from functions.models import Build, BuildState, Draft
 from functions.services import functions as function_services
 from functions.services import versions
+from tenants import invitations
 from tenants.models import ApiToken, Membership
 from testsupport.matrix import assert_access, call
 
@@ -21,7 +22,14 @@ def _ids(world: Any) -> dict[str, int]:
     vera_token = ApiToken.objects.create(
         tenant=world.acme, user=world.vera, name="v", role="viewer", key_id="0" * 12, digest="x"
     )
-    return {"member": Membership.objects.get(user=world.vera).pk, "token": vera_token.pk}
+    invitation = invitations.invitation_create(
+        tenant=world.acme, email="i@example.org", role="viewer", invited_by=world.alice
+    ).invitation
+    return {
+        "member": Membership.objects.get(user=world.vera).pk,
+        "token": vera_token.pk,
+        "invitation": invitation.pk,
+    }
 
 
 # (method, path template, body, a persona it works for, success status, {persona: refusal})
@@ -29,14 +37,18 @@ ENDPOINTS = [
     ("get", "/t/{t}/api/v1/me/", None, "vera", 200, {}),
     ("get", "/t/{t}/api/v1/members/", None, "vera", 200, {}),
     ("get", "/t/{t}/api/v1/members/{member}/", None, "vera", 200, {}),
+    # Nobody is added directly: people join by accepting an invitation.
+    ("get", "/t/{t}/api/v1/invitations/", None, "alice", 200, {"vera": 403, "bob": 403}),
+    ("get", "/t/{t}/api/v1/invitations/{invitation}/", None, "alice", 200, {"vera": 403, "bob": 403}),
     (
         "post",
-        "/t/{t}/api/v1/members/",
-        {"username": "nina", "role": "viewer"},
+        "/t/{t}/api/v1/invitations/",
+        {"email": "nina@example.org", "role": "viewer"},
         "alice",
         201,
         {"vera": 403, "bob": 403},
     ),
+    ("delete", "/t/{t}/api/v1/invitations/{invitation}/", None, "alice", 204, {"vera": 403, "bob": 403}),
     (
         "patch",
         "/t/{t}/api/v1/members/{member}/",

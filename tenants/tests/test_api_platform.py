@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenants.models import Membership, Tenant, TenantState
+from tenants.models import Invitation, Tenant, TenantState
 from testsupport.fixtures import error_of
 
 pytestmark = pytest.mark.django_db
@@ -78,14 +78,13 @@ def test_suspend_and_resume(world, api):
     assert response.json()["suspended"] is True
     # members can still read but not write
     assert api(world.alice).get("/t/acme/api/v1/members/").status_code == 200
-    write = api(world.alice).post(
-        "/t/acme/api/v1/members/", {"username": "z", "role": "viewer"}, format="json"
-    )
+    invite = {"email": "z@example.org", "role": "viewer"}
+    write = api(world.alice).post("/t/acme/api/v1/invitations/", invite, format="json")
     assert write.status_code == 403
     assert error_of(write)["code"] == "tenant_suspended"
-    assert not Membership.objects.filter(user__username="z").exists()
+    assert not Invitation.objects.exists()
     api(world.admin).patch(f"{URL}acme/", {"suspended": False}, format="json")
-    ok = api(world.alice).post("/t/acme/api/v1/members/", {"username": "z", "role": "viewer"}, format="json")
+    ok = api(world.alice).post("/t/acme/api/v1/invitations/", invite, format="json")
     assert ok.status_code == 201
 
 

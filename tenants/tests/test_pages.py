@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Tenant
 from tenants.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -64,20 +64,22 @@ def test_the_switcher_comes_with_the_role_and_says_the_same_as_on_its_own(world,
     assert options.findall(client.get("/t/acme/").content.decode()) == ["acme", "globex"]
 
 
-def test_admin_adds_member_through_the_page(world, client):
+def test_admin_invites_through_the_page(world, client):
     client.force_login(world.alice)
-    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "viewer"})
+    invite = {"action": "invite", "email": "newbie@example.org", "role": "viewer"}
+    response = client.post("/t/acme/members/", invite)
     assert response.status_code == 302
-    assert Membership.objects.get(user__username="newbie").tenant == world.acme
+    assert Invitation.objects.get(email="newbie@example.org").tenant == world.acme
     follow = client.get("/t/acme/members/")
-    assert b"one-time password" in follow.content
+    assert b"Invitation link for newbie@example.org" in follow.content
 
 
 def test_developer_cannot_change_members_through_the_page(world, client):
     client.force_login(world.bob)
-    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "admin"})
+    invite = {"action": "invite", "email": "newbie@example.org", "role": "admin"}
+    response = client.post("/t/acme/members/", invite)
     assert response.status_code == 403
-    assert not Membership.objects.filter(user__username="newbie").exists()
+    assert not Invitation.objects.exists()
 
 
 def test_admin_cannot_touch_other_tenants_member_by_id(world, client):
@@ -109,10 +111,11 @@ def test_suspended_tenant_pages_are_read_only(world, client):
     Tenant.objects.filter(pk=world.acme.pk).update(suspended=True)
     client.force_login(world.alice)
     assert client.get("/t/acme/members/").status_code == 200
-    response = client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "viewer"})
+    invite = {"action": "invite", "email": "newbie@example.org", "role": "viewer"}
+    response = client.post("/t/acme/members/", invite)
     assert response.status_code == 403
     assert b"suspended" in response.content
-    assert not Membership.objects.filter(user__username="newbie").exists()
+    assert not Invitation.objects.exists()
 
 
 def test_tenant_not_ready_page(world, client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 
 from core.env import env_bool, env_choice, env_int, env_list, env_str, env_str_map
 
@@ -39,6 +40,26 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Content-Security-Policy on every answer (csp.middleware.CSPMiddleware, first in MIDDLEWARE; README
+# "Configuration"): the portal's own scripts, styles, images, fetches and websockets only ('self'
+# is ws:/wss: of the same origin too), no inline script, no plugins, no framing. The nonce appears
+# only in answers whose template reads request.csp_nonce: the function workspace, because
+# CodeMirror (style-mod) can only style its editor with a <style> element, which it gives the nonce
+# (static/src/editor.js); every other answer, and so the 404s that must not differ, has none.
+# data: images are Pico's and Swagger UI's inline SVG icons, in their stylesheets.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 SHARED_APPS = [
     "django_tenants",
@@ -78,6 +99,7 @@ TENANT_LIMIT_SET_CALLS = True
 AUTH_USER_MODEL = "portal.User"
 
 MIDDLEWARE = [
+    "csp.middleware.CSPMiddleware",  # first: every answer gets the policy, errors too
     "portal.middleware.HealthMiddleware",
     "portal.metrics.RequestMetricsMiddleware",
     "portal.middleware.NulInUrlMiddleware",

@@ -30,6 +30,7 @@ from playwright.sync_api import Browser, BrowserType, Page, Playwright, expect, 
 from tenants import services
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
+from testsupport.axe import refuse_csp_violations_in
 from testsupport.fixtures import slow_password
 
 pytestmark = [
@@ -77,7 +78,9 @@ def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
 
 @pytest.fixture(scope="module")
 def browser(browser_type: BrowserType, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
-    browser = browser_type.launch(**browser_type_launch_args)
+    """Chromium, whose every context fails its test on a Content-Security-Policy violation in any
+    page it opened (testsupport.axe.refuse_csp_violations): every browser module uses this one."""
+    browser = refuse_csp_violations_in(browser_type.launch(**browser_type_launch_args))
     yield browser
     browser.close()
 

@@ -28,6 +28,9 @@ function mount(textarea) {
       textarea.dataset.codeEditor === "python" ? python() : [],
       indentUnit.of("    "), // PEP 8
       lintGutter(),
+      // CodeMirror styles itself with a <style> element: the Content-Security-Policy lets it in
+      // with the page's nonce (see cspNonce).
+      EditorView.cspNonce.of(cspNonce()),
       EditorState.readOnly.of(readOnly),
       // The editor is the field now: it takes the hidden textarea's label (its file name).
       EditorView.contentAttributes.of({
@@ -45,7 +48,9 @@ function mount(textarea) {
       }),
     ],
   });
-  textarea.style.display = "none";
+  // Hidden by attribute, not a style: htmx's history snapshot keeps the page as HTML, and a
+  // style attribute read back from it is refused by the Content-Security-Policy.
+  textarea.hidden = true;
   textarea.insertAdjacentElement("afterend", view.dom);
   view.dispatch(setDiagnostics(view.state, diagnostics(view.state.doc, problemsOf(textarea))));
   if (!readOnly) {
@@ -55,6 +60,14 @@ function mount(textarea) {
   }
   window.codeEditors = window.codeEditors || {};
   window.codeEditors[textarea.name || textarea.id] = view;
+}
+
+// The style nonce of the page's Content-Security-Policy: the workspace page puts it on its
+// [data-csp-nonce] element, outside the tab panel, so that a panel htmx swaps in (its answer has
+// another nonce, which this document does not accept) cannot replace it. The browser hides the
+// attribute once the element is in the page; the nonce property keeps it, for scripts only.
+function cspNonce() {
+  return document.querySelector("[data-csp-nonce]")?.nonce || "";
 }
 
 function problemsOf(textarea) {

@@ -9,6 +9,10 @@ import { mountMetrics } from "./metrics.js";
 import "./testpanel.js"; // saved test events: one document-wide listener
 
 window.htmx = htmx;
+// The Content-Security-Policy (portal/settings.py) refuses inline styles: htmx's indicator rules
+// are in main.css instead of the <style> htmx would add when the page is ready (after this runs:
+// the bundle is a deferred script).
+htmx.config.includeIndicatorStyles = false;
 
 // A partial that answers a refused form with itself (the form and why, e.g. a 400 or a 409)
 // says so with this header: htmx then swaps it in like a 200 instead of dropping it.

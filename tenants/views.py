@@ -361,8 +361,8 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
     cannot be accepted gets the same 404 page, whatever the reason (tenants/invitations.py)."""
     found = invitations.invitation_open(secret)
     if found is None:
-        context = {"invitation_days": invitations.INVITATION_TTL.days}
-        return render(request, "tenants/invitation_invalid.html", context, status=404)
+        days = {"invitation_days": invitations.INVITATION_TTL.days}
+        return render(request, "tenants/invitation_invalid.html", days, status=404)
     signed_in = request.user.is_authenticated
     signup = forms.InvitationSignupForm(request.POST if request.method == "POST" and not signed_in else None)
     if request.method == "POST":

@@ -49,9 +49,10 @@ def _assignable(role: str) -> Role:
 def _change(
     action: str, tenant: Tenant, invitation: Invitation, before: dict[str, Any] | None = None
 ) -> AbstractContextManager[audit.Change]:
-    """An invitation's record names it by its key id and never holds its secret or digest."""
+    """An invitation's record names it by its e-mail address (what the admins know it by) and
+    never holds its secret or digest."""
     return audit.change(
-        action, object_type="invitation", object_name=invitation.key_id, before=before, tenant=tenant
+        action, object_type="invitation", object_name=invitation.email, before=before, tenant=tenant
     )
 
 

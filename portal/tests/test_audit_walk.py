@@ -32,6 +32,7 @@ from functions.models import (
 from functions.services import configuration, versions
 from functions.services import functions as function_services
 from releases.services import rollouts as rollout_services
+from tenants import invitations
 from tenants import services as tenant_services
 from tenants.models import Membership, Tenant, TenantState
 from testsupport.captures import captured_request
@@ -232,9 +233,13 @@ WRITES: dict[tuple[str, str], Write] = {
         "hello",
         after={"method": "POST", "path": "/hello"},
     ),
-    ("post", "/t/{tenant}/api/v1/members/"): Write(
-        f"{T}/members/", {"username": "carol", "role": "viewer"}, 201, "member.add", "carol",
-        after={"role": "viewer"},
+    ("post", "/t/{tenant}/api/v1/invitations/"): Write(
+        f"{T}/invitations/", {"email": "carol@example.org", "role": "viewer"}, 201, "invitation.create",
+        "carol@example.org", after={"email": "carol@example.org", "role": "viewer"},
+    ),
+    ("delete", "/t/{tenant}/api/v1/invitations/{id}/"): Write(
+        f"{T}/invitations/{{invitation}}/", None, 204, "invitation.revoke", "dave@example.org",
+        before={"state": "pending"}, after={"state": "withdrawn"},
     ),
     ("patch", "/t/{tenant}/api/v1/members/{id}/"): Write(
         f"{T}/members/{{member}}/", {"role": "developer"}, 200, "member.update", "vera",
@@ -300,11 +305,15 @@ def scene(world: Any) -> Iterator[dict[str, Any]]:
     Tenant.objects.create(slug="failing", name="Failing", schema_name="t_failing", state=TenantState.FAILED)
     alice = tenant_services.token_create(tenant=world.acme, user=world.alice, name="walk", role="admin")
     spare = tenant_services.token_create(tenant=world.acme, user=world.alice, name="spare", role="viewer")
+    invitation = invitations.invitation_create(
+        tenant=world.acme, email="dave@example.org", role="viewer", invited_by=world.alice
+    ).invitation
     root = tenant_services.token_create(tenant=None, user=world.admin, name="walk", role="platform_admin")
     with captured_request(world.acme.namespace, "hello") as capture:
         yield {
             "alice": alice, "root": root, "spare_key_id": spare.token.key_id, "spare_token": spare.token.pk,
             "member": Membership.objects.get(tenant=world.acme, user=world.vera).pk, "capture": capture,
+            "invitation": invitation.pk,
             **rollouts,
         }  # fmt: skip
 

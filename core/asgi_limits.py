@@ -57,6 +57,7 @@ LARGE_BODY_ROUTES = (
     # ConfigMaps.
     r"api/v1/functions/[^/]+/(upload|code|invoke)/",
     r"api/v1/(secrets|configmaps)/([^/]+/)?",
+    r"api/v1/spec/apply/",  # a Fission spec folder (a zip): functions/fission_spec
 )
 
 _END_OF_BODY = {"type": "http.request", "body": b"", "more_body": False}

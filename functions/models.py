@@ -435,3 +435,21 @@ class QueueTrigger(Targeted):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SpecObject(models.Model):
+    """An object a Fission spec folder created (functions/fission_spec): its kind and name, and
+    the folder's deployment-config uid, which is how Fission's ``spec apply`` tracks what a folder
+    owns. ``delete`` removes only those; a row whose object is gone by other means is ignored."""
+
+    spec_uid = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=32)
+    name = models.CharField(max_length=63)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="spec_object_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} of spec {self.spec_uid}"

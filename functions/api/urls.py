@@ -8,6 +8,7 @@ router.register("environments", views.EnvironmentViewSet, basename="environment"
 router.register("functions", views.FunctionViewSet, basename="function")
 router.register("secrets", views.SecretViewSet, basename="secret")
 router.register("configmaps", views.ConfigMapViewSet, basename="configmap")
+router.register("spec", views.SpecViewSet, basename="spec")
 
 nested = SimpleRouter()
 nested.register("builds", views.BuildViewSet, basename="build")

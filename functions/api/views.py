@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -24,6 +25,8 @@ from core.api.views import valid_data
 from core.errors import Conflict, ValidationFailed
 from functions import quotas, selectors
 from functions.api import serializers as s
+from functions.fission_spec import apply as spec_apply
+from functions.fission_spec import export as spec_export
 from functions.models import (
     Alias,
     Build,
@@ -605,3 +608,67 @@ def _code(function: Function) -> dict[str, Any]:
     problems = [p.as_dict() for p in selectors.draft_problems(function=function)]
     return {"files": draft.files, "revision": draft.revision, "archive_name": draft.archive_name,
             "problems": problems}  # fmt: skip
+
+
+# --- Fission spec folders (functions/fission_spec) -------------------------------------------------
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "")
+    if value not in ("", "0", "1", "false", "true"):
+        raise ValidationFailed(f"{name} is 1 or 0.", detail={name: ["1, 0, true or false."]})
+    return value in ("1", "true")
+
+
+_SPEC_FLAGS = [
+    OpenApiParameter("dry_run", bool, description="Plan only: change nothing."),
+    OpenApiParameter(
+        "delete", bool, description="Also delete what this folder (its uid) created and no longer has."
+    ),
+]
+
+
+# The answer of spec/apply/ (the shared API contract); here, not in serializers.py, as it only
+# documents the schema: the answer is built by fission_spec.apply.Outcome.shown.
+_SPEC_PLAN = inline_serializer("SpecApply", {
+    "dry_run": serializers.BooleanField(), "changed": serializers.BooleanField(),
+    "plan": inline_serializer("SpecPlanStep", {
+        "action": serializers.ChoiceField(choices=["create", "update", "delete", "unchanged"]),
+        "kind": serializers.CharField(), "name": serializers.CharField(),
+        "file": serializers.CharField(allow_null=True),
+    }, many=True),
+    "deployments": serializers.ListField(child=serializers.IntegerField()),
+})  # fmt: skip
+
+
+class SpecViewSet(TenantViewSet):
+    """``spec/apply/`` (developer) and ``spec/export/`` (viewer): a tenant as a Fission spec folder."""
+
+    @extend_schema(
+        summary="Apply a Fission spec folder (a zip of specs/ and its sources): create, update, delete",
+        request={"application/zip": {"type": "string", "format": "binary"}},
+        parameters=_SPEC_FLAGS,
+        responses={200: _SPEC_PLAN, **ERRORS},
+    )
+    @action(detail=False, methods=["post"], url_path="apply")
+    def apply(self, request: Request) -> Response:
+        outcome = spec_apply.spec_apply(
+            data=request.body, dry_run=_flag(request, "dry_run"), delete=_flag(request, "delete"),
+            user=_username(request),
+        )  # fmt: skip
+        return Response(outcome.shown())
+
+    @extend_schema(
+        summary="Export the tenant, or one function and what it needs, as a Fission spec folder (a zip)",
+        parameters=[
+            OpenApiParameter("function", str, description="Only this function (its environment, triggers).")
+        ],
+        responses={(200, "application/zip"): {"type": "string", "format": "binary"}, **ERRORS},
+    )
+    @action(detail=False, methods=["get"], url_path="export")
+    def export(self, request: Request) -> HttpResponse:
+        name = request.query_params.get("function")
+        function = get_object_or_404(selectors.function_queryset(), name=name) if name is not None else None
+        response = HttpResponse(spec_export.spec_export(function=function), content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="specs.zip"'
+        return response

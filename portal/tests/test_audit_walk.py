@@ -8,7 +8,9 @@ Alice in acme; the platform admin for the platform API), so the actor checked is
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,25 @@ class Write:
     after: dict[str, Any] = field(default_factory=dict)  # expected changes[k][1]
     fmt: str = "json"
     platform: bool = False
+
+
+def _spec_folder() -> bytes:
+    """A Fission spec folder (zipped) that creates one object: environment ``walk``."""
+    documents = {
+        "specs/fission-deployment-config.yaml": (
+            "apiVersion: fission.io/v1\nkind: DeploymentConfig\nname: walk\n"
+            "uid: 0b0e8f9e-3c5d-4f6a-9b1c-2d3e4f5a6b7c\n"
+        ),
+        "specs/env-walk.yaml": (
+            "apiVersion: fission.io/v1\nkind: Environment\nmetadata:\n  name: walk\n"
+            "spec:\n  runtime:\n    image: ghcr.io/fission/python-env\n  version: 3\n  poolsize: 1\n"
+        ),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in documents.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
 
 
 def _upload() -> dict[str, Any]:
@@ -233,6 +254,10 @@ WRITES: dict[tuple[str, str], Write] = {
         "hello",
         after={"method": "POST", "path": "/hello"},
     ),
+    ("post", "/t/{tenant}/api/v1/spec/apply/"): Write(
+        f"{T}/spec/apply/", _spec_folder, 200, "environment.create", "walk", after={"poolsize": 1},
+        fmt="zip",
+    ),
     ("post", "/t/{tenant}/api/v1/invitations/"): Write(
         f"{T}/invitations/", {"email": "carol@example.org", "role": "viewer"}, 201, "invitation.create",
         "carol@example.org", after={"email": "carol@example.org", "role": "viewer"},
@@ -335,7 +360,11 @@ def _call(api: Any, secret: str, verb: str, write: Write, scene: dict[str, Any])
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_USER_AGENT=USER_AGENT)
     body = write.body() if callable(write.body) else write.body
     method, url = getattr(client, verb), write.url.format(**scene)
-    return method(url) if body is None else method(url, body, format=write.fmt)
+    if body is None:
+        return method(url)
+    if write.fmt == "zip":  # a raw body, as the CLI sends a spec folder
+        return method(url, body, content_type="application/zip")
+    return method(url, body, format=write.fmt)
 
 
 @pytest.mark.parametrize("operation", sorted(WRITES), ids=lambda op: f"{op[0]} {op[1]}")

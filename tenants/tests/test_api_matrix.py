@@ -68,6 +68,10 @@ ENDPOINTS = [
     ("get", "/t/{t}/api/v1/audit/export/", None, "alice", 200, {"vera": 403, "bob": 403}),
     # No Prometheus answers in this test: past the access checks, metrics are 503 (metrics/tests).
     ("get", "/t/{t}/api/v1/metrics/", None, "vera", 503, {}),
+    # Fission spec folders: any member exports; applying needs developer. A JSON body is not a zip:
+    # past the access checks, 400 (functions/tests/test_fission_spec.py applies real folders).
+    ("get", "/t/{t}/api/v1/spec/export/", None, "vera", 200, {}),
+    ("post", "/t/{t}/api/v1/spec/apply/", {}, "bob", 400, {"vera": 403}),
 ]
 
 

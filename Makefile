@@ -17,9 +17,12 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
 	.build/staticfiles/staticfiles.json
 
-$(VENV)/.installed: requirements.txt
+# Then the `faas` command-line client (cli/) as .venv/bin/faas, editable: the lock holds its
+# dependencies and its build's (wheel), so nothing more is fetched.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 # What functions run with (runtime/interpreters.py): one virtualenv per interpreter found, holding

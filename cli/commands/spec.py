@@ -50,8 +50,7 @@ def show_plan(result: dict[str, Any], fmt: str) -> None:
     for item in result["plan"]:
         counts[item["action"]] = counts.get(item["action"], 0) + 1
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing"
-    prefix = "Would " if result["dry_run"] else ""
-    click.echo(f"{prefix}{summary}." if result["dry_run"] else f"Applied: {summary}.", err=True)
+    click.echo(f"{'Plan (nothing changed)' if result['dry_run'] else 'Applied'}: {summary}.", err=True)
 
 
 @spec.command("apply")

@@ -75,6 +75,8 @@ class SpecFolder:
         relative to the folder's root, as Fission resolves them) minus ``exclude``; named relative
         to their common folder, as Fission zips them. ValidationFailed naming the field otherwise."""
         include, exclude = spec.body.get("include"), spec.body.get("exclude") or []
+        if spec.body.get("rootdir"):  # Fission's default root is the only one a zipped folder has
+            raise refuse(spec.file, "rootdir", "Not supported: the globs are relative to the folder's root.")
         if not isinstance(include, list) or not include or not all(isinstance(p, str) for p in include):
             raise refuse(spec.file, "include", "A list of at least one file or pattern.")
         if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):

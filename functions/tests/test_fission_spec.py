@@ -145,6 +145,18 @@ def test_errors_name_the_file_and_the_field_and_change_nothing(world, api):
     assert state(world.acme.schema_name) == before
 
 
+def test_an_archive_rootdir_is_refused_not_ignored(world, api):
+    files = folder_files()
+    files["specs/function-hello.yaml"] = files["specs/function-hello.yaml"].replace(
+        b"kind: ArchiveUploadSpec\n", b"kind: ArchiveUploadSpec\nrootdir: /src\n", 1
+    )
+    before = state(world.acme.schema_name)
+    response = apply(api(world.bob), zipped(files))
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["detail"]["specs/function-hello.yaml"]) == ["rootdir"]
+    assert state(world.acme.schema_name) == before
+
+
 def test_a_bad_cron_in_one_object_rolls_back_the_others(world, api):
     bob = api(world.bob)
     files = folder_files()

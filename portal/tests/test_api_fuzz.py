@@ -62,6 +62,8 @@ RICH_EXAMPLES = 25
 EDGES = ["\x00", "a\x00b", "é", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
 STRINGS = {"string": {"dictionary": "edges", "probability": 0.2}}
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
+# A zipped spec folder (spec/apply/) is sent as the bytes generated for it, as any binary body.
+schemathesis.serializer.alias("application/zip", "application/octet-stream")
 # Each operation must answer 2xx at least once, or the run only saw refusals (a revoked token,
 # a deleted fixture) and proved little; but for these, which answer 2xx to no generated request.
 PLATFORM = ("GET /", "POST /", "GET /{slug}/", "PATCH /{slug}/", "DELETE /{slug}/", "POST /{slug}/retry/")
@@ -71,6 +73,7 @@ NEVER_2XX = {
         for label in PLATFORM
     },
     f"POST {TENANT}/functions/{{name}}/upload/": "a generated file is named neither *.py nor *.zip",
+    f"POST {TENANT}/spec/apply/": "a generated body is not a zip of a Fission spec folder",
     "GET /api/v1/audit/": "the platform API refuses a tenant token",
     "GET /api/v1/audit/export/": "the platform API refuses a tenant token",
 }

@@ -45,7 +45,7 @@ from functions.models import (
 from functions.services import functions, versions
 from releases.services import replays as replay_services
 from releases.services import rollouts as rollout_services
-from tenants import services
+from tenants import invitations, services
 from tenants.models import Membership
 from testsupport.captures import captured_request
 from testsupport.fixtures import World
@@ -109,6 +109,11 @@ def _scene(world: World, capture: str) -> tuple[str, dict[str, Any], dict[str, A
     token = services.token_create(tenant=world.acme, user=world.alice, name="fuzz", role="admin")
     spare = services.token_create(tenant=world.acme, user=world.alice, name="spare", role="viewer")
     vera = Membership.objects.get(tenant=world.acme, user=world.vera)
+    # Pending invitations: one to read, one to withdraw (a withdrawn one is no longer found).
+    shown, withdrawn = (
+        invitations.invitation_create(tenant=world.acme, email=email, role="viewer", invited_by=world.alice)
+        for email in ("shown@example.org", "withdrawn@example.org")
+    )
     functions_ = "/functions/{function_name}"
     # Every phase and example: what the deleting, revoking and demoting operations may remove
     # (schemathesis reuses ids it saw in answers, and would remove the run's token or its
@@ -137,6 +142,7 @@ def _scene(world: World, capture: str) -> tuple[str, dict[str, Any], dict[str, A
         },
         **{f"{method} /members/{{id}}/": {"path.id": vera.pk} for method in ("PATCH", "DELETE")},
         "DELETE /tokens/{id}/": {"path.id": spare.token.pk},
+        "DELETE /invitations/{id}/": {"path.id": withdrawn.invitation.pk},
         **{
             f"{method} /functions/{{name}}/{action}": {"path.name": "hello"}
             for method, action in (
@@ -169,6 +175,7 @@ def _scene(world: World, capture: str) -> tuple[str, dict[str, Any], dict[str, A
         f"GET {functions_}/invocations/{{id}}/": {"path.id": (call.pk, 1.0)},
         "GET /members/{id}/": {"path.id": (vera.pk, 1.0)},
         "GET /tokens/{id}/": {"path.id": (spare.token.pk, 1.0)},
+        "GET /invitations/{id}/": {"path.id": (shown.invitation.pk, 1.0)},
         "GET /environments/{name}/": {"path.name": ("python", 1.0)},
         f"POST {functions_}/aliases/": {"body.name": ("beta", 0.5), "body.version": (1, 0.5)},
         f"POST {functions_}/triggers/": {"body.name": ("fuzz", 0.5), "body.path": ("/fuzz", 0.5)},
@@ -219,7 +226,7 @@ def _rollouts(function: Any) -> dict[str, int]:
 RICH = (
     "POST /functions/{name}/invoke/", "PUT /functions/{name}/code/", "GET /logs/", "POST /functions/",
     "PATCH /functions/{name}/", "POST /functions/{function_name}/triggers/", "POST /tokens/",
-    "POST /members/", "POST /functions/{function_name}/time-triggers/",
+    "POST /invitations/", "POST /functions/{function_name}/time-triggers/",
     "POST /functions/{function_name}/queue-triggers/", "PUT /functions/{function_name}/time-triggers/{name}/",
     "PUT /functions/{function_name}/queue-triggers/{name}/",
 )  # fmt: skip

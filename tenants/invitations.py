@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
 from audit import services as audit
@@ -27,7 +30,7 @@ from core.errors import Conflict, ValidationFailed
 from core.users import User
 from tenants import tokens
 from tenants.models import Invitation, Membership, Tenant
-from tenants.roles import TENANT_ROLES, Role
+from tenants.services import check_assignable
 
 INVITATION_TTL = timedelta(days=7)
 
@@ -36,14 +39,6 @@ INVITATION_TTL = timedelta(days=7)
 class IssuedInvitation:
     invitation: Invitation
     secret: str  # the link's secret: in this answer only
-
-
-def _assignable(role: str) -> Role:
-    if role not in [r.value for r in TENANT_ROLES]:
-        raise ValidationFailed(
-            "Unknown role.", detail={"role": [f"One of {[r.value for r in TENANT_ROLES]}."]}
-        )
-    return Role(role)
 
 
 def _change(
@@ -63,7 +58,7 @@ def _shown(invitation: Invitation) -> dict[str, Any]:
 @transaction.atomic
 def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: User | None) -> IssuedInvitation:
     """Invite ``email`` to ``tenant`` as ``role``; nothing about any account is read."""
-    checked = _assignable(role)
+    checked = check_assignable(role)
     if not email:
         raise ValidationFailed("An e-mail address is required.", detail={"email": ["Required."]})
     new = tokens.generate(tokens.INVITATION_PREFIX)
@@ -77,6 +72,12 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: User
     return IssuedInvitation(invitation=invitation, secret=new.secret)
 
 
+def link(request: HttpRequest, secret: str) -> str:
+    """The link to pass on: outside any tenant, since its holder is not a member yet."""
+    path = reverse("invitation", args=[secret], urlconf=settings.PUBLIC_SCHEMA_URLCONF)
+    return request.build_absolute_uri(path)
+
+
 def pending(*, tenant: Tenant) -> QuerySet[Invitation]:
     """The tenant's invitations that can still be accepted, newest first."""
     return Invitation.objects.filter(
@@ -86,7 +87,7 @@ def pending(*, tenant: Tenant) -> QuerySet[Invitation]:
 
 def invitation_open(secret: str) -> Invitation | None:
     """The invitation ``secret`` opens, if it can still be accepted; else None, whatever the reason."""
-    key_id = tokens.parse_invitation_key_id(secret)
+    key_id = tokens.parse_key_id(secret, tokens.INVITATION_PREFIX)
     if key_id is None:
         return None
     invitation = Invitation.objects.select_related("tenant").filter(key_id=key_id).first()

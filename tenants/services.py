@@ -211,7 +211,7 @@ class NewMember:
     initial_password: str | None  # set only when the user was created: shown once
 
 
-def _check_assignable(role: str) -> Role:
+def check_assignable(role: str) -> Role:
     if role not in [r.value for r in TENANT_ROLES]:
         raise ValidationFailed("Unknown role.", detail={"role": [f"One of {TENANT_ROLES}."]})
     return Role(role)
@@ -232,7 +232,7 @@ def _find_or_create_user(username: str, email: str) -> tuple[User, str | None]:
 @transaction.atomic
 def membership_add(*, tenant: Tenant, username: str, role: str, email: str = "") -> NewMember:
     """Add a user (created with a one-time password when new) to the tenant with ``role``."""
-    role = _check_assignable(role)
+    role = check_assignable(role)
     if not username:
         raise ValidationFailed("A username is required.", detail={"username": ["Required."]})
     user, password = _find_or_create_user(username, email)
@@ -261,7 +261,7 @@ def _ensure_an_admin_remains(membership: Membership) -> None:
 @transaction.atomic
 def membership_set_role(*, membership: Membership, role: str) -> Membership:
     """Change a member's role; their tokens above the new role are revoked."""
-    new_role = _check_assignable(role)
+    new_role = check_assignable(role)
     if new_role != Role.ADMIN:
         _ensure_an_admin_remains(membership)
     schema, username = membership.tenant.schema_name, membership.user.username

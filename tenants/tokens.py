@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 PREFIX = "fpt_"
-_TOKEN_RE = re.compile(r"^fpt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_SHAPE = r"^{prefix}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$"
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def digest(token: str) -> str:
 
 # Invitation links (tenants/invitations.py) carry a secret of the same shape, another prefix.
 INVITATION_PREFIX = "fpi_"
-_INVITATION_RE = re.compile(r"^fpi_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_SHAPES = {prefix: re.compile(_SHAPE.format(prefix=prefix)) for prefix in (PREFIX, INVITATION_PREFIX)}
 
 
 def generate(prefix: str = PREFIX) -> NewToken:
@@ -38,13 +38,8 @@ def generate(prefix: str = PREFIX) -> NewToken:
     return NewToken(key_id=key_id, secret=token, digest=digest(token))
 
 
-def parse_key_id(token: str) -> str | None:
-    match = _TOKEN_RE.match(token)
-    return match.group(1) if match else None
-
-
-def parse_invitation_key_id(secret: str) -> str | None:
-    match = _INVITATION_RE.match(secret)
+def parse_key_id(token: str, prefix: str = PREFIX) -> str | None:
+    match = _SHAPES[prefix].match(token)
     return match.group(1) if match else None
 
 

@@ -10,14 +10,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -154,13 +152,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 _NEW_INVITATION = "tenants.new_invitation"
 
 
-def _invitation_url(request: HttpRequest, secret: str) -> str:
-    """The link to pass on: outside any tenant, since its holder is not a member yet."""
-    return request.build_absolute_uri(
-        reverse("invitation", args=[secret], urlconf=settings.PUBLIC_SCHEMA_URLCONF)
-    )
-
-
 def _invite(request: HttpRequest, tenant: Any) -> None:
     """Invite an address; the link waits in the session for the next page (never in a banner)."""
     form = forms.InviteForm(request.POST)
@@ -172,7 +163,7 @@ def _invite(request: HttpRequest, tenant: Any) -> None:
     messages.success(request, f"Invitation for {email} made: send them the link below.")
     request.session[f"{_NEW_INVITATION}.{tenant.schema_name}"] = {
         "email": email,
-        "url": _invitation_url(request, issued.secret),
+        "url": invitations.link(request, issued.secret),
     }
 
 

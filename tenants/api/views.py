@@ -7,11 +7,9 @@ from itertools import islice
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
@@ -195,8 +193,10 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     def create(self, request: Request) -> Response:
         data = valid_data(s.InvitationCreateSerializer, request)
         issued = invitations.invitation_create(tenant=self.tenant, invited_by=_user(request), **data)
-        path = reverse("invitation", args=[issued.secret], urlconf=settings.PUBLIC_SCHEMA_URLCONF)
-        body = {**s.InvitationSerializer(issued.invitation).data, "url": request.build_absolute_uri(path)}
+        body = {
+            **s.InvitationSerializer(issued.invitation).data,
+            "url": invitations.link(request, issued.secret),
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Withdraw an invitation (its link stops working)", responses={204: None, **ERRORS})

@@ -224,9 +224,7 @@ class Executor:
         try:
             if connection is None:
                 connection = await UpstreamConnection.open(str(worker.socket))
-            response = await asyncio.wait_for(
-                connection.send(method, target, headers, body), deployable.function.timeout
-            )
+            response = await connection.send(method, target, headers, body, deployable.function.timeout)
             status = response.status
         except TimeoutError:
             self.destroy(worker, "timed out")

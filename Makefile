@@ -12,7 +12,7 @@ RUNTIME_REQUIREMENTS := runtime/images/python/requirements.txt
 RUNTIME_PYTHONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref
 
 setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
 	.build/staticfiles/staticfiles.json
@@ -73,6 +73,19 @@ sandbox:
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# The reference of bench/runtime.py (bench/reference_env.py: a Flask app under bjoern, the serving
+# mode of Fission's Python environment) in its own virtualenv from its own lock, made from the
+# interpreter the runtime's workers use by default (runtime/interpreters.py), so that reference and
+# workers run the same Python. bjoern is an sdist: it compiles against Debian's libev-dev with gcc.
+BENCH_REF := .build/bench-ref
+bench-ref: $(BENCH_REF)/.installed
+
+$(BENCH_REF)/.installed: requirements-bench.txt $(VENV)/.installed $(RUNTIMES)/.installed
+	@dpkg -s libev-dev >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libev-dev; }
+	rm -rf $(BENCH_REF) && "$$($(PY) -c 'from runtime import interpreters; r = interpreters.installed(); print(r.found[r.default].python)')" -m venv $(BENCH_REF)
+	$(BENCH_REF)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
 # checkov, for the chart tests (portal/tests/test_chart.py: the rendered chart and the Dockerfile), in
 # its own virtualenv from its own lock: it pins packaging (and more) below the portal's, so it never
 # joins .venv. Rebuilt from scratch when requirements-checkov.txt changes.
@@ -108,7 +121,7 @@ format: setup
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
-bench: setup sandbox wrk prometheus
+bench: setup sandbox wrk prometheus bench-ref
 	$(PY) bench/runtime.py
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/events.py

@@ -31,7 +31,7 @@ import os
 import shutil
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -144,6 +144,48 @@ class Worker:
         return (self.function[0], self.function[1], self.function_uid)
 
 
+class Waiters:
+    """Calls waiting for a worker, woken one at a time in arrival order (an ``asyncio.Event``
+    woke them all for each free worker: with 30 waiting, 29 went back to sleep, each time).
+
+    A woken call that then finds no free worker (another took it first) waits again at the back.
+    A call woken but cancelled before it could look passes its turn on, so none is lost."""
+
+    def __init__(self) -> None:
+        self.queue: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self, timeout: float) -> None:
+        """Until woken; TimeoutError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
+        self.queue.append(turn)
+        timer = loop.call_later(timeout, _expire, turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.wake_one()  # woken, but it will not look: the next one does
+            raise
+        finally:
+            timer.cancel()
+            if not turn.done():
+                turn.cancel()
+            with contextlib.suppress(ValueError):
+                self.queue.remove(turn)  # still queued only when it timed out or was cancelled
+
+    def wake_one(self) -> None:
+        while self.queue:
+            turn = self.queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+
+def _expire(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_exception(TimeoutError())
+
+
 class Executor:
     def __init__(self, sandboxes: Sandboxes, run_dir: Path, logs: LogCollector,
                  calls: CallRecorder | None = None) -> None:  # fmt: skip
@@ -161,7 +203,8 @@ class Executor:
         self.environments: dict[EnvKey, Environment] = {}
         self.deployables: dict[FnKey, Deployable] = {}
         self.by_function: dict[FnKey, list[Worker]] = defaultdict(list)
-        self.freed: dict[FnKey, asyncio.Event] = defaultdict(asyncio.Event)
+        # Calls waiting for a newdeploy function's worker at MaxScale, first come first served.
+        self.freed: dict[FnKey, Waiters] = defaultdict(Waiters)
         # Cold starts under way, counted against the limits before their first await.
         self.starting: dict[FnKey, int] = defaultdict(int)
         self.quotas = Quotas()
@@ -261,12 +304,11 @@ class Executor:
             if function.executor == "poolmgr":
                 raise TooManyRequests()
             # newdeploy at MaxScale: wait for a worker like requests queue at a Service
-            self.freed[key].clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TooManyRequests()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.freed[key].wait(), remaining)
+                await self.freed[key].wait(remaining)
 
     async def prepare(self, key: FnKey, request_id: str) -> None:
         """Have the function served by a specialized worker without calling it (the control API's
@@ -285,7 +327,13 @@ class Executor:
         worker.last_used = time.monotonic()
         if worker.state == "retiring" and worker.active == 0:
             self.destroy(worker, "retired")
-        self.freed[key].set()
+        self._wake(key)
+
+    def _wake(self, key: FnKey) -> None:
+        """A worker of ``key`` is free, or gone (room for a new one): the first waiting call tries."""
+        waiters = self.freed.get(key)
+        if waiters is not None:
+            waiters.wake_one()
 
     async def cold_start(self, deployable: Deployable, request_id: str = "") -> Worker:
         """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy).
@@ -553,7 +601,7 @@ class Executor:
             self.pools[worker.env_key].remove(worker)
         if worker.function and worker in self.by_function.get(worker.function, []):
             self.by_function[worker.function].remove(worker)
-            self.freed[worker.function].set()
+            self._wake(worker.function)
         worker.socket.unlink(missing_ok=True)
         if worker.workdir is not None:
             shutil.rmtree(worker.workdir, ignore_errors=True)

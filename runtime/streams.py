@@ -22,6 +22,10 @@ class StreamWriter(Generic[T]):
     (``_written``) or on one leaving the queue, written or not (``_left``)."""
 
     batch_size = 500
+    # How long the first entry waits for others to share its pipeline: a Redis round trip costs
+    # the event loop (the router's) more than a call does, so calls at a low rate must not each
+    # pay one.
+    linger = 0.02
     what = "entries"  # for the log line of a dropped batch
 
     def __init__(self, redis_url: str | None) -> None:
@@ -29,6 +33,7 @@ class StreamWriter(Generic[T]):
         self.queue: asyncio.Queue[T] = asyncio.Queue()
         self.dropped = 0
         self._writer: asyncio.Task[None] | None = None
+        self._lingering: list[T] = []  # taken from the queue, waiting for company
 
     async def start(self) -> None:
         if self.client is not None:
@@ -46,6 +51,10 @@ class StreamWriter(Generic[T]):
     async def _write_forever(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            if self.queue.qsize() < self.batch_size:
+                self._lingering = batch  # stop() writes it if it comes meanwhile
+                await asyncio.sleep(self.linger)  # one pipeline for the entries of a moment, not one each
+                self._lingering = []
             while not self.queue.empty() and len(batch) < self.batch_size:
                 batch.append(self.queue.get_nowait())
             try:
@@ -73,7 +82,7 @@ class StreamWriter(Generic[T]):
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        batch = []
+        batch, self._lingering = self._lingering, []
         while not self.queue.empty():
             batch.append(self.queue.get_nowait())
         if batch and self.client is not None:

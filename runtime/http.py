@@ -97,8 +97,7 @@ class Response:
     worker_ns: int = field(default=-1, compare=False)
 
     def encode(self, keep_alive: bool = True) -> bytes:
-        reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
-        lines = [f"HTTP/1.1 {self.status} {reason}".encode()]
+        lines = [_STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} ".encode()]
         length = str(len(self.body)).encode()
         for k, v in self.headers:
             lower = k.lower()
@@ -112,6 +111,9 @@ class Response:
         if not keep_alive:
             lines.append(b"connection: close")
         return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if self.head_only else self.body)
+
+
+_STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}".encode() for status in HTTPStatus}
 
 
 class BodyTooLarge(Exception):

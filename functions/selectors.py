@@ -26,8 +26,10 @@ from functions.models import (
     Environment,
     Function,
     Invocation,
+    QueueTrigger,
     Secret,
     TargetKind,
+    TimeTrigger,
     Trigger,
     Version,
 )  # fmt: skip
@@ -138,12 +140,41 @@ def environment_usage() -> dict[str, list[str]]:
     usage: dict[str, set[str]] = {name: set() for name in Environment.objects.values_list("name", flat=True)}
     for function_name, environment_name in Function.objects.values_list("name", "environment__name"):
         usage[environment_name].add(function_name)
-    for function in Function.objects.filter(versions__isnull=False).distinct():
-        for version in referenced_versions(function=function):
-            published_on = version.settings.get("environment")
-            if published_on in usage:
-                usage[published_on].add(function.name)
+    for function_name, frozen in _referenced_version_configs():
+        published_on = config.thawed(frozen).get("environment")
+        if published_on in usage:
+            usage[published_on].add(function_name)
     return {name: sorted(names) for name, names in usage.items()}
+
+
+def object_usages() -> dict[str, dict[str, list[str]]]:
+    """For ``secrets`` and ``configmaps``: each name -> the functions that use it (sorted):
+    those naming it now, and those with a deployed version published naming it (what
+    functions.services.configuration.usages answers). Two queries whatever the number of
+    functions: the functions (their settings name them), their referenced versions."""
+    found: dict[str, dict[str, set[str]]] = {"secrets": {}, "configmaps": {}}
+    configs = [(f.name, config.current(f)) for f in Function.objects.all()]
+    configs += [(name, config.thawed(frozen)) for name, frozen in _referenced_version_configs()]
+    for function_name, settings_ in configs:
+        for setting, names in found.items():
+            for name in settings_.get(setting) or []:
+                names.setdefault(name, set()).add(function_name)
+    return {setting: {name: sorted(f) for name, f in names.items()} for setting, names in found.items()}
+
+
+def _referenced_version_configs() -> list[tuple[str, dict[str, Any]]]:
+    """(function name, frozen config) of every version an alias or trigger references: what
+    ``referenced_versions`` answers for each function, in one query for them all (a list of
+    environments must not read five queries per function). An alias and a trigger reference
+    versions of their own function only (functions/services/versions.py, triggers.py)."""
+    referenced = (
+        Q(pk__in=Alias.objects.values("version_id"))
+        | Q(pk__in=Alias.objects.filter(canary_version__isnull=False).values("canary_version_id"))
+        | Q(pk__in=Trigger.objects.filter(version__isnull=False).values("version_id"))
+        | Q(pk__in=TimeTrigger.objects.filter(version__isnull=False).values("version_id"))
+        | Q(pk__in=QueueTrigger.objects.filter(version__isnull=False).values("version_id"))
+    )
+    return list(Version.objects.filter(referenced).order_by().values_list("function__name", "config"))
 
 
 def version_list(*, function: Function) -> QuerySet[Version]:

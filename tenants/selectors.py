@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
@@ -16,6 +16,7 @@ from core.users import is_platform_admin
 from dataplane.namespaces import TenantQuota, quota_from
 from tenants import tokens
 from tenants.models import ApiToken, Membership, Tenant, TenantState
+from tenants.roles import Role
 
 
 def tenant_queryset() -> QuerySet[Tenant]:
@@ -29,6 +30,18 @@ def tenant_list_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Ten
     if is_platform_admin(user):
         return tenant_queryset()
     return tenant_queryset().filter(memberships__user_id=user.pk)
+
+
+def tenant_roles_for_user(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Tenant, Role | None]]:
+    """``tenant_list_for_user`` with the user's role in each, as tenants.access.member_role
+    answers it (platform admins are admin everywhere), in one query whatever their number."""
+    if not user.is_active:  # no role anywhere (and an anonymous user lists no tenant)
+        return [(tenant, None) for tenant in tenant_list_for_user(user)]
+    if is_platform_admin(user):
+        return [(tenant, Role.ADMIN) for tenant in tenant_queryset()]
+    own = Membership.objects.filter(tenant_id=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    tenants = tenant_list_for_user(user).annotate(member_role=Subquery(own))
+    return [(tenant, Role(tenant.member_role) if tenant.member_role else None) for tenant in tenants]
 
 
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:

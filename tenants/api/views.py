@@ -29,7 +29,6 @@ from core.api.views import valid_data
 from core.errors import PermissionDenied, ValidationFailed
 from core.users import User, is_platform_admin
 from tenants import invitations, selectors, services
-from tenants.access import member_role
 from tenants.api import serializers as s
 from tenants.api.base import TenantViewSet
 from tenants.api.permissions import PlatformAdmin, PublicAuthenticated
@@ -103,8 +102,8 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         user = _user(request)
         tenants = [
-            {"slug": t.slug, "name": t.name, "state": t.state, "role": member_role(user, t)}
-            for t in selectors.tenant_list_for_user(user)
+            {"slug": t.slug, "name": t.name, "state": t.state, "role": role}
+            for t, role in selectors.tenant_roles_for_user(user)
         ]
         body = {
             "username": user.username,

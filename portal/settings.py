@@ -92,6 +92,10 @@ ROOT_URLCONF = "portal.urls_tenant"
 # How many tenants' URLconfs (and so URL resolvers) a process keeps (portal.middleware.TenantUrlConfs).
 TENANT_URLCONF_CACHE_SIZE = 512
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# A new tenant's schema is a copy of this one, which migrate_schemas keeps current; and
+# migrate_schemas skips the tenants that have every migration recorded (tenants/schemas.py).
+TENANT_BASE_SCHEMA = "tenant_template"  # tenants' schemas are "t_<slug>": never this name
+GET_EXECUTOR_FUNCTION = "tenants.schemas.get_executor"
 # `SET search_path` once per connection and schema switch, not before every query (it was half of
 # every page's statements). Safe here: django-tenants forgets the set path on every schema switch,
 # rollback, savepoint rollback and close, which are what revert it in PostgreSQL.

@@ -221,6 +221,8 @@ class ServerProtocol(asyncio.Protocol):
             if item is None or self.transport is None or self.transport.is_closing():
                 break
             response = item if isinstance(item, Response) else await self.handler(item)
+            if self.transport.is_closing():
+                break  # the client went away while its call ran: the answer has nowhere to go
             keep_alive = self.parser.should_keep_alive() and response.status != 400
             self.transport.write(response.encode(keep_alive))
             if not keep_alive:

@@ -18,6 +18,10 @@ A ConfigMap annotated ``ENVIRONMENT_VARIABLES_ANNOTATION: "true"`` also holds en
 variables: the functions that reference it find its ``data`` in their ``os.environ``. Its names
 and values must follow ``runtime.worker.environment``'s rules (POSIX names, none of the
 platform's such as ``PATH``, no NUL), else it is refused (422).
+
+The parsed objects are small on purpose (issue 19: a runtime holds tens of thousands of idle
+functions): frozen dataclasses with ``__slots__``, and the strings every object of a kind repeats
+(an environment's name, ``poolmgr``, ``main``, a trigger's methods) shared, not one copy each.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import base64
 import ipaddress
 import logging
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +84,20 @@ def _get(obj: dict[str, Any], path: str, kind: type | tuple[type, ...], default:
     return value
 
 
+def _shared(value: str) -> str:
+    """One copy of a string that many objects repeat (``python``, ``poolmgr``, ``main``)."""
+    return sys.intern(value)
+
+
+# Each distinct set of HTTP methods, once: tens of thousands of triggers have a handful of them.
+_METHOD_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _method_set(methods: list[str]) -> frozenset[str]:
+    found = frozenset(methods)
+    return _METHOD_SETS.setdefault(found, found)
+
+
 def _required(obj: dict[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
     value = _get(obj, path, kind)
     if value is None or value == "":
@@ -112,7 +131,7 @@ def parse_cpu(value: Any, path: str) -> int | None:
     return int(float(match.group(1)) * (1 if match.group(2) else 1000))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Meta:
     """``uid`` and ``resource_version`` are the store's (``runtime.store``), "" on a body not yet
     stored; the router sends them to the function as Fission does (``X-Fission-Function-Uid``...)."""
@@ -174,7 +193,7 @@ PYTHON_VERSION_ANNOTATION = "faas-portal.io/python-version"
 _IMAGE_PYTHON = re.compile(r"(?<![0-9.])3\.[0-9]{1,2}(?![0-9])")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Environment:
     meta: Meta
     image: str
@@ -213,7 +232,7 @@ def parse_environment(obj: dict[str, Any], namespace: str) -> Environment:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Archive:
     type: str
     literal: str | None
@@ -244,10 +263,10 @@ def _archive(obj: dict[str, Any], path: str) -> Archive | None:
         )
     if checksum and (checksum_type != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", checksum)):
         raise InvalidObject(f"{path}.checksum must be a sha256 hex digest", field=f"{path}.checksum")
-    return Archive(type=kind, literal=literal, url=url, checksum=checksum)
+    return Archive(type=_shared(kind), literal=literal, url=url, checksum=checksum)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Package:
     meta: Meta
     environment: str
@@ -263,10 +282,10 @@ def parse_package(obj: dict[str, Any], namespace: str) -> Package:
         raise InvalidObject(
             "spec.deployment is required (the local runtime runs no builds)", field="spec.deployment"
         )
-    return Package(meta=meta, environment=environment, deployment=deployment)
+    return Package(meta=meta, environment=_shared(environment), deployment=deployment)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Function:
     meta: Meta
     environment: str
@@ -334,7 +353,7 @@ def _strategy(obj: dict[str, Any]) -> dict[str, Any]:
         raise InvalidObject(
             f"{_STRATEGY}.MaxScale must be > 0 and >= MinScale", field=f"{_STRATEGY}.MaxScale"
         )
-    return {"executor": executor, "min_scale": min_scale, "max_scale": max_scale}
+    return {"executor": _shared(executor), "min_scale": min_scale, "max_scale": max_scale}
 
 
 def parse_function(obj: dict[str, Any], namespace: str) -> Function:
@@ -347,14 +366,14 @@ def parse_function(obj: dict[str, Any], namespace: str) -> Function:
         _get(obj, "spec.resources.limits.memory", (str, int)), "spec.resources.limits.memory"
     )
     return Function(
-        meta=meta, environment=environment, package=package, package_version=version,
-        entrypoint=entrypoint, memory_limit=memory, **_strategy(obj), **_function_limits(obj),
+        meta=meta, environment=_shared(environment), package=package, package_version=_shared(version),
+        entrypoint=_shared(entrypoint), memory_limit=memory, **_strategy(obj), **_function_limits(obj),
         configmaps=_references(obj, "spec.configmaps", namespace),
         secrets=_references(obj, "spec.secrets", namespace),
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HTTPTrigger:
     meta: Meta
     path: str
@@ -418,7 +437,7 @@ def parse_httptrigger(obj: dict[str, Any], namespace: str) -> HTTPTrigger:
     keep_prefix = bool(_get(obj, "spec.keepPrefix", bool, False))
     return HTTPTrigger(
         meta=meta, path=path, is_prefix=is_prefix, keep_prefix=keep_prefix,
-        methods=frozenset(methods), weights=_weights(obj, namespace), capture=_capture(obj, meta),
+        methods=_method_set(methods), weights=_weights(obj, namespace), capture=_capture(obj, meta),
     )  # fmt: skip
 
 
@@ -445,7 +464,7 @@ def _function_target(obj: dict[str, Any]) -> str:
     return _name(_required(obj, "spec.functionref.name", str), "spec.functionref.name")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimeTrigger:
     meta: Meta
     cron: str
@@ -474,7 +493,7 @@ def parse_timetrigger(obj: dict[str, Any], namespace: str) -> TimeTrigger:
 MQ_TYPES = ("nats-jetstream", "rabbitmq", "redis")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageQueueTrigger:
     meta: Meta
     mq_type: str
@@ -533,7 +552,7 @@ def parse_messagequeuetrigger(obj: dict[str, Any], namespace: str) -> MessageQue
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Secret:
     """A core/v1 Secret: ``data`` base64-decoded (``stringData`` merged in, as the API server does)."""
 
@@ -581,7 +600,7 @@ ENVIRONMENT_VARIABLES_ANNOTATION = "faas-portal.io/environment-variables"
 MAX_CONFIGMAP_BYTES = volumes.MAX_OBJECT_BYTES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigMap:
     """A core/v1 ConfigMap: ``data`` (text) and ``binaryData`` (base64-decoded). When
     ``environment_variables``, ``data`` are environment variables, checked as such."""
@@ -676,7 +695,7 @@ def _quantities(raw: Any, path: str) -> dict[str, int | None]:
     return {resource: _quantity(resource, value, f"{path}[{resource}]") for resource, value in raw.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceQuota:
     """The limits the runtime enforces; the other ``spec.hard`` entries are validated and kept."""
 
@@ -705,7 +724,7 @@ def parse_resourcequota(obj: dict[str, Any], namespace: str) -> ResourceQuota:
                          concurrency=concurrency)  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LimitRange:
     """Only the container default memory limit matters to the runtime: it is the memory limit of a
     worker whose function and environment declare none, as Kubernetes' admission would set it."""
@@ -732,7 +751,7 @@ def parse_limitrange(obj: dict[str, Any], namespace: str) -> LimitRange:
     return LimitRange(meta=meta, default_memory=default_memory)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NetworkPolicy:
     """The egress a policy grants the namespace's sandbox, as the local runtime can enforce it.
 

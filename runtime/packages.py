@@ -35,24 +35,37 @@ class Packages:
     def __init__(self, root: Path) -> None:
         """``root``: the directory holding one directory of packages per namespace."""
         self.root = root
+        # (namespace, sha256) -> the ready path, once seen ready: an apply asks again for every
+        # function's package, and a package never changes once unpacked (it is content-addressed);
+        # only ``remove_namespace`` takes packages away.
+        self._known: dict[tuple[str, str], Path] = {}
 
     async def materialize(self, archive: Archive, namespace: str) -> Path:
-        """Host path of the code to specialize: a directory (zip) or a single ``.py`` file."""
+        """Host path of the code to specialize: a directory (zip) or a single ``.py`` file. A
+        package already unpacked (by this process or before a restart) is neither fetched nor
+        unpacked again."""
         if archive.checksum:
+            known = self._known.get((namespace, archive.checksum))
+            if known is not None:
+                return known
             ready = self._ready_path(namespace, archive.checksum)
             if ready is not None:
+                self._known[(namespace, archive.checksum)] = ready
                 return ready
         data = await self._fetch(archive)
         digest = hashlib.sha256(data).hexdigest()
         if archive.checksum and digest != archive.checksum:
             raise PackageUnavailable(f"checksum mismatch: expected {archive.checksum}, got {digest}")
-        return self._ready_path(namespace, digest) or self._unpack(data, namespace, digest)
+        ready = self._ready_path(namespace, digest) or self._unpack(data, namespace, digest)
+        self._known[(namespace, digest)] = ready
+        return ready
 
     def _ready_path(self, namespace: str, digest: str) -> Path | None:
-        target = self.root / namespace / digest
-        if not (target / ".complete").exists():
+        target = os.path.join(self.root, namespace, digest)  # strings: a restore asks 10,000 times
+        if not os.path.exists(os.path.join(target, ".complete")):
             return None
-        return target / SINGLE_FILE_NAME if (target / ".single").exists() else target / "deploy"
+        single = os.path.exists(os.path.join(target, ".single"))
+        return Path(target, SINGLE_FILE_NAME if single else "deploy")
 
     async def _fetch(self, archive: Archive) -> bytes:
         if archive.type == "literal":
@@ -104,6 +117,7 @@ class Packages:
 
     def remove_namespace(self, namespace: str) -> None:
         """Forget a deleted namespace's packages."""
+        self._known = {key: path for key, path in self._known.items() if key[0] != namespace}
         shutil.rmtree(self.root / namespace, ignore_errors=True)
 
 

@@ -126,8 +126,19 @@ class RouteTable:
     lookup reads the index at each "/" of the path and tries only those candidates, in the order
     the rules give (exact, then templates in table order, then prefixes longest first)."""
 
-    def __init__(self, triggers: list[HTTPTrigger], namespace_prefix: str) -> None:
-        routes = [route for t in triggers if _owned(t, namespace_prefix) and (route := _route(t))]
+    def __init__(self, triggers: list[HTTPTrigger], namespace_prefix: str,
+                 previous: RouteTable | None = None) -> None:  # fmt: skip
+        """``previous``: the table this one replaces; the route of a trigger it holds (the same
+        object: the store keeps an unchanged one) is taken over, not compiled again."""
+        known = {id(route.trigger): route for route in previous.routes} if previous is not None else {}
+        routes: list[Route] = []
+        for trigger in triggers:
+            route = known.get(id(trigger))
+            if route is None or route.trigger is not trigger:
+                route = _route(trigger) if _owned(trigger, namespace_prefix) else None
+            if route is not None:
+                routes.append(route)
+        self.routes: list[Route] = routes
         self.exact: dict[str, list[Route]] = {}
         self.templates: dict[str, list[tuple[int, Route]]] = {}  # literal directory -> (order, route)
         self.subtrees: dict[str, list[tuple[int, Route]]] = {}  # "/p/" -> prefixes /p and /p/
@@ -223,7 +234,7 @@ class Router:
         self.table = RouteTable([], namespace_prefix)
 
     def set_triggers(self, triggers: list[HTTPTrigger]) -> None:
-        self.table = RouteTable(triggers, self.namespace_prefix)
+        self.table = RouteTable(triggers, self.namespace_prefix, self.table)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter_ns()

@@ -127,3 +127,19 @@ def test_a_lookup_tries_only_the_routes_on_its_path() -> None:
     assert max(len(routes) for routes in table.templates.values()) == 1
     assert max(len(routes) for routes in table.subtrees.values()) == 1
     assert table.match("/t5/nothing/here", "GET") == (None, {}, False)
+
+
+def test_a_new_table_takes_over_the_routes_of_unchanged_triggers() -> None:
+    """Replacing the table after one trigger changed compiles that one only: the store hands out
+    the same object for an unchanged trigger, and its route is taken over."""
+    kept = parse_httptrigger(httptrigger(NS, "kept", "/acme/items/{id}", function_name="f"), NS)
+    changed = parse_httptrigger(httptrigger(NS, "changed", "/acme/old/{id}", function_name="f"), NS)
+    first = RouteTable([kept, changed], "faas")
+    replacement = parse_httptrigger(httptrigger(NS, "changed", "/acme/new/{id}", function_name="f"), NS)
+    second = RouteTable([kept, replacement], "faas", first)
+    assert second.routes[0] is first.routes[0]
+    assert second.routes[1] is not first.routes[1]
+    route, params, _ = second.match("/acme/new/3", "GET")
+    assert route is not None
+    assert (route.trigger.meta.name, params) == ("changed", {"id": "3"})
+    assert second.match("/acme/old/3", "GET") == (None, {}, False)

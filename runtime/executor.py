@@ -54,6 +54,8 @@ SPECIALIZE_TIMEOUT = 120.0
 # After a failed load: how long to wait for the killed worker's output to be read, then stored.
 OUTPUT_DRAIN_TIMEOUT = 5.0
 LOG_FLUSH_TIMEOUT = 5.0
+# How long after a cold start its pool is refilled: a fork meanwhile would slow its first call.
+REFILL_DELAY_S = 0.02
 
 
 class TooManyRequests(Exception):
@@ -368,9 +370,9 @@ class Executor:
             metrics.COLD_START_ERRORS.labels(function.meta.name, function.meta.namespace).inc()
             raise
         finally:
-            # After the specialization, not during it: forking the replacement would compete with
-            # this cold start for the CPU.
-            self.background(self.fill_pools())
+            # After the cold start's call, not during it: forking the replacement would compete
+            # with the specialization and the first call for the CPU.
+            self.background(self._refill_after_cold_start())
         current = self.deployables.get(key)
         if current is None or current.signature != deployable.signature:  # changed or removed meanwhile
             self.destroy(worker, "its function changed while it started")
@@ -691,6 +693,10 @@ class Executor:
             await asyncio.sleep(every)
             self.reap_idle()
             await self.keep_min_scale()  # also brings back a MinScale worker that died
+
+    async def _refill_after_cold_start(self) -> None:
+        await asyncio.sleep(REFILL_DELAY_S)
+        await self.fill_pools()
 
     def background(self, coroutine: object) -> None:
         assert asyncio.iscoroutine(coroutine)

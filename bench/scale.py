@@ -69,7 +69,7 @@ def main() -> None:
     targets: dict[str, bool] = {}
     for name, part in parts.items():
         targets.update(part.get("targets", {}))
-        result.update({key: value for key, value in part.items() if key not in ("targets", "steal_cores")})
+        result.update({k: v for k, v in part.items() if k not in ("bench", "targets", "steal_cores")})
         result[f"steal_cores_{name}"] = part.get("steal_cores")
     result.update(steal_cores=round(steal, 2), seconds=round(time.monotonic() - started), targets=targets)
     for name, module in (("portal", scale_portal), ("runtime", scale_runtime)):

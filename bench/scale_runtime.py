@@ -379,7 +379,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steal_cores": round((steal_after - steal_before) / max(1, total_after - total_before)
                              * (os.cpu_count() or 1), 2),
     })  # fmt: skip
+    result["targets"] = {
+        "router_rps_ratio": result["router_rps_ratio"] >= 0.9,
+        "restore_10000_s": result["restore_10000_s"] <= 10,
+        "idle_function_kib": result["idle_function_kib"] <= 16,
+        "warm_worker_pss_kib": result["warm_worker_pss_kib"] <= 8192,
+    }
     return result
+
+
+def _verdict(result: dict[str, Any], key: str, text: str) -> str:
+    return f"{text}: {'PASS' if result['targets'][key] else 'FAIL'}"
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, object, str]]:
@@ -390,15 +400,18 @@ def rows(result: dict[str, Any]) -> list[tuple[str, object, str]]:
         (f"router req/s, {result['routes']} routes (c={CONNECTIONS})",
          f"{result['router_rps_10000_routes']} {result['router_rps_10000_routes_range']}",
          ">= 0.9x reference"),
-        ("router req/s ratio", result["router_rps_ratio"], ">= 0.9"),
+        ("router req/s ratio", result["router_rps_ratio"], _verdict(result, "router_rps_ratio", ">= 0.9")),
         (f"runtime CPU/request (us), {result['routes_reference']} / {result['routes']} routes",
          f"{result['router_cpu_us_per_request_10_routes']} / {result['router_cpu_us_per_request_10000_routes']}",
          f"ratio {result['router_cpu_ratio']}"),
-        (f"restore {result['restore_functions']} functions (s)", result["restore_10000_s"], "<= 10 s"),
+        (f"restore {result['restore_functions']} functions (s)", result["restore_10000_s"],
+         _verdict(result, "restore_10000_s", "<= 10 s")),
         ("  first start, unpacking packages (s)", result["restore_10000_first_s"], ""),
-        (f"idle function, {result['idle_functions']} of them (KiB)", result["idle_function_kib"], "<= 16 KiB"),
+        (f"idle function, {result['idle_functions']} of them (KiB)", result["idle_function_kib"],
+         _verdict(result, "idle_function_kib", "<= 16 KiB")),
         (f"warm worker PSS, mean of {result['warm_workers']} (KiB)",
-         f"{result['warm_worker_pss_kib']} {result['warm_worker_pss_range_kib']}", "<= 8192 KiB"),
+         f"{result['warm_worker_pss_kib']} {result['warm_worker_pss_range_kib']}",
+         _verdict(result, "warm_worker_pss_kib", "<= 8192 KiB")),
     ]  # fmt: skip
 
 

@@ -56,6 +56,8 @@ _FISSION_NAME = re.compile(r"(?P<function>.+)-(v\d+|draft)")
 # manifests rely on it. URL characters ({name} for a path parameter), starting with '/', and no
 # '..' anywhere: not as a segment, nor hidden in one ("..;", "..%2f").
 _TRIGGER_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*")
+# A path variable (``{id}``) as routers read it: one name may appear once in a path.
+_PATH_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class InvalidManifest(ValueError):
@@ -420,6 +422,9 @@ def tenant_route(tenant_slug: str, path: str) -> str:
         raise InvalidManifest(
             f"trigger path {path!r} must start with '/', use URL characters and contain no '..' or '//'"
         )
+    names = _PATH_VARIABLE.findall(path)
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise InvalidManifest(f"trigger path {path!r} names the variable {{{twice[0]}}} more than once")
     route = f"/{tenant_slug}{path}"
     if route.startswith("/fission-function/") or route.rstrip("/") in _RESERVED_PATHS:
         raise InvalidManifest(f"route {route!r} is reserved by the router")

@@ -63,6 +63,8 @@ NETWORKING_KINDS = {"networkpolicies": "NetworkPolicy"}
 NETWORKING_API_VERSION = "networking.k8s.io/v1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RESERVED_PATHS = ("/router-healthz", "/readyz", "/_version", "/auth/login")
+# A relativeurl's path variables, as the router reads them (runtime/router.py).
+TEMPLATE_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 _MEMORY_UNITS = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -398,6 +400,10 @@ def _trigger_path(obj: dict[str, Any]) -> tuple[str, bool]:
         raise InvalidObject(f"{where} must start with '/', not be '/', and contain no '..'", field=where)
     if path.startswith("/fission-function/") or path.rstrip("/") in _RESERVED_PATHS:
         raise InvalidObject(f"{where} is reserved by the router", field=where)
+    names = TEMPLATE_VARIABLE.findall(path) if not prefix else []
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidObject(f"{where} names the variable {{{twice[0]}}} more than once", field=where)
     return path, bool(prefix)
 
 

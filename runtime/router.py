@@ -53,12 +53,12 @@ from runtime.events.asynchronous.records import EVENT, INVOCATION_TYPE, REQUEST_
 from runtime.executor import Executor
 from runtime.http import REQUEST_ID_HEADER, Request, Response, request_id_or_new
 from runtime.invoke import call_function
-from runtime.objects import HTTPTrigger
+from runtime.objects import TEMPLATE_VARIABLE, HTTPTrigger
 from runtime.tenancy import route_root, under
 from runtime.timing import SERVER_TIMING, server_timing
 
 log = logging.getLogger(__name__)
-_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 JSON = [(b"content-type", b"application/json")]
 FULL_URL = b"X-Fission-Full-Url"
@@ -100,10 +100,10 @@ class Route:
 
     @classmethod
     def of(cls, trigger: HTTPTrigger) -> Route:
-        names = tuple(_VAR.findall(trigger.path)) if not trigger.is_prefix else ()
+        names = tuple(TEMPLATE_VARIABLE.findall(trigger.path)) if not trigger.is_prefix else ()
         pattern = None
         if names:
-            parts = _VAR.split(trigger.path)
+            parts = TEMPLATE_VARIABLE.split(trigger.path)
             regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
             pattern = re.compile(f"^{regex}$")
         subtree = trigger.path if trigger.path.endswith("/") else trigger.path + "/"

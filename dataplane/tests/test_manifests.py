@@ -416,7 +416,7 @@ def test_bad_weights_raise(target: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/../globex/hello", "/a/..", "/a..b", "hello", "", "/a b", "/a?x=1", "/a#b"]
+    "path", ["/../globex/hello", "/a/..", "/a..b", "hello", "", "/a b", "/a?x=1", "/a#b", "/a/{id}/b/{id}"]
 )
 def test_bad_paths_raise(path: str) -> None:
     with pytest.raises(ValueError, match="path"):

@@ -85,6 +85,7 @@ def test_function_rules_name_the_field(field, value):
         ("spec.relativeurl", "/a/../b"),
         ("spec.relativeurl", "/router-healthz"),
         ("spec.relativeurl", "/fission-function/x"),
+        ("spec.relativeurl", "/items/{id}/parts/{id}"),
         ("spec.functionref.type", "whatever"),
         ("spec.functionref.functionweights", {"a": -1}),
         ("spec.functionref.functionweights", {"a": 0}),
@@ -95,6 +96,13 @@ def test_trigger_rules(field, value):
     with pytest.raises(InvalidObject) as error:
         parse_httptrigger(_broken(base, field, value), "ns")
     assert error.value.field
+
+
+def test_a_template_may_name_different_variables_and_a_prefix_is_not_a_template():
+    parsed = parse_httptrigger(httptrigger("ns", "t", "/items/{id}/parts/{part}", function_name="f"), "ns")
+    assert parsed.path == "/items/{id}/parts/{part}"
+    prefix = httptrigger("ns", "t", "/files/{id}/{id}", function_name="f", prefix=True)
+    assert parse_httptrigger(prefix, "ns").is_prefix
 
 
 def test_trigger_needs_exactly_one_of_relativeurl_and_prefix():

@@ -4,6 +4,7 @@ a lookup's work does not grow with the number of routes."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -92,10 +93,12 @@ def test_the_index_finds_what_the_rules_find(seed: int) -> None:
 
 
 def test_a_template_naming_a_variable_twice_is_left_out_and_the_others_still_route() -> None:
-    triggers = [
-        parse_httptrigger(httptrigger(NS, "twice", "/acme/{id}/{id}", function_name="f"), NS),
-        parse_httptrigger(httptrigger(NS, "fine", "/acme/{id}", function_name="f"), NS),
-    ]
+    # The control API refuses such a trigger (runtime.objects); one stored by an older runtime
+    # is still left out rather than taking the table down.
+    fine = parse_httptrigger(httptrigger(NS, "fine", "/acme/{id}", function_name="f"), NS)
+    renamed = dataclasses.replace(fine.meta, name="twice")
+    twice = dataclasses.replace(fine, meta=renamed, path="/acme/{id}/{id}")
+    triggers = [twice, fine]
     table = RouteTable(triggers, "faas")
     route, params, _ = table.match("/acme/7", "GET")
     assert route is not None

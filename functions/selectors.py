@@ -162,6 +162,15 @@ def object_usages() -> dict[str, dict[str, list[str]]]:
     return {setting: {name: sorted(f) for name, f in names.items()} for setting, names in found.items()}
 
 
+def referenced_version_configs() -> dict[str, list[dict[str, Any]]]:
+    """Function name -> the stored configurations of the versions its aliases and triggers
+    reference (``referenced_versions``' versions), for every function in one query."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, frozen in _referenced_version_configs():
+        found.setdefault(name, []).append(frozen)
+    return found
+
+
 def _referenced_version_configs() -> list[tuple[str, dict[str, Any]]]:
     """(function name, frozen config) of every version an alias or trigger references: what
     ``referenced_versions`` answers for each function, in one query for them all (a list of

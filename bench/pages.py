@@ -171,15 +171,24 @@ def start_prometheus(tmp: Path, runtime: RuntimeProcess) -> tuple[subprocess.Pop
     raise SystemExit("prometheus did not become ready within 60 s")
 
 
-def start_services(tmp: Path, services: Services) -> None:
-    """PostgreSQL (stopped at exit), Redis, the runtime and Prometheus; then the environment the
-    portal's settings read, as ``make run`` sets it (portal/up.py). The runtime starts before the
-    portal's keys are in the environment: it must not hold them (nor does it under make run)."""
+def start_services(tmp: Path, services: Services, *, prometheus: bool = True) -> None:
+    """PostgreSQL (stopped at exit), Redis, the runtime and (unless ``prometheus`` is False)
+    Prometheus; then the environment the portal's settings read, as ``make run`` sets it
+    (portal/up.py). The runtime starts before the portal's keys are in the environment: it must
+    not hold them (nor does it under make run)."""
     database_url = embedded.start_postgres(tmp / "postgres", on_exit="stop")
     services.redis = embedded.start_redis(tmp / "redis", persist=False)
     services.runtime = RuntimeProcess(state_dir=tmp / "runtime", env={"REDIS_URL": services.redis.url})
     services.runtime.start()
-    services.prometheus, prometheus_url = start_prometheus(tmp, services.runtime)
+    if prometheus:
+        services.prometheus, prometheus_url = start_prometheus(tmp, services.runtime)
+        os.environ.update({
+            "PROMETHEUS_URL": prometheus_url,
+            "PROMETHEUS_USERNAME": PROMETHEUS_AUTH[0],
+            "PROMETHEUS_PASSWORD": PROMETHEUS_AUTH[1],
+            "METRICS_JOB": "runtime",
+            "METRICS_SCRAPE_INTERVAL_S": str(SCRAPE_INTERVAL_S),
+        })  # fmt: skip
     multiproc = tmp / "metrics-multiproc"  # make run's portal processes sum their metrics there
     multiproc.mkdir()
     os.environ.update({
@@ -191,11 +200,6 @@ def start_services(tmp: Path, services: Services) -> None:
         "RUNTIME_URL": services.runtime.control,
         "RUNTIME_ROUTER_URL": services.runtime.router,
         "RUNTIME_TOKEN": TOKEN,
-        "PROMETHEUS_URL": prometheus_url,
-        "PROMETHEUS_USERNAME": PROMETHEUS_AUTH[0],
-        "PROMETHEUS_PASSWORD": PROMETHEUS_AUTH[1],
-        "METRICS_JOB": "runtime",
-        "METRICS_SCRAPE_INTERVAL_S": str(SCRAPE_INTERVAL_S),
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "PORTAL_MEDIA_ROOT": str(tmp / "media"),
         "PORTAL_BEAT_SCHEDULE": str(tmp / "celerybeat-schedule"),

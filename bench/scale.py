@@ -30,18 +30,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import scale_portal, scale_runtime
+from bench.runtime import cpu_times
 
 KEYS = (
     "tenant_create_p50_s", "tenant_create_p99_s", "migrate_noop_s_200", "migrate_noop_s_1000",
     "router_rps_10_routes", "router_rps_10000_routes", "restore_10000_s", "idle_function_kib",
     "warm_worker_pss_kib", "api_list_p50_ms_1000_functions",
 )  # fmt: skip
-
-
-def cpu_times() -> tuple[int, int]:
-    """(steal, total) jiffies of all CPUs, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return fields[7], sum(fields)
 
 
 def parser() -> argparse.ArgumentParser:

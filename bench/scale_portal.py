@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import os
 import secrets
 import shutil
 import statistics
@@ -53,11 +52,8 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pages import Services, close_database, io_meter, span, steal_since, timed_gets
+from bench.pages import Services, close_database, io_meter, span, start_services, steal_since, timed_gets
 from bench.runtime import cpu_times, percentile
-from core.crypto import generate_key
-from portal import embedded
-from testsupport.runtime import TOKEN, RuntimeProcess
 
 HOST = "127.0.0.1"
 API_TENANT = "many"
@@ -88,32 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- services ---------------------------------------------------------------------------------------
-
-
-def start_services(tmp: Path, services: Services) -> None:
-    """PostgreSQL (stopped at exit), Redis and the runtime, and the environment the portal's
-    settings read, as ``bench/pages.py`` sets it (without Prometheus: nothing here reads it)."""
-    database_url = embedded.start_postgres(tmp / "postgres", on_exit="stop")
-    services.redis = embedded.start_redis(tmp / "redis", persist=False)
-    services.runtime = RuntimeProcess(state_dir=tmp / "runtime", env={"REDIS_URL": services.redis.url})
-    services.runtime.start()
-    multiproc = tmp / "metrics-multiproc"
-    multiproc.mkdir()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": services.redis.url,
-        "PORTAL_SECRET_KEY": secrets.token_urlsafe(50),
-        "PORTAL_SECRETS_KEYS": generate_key(),
-        "RUNTIME_URL": services.runtime.control,
-        "RUNTIME_ROUTER_URL": services.runtime.router,
-        "RUNTIME_TOKEN": TOKEN,
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "PORTAL_MEDIA_ROOT": str(tmp / "media"),
-        "PORTAL_BEAT_SCHEDULE": str(tmp / "celerybeat-schedule"),
-        "PORTAL_LOG_LEVEL": "WARNING",
-    })  # fmt: skip
-    os.environ.pop("PORTAL_DEBUG", None)
 
 
 def start_django() -> None:
@@ -348,7 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     services = Services()
     sizes = sorted(int(size) for size in str(args.migrate_tenants).split(",") if size)
     try:
-        start_services(tmp, services)
+        start_services(tmp, services, prometheus=False)  # nothing here reads it
         start_django()
         from portal.models import User
 

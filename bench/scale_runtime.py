@@ -49,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.runtime import cpu_times
 from runtime.objects import HTTPTrigger, Parsed
 from runtime.store import Store
 from runtime.tenancy import check_trigger
@@ -68,12 +69,6 @@ WARM_NAMESPACE = f"{PREFIX}-warm"
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def cpu_times() -> tuple[int, int]:
-    """(steal, total) jiffies of all CPUs, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return fields[7], sum(fields)
 
 
 def pss_kib(pid: int) -> int:

@@ -268,7 +268,7 @@ class Executor:
         if deployable is None:
             raise Unavailable("the function is not deployed")
         began, clock = time.time(), time.perf_counter()
-        worker = await self.acquire(deployable, request_id)
+        worker = self.take_free(deployable) or await self.acquire(deployable, request_id)
         startup, cold = time.perf_counter() - clock, worker.fresh  # no await since acquire returned
         worker.fresh = ""
         connection = worker.connections.pop() if worker.connections else None
@@ -298,14 +298,8 @@ class Executor:
         key, function = deployable.key, deployable.function
         deadline = time.monotonic() + function.timeout
         while True:
-            free = [
-                w
-                for w in self.by_function[key]
-                if w.state == "specialized" and w.active < function.requests_per_pod
-            ]
-            if free:
-                worker = min(free, key=lambda w: w.active)
-                worker.active += 1
+            worker = self.take_free(deployable)
+            if worker is not None:
                 return worker
             limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
             if len(self.by_function[key]) + self.starting[key] < limit:
@@ -318,6 +312,23 @@ class Executor:
                 raise TooManyRequests()
             with contextlib.suppress(TimeoutError):
                 await self.freed[key].wait(remaining)
+
+    def take_free(self, deployable: Deployable) -> Worker | None:
+        """The specialized worker of the function with the fewest calls in flight, below its
+        ``requestsPerPod`` (the first of them; an idle one ends the search), counted as taken;
+        None when every one is at its limit."""
+        best: Worker | None = None
+        per_pod = deployable.function.requests_per_pod
+        for worker in self.by_function.get(deployable.key, ()):
+            if worker.state == "specialized" and worker.active < per_pod:
+                if worker.active == 0:
+                    best = worker
+                    break
+                if best is None or worker.active < best.active:
+                    best = worker
+        if best is not None:
+            best.active += 1
+        return best
 
     async def prepare(self, key: FnKey, request_id: str) -> None:
         """Have the function served by a specialized worker without calling it (the control API's

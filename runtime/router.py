@@ -58,11 +58,12 @@ from runtime.tenancy import route_root, under
 from runtime.timing import SERVER_TIMING, server_timing
 
 log = logging.getLogger(__name__)
+Headers = list[tuple[bytes, bytes]]
 
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 JSON = [(b"content-type", b"application/json")]
 FULL_URL = b"X-Fission-Full-Url"
-_FORWARDED = (b"forwarded", b"x-forwarded-host")
+_SPECIAL = frozenset((b"forwarded", b"x-forwarded-host", b"x-forwarded-for", b"host", INVOCATION_TYPE))
 
 
 def canonical_header(name: str) -> str:
@@ -245,17 +246,22 @@ class Router:
             return (
                 Response(405, TEXT, b"method not allowed\n") if seen else Response(404, TEXT, b"not found\n")
             )
-        kind = request.header(INVOCATION_TYPE)
+        caller = CallerHeaders.of(request)
+        kind = caller.invocation
         event = kind is not None and kind.lower() == EVENT
         if kind is not None and not event and kind.lower() != REQUEST_RESPONSE:
             return Response(400, TEXT, b"X-Faas-Invocation-Type must be Event or RequestResponse\n")
         function = route.pick()
         namespace = route.trigger.meta.namespace
-        request_id = request_id_or_new(request.header(REQUEST_ID_HEADER))
+        request_id = request_id_or_new(caller.request_id)
+        target = forwarded_target(route.trigger, request)
+        headers = proxy_headers(request, caller, route, params)
         if event:
-            response = await self._enqueue(request, route, function, params, request_id)
+            response = await self._enqueue(request, function, target, headers, namespace, request_id)
         else:
-            response = await self._forward(request, route, function, params, request_id)
+            response = await call_function(
+                self.executor, namespace, function, request.method, target, headers, request.body, request_id
+            )
         response.headers = [(k, v) for k, v in response.headers if k.lower() != REQUEST_ID_HEADER]
         response.headers.append((REQUEST_ID_HEADER, request_id))
         response.head_only = request.method == "HEAD"
@@ -275,11 +281,11 @@ class Router:
         )
         policy = route.trigger.capture
         if policy is not None and self.captures is not None and policy.matches(response.status):
-            self._capture(request, route, function, params, request_id, response, elapsed)
+            self._capture(request, route, function, target, headers, request_id, response, elapsed)
         response.headers.append(timing)  # after the capture, which keeps the function's answer only
         return response
 
-    def _capture(self, request: Request, route: Route, function: str, params: dict[str, str],
+    def _capture(self, request: Request, route: Route, function: str, target: bytes, headers: Headers,
                  request_id: bytes, response: Response, elapsed: float) -> None:  # fmt: skip
         """Hand the call, as the function saw it, to the capture recorder (which redacts it)."""
         trigger, recorder = route.trigger, self.captures
@@ -287,33 +293,21 @@ class Router:
         assert recorder is not None
         call = Captured(
             namespace=trigger.meta.namespace, policy=trigger.capture, fission_function=function,
-            trigger_path=trigger.path, method=request.method, target=forwarded_target(trigger, request),
-            headers=proxy_headers(request, route, params), body=request.body, status=response.status,
-            response_headers=response.headers, response_body=response.body, started=time.time() - elapsed,
-            duration_ms=elapsed * 1000, request_id=request_id.decode(),
+            trigger_path=trigger.path, method=request.method, target=target, headers=headers,
+            body=request.body, status=response.status, response_headers=response.headers,
+            response_body=response.body, started=time.time() - elapsed, duration_ms=elapsed * 1000,
+            request_id=request_id.decode(),
         )  # fmt: skip
         recorder.record(call)
 
-    async def _forward(
-        self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
-    ) -> Response:
-        target, headers = forwarded_target(route.trigger, request), proxy_headers(request, route, params)
-        namespace = route.trigger.meta.namespace
-        return await call_function(
-            self.executor, namespace, function, request.method, target, headers, request.body, request_id
-        )
-
-    async def _enqueue(
-        self, request: Request, route: Route, function: str, params: dict[str, str], request_id: bytes
-    ) -> Response:
+    async def _enqueue(self, request: Request, function: str, target: bytes, headers: Headers, namespace: str,
+                       request_id: bytes) -> Response:  # fmt: skip
         """Queue the call, as it would be forwarded now, as an asynchronous invocation."""
         if self.invocations is None:
             return Response(503, TEXT, b"asynchronous invocation is not available\n")
-        target, headers = forwarded_target(route.trigger, request), proxy_headers(request, route, params)
         event = Event(
             function, request.method, target, headers, request.body, request_id.decode(), time.time()
         )
-        namespace = route.trigger.meta.namespace
         try:
             await self.invocations.accept(namespace, event)
         except NotFound:
@@ -324,44 +318,74 @@ class Router:
         return Response(202, JSON, json.dumps({"requestId": event.request_id}).encode())
 
 
+class CallerHeaders:
+    """The caller's headers, read in one pass: those the function may see (all but
+    ``X-Fission-*``, ``X-Faas-Invocation-Type`` and the ``Forwarded`` family, which
+    ``proxy_headers`` writes), and apart the values the router acts on (the first of each)."""
+
+    __slots__ = ("chain", "forwarded", "host", "invocation", "kept", "proxied", "request_id")
+
+    def __init__(self) -> None:
+        self.kept: Headers = []  # forwarded as they came
+        self.forwarded: Headers = []  # Forwarded and X-Forwarded-Host, as they came
+        self.proxied = False  # a proxy in front said which host was asked for
+        self.chain: list[bytes] = []  # X-Forwarded-For so far
+        self.host: bytes | None = None
+        self.request_id: bytes | None = None  # an X-Fission-Request-ID the caller offered
+        self.invocation: bytes | None = None  # X-Faas-Invocation-Type
+
+    @classmethod
+    def of(cls, request: Request) -> CallerHeaders:
+        read = cls()
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower.startswith(b"x-fission-"):
+                if lower == REQUEST_ID_HEADER and read.request_id is None:
+                    read.request_id = value
+            elif lower not in _SPECIAL or read._kept_special(lower, name, value):
+                read.kept.append((name, value))
+        return read
+
+    def _kept_special(self, lower: bytes, name: bytes, value: bytes) -> bool:
+        """Take in one of ``_SPECIAL``; whether it also goes to the function as it came."""
+        if lower == b"host":
+            self.host = value if self.host is None else self.host
+            return True
+        if lower == INVOCATION_TYPE:
+            self.invocation = value if self.invocation is None else self.invocation
+        elif lower == b"x-forwarded-for":
+            self.chain.append(value)
+        else:
+            self.proxied = self.proxied or bool(value)
+            self.forwarded.append((name, value))
+        return False
+
+
 def forwarded_target(trigger: HTTPTrigger, request: Request) -> bytes:
     """The request target the function sees: ``forwarded_path`` and the query as it came."""
     path = forwarded_path(trigger, request.path)
     return path.encode("latin-1") + (b"?" + request.query if request.query else b"")
 
 
-def proxy_headers(request: Request, route: Route, params: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    """The headers sent to the function: the caller's, less any ``X-Fission-*`` and
-    ``X-Faas-Invocation-Type``, plus the router's (``call_function`` adds those naming the function
-    and the request).
+def proxy_headers(request: Request, caller: CallerHeaders, route: Route, params: dict[str, str]) -> Headers:
+    """The headers sent to the function: the caller's (``caller``), plus the router's
+    (``call_function`` adds those naming the function and the request).
 
     ``Forwarded`` and ``X-Forwarded-Host`` naming the Host the caller asked for are added unless
     the caller (a proxy in front) sent either, which then goes through as it came; the caller's
     address is appended to ``X-Forwarded-For`` (Go's ReverseProxy does that for Fission)."""
-    headers: list[tuple[bytes, bytes]] = []
-    forwarded: list[tuple[bytes, bytes]] = []
-    proxied = False  # a proxy in front said which host was asked for
-    chain: list[bytes] = []  # X-Forwarded-For so far
-    for name, value in request.headers:
-        lower = name.lower()
-        if lower.startswith(b"x-fission-") or lower == INVOCATION_TYPE:
-            continue
-        if lower in _FORWARDED:
-            proxied = proxied or bool(value)
-            forwarded.append((name, value))
-        elif lower == b"x-forwarded-for":
-            chain.append(value)
-        else:
-            headers.append((name, value))
-    if proxied:
-        headers.extend(forwarded)
+    headers = list(caller.kept)
+    if caller.proxied:
+        headers += caller.forwarded
     else:
-        host = request.header(b"host") or b""
+        host = caller.host or b""
         headers += [(b"Forwarded", forwarded_host(host)), (b"X-Forwarded-Host", host)]
+    chain = caller.chain
     if request.client:
-        chain.append(request.client.encode())
+        chain = [*chain, request.client.encode()]
     if chain:
         headers.append((b"X-Forwarded-For", b", ".join(chain)))
     headers.append((FULL_URL, request.full_url()))
-    headers.extend((route.param_headers[name], value.encode("latin-1")) for name, value in params.items())
+    if params:
+        headers += [(route.param_headers[name], value.encode("latin-1")) for name, value in params.items()]
     return headers

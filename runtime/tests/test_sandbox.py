@@ -35,7 +35,7 @@ from testsupport.hostile import (
     redis_address,
     succeeded,
 )
-from testsupport.processes import command_line, processes_of, wait_until
+from testsupport.processes import command_line, process_fields, processes_of, wait_until
 from testsupport.runtime import WHOAMI, RuntimeProcess, host_pid
 
 A, B = "faas-acme", "faas-globex"
@@ -106,6 +106,27 @@ def test_each_tenant_runs_as_its_own_unprivileged_uid_with_no_capabilities(tenan
         assert me["Groups"] == ""
         assert {key: me[key] for key in NO_CAPABILITIES} == NO_CAPABILITIES
         assert me["NoNewPrivs"] == "1"
+
+
+def test_a_warm_worker_keeps_only_the_capability_it_needs_to_drop_the_last(runtime: RuntimeProcess) -> None:
+    """A pooled worker, before any specialization, has dropped every capability from its
+    bounding set but CAP_SETPCAP (isolation.narrow_bounding_set): nothing can gain one back."""
+    assert runtime.apply(environment(A, "python", poolsize=2)).status_code in (200, 201)
+
+    def bounding_sets() -> list[str]:
+        if not (runtime.state_dir / "sandbox" / "uids.json").exists():
+            return []  # the tenant's sandbox is not made yet
+        uid = runtime.tenant_uid(A)
+        workers = [pid for pid in processes_of(uid) if b"runtime.worker.zygote" in command_line(pid)]
+        # The workers are the zygote's children (its own parent, bubblewrap, runs as root).
+        return [
+            process_fields(pid).get("CapBnd", "")
+            for pid in workers
+            if int(process_fields(pid).get("PPid", "0")) in workers
+        ]
+
+    warm = wait_until(lambda: (found := bounding_sets()) and len(found) == 2 and found, timeout=30)
+    assert warm == ["0000000000000100", "0000000000000100"]  # bit 8: CAP_SETPCAP only
 
 
 def test_a_function_sees_and_signals_no_process_outside_its_tenant(tenants: Tenants) -> None:

@@ -19,7 +19,9 @@ do, with the same kernel calls bubblewrap uses:
    read-only at ``/userfunc``, its Secrets and ConfigMaps as files on a tmpfs of its own at
    ``/secrets`` and ``/configs``, made read-only (``mount_files``; ``runtime.worker.volumes``),
    the tenant's other packages hidden, then every capability dropped (bounding, ambient,
-   effective, permitted, inheritable) and checked gone in every thread.
+   effective, permitted, inheritable) and checked gone in every thread. All but one of the
+   bounding set went earlier, when the warm worker started (``narrow_bounding_set``): a cold
+   start pays for one drop, not one per capability.
 
 Each step raises ``IsolationError`` when a call fails: a worker that is not isolated never serves.
 """
@@ -204,9 +206,26 @@ class _CapData(ctypes.Structure):
 _CapDataPair = _CapData * 2  # version 3 of the capability ABI: two 32-bit halves
 
 
+_CAP_SETPCAP: Final = 8  # what dropping a capability from the bounding set needs
+# The capabilities still in this thread's bounding set, as far as this module knows.
+_bounding: list[int] = list(range(_LAST_CAPABILITY + 1))
+
+
+def narrow_bounding_set() -> None:
+    """Drop every capability but CAP_SETPCAP from the bounding set, ahead of specialization (a
+    warm worker, before it starts any thread). What it keeps in effect is untouched (confining
+    needs CAP_SYS_ADMIN), but nothing can ever gain a capability dropped here, and
+    ``drop_capabilities``, on the cold start's path, has one to drop instead of every one."""
+    global _bounding
+    for capability in _bounding:
+        if capability != _CAP_SETPCAP:
+            _check(_prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0), f"dropping capability {capability}")
+    _bounding = [_CAP_SETPCAP]
+
+
 def drop_capabilities() -> None:
     """Empty every capability set of this thread, then check that no thread holds any."""
-    for capability in range(_LAST_CAPABILITY + 1):
+    for capability in _bounding:
         _check(_prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0), f"dropping capability {capability}")
     _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
     header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), _CapDataPair()

@@ -68,9 +68,18 @@ def load_function(filepath: str, function_name: str) -> UserFunction:
 
 def _import_from_directory(directory: str, module_name: str) -> ModuleType:
     sys.path.insert(0, directory)
-    # Why: the import system caches directory listings; the deployment may have appeared just now.
-    importlib.invalidate_caches()
+    _forget_finders(directory)
     return importlib.import_module(module_name)
+
+
+def _forget_finders(directory: str) -> None:
+    """Drop the import system's cached listings of ``directory`` and of every directory below
+    it: the deployment may have appeared there just now, or the same path may hold other code
+    than when it was last looked at. (``importlib.invalidate_caches`` would do it for every
+    finder of every path: a fifth of a millisecond of a cold start, for nothing that changed.)"""
+    root = os.path.normpath(directory)
+    for path in [p for p in sys.path_importer_cache if isinstance(p, str) and _within(p, root)]:
+        del sys.path_importer_cache[path]
 
 
 def _import_file(path: Path) -> ModuleType:

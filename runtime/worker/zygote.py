@@ -321,6 +321,7 @@ def _limit_and_isolate(request: SpawnRequest, *, isolated: bool) -> None:
     if isolated:
         assert request.tmp_bytes is not None  # SpawnRequest.parse checked it
         isolation.private_mounts(request.tmp_bytes)
+        isolation.narrow_bounding_set()  # single-threaded still: the worker's threads inherit it
     if request.memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
     os.chdir(request.cwd)

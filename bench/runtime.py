@@ -3,7 +3,9 @@ and straight to a worker, cold starts for poolmgr and newdeploy, and what the sa
 a reference measured in the same run: Fission's Python environment in its serving mode.
 
 The targets: two runtimes, one with the sandbox (the default: "the router" below) and one with
-``RUNTIME_SANDBOX=off``; a worker called directly; the reference, ``bench/reference_env.py`` (a
+``RUNTIME_SANDBOX=off``; a worker called directly; the floor, ``bench/floor_proxy.py`` (a proxy
+that only copies bytes between the client and that worker: what the extra hop alone costs, with
+no target of its own); the reference, ``bench/reference_env.py`` (a
 Flask app under bjoern) in its virtualenv ``.build/bench-ref`` (``make bench-ref``) made from the
 workers' default interpreter, specialized with the same hello-world code. They run in interleaved
 rounds (3 by default), the order of all targets rotating per round, so that all see the same
@@ -60,7 +62,7 @@ HELLO = "def main():\n    return 'hello, world'\n"
 DURATION = "5s"
 POOLSIZE = 3  # the runtimes' warm pools and the reference's pool of listening processes
 MODES = ("sandbox", "nosandbox")
-WARM_TARGETS = (*MODES, "direct", "ref")
+WARM_TARGETS = (*MODES, "direct", "floor", "ref")
 COLD_TARGETS = {"poolmgr": (*MODES, "ref"), "newdeploy": MODES}
 SAMPLES = {"poolmgr": 60, "newdeploy": 30}  # cold starts per target, over all rounds
 
@@ -229,20 +231,35 @@ def specialize_when_up(port: int, body: str, timeout: float = 20) -> None:
             time.sleep(0.05)
 
 
-def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A worker on a TCP port and a unix socket (the floor proxy's way in), specialized with
+    ``HELLO``: the process, its port and its socket."""
+    port, socket_path = free_port(), code_dir / "direct.sock"
     # The runtime's default Python (as its workers have), not the portal's: the same interpreter
     # on both sides of the router-overhead comparison.
     runtimes = interpreters.installed()
     assert runtimes.default is not None, runtimes.describe()
     worker = subprocess.Popen(
-        [str(runtimes.found[runtimes.default].python), "-m", "runtime.worker", "--port", str(port)],
+        [str(runtimes.found[runtimes.default].python), "-m", "runtime.worker", "--port", str(port),
+         "--socket", str(socket_path)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     (code_dir / "main.py").write_text(HELLO)
     body = json.dumps({"filepath": str(code_dir), "functionName": "main", "FunctionMetadata": {"name": "d"}})
     specialize_when_up(port, body)
-    return worker, port
+    return worker, port, socket_path
+
+
+def floor_proxy(socket_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``bench/floor_proxy.py`` in front of the direct worker's socket, on the router's
+    interpreter (this one), listening once this returns."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "floor_proxy.py"), "--port", str(port), "--socket", str(socket_path)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: listening(port), "the floor proxy")
+    return process, port
 
 
 def warm_reference(code_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -342,6 +359,10 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
         "direct_rps_c1_range": spread("direct_c1", "rps"),
         "direct_rps_c32": round(median_of("direct_c32", "rps")),
         "direct_rps_c32_range": spread("direct_c32", "rps"),
+        "floor_p50_ms": round(median_of("floor_c1", "p50"), 3),
+        "floor_rps_c1": round(median_of("floor_c1", "rps")),
+        "floor_rps_c32": round(median_of("floor_c32", "rps")),
+        "floor_rps_c32_range": spread("floor_c32", "rps"),
         "ref_p50_ms": round(median_of("ref_c1", "p50"), 3),
         "ref_p99_ms": round(median_of("ref_c1", "p99"), 3),
         "ref_rps_c1": round(median_of("ref_c1", "rps")),
@@ -395,6 +416,10 @@ def ratios(samples: dict[str, list]) -> dict[str, object]:
         "worker_vs_ref_rps_c32": list(map(truediv, warm("direct_c32", "rps"), warm("ref_c32", "rps"))),
         "router_overhead_vs_direct": list(map(overhead, warm("sandbox_c1", "p50"), warm("direct_c1", "p50"))),
         "poolmgr_cold_vs_ref_specialize": list(map(truediv, cold("sandbox_poolmgr"), cold("ref_specialize"))),
+        # The floor: what the hop alone costs (bench/floor_proxy.py), against the same references.
+        "floor_overhead_vs_direct": list(map(overhead, warm("floor_c1", "p50"), warm("direct_c1", "p50"))),
+        "floor_vs_ref_rps_c1": list(map(truediv, warm("floor_c1", "rps"), warm("ref_c1", "rps"))),
+        "floor_vs_ref_rps_c32": list(map(truediv, warm("floor_c32", "rps"), warm("ref_c32", "rps"))),
     }
     result: dict[str, object] = {}
     for key, values in per_round.items():
@@ -437,6 +462,8 @@ def report(r: dict[str, object]) -> None:
         ("direct to a worker, c=1", r["direct_p50_ms"], r["direct_p99_ms"], r["direct_rps_c1"], r["direct_rps_c1_range"]),
         ("direct to a worker, c=32", "", "", r["direct_rps_c32"], r["direct_rps_c32_range"]),
         ("router overhead (sandbox)", r["router_overhead_p50_ms"], "", "", ""),
+        ("floor: byte-copying proxy, c=1", r["floor_p50_ms"], "", r["floor_rps_c1"], ""),
+        ("floor: byte-copying proxy, c=32", "", "", r["floor_rps_c32"], r["floor_rps_c32_range"]),
         ("reference (Flask+bjoern), c=1", r["ref_p50_ms"], r["ref_p99_ms"], r["ref_rps_c1"], r["ref_rps_c1_range"]),
         ("reference, c=32", r["ref_c32_p50_ms"], r["ref_c32_p99_ms"], r["ref_rps_c32"], r["ref_rps_c32_range"]),
         ("reference: specialize", r["ref_specialize_p50_ms"], r["ref_specialize_p99_ms"], "",
@@ -447,6 +474,11 @@ def report(r: dict[str, object]) -> None:
         print(f"{label:<32}{p50!s:>10}{p99!s:>10}{rps!s:>10}  {spread}")
     print(
         f"worker req/s c=32 / reference's: x{r['worker_vs_ref_rps_c32']} (range {r['worker_vs_ref_rps_c32_range']})"
+    )
+    print(
+        f"floor (the hop alone, no target): overhead / direct p50 x{r['floor_overhead_vs_direct']}"
+        f" {r['floor_overhead_vs_direct_range']}, req/s / reference's c=1 x{r['floor_vs_ref_rps_c1']}"
+        f" {r['floor_vs_ref_rps_c1_range']}, c=32 x{r['floor_vs_ref_rps_c32']} {r['floor_vs_ref_rps_c32_range']}"
     )
     passed: dict[str, bool] = r["targets"]  # type: ignore[assignment]
     print(f"targets ({r['rounds']} rounds, CPU steal {r['steal_cores']} cores):")
@@ -471,13 +503,19 @@ def main() -> None:
         pool = None
         try:
             start_runtimes(Path(tmp), runtimes)
-            worker, worker_port = direct_worker(Path(tmp))
+            worker, worker_port, worker_socket = direct_worker(Path(tmp))
             processes.append(worker)
+            floor, floor_port = floor_proxy(worker_socket)
+            processes.append(floor)
             reference, reference_port = warm_reference(Path(tmp))
             processes.append(reference)
             pool = ReferencePool(Path(tmp), POOLSIZE)
             urls = {mode: f"{runtimes[mode].router}{ROOT}/hello" for mode in MODES}
-            urls.update(direct=f"http://127.0.0.1:{worker_port}/", ref=f"http://127.0.0.1:{reference_port}/")
+            urls.update(
+                direct=f"http://127.0.0.1:{worker_port}/",
+                floor=f"http://127.0.0.1:{floor_port}/",
+                ref=f"http://127.0.0.1:{reference_port}/",
+            )
             samples = run_rounds(args.rounds, runtimes, urls, pool)
         finally:
             if pool is not None:

@@ -389,7 +389,8 @@ class Executor:
             self.destroy(worker, "its function changed while it started")
             raise Unavailable("the function changed while it started")
         worker.state = "specialized"
-        metrics.workers_changed(self)
+        # While the worker answers the call, not before the call is sent: it reads every worker.
+        asyncio.get_running_loop().call_soon(metrics.workers_changed, self)
         return worker
 
     async def spawn_for(self, deployable: Deployable) -> Worker:
@@ -462,7 +463,10 @@ class Executor:
             "environment_variables": deployable.variables,  # in os.environ before the import
             "mounted_files": files,  # read-only files under /secrets and /configs
         }).encode()  # fmt: skip
-        connection = await UpstreamConnection.open(str(worker.socket))
+        # The connection wait_ready opened when the worker started, unless the worker closed it.
+        connection = worker.connections.pop() if worker.connections else None
+        if connection is None or connection.closed:
+            connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, request_id.encode())]
         response = await asyncio.wait_for(
             connection.send("POST", b"/v2/specialize", headers, body), SPECIALIZE_TIMEOUT

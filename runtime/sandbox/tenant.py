@@ -144,7 +144,9 @@ class Sandboxes:
         if self.cgroups is None:
             return None
         group = self.cgroups.group(namespace, worker_id)
-        group.limit_pids(self.settings.worker_pids)
+        # What a function of one request per pod (Fission's default) gets at specialization
+        # (Executor._specialize_request): its cold start then has no limit to write.
+        group.limit_pids(self.settings.worker_pids + 1)
         return group
 
     # ------------------------------------------------------------ lifecycle

@@ -32,6 +32,29 @@ _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}  # send() writes its 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
 
+class _NameMemo(dict[bytes, bool]):
+    """Header name as written -> a yes/no about it, computed once per name (the same few dozen
+    names come with every call; at most ``LIMIT`` are remembered: callers choose them)."""
+
+    LIMIT = 1024
+
+    def __init__(self, rule: Callable[[bytes], bool]) -> None:
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, name: bytes) -> bool:
+        answer = self.rule(name.lower())
+        if len(self) < self.LIMIT:
+            self[name] = answer
+        return answer
+
+
+# Whether send() forwards a header of this name (it writes Host and Content-Length itself).
+_FORWARDED_NAME = _NameMemo(lambda lower: lower not in _NOT_FORWARDED)
+# Whether Response.encode writes a header of this name as it is (not framing, not hop-by-hop).
+_KEPT_NAME = _NameMemo(lambda lower: lower not in HOP_BY_HOP and lower != b"content-length")
+
+
 class _RandomIds:
     """New request ids: 16 bytes of ``os.urandom`` each, as hex, read 4 KiB at a time (one
     syscall per 256 ids, not one per request). Random, not counted: a tenant must not learn from
@@ -62,7 +85,7 @@ def request_id_or_new(offered: bytes | None) -> bytes:
     return _new_id.next()
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str
@@ -86,7 +109,7 @@ class Request:
         return self.path.encode("latin-1") + (b"?" + self.query if self.query else b"")
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     status: int
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -100,13 +123,11 @@ class Response:
         lines = [_STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} ".encode()]
         length = str(len(self.body)).encode()
         for k, v in self.headers:
-            lower = k.lower()
-            if lower == b"content-length":
-                # A worker's answer to HEAD has no body but says how long the GET body would be.
-                if self.head_only and not self.body:
-                    length = v
-            elif lower not in HOP_BY_HOP:
+            if _KEPT_NAME[k]:
                 lines.append(k + b": " + v)
+            elif self.head_only and not self.body and k.lower() == b"content-length":
+                # A worker's answer to HEAD has no body but says how long the GET body would be.
+                length = v
         lines.append(b"content-length: " + length)
         if not keep_alive:
             lines.append(b"connection: close")
@@ -252,7 +273,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._start()
 
     def _start(self) -> None:
-        self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.body_parts: list[bytes] = []
 
@@ -277,9 +297,6 @@ class UpstreamConnection(asyncio.Protocol):
             if self.waiter is not None and not self.waiter.done():
                 self.waiter.set_exception(UpstreamClosed(f"malformed response from the worker: {exc}"))
             self.close()
-
-    def on_status(self, status: bytes) -> None:
-        self.status = self.parser.get_status_code()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -318,7 +335,7 @@ class UpstreamConnection(asyncio.Protocol):
         waiter = self.waiter = loop.create_future()
         self.for_head = method == "HEAD"
         head = [method.encode() + b" " + target + b" HTTP/1.1", b"host: worker"]
-        head += [k + b": " + v for k, v in headers if k.lower() not in _NOT_FORWARDED]
+        head += [k + b": " + v for k, v in headers if _FORWARDED_NAME[k]]
         head.append(b"content-length: " + str(len(body)).encode())
         sent = time.perf_counter_ns()
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)

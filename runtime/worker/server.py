@@ -390,7 +390,7 @@ def text_or_bytes_reply(app: flask.Flask, value: object, method: str) -> Reply |
     """The reply ``app.make_response(value)`` and ``buffer_response`` would give for a ``str`` or
     ``bytes`` return value (200, ``text/html; charset=utf-8``, the value UTF-8 encoded; to HEAD the
     headers and the Content-Length a GET would have), without building a Werkzeug response: that
-    costs a hello-world call a fifth of its time. None for any other value, or when the app's
+    costs a hello-world call about a quarter of its time. None for any other value, or when the app's
     response class or its default type is not Flask's own: then Flask builds the response."""
     kind = type(value)
     if (kind is not str and kind is not bytes) or app.response_class is not flask.Response:

@@ -348,13 +348,21 @@ def _drain(sock: socket.socket) -> None:
 def warm_up() -> server.FunctionApp:
     """A Flask app that has served one request in-process, so lazily imported code and caches
     exist before forking (and children need not build an app)."""
-    worker = server.Worker(None, 1)
-    worker.function = lambda: {"warm": True}
-    path, query = server.split_url(b"/warm-up?x=1")
-    request = server.Request("POST", b"/warm-up?x=1", [(b"Content-Type", b"application/json")], b"{}", True)
-    environ = server.build_environ(request, path, query, worker, ("localhost", "80"))
-    server.render(worker.invoke(environ), "warm-up", True, False)
-    return worker.app
+    app = server.new_app()
+    _serve_once(app, lambda: {"warm": True}, _WARM_UP)
+    return app
+
+
+def rehearse(app: server.FunctionApp | None) -> None:
+    """A worker, right after the fork: serve one request in-process, to nobody, with a throwaway
+    function.
+
+    Why: a forked worker shares the zygote's memory until it writes to it, and running Python
+    writes to every object it touches (reference counts), so the first requests copied page
+    after page, on the cold start's clock: the specialization and the first call took about
+    0.7 ms more than the same work later. Here they are copied while the worker waits in its
+    pool, for about 450 KiB more of its own memory."""
+    _serve_once(app, lambda: "rehearsal", _REHEARSAL)
 
 
 class _Discard:
@@ -367,6 +375,7 @@ class _Discard:
         return False
 
 
+_WARM_UP = b"POST /warm-up?x=1 HTTP/1.1\r\nContent-Type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 # A request as the router sends one (runtime.router.proxy_headers, runtime.invoke).
 _REHEARSAL = (
     b"GET / HTTP/1.1\r\nhost: worker\r\nUser-Agent: rehearsal\r\nForwarded: host=localhost;\r\n"
@@ -376,20 +385,14 @@ _REHEARSAL = (
 )
 
 
-def rehearse(app: server.FunctionApp | None) -> None:
-    """A worker, right after the fork: serve one request in-process, to nobody, with a throwaway
-    function.
-
-    Why: a forked worker shares the zygote's memory until it writes to it, and running Python
-    writes to every object it touches (reference counts), so the first requests copied page
-    after page, on the cold start's clock: the specialization and the first call took about
-    0.7 ms more than the same work later. Here they are copied while the worker waits in its
-    pool, for about 450 KiB more of its own memory."""
+def _serve_once(app: server.FunctionApp | None, function: loader.UserFunction, request: bytes) -> None:
+    """Serve ``request`` (HTTP/1.1 bytes) with ``function`` in-process, through the worker's own
+    request path, the answer written nowhere."""
     worker = server.Worker(None, 1, app)
-    worker.function = lambda: "rehearsal"
+    worker.function = function
     connection = server.HttpConnection(worker, ("localhost", "80"))
     connection.connection_made(cast(asyncio.Transport, _Discard()))
-    connection.data_received(_REHEARSAL)
+    connection.data_received(request)
 
 
 def _set_parent_death_signal(signum: int) -> None:

@@ -123,7 +123,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         max_body = self.config.max_body_bytes
         router = await loop.create_server(
-            lambda: ServerProtocol(self.router.handle, max_body),
+            lambda: ServerProtocol(self.router.dispatch, max_body),
             self.config.host,
             self.config.router_port,
             backlog=2048,

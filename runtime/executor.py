@@ -32,13 +32,21 @@ import shutil
 import socket
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from runtime import metrics
 from runtime.calls import CallRecorder
-from runtime.http import REQUEST_ID_HEADER, Response, UpstreamClosed, UpstreamConnection, request_id_or_new
+from runtime.http import (
+    REQUEST_ID_HEADER,
+    Outcome,
+    Response,
+    UpstreamClosed,
+    UpstreamConnection,
+    request_id_or_new,
+)
 from runtime.logs import LogCollector, Output
 from runtime.objects import Environment, Function, LimitRange, ResourceQuota
 from runtime.quota import DEFAULT_MEMORY, QuotaExhausted, Quotas
@@ -269,30 +277,55 @@ class Executor:
             raise Unavailable("the function is not deployed")
         began, clock = time.time(), time.perf_counter()
         worker = self.take_free(deployable) or await self.acquire(deployable, request_id)
-        startup, cold = time.perf_counter() - clock, worker.fresh  # no await since acquire returned
-        worker.fresh = ""
-        connection = worker.connections.pop() if worker.connections else None
-        status = 502
+        flight = _Flight(self, key, worker, began, clock)  # no await since acquire returned
+        connection = flight.connection = worker.connections.pop() if worker.connections else None
         try:
             if connection is None:
-                connection = await UpstreamConnection.open(str(worker.socket))
-            response = await connection.send(method, target, headers, body, deployable.function.timeout)
-            status = response.status
-        except TimeoutError:
-            self.destroy(worker, "timed out")
-            status = 504
-            return Response(504, body=b"the function timed out\n")
-        except (UpstreamClosed, OSError):
-            self.destroy(worker, "crashed")
-            return Response(502, body=b"the function's worker failed during the request\n")
-        finally:
-            self.release(worker, key)
-            if self.calls is not None:
-                self.calls.record(key[0], key[1], start=began, duration=time.perf_counter() - clock,
-                                  startup=startup, cold=cold, status=status)  # fmt: skip
-        if not connection.closed and worker.state != "dead":
-            worker.connections.append(connection)
+                connection = flight.connection = await UpstreamConnection.open(str(worker.socket))
+            timeout = deployable.function.timeout
+            outcome: Outcome = await connection.send(method, target, headers, body, timeout)
+        except (TimeoutError, UpstreamClosed, OSError) as exc:
+            outcome = exc
+        except BaseException:
+            flight.connection = None  # its answer, if any, is nobody's: not kept
+            self.finish(flight, None, 502)
+            raise
+        response = answer_of(outcome)
+        self.finish(flight, outcome, response.status)
         return response
+
+    def call_now(self, deployable: Deployable, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes, done: Callable[[Response], None]) -> bool:  # fmt: skip
+        """``call``'s warm path, with no task and no future: when a specialized worker of the
+        function is free and has a connection open, send it the call and return True; ``done``
+        gets the answer (the same as ``call`` returns) from the connection's callback. Otherwise
+        (a cold start, a wait at MaxScale, a connection to open) return False having changed
+        nothing: ``call`` is the way then."""
+        worker = self._free(deployable)
+        if worker is None or not worker.connections:
+            return False
+        began, clock = (time.time(), time.perf_counter()) if self.calls is not None else (0.0, 0.0)
+        worker.active += 1
+        flight = _Flight(self, deployable.key, worker, began, clock, done)
+        connection = flight.connection = worker.connections.pop()
+        connection.start(method, target, headers, body, deployable.function.timeout, flight.settle)
+        return True
+
+    def finish(self, flight: _Flight, outcome: Outcome | None, status: int) -> None:
+        """The end of a call that had a worker, once its answer (of ``status``) is given, whatever
+        its outcome (None: abandoned, cancelled): the worker is released (destroyed when it timed
+        out or failed), its connection kept for the next call when it can be, the call recorded."""
+        worker, key, connection = flight.worker, flight.key, flight.connection
+        if isinstance(outcome, TimeoutError):
+            self.destroy(worker, "timed out")
+        elif outcome is not None and not isinstance(outcome, Response):
+            self.destroy(worker, "crashed")
+        self.release(worker, key)
+        if self.calls is not None:
+            self.calls.record(key[0], key[1], start=flight.began, duration=time.perf_counter() - flight.clock,
+                              startup=flight.startup, cold=flight.cold, status=status)  # fmt: skip
+        if connection is not None and not connection.closed and worker.state != "dead":
+            worker.connections.append(connection)
 
     async def acquire(self, deployable: Deployable, request_id: str = "") -> Worker:
         key, function = deployable.key, deployable.function
@@ -314,20 +347,23 @@ class Executor:
                 await self.freed[key].wait(remaining)
 
     def take_free(self, deployable: Deployable) -> Worker | None:
+        """``_free``'s worker, counted as taken; None when every one is at its limit."""
+        worker = self._free(deployable)
+        if worker is not None:
+            worker.active += 1
+        return worker
+
+    def _free(self, deployable: Deployable) -> Worker | None:
         """The specialized worker of the function with the fewest calls in flight, below its
-        ``requestsPerPod`` (the first of them; an idle one ends the search), counted as taken;
-        None when every one is at its limit."""
+        ``requestsPerPod`` (the first of them; an idle one ends the search)."""
         best: Worker | None = None
         per_pod = deployable.function.requests_per_pod
         for worker in self.by_function.get(deployable.key, ()):
             if worker.state == "specialized" and worker.active < per_pod:
                 if worker.active == 0:
-                    best = worker
-                    break
+                    return worker
                 if best is None or worker.active < best.active:
                     best = worker
-        if best is not None:
-            best.active += 1
         return best
 
     async def prepare(self, key: FnKey, request_id: str) -> None:
@@ -725,6 +761,44 @@ class Executor:
             task.cancel()
         for worker in list(self.workers.values()):
             self.destroy(worker, "runtime stopping")
+
+
+class _Flight:
+    """A call between taking its worker and its answer: what ``Executor.finish`` needs."""
+
+    __slots__ = ("began", "clock", "cold", "connection", "done", "executor", "key", "startup", "worker")
+
+    def __init__(self, executor: Executor, key: FnKey, worker: Worker, began: float, clock: float,
+                 done: Callable[[Response], None] | None = None) -> None:  # fmt: skip
+        self.executor = executor
+        self.key = key
+        self.worker = worker
+        self.began = began  # epoch seconds the call reached the executor
+        self.clock = clock  # perf_counter then
+        self.startup = time.perf_counter() - clock if clock else 0.0  # waiting for the worker
+        self.cold = worker.fresh  # "pool"/"new": this call is the one its cold start was for
+        worker.fresh = ""
+        self.connection: UpstreamConnection | None = None
+        self.done = done
+
+    def settle(self, outcome: Outcome) -> None:
+        """The connection's callback (``call_now``): the answer goes out first, then the worker
+        is released (no other call can run in between: this is one callback on the loop)."""
+        assert self.done is not None
+        response = answer_of(outcome)
+        try:
+            self.done(response)
+        finally:
+            self.executor.finish(self, outcome, response.status)
+
+
+def answer_of(outcome: Outcome) -> Response:
+    """A call's answer: the worker's, or what its caller is told when there was none."""
+    if isinstance(outcome, Response):
+        return outcome
+    if isinstance(outcome, TimeoutError):
+        return Response(504, body=b"the function timed out\n")
+    return Response(502, body=b"the function's worker failed during the request\n")
 
 
 class _Channels:

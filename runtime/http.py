@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import cast
@@ -27,12 +28,12 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
 )
 REQUEST_ID_HEADER = b"x-fission-request-id"
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}  # send() writes its own
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}  # start() writes its own
 # A caller's request id is taken only when it is this plain: it names log records and is echoed.
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
 
-class _NameMemo(dict[bytes, bool]):
+class NameMemo(dict[bytes, bool]):
     """Header name as written -> a yes/no about it, computed once per name (the same few dozen
     names come with every call; at most ``LIMIT`` are remembered: callers choose them)."""
 
@@ -49,10 +50,10 @@ class _NameMemo(dict[bytes, bool]):
         return answer
 
 
-# Whether send() forwards a header of this name (it writes Host and Content-Length itself).
-_FORWARDED_NAME = _NameMemo(lambda lower: lower not in _NOT_FORWARDED)
+# Whether start() forwards a header of this name (it writes Host and Content-Length itself).
+_FORWARDED_NAME = NameMemo(lambda lower: lower not in _NOT_FORWARDED)
 # Whether Response.encode writes a header of this name as it is (not framing, not hop-by-hop).
-_KEPT_NAME = _NameMemo(lambda lower: lower not in HOP_BY_HOP and lower != b"content-length")
+_KEPT_NAME = NameMemo(lambda lower: lower not in HOP_BY_HOP and lower != b"content-length")
 
 
 class _RandomIds:
@@ -141,42 +142,34 @@ class BodyTooLarge(Exception):
     pass
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class _Inbox:
-    """A connection's requests (and the answers the parser gives itself), in order, for the one
-    task that answers them: a deque and a future to wake that task on, which is all of
-    ``asyncio.Queue`` this needs, at less cost per request. ``None`` ends the connection."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.items: collections.deque[Request | Response | None] = collections.deque()
-        self.waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: Request | Response | None) -> None:
-        self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def get(self) -> Request | Response | None:
-        while not self.items:
-            self.waiter = self.loop.create_future()
-            await self.waiter
-        return self.items.popleft()
+Reply = Callable[[Response], None]
+# Takes a request and the way to answer it: calls the reply exactly once, at once or later.
+Dispatch = Callable[[Request, Reply], None]
+# The most parsed requests a connection holds unanswered before it stops reading (pipelining).
+PENDING_LIMIT = 64
 
 
 class ServerProtocol(asyncio.Protocol):
-    """One client connection. Requests are answered strictly in order."""
+    """One client connection. Requests are answered strictly in order, one at a time: each parsed
+    request is handed to ``dispatch`` once the one before it is answered, and the parser's own
+    answers (400, 413, 501) wait their turn the same way. No task per connection or request: an
+    answer ``dispatch`` gives at once is written at once, and one it gives later is written from
+    the callback that gives it (the router's warm path, runtime.router)."""
 
-    def __init__(self, handler: Handler, max_body: int) -> None:
-        self.handler = handler
+    def __init__(self, dispatch: Dispatch, max_body: int) -> None:
+        self.dispatch = dispatch
         self.max_body = max_body
+        self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client = ""
-        self.queue = _Inbox(asyncio.get_running_loop())
-        self.worker: asyncio.Task[None] | None = None
+        # Parsed and not yet answered, in order, each with whether the connection stays open after it.
+        self.pending: collections.deque[tuple[Request | Response, bool]] = collections.deque()
+        self.busy = False  # a request is with ``dispatch`` and not yet answered
+        self.keep_alive = True  # whether the connection stays open after that request's answer
+        self.pumping = False  # _pump is on the stack: an answer given at once does not re-enter it
+        self.paused = False
+        self.broken = False  # the parser failed: nothing after that is read
         self._reset()
 
     def _reset(self) -> None:
@@ -191,19 +184,21 @@ class ServerProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.queue.put_nowait(None)
+        self.pending.clear()  # a call under way finishes; its answer has nowhere to go
 
     def data_received(self, data: bytes) -> None:
+        if self.broken:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.queue.put_nowait(Response(501, body=b"upgrades are not supported\n"))
+            self.broken = True  # what follows is another protocol's
+            self._add(Response(501, body=b"upgrades are not supported\n"), False)
         except httptools.HttpParserError:
-            self.queue.put_nowait(Response(400, body=b"malformed request\n"))
-            self.queue.put_nowait(None)
+            self.broken = True
+            self._add(Response(400, body=b"malformed request\n"), False)
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -220,11 +215,12 @@ class ServerProtocol(asyncio.Protocol):
             self.body_parts.append(body)
 
     def on_message_complete(self) -> None:
+        item: Request | Response
         if self.too_large:
-            self.queue.put_nowait(Response(413, body=b"request body too large\n"))
+            item = Response(413, body=b"request body too large\n")
         else:
             parsed = httptools.parse_url(self.url)
-            request = Request(
+            item = Request(
                 method=self.parser.get_method().decode(),
                 path=(parsed.path or b"/").decode("latin-1"),
                 query=parsed.query or b"",
@@ -233,30 +229,75 @@ class ServerProtocol(asyncio.Protocol):
                 target=self.url,
                 client=self.client,
             )
-            self.queue.put_nowait(request)
+        keep_alive = self.parser.should_keep_alive()
         self._reset()
+        self._add(item, keep_alive)
 
-    async def _serve(self) -> None:
-        while True:
-            item = await self.queue.get()  # no suspension when one is waiting
-            if item is None or self.transport is None or self.transport.is_closing():
-                break
-            response = item if isinstance(item, Response) else await self.handler(item)
-            if self.transport.is_closing():
-                break  # the client went away while its call ran: the answer has nowhere to go
-            keep_alive = self.parser.should_keep_alive() and response.status != 400
-            self.transport.write(response.encode(keep_alive))
-            if not keep_alive:
-                self.transport.close()
-                break
+    # answering, in order
+    def _add(self, item: Request | Response, keep_alive: bool) -> None:
+        self.pending.append((item, keep_alive))
+        if len(self.pending) > PENDING_LIMIT and self.transport is not None and not self.paused:
+            self.paused = True  # bounded memory against a client that pipelines faster than calls end
+            self.transport.pause_reading()
+        if not self.busy and not self.pumping:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Answer what is pending until a request is with ``dispatch`` and not answered yet."""
+        if self.pumping or self.busy:
+            return
+        self.pumping = True
+        try:
+            while self.pending and not self.busy:
+                if self.transport is None or self.transport.is_closing():
+                    self.pending.clear()
+                    return
+                item, keep_alive = self.pending.popleft()
+                if isinstance(item, Response):
+                    self._write(item, keep_alive)
+                    continue
+                self.busy = True
+                self.keep_alive = keep_alive
+                self.dispatch(item, self._reply)  # may reply at once: the loop then goes on
+        finally:
+            self.pumping = False
+        if self.paused and self.transport is not None and len(self.pending) <= PENDING_LIMIT // 2:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _reply(self, response: Response) -> None:
+        self.busy = False
+        self._write(response, self.keep_alive)
+        if self.pending and not self.pumping:
+            # Not from here: whoever replied finishes its work (releasing the worker) first.
+            self.loop.call_soon(self._pump)
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away while its call ran: the answer has nowhere to go
+        keep_alive = keep_alive and response.status != 400
+        transport.write(response.encode(keep_alive))
+        if not keep_alive:
+            self.pending.clear()
+            transport.close()
 
 
 class UpstreamClosed(Exception):
     """The worker closed the connection (or died) before answering."""
 
 
+Outcome = Response | Exception  # a worker's answer, or why there is none
+Settle = Callable[[Outcome], None]
+
+
 class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one worker; one request in flight at a time.
+
+    ``start`` sends a request and hands its outcome to a callback, exactly once: the worker's
+    answer, TimeoutError (the connection is then closed: an answer that comes later must not be
+    read as the next one's) or UpstreamClosed. ``send`` is the same, awaited. A connection that
+    will not be reused is closed before its outcome is handed over, so the callback can tell.
 
     After a HEAD the connection is closed: the parser cannot be told that this answer has no
     body despite its Content-Length, so the answer ends with its headers, and bytes a worker
@@ -267,7 +308,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[Response] | None = None
+        self.settle: Settle | None = None  # the request in flight's, until its outcome is known
+        self.timer: asyncio.TimerHandle | None = None
+        self.sent = 0  # perf_counter_ns when the request in flight was written
         self.closed = False
         self.for_head = False  # the request in flight is a HEAD
         self._start()
@@ -287,16 +330,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(UpstreamClosed("the worker closed the connection"))
+        self._settle(UpstreamClosed("the worker closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(UpstreamClosed(f"malformed response from the worker: {exc}"))
             self.close()
+            self._settle(UpstreamClosed(f"malformed response from the worker: {exc}"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -305,10 +346,8 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if not self.for_head or status < 200:
             return
-        response = Response(status, self.headers)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(response)
         self.close()
+        self._settle(Response(status, self.headers))
 
     def on_body(self, body: bytes) -> None:
         self.body_parts.append(body)
@@ -317,44 +356,69 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             return  # the answer to a HEAD, already complete with its headers
         response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body_parts))
-        keep = self.parser.should_keep_alive()
         self._start()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(response)
-        if not keep:
+        if not self.parser.should_keep_alive():
             self.close()
+        self._settle(response)
 
-    async def send(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
-                   timeout: float | None = None) -> Response:  # fmt: skip
-        """The worker's answer; TimeoutError (the connection closed) when none came within
-        ``timeout`` seconds. The timeout is a timer on the loop, not ``asyncio.wait_for``'s task:
-        this is the router's hot path."""
+    def start(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+              timeout: float | None, settle: Settle) -> None:  # fmt: skip
+        """Send the request; ``settle`` gets its outcome (never from within this call, unless the
+        connection is already closed). The timeout is a timer on the loop, not a task: this is
+        the router's hot path."""
         if self.closed or self.transport is None:
-            raise UpstreamClosed("connection already closed")
-        loop = self.loop
-        waiter = self.waiter = loop.create_future()
+            settle(UpstreamClosed("connection already closed"))
+            return
+        self.settle = settle
         self.for_head = method == "HEAD"
         head = [method.encode() + b" " + target + b" HTTP/1.1", b"host: worker"]
         head += [k + b": " + v for k, v in headers if _FORWARDED_NAME[k]]
         head.append(b"content-length: " + str(len(body)).encode())
-        sent = time.perf_counter_ns()
+        self.sent = time.perf_counter_ns()
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        timer = loop.call_later(timeout, self._time_out, waiter) if timeout is not None else None
-        try:
-            response = await waiter
-        finally:
-            self.waiter = None
-            if timer is not None:
-                timer.cancel()
-        response.worker_ns = time.perf_counter_ns() - sent
-        return response
+        if timeout is not None:
+            self.timer = self.loop.call_later(timeout, self._time_out)
 
-    def _time_out(self, waiter: asyncio.Future[Response]) -> None:
-        if not waiter.done():
-            waiter.set_exception(TimeoutError())
-            self.close()  # an answer that comes later must not be read as the next one's
+    async def send(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeout: float | None = None) -> Response:  # fmt: skip
+        """``start``, awaited: the worker's answer, or the exception there is instead. Cancelled,
+        the connection is closed (its answer would otherwise be read as the next request's)."""
+        waiter: asyncio.Future[Response] = self.loop.create_future()
+        self.start(method, target, headers, body, timeout, functools.partial(_resolve, waiter))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self.close()
+            self.settle = None
+            raise
+
+    def _settle(self, outcome: Outcome) -> None:
+        settle = self.settle
+        if settle is None:
+            return
+        self.settle = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if isinstance(outcome, Response):
+            outcome.worker_ns = time.perf_counter_ns() - self.sent
+        settle(outcome)
+
+    def _time_out(self) -> None:
+        self.timer = None
+        self.close()
+        self._settle(TimeoutError())
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _resolve(waiter: asyncio.Future[Response], outcome: Outcome) -> None:
+    if waiter.done():
+        return
+    if isinstance(outcome, Response):
+        waiter.set_result(outcome)
+    else:
+        waiter.set_exception(outcome)

@@ -38,6 +38,7 @@ The router's own 404/405/400 and its health check carry none.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -51,8 +52,8 @@ from runtime.errors import NotFound, RuntimeProblem
 from runtime.events.asynchronous.queue import Queue
 from runtime.events.asynchronous.records import EVENT, INVOCATION_TYPE, REQUEST_RESPONSE, Event
 from runtime.executor import Executor
-from runtime.http import REQUEST_ID_HEADER, Request, Response, request_id_or_new
-from runtime.invoke import call_function
+from runtime.http import REQUEST_ID_HEADER, NameMemo, Reply, Request, Response, request_id_or_new
+from runtime.invoke import call_function, call_now
 from runtime.objects import TEMPLATE_VARIABLE, HTTPTrigger
 from runtime.tenancy import route_root, under
 from runtime.timing import SERVER_TIMING, server_timing
@@ -63,6 +64,8 @@ Headers = list[tuple[bytes, bytes]]
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 JSON = [(b"content-type", b"application/json")]
 FULL_URL = b"X-Fission-Full-Url"
+NOT_FOUND = b"not found\n"
+_IS_REQUEST_ID = NameMemo(lambda lower: lower == REQUEST_ID_HEADER)  # a function's own, replaced
 _SPECIAL = frozenset((b"forwarded", b"x-forwarded-host", b"x-forwarded-for", b"host", INVOCATION_TYPE))
 
 
@@ -233,72 +236,83 @@ class Router:
         self.invocations = invocations
         self.captures = captures
         self.table = RouteTable([], namespace_prefix)
+        self.tasks: set[asyncio.Task[None]] = set()  # calls that wait, until answered
 
     def set_triggers(self, triggers: list[HTTPTrigger]) -> None:
         self.table = RouteTable(triggers, self.namespace_prefix, self.table)
 
-    async def handle(self, request: Request) -> Response:
+    def dispatch(self, request: Request, reply: Reply) -> None:
+        """Answer ``request`` through ``reply`` (``runtime.http.Dispatch``): the router's own
+        answers at once; a call to a free warm worker from the worker connection's callback
+        (``invoke.call_now``: no task, no future: the warm path); any other call, or a queued
+        one, from a task."""
         started = time.perf_counter_ns()
         if request.path == "/router-healthz":
-            return Response(200, TEXT, b"ok\n")
+            reply(Response(200, TEXT, b"ok\n"))
+            return
         route, params, seen = self.table.match(request.path, request.method)
         if route is None:
-            return (
-                Response(405, TEXT, b"method not allowed\n") if seen else Response(404, TEXT, b"not found\n")
-            )
+            reply(Response(405, TEXT, b"method not allowed\n") if seen else Response(404, TEXT, NOT_FOUND))
+            return
         caller = CallerHeaders.of(request)
         kind = caller.invocation
         event = kind is not None and kind.lower() == EVENT
         if kind is not None and not event and kind.lower() != REQUEST_RESPONSE:
-            return Response(400, TEXT, b"X-Faas-Invocation-Type must be Event or RequestResponse\n")
-        function = route.pick()
-        namespace = route.trigger.meta.namespace
-        request_id = request_id_or_new(caller.request_id)
-        target = forwarded_target(route.trigger, request)
-        headers = proxy_headers(request, caller, route, params)
-        if event:
-            response = await self._enqueue(request, function, target, headers, namespace, request_id)
+            reply(Response(400, TEXT, b"X-Faas-Invocation-Type must be Event or RequestResponse\n"))
+            return
+        call = RoutedCall(self, request, route, caller, params, started, event, reply)
+        if event or not call_now(self.executor, call.namespace, call.function, request.method, call.target,
+                                 call.headers, request.body, call.request_id, call.answered):  # fmt: skip
+            task = asyncio.get_running_loop().create_task(self._call_later(call))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _call_later(self, call: RoutedCall) -> None:
+        """A call that waits (a cold start, a function at MaxScale, a connection to open) or is queued."""
+        request = call.request
+        if call.event:
+            response = await self._enqueue(request, call.function, call.target, call.headers, call.namespace,
+                                           call.request_id)  # fmt: skip
         else:
-            response = await call_function(
-                self.executor, namespace, function, request.method, target, headers, request.body, request_id
-            )
-        response.headers = [(k, v) for k, v in response.headers if k.lower() != REQUEST_ID_HEADER]
-        response.headers.append((REQUEST_ID_HEADER, request_id))
-        response.head_only = request.method == "HEAD"
-        took_ns = time.perf_counter_ns() - started
-        timing = (SERVER_TIMING, server_timing(took_ns, response.worker_ns))
-        if event:
-            response.headers.append(timing)
-            return response
-        elapsed = took_ns / 1e9
-        metrics.observe_call(
-            namespace,
-            function,
-            route.trigger.path,
-            request.method,
-            response.status,
-            elapsed,
-        )
+            response = await call_function(self.executor, call.namespace, call.function, request.method,
+                                           call.target, call.headers, request.body,
+                                           call.request_id)  # fmt: skip
+        call.answered(response)
+
+    def complete(self, call: RoutedCall, response: Response) -> float:
+        """Make ``response`` the caller's answer: the request id and ``Server-Timing`` headers
+        added (the timing last); the router's time for the call, in seconds."""
+        response.headers = [(k, v) for k, v in response.headers if not _IS_REQUEST_ID[k]]
+        response.headers.append((REQUEST_ID_HEADER, call.request_id))
+        response.head_only = call.request.method == "HEAD"
+        took_ns = time.perf_counter_ns() - call.started
+        response.headers.append((SERVER_TIMING, server_timing(took_ns, response.worker_ns)))
+        return took_ns / 1e9
+
+    def account(self, call: RoutedCall, response: Response, elapsed: float) -> None:
+        """Count a call (not a queued one) in the metrics; capture it when its trigger's policy
+        matches its status."""
+        route, request = call.route, call.request
+        metrics.observe_call(call.namespace, call.function, route.trigger.path, request.method,
+                             response.status, elapsed)  # fmt: skip
         policy = route.trigger.capture
         if policy is not None and self.captures is not None and policy.matches(response.status):
-            self._capture(request, route, function, target, headers, request_id, response, elapsed)
-        response.headers.append(timing)  # after the capture, which keeps the function's answer only
-        return response
+            self._capture(call, response, elapsed)
 
-    def _capture(self, request: Request, route: Route, function: str, target: bytes, headers: Headers,
-                 request_id: bytes, response: Response, elapsed: float) -> None:  # fmt: skip
-        """Hand the call, as the function saw it, to the capture recorder (which redacts it)."""
-        trigger, recorder = route.trigger, self.captures
+    def _capture(self, call: RoutedCall, response: Response, elapsed: float) -> None:
+        """Hand the call, as the function saw it, to the capture recorder (which redacts it); the
+        answer as the function gave it: without the router's ``Server-Timing``, the last header."""
+        trigger, recorder = call.route.trigger, self.captures
         assert trigger.capture is not None
         assert recorder is not None
-        call = Captured(
-            namespace=trigger.meta.namespace, policy=trigger.capture, fission_function=function,
-            trigger_path=trigger.path, method=request.method, target=target, headers=headers,
-            body=request.body, status=response.status, response_headers=response.headers,
+        captured = Captured(
+            namespace=trigger.meta.namespace, policy=trigger.capture, fission_function=call.function,
+            trigger_path=trigger.path, method=call.request.method, target=call.target, headers=call.headers,
+            body=call.request.body, status=response.status, response_headers=response.headers[:-1],
             response_body=response.body, started=time.time() - elapsed, duration_ms=elapsed * 1000,
-            request_id=request_id.decode(),
+            request_id=call.request_id.decode(),
         )  # fmt: skip
-        recorder.record(call)
+        recorder.record(captured)
 
     async def _enqueue(self, request: Request, function: str, target: bytes, headers: Headers, namespace: str,
                        request_id: bytes) -> Response:  # fmt: skip
@@ -316,6 +330,35 @@ class Router:
         except RuntimeProblem as exc:
             return Response(exc.status, TEXT, exc.message.encode() + b"\n")
         return Response(202, JSON, json.dumps({"requestId": event.request_id}).encode())
+
+
+class RoutedCall:
+    """A request matched to a route, from its routing to its answer: the function drawn, the
+    request id, and the target and headers the function gets."""
+
+    __slots__ = ("event", "function", "headers", "namespace", "reply", "request", "request_id", "route",
+                 "router", "started", "target")  # fmt: skip
+
+    def __init__(self, router: Router, request: Request, route: Route, caller: CallerHeaders,
+                 params: dict[str, str], started: int, event: bool, reply: Reply) -> None:  # fmt: skip
+        self.router = router
+        self.request = request
+        self.route = route
+        self.started = started  # perf_counter_ns when the router got the request
+        self.event = event  # queued (X-Faas-Invocation-Type: Event), not called
+        self.reply = reply
+        self.function = route.pick()
+        self.namespace = route.trigger.meta.namespace
+        self.request_id = request_id_or_new(caller.request_id)
+        self.target = forwarded_target(route.trigger, request)
+        self.headers = proxy_headers(request, caller, route, params)
+
+    def answered(self, response: Response) -> None:
+        """Give the caller ``response``; then (after the write, off the caller's wait) count it."""
+        elapsed = self.router.complete(self, response)
+        self.reply(response)
+        if not self.event:
+            self.router.account(self, response, elapsed)
 
 
 class CallerHeaders:

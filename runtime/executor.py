@@ -218,6 +218,8 @@ class Executor:
         self.freed: dict[FnKey, Waiters] = defaultdict(Waiters)
         # Cold starts under way, counted against the limits before their first await.
         self.starting: dict[FnKey, int] = defaultdict(int)
+        # The same, with the calls that wait for each one's worker (``cold_start``).
+        self.launching: dict[FnKey, list[_Start]] = defaultdict(list)
         self.quotas = Quotas()
         # (namespace, memory charge) of workers the zygote is forking, counted against the quota.
         self.spawning: list[tuple[str, int]] = []
@@ -334,6 +336,9 @@ class Executor:
             worker = self.take_free(deployable)
             if worker is not None:
                 return worker
+            start = self._joinable(key)
+            if start is not None:
+                return await self._join(start, key)
             limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
             if len(self.by_function[key]) + self.starting[key] < limit:
                 return await self.cold_start(deployable, request_id)
@@ -391,12 +396,54 @@ class Executor:
         if waiters is not None:
             waiters.wake_one()
 
+    def _joinable(self, key: FnKey) -> _Start | None:
+        """A cold start of the function under way with a seat left for one more call."""
+        for start in self.launching.get(key, ()):
+            if start.joined < start.seats:
+                return start
+        return None
+
+    async def _join(self, start: _Start, key: FnKey) -> Worker:
+        """Wait for the worker of ``start``, counted for this call once it is there; what the
+        cold start raised, when it failed."""
+        start.joined += 1
+        try:
+            return await asyncio.shield(start.worker)
+        except asyncio.CancelledError:
+            if start.worker.done() and not start.worker.cancelled() and start.worker.exception() is None:
+                self.release(start.worker.result(), key)  # counted for this call, which goes away
+            else:
+                start.joined -= 1
+            raise
+
     async def cold_start(self, deployable: Deployable, request_id: str = "") -> Worker:
         """Specialize a warm worker (poolmgr) or start a dedicated one (newdeploy).
+
+        Calls that come meanwhile may wait for this worker rather than start their own, up to its
+        ``requestsPerPod`` with this one (``_join``): a burst at scale zero starts one worker per
+        ``requestsPerPod`` calls, not one per call. They get what this one raises.
 
         Raises QuotaExhausted, before anything is started or counted as a cold start, when the
         worker does not fit the namespace's quota; LoadFailed when the code does not load.
         ``request_id`` (the triggering call's; a new one when "") names the specialize request."""
+        key = deployable.key
+        start = _Start(deployable.function.requests_per_pod - 1)
+        starts = self.launching[key]
+        starts.append(start)
+        try:
+            worker = await self._start_worker(deployable, request_id)
+        except BaseException as exc:
+            start.fail(exc)
+            raise
+        finally:
+            starts.remove(start)
+            if not starts:
+                del self.launching[key]
+        worker.active += start.joined
+        start.worker.set_result(worker)
+        return worker
+
+    async def _start_worker(self, deployable: Deployable, request_id: str) -> Worker:
         key, function = deployable.key, deployable.function
         env_key = (function.meta.namespace, function.environment)
         charge = self.memory_limit(deployable) or DEFAULT_MEMORY
@@ -761,6 +808,28 @@ class Executor:
             task.cancel()
         for worker in list(self.workers.values()):
             self.destroy(worker, "runtime stopping")
+
+
+class _Start:
+    """A cold start under way: its worker, once specialized, and how many other calls wait for
+    it (``joined``), ``seats`` at most."""
+
+    __slots__ = ("joined", "seats", "worker")
+
+    def __init__(self, seats: int) -> None:
+        self.worker: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        self.seats = seats
+        self.joined = 0
+
+    def fail(self, exc: BaseException) -> None:
+        """The calls waiting get ``exc`` (a cancelled cold start: Unavailable, so that they are
+        answered, not cancelled); with none waiting, nothing is left unretrieved."""
+        if not self.joined:
+            self.worker.cancel()
+        elif isinstance(exc, Exception):
+            self.worker.set_exception(exc)
+        else:
+            self.worker.set_exception(Unavailable("the cold start it waited for was abandoned"))
 
 
 class _Flight:

@@ -270,13 +270,18 @@ class Router:
     async def _call_later(self, call: RoutedCall) -> None:
         """A call that waits (a cold start, a function at MaxScale, a connection to open) or is queued."""
         request = call.request
-        if call.event:
-            response = await self._enqueue(request, call.function, call.target, call.headers, call.namespace,
-                                           call.request_id)  # fmt: skip
-        else:
-            response = await call_function(self.executor, call.namespace, call.function, request.method,
-                                           call.target, call.headers, request.body,
-                                           call.request_id)  # fmt: skip
+        try:
+            if call.event:
+                response = await self._enqueue(request, call.function, call.target, call.headers,
+                                               call.namespace, call.request_id)  # fmt: skip
+            else:
+                response = await call_function(self.executor, call.namespace, call.function, request.method,
+                                               call.target, call.headers, request.body,
+                                               call.request_id)  # fmt: skip
+        except Exception:
+            # A fault of the runtime's own: logged, and the caller answered rather than left waiting.
+            log.exception("%s/%s: the call failed in the runtime", call.namespace, call.function)
+            response = Response(502, TEXT, b"the function is unavailable\n")
         call.answered(response)
 
     def complete(self, call: RoutedCall, response: Response) -> float:

@@ -1,14 +1,18 @@
 """Calls waiting for a newdeploy function's worker at MaxScale (runtime.executor.Waiters): woken
 one at a time, in arrival order; a call that times out or is cancelled leaves the line; a call
-woken but cancelled before it looked passes its turn on."""
+woken but cancelled before it looked passes its turn on. And calls waiting for a cold start's worker
+(``Executor._join``): each counted on the worker once it comes, or given its seat back, or told why
+the cold start failed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
-from runtime.executor import Waiters
+from runtime.executor import Executor, Unavailable, Waiters, Worker, _Start
 
 
 async def _line(
@@ -77,3 +81,66 @@ def test_a_cancelled_call_leaves_the_line_and_the_next_is_woken() -> None:
         return woken
 
     assert asyncio.run(scenario()) == [1]
+
+
+# ---------------------------------------------------------------- waiting for a cold start
+
+
+def _executor() -> Executor:
+    executor = Executor.__new__(Executor)  # only what _join and release use
+    executor.freed = defaultdict(Waiters)
+    return executor
+
+
+def _worker() -> Worker:
+    return Worker("w", 1, -1, Path("/nowhere"), None, ("ns", "env"), "3.11", "poolmgr", 0,
+                  state="specializing", active=1)  # fmt: skip
+
+
+def test_a_call_that_stops_waiting_before_the_worker_comes_gives_its_seat_back() -> None:
+    async def scenario() -> None:
+        executor, start = _executor(), _Start(seats=3)
+        waiting = asyncio.create_task(executor._join(start, ("ns", "f")))
+        await asyncio.sleep(0)
+        assert start.joined == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert start.joined == 0  # not counted on the worker when it comes
+        start.fail(RuntimeError("nobody waits"))  # no exception left unretrieved
+        assert start.worker.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_that_stops_waiting_once_the_worker_came_is_released_from_it() -> None:
+    async def scenario() -> None:
+        executor, start, worker = _executor(), _Start(seats=3), _worker()
+        waiting = asyncio.create_task(executor._join(start, ("ns", "f")))
+        await asyncio.sleep(0)
+        worker.active += start.joined  # what cold_start does when the worker is specialized
+        start.worker.set_result(worker)
+        waiting.cancel()  # before it resumed with the worker
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert worker.active == 1  # the cold start's own call only
+
+    asyncio.run(scenario())
+
+
+def test_the_calls_waiting_get_what_the_cold_start_raised() -> None:
+    async def scenario() -> None:
+        executor = _executor()
+        failed, abandoned = _Start(seats=3), _Start(seats=3)
+        first = [asyncio.create_task(executor._join(failed, ("ns", "f"))) for _ in range(2)]
+        second = asyncio.create_task(executor._join(abandoned, ("ns", "g")))
+        await asyncio.sleep(0)
+        failed.fail(Unavailable("the function failed to load"))
+        abandoned.fail(asyncio.CancelledError())  # its own call was cancelled: they are answered
+        for task in first:
+            with pytest.raises(Unavailable, match="failed to load"):
+                await task
+        with pytest.raises(Unavailable, match="abandoned"):
+            await second
+
+    asyncio.run(scenario())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +22,9 @@ from runtime.http import (
     UpstreamClosed,
     UpstreamConnection,
 )
+from runtime.objects import parse_httptrigger
+from runtime.router import Router
+from testsupport.fission import httptrigger
 
 
 class _Transport:
@@ -282,3 +286,32 @@ def test_a_cancelled_send_closes_the_connection():
         assert transport.closing
 
     asyncio.run(run())
+
+
+# ---------------------------------------------------------------- the router on top
+
+
+class _FaultyQuotas:
+    def enter(self, namespace: str) -> bool:
+        raise RuntimeError("a fault of the runtime's own")
+
+
+def test_a_fault_in_a_call_that_waits_is_answered_502_and_logged(caplog):
+    # Not deployed: not the warm path, so the call goes to a task, where the quota check fails.
+    executor = SimpleNamespace(deployables={}, quotas=_FaultyQuotas())
+    router = Router(executor, "faas")  # type: ignore[arg-type]
+    router.set_triggers(
+        [parse_httptrigger(httptrigger("faas-acme", "t", "/acme/f", function_name="f"), "faas-acme")]
+    )
+    replies: list[Response] = []
+
+    async def run() -> None:
+        router.dispatch(Request("GET", "/acme/f", b"", [(b"Host", b"h")]), replies.append)
+        assert replies == []
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    assert [r.status for r in replies] == [502]
+    assert b"unavailable" in replies[0].body
+    assert "the call failed in the runtime" in caplog.text
+    assert not router.tasks

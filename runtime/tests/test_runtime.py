@@ -179,6 +179,33 @@ def test_concurrency_limit_answers_429(runtime):
     assert 429 in codes
 
 
+# Slow to load, so that every call of a burst comes while the first worker is specialized.
+SLOW_LOAD = "import os, time\ntime.sleep(1.0)\ndef main():\n    return os.readlink('/proc/self/ns/pid')\n"
+
+
+@pytest.mark.parametrize("executor", ["poolmgr", "newdeploy"])
+def test_a_burst_at_scale_zero_shares_the_cold_start_up_to_requests_per_pod(runtime, executor):
+    deploy(runtime, "burst", SLOW_LOAD, executor=executor, requests_per_pod=4, min_scale=0, max_scale=5)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: runtime.call(f"{R}/burst"), range(8)))
+    assert {r.status_code for r in responses} == {200}
+    # 8 calls, 4 a worker: 2 workers (one each before this: 8, or as many as the limits allowed).
+    assert len({r.text for r in responses}) == 2
+    assert _metric(runtime.metrics(), "fission_function_cold_starts_total", function_name="burst") == 2
+
+
+def test_calls_that_wait_for_a_cold_start_that_fails_fail_with_it(runtime):
+    broken = "import time\ntime.sleep(1.0)\nraise RuntimeError('broken on purpose')\n"
+    deploy(runtime, "broken", broken, requests_per_pod=8)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: runtime.call(f"{R}/broken"), range(4)))
+    assert {r.status_code for r in responses} == {502}
+    text = runtime.metrics()
+    assert _metric(text, "fission_function_cold_starts_total", function_name="broken") == 1
+    assert _metric(text, "fission_function_cold_start_errors_total", function_name="broken") == 1
+    assert runtime.call(f"{R}/broken").status_code == 502  # and the next call tries again, alone
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():

@@ -123,6 +123,7 @@ wrk:
 
 bench: setup sandbox wrk prometheus bench-ref
 	$(PY) bench/runtime.py
+	$(PY) bench/router_inprocess.py
 	$(PY) bench/scale.py
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/events.py

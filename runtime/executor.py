@@ -146,6 +146,15 @@ class Worker:
     # then is the one its cold start was for (runtime/calls.py records the call as cold).
     fresh: str = ""
 
+    def take_connection(self) -> UpstreamConnection | None:
+        """An open connection to the worker, taken from those kept; None when none is (one the
+        worker closed meanwhile is dropped)."""
+        while self.connections:
+            connection = self.connections.pop()
+            if not connection.closed:
+                return connection
+        return None
+
     def owner(self) -> tuple[str, str, str] | None:
         """Whose output this worker's lines are, (namespace, function, function uid); None while
         it is generic."""
@@ -280,7 +289,7 @@ class Executor:
         began, clock = time.time(), time.perf_counter()
         worker = self.take_free(deployable) or await self.acquire(deployable, request_id)
         flight = _Flight(self, key, worker, began, clock)  # no await since acquire returned
-        connection = flight.connection = worker.connections.pop() if worker.connections else None
+        connection = flight.connection = worker.take_connection()
         try:
             if connection is None:
                 connection = flight.connection = await UpstreamConnection.open(str(worker.socket))
@@ -304,12 +313,13 @@ class Executor:
         (a cold start, a wait at MaxScale, a connection to open) return False having changed
         nothing: ``call`` is the way then."""
         worker = self._free(deployable)
-        if worker is None or not worker.connections:
+        connection = worker.take_connection() if worker is not None else None
+        if worker is None or connection is None:
             return False
         began, clock = (time.time(), time.perf_counter()) if self.calls is not None else (0.0, 0.0)
         worker.active += 1
         flight = _Flight(self, deployable.key, worker, began, clock, done)
-        connection = flight.connection = worker.connections.pop()
+        flight.connection = connection
         connection.start(method, target, headers, body, deployable.function.timeout, flight.settle)
         return True
 
@@ -336,7 +346,7 @@ class Executor:
             worker = self.take_free(deployable)
             if worker is not None:
                 return worker
-            start = self._joinable(key)
+            start = self._joinable(deployable)
             if start is not None:
                 return await self._join(start, key)
             limit = function.concurrency if function.executor == "poolmgr" else function.max_scale
@@ -396,11 +406,15 @@ class Executor:
         if waiters is not None:
             waiters.wake_one()
 
-    def _joinable(self, key: FnKey) -> _Start | None:
-        """A cold start of the function under way with a seat left for one more call."""
-        for start in self.launching.get(key, ()):
+    def _joinable(self, deployable: Deployable) -> _Start | None:
+        """A cold start of the function as it is now (not of a version it replaced: that one
+        fails) under way, with a seat left for one more call."""
+        signature = None
+        for start in self.launching.get(deployable.key, ()):
             if start.joined < start.seats:
-                return start
+                signature = signature or deployable.signature
+                if start.signature == signature:
+                    return start
         return None
 
     async def _join(self, start: _Start, key: FnKey) -> Worker:
@@ -427,7 +441,7 @@ class Executor:
         worker does not fit the namespace's quota; LoadFailed when the code does not load.
         ``request_id`` (the triggering call's; a new one when "") names the specialize request."""
         key = deployable.key
-        start = _Start(deployable.function.requests_per_pod - 1)
+        start = _Start(deployable.function.requests_per_pod - 1, deployable.signature)
         starts = self.launching[key]
         starts.append(start)
         try:
@@ -547,8 +561,8 @@ class Executor:
             "mounted_files": files,  # read-only files under /secrets and /configs
         }).encode()  # fmt: skip
         # The connection wait_ready opened when the worker started, unless the worker closed it.
-        connection = worker.connections.pop() if worker.connections else None
-        if connection is None or connection.closed:
+        connection = worker.take_connection()
+        if connection is None:
             connection = await UpstreamConnection.open(str(worker.socket))
         headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, request_id.encode())]
         response = await asyncio.wait_for(
@@ -814,11 +828,12 @@ class _Start:
     """A cold start under way: its worker, once specialized, and how many other calls wait for
     it (``joined``), ``seats`` at most."""
 
-    __slots__ = ("joined", "seats", "worker")
+    __slots__ = ("joined", "seats", "signature", "worker")
 
-    def __init__(self, seats: int) -> None:
+    def __init__(self, seats: int, signature: tuple[object, ...]) -> None:
         self.worker: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
         self.seats = seats
+        self.signature = signature  # of the function it starts a worker for (Deployable.signature)
         self.joined = 0
 
     def fail(self, exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 import os
 import re
 import time
@@ -24,11 +25,15 @@ from typing import cast
 
 import httptools
 
+log = logging.getLogger(__name__)
+
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
 )
 REQUEST_ID_HEADER = b"x-fission-request-id"
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}  # start() writes its own
+# start() writes its own Host and Content-Length; the router has read the whole body, so a
+# caller's Expect is answered here (ServerProtocol), never passed on.
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # A caller's request id is taken only when it is this plain: it names log records and is echoed.
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
@@ -138,14 +143,14 @@ class Response:
 _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}".encode() for status in HTTPStatus}
 
 
-class BodyTooLarge(Exception):
-    pass
+UPGRADE_REFUSED = b"upgrades are not supported\n"
 
 
 Reply = Callable[[Response], None]
 # Takes a request and the way to answer it: calls the reply exactly once, at once or later.
 Dispatch = Callable[[Request, Reply], None]
-# The most parsed requests a connection holds unanswered before it stops reading (pipelining).
+# The most parsed requests a connection holds unanswered before it stops reading (pipelining);
+# it stops too when their bodies come to more than its body limit.
 PENDING_LIMIT = 64
 
 
@@ -165,8 +170,11 @@ class ServerProtocol(asyncio.Protocol):
         self.client = ""
         # Parsed and not yet answered, in order, each with whether the connection stays open after it.
         self.pending: collections.deque[tuple[Request | Response, bool]] = collections.deque()
+        self.pending_bytes = 0  # of the pending requests' bodies
         self.busy = False  # a request is with ``dispatch`` and not yet answered
         self.keep_alive = True  # whether the connection stays open after that request's answer
+        self.head = False  # that request is a HEAD: its answer has no body
+        self.sequence = 0  # counts the requests dispatched: a reply names the one it answers
         self.pumping = False  # _pump is on the stack: an answer given at once does not re-enter it
         self.paused = False
         self.broken = False  # the parser failed: nothing after that is read
@@ -178,6 +186,7 @@ class ServerProtocol(asyncio.Protocol):
         self.body_parts: list[bytes] = []
         self.body_size = 0
         self.too_large = False
+        self.expect = b""  # the request's Expect header
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,7 +195,7 @@ class ServerProtocol(asyncio.Protocol):
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.pending.clear()  # a call under way finishes; its answer has nowhere to go
+        self._drop_pending()  # a call under way finishes; its answer has nowhere to go
 
     def data_received(self, data: bytes) -> None:
         if self.broken:
@@ -194,8 +203,9 @@ class ServerProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            if not self.broken:  # not answered yet (on_message_complete answers most upgrades)
+                self._add(Response(501, body=UPGRADE_REFUSED), False)
             self.broken = True  # what follows is another protocol's
-            self._add(Response(501, body=b"upgrades are not supported\n"), False)
         except httptools.HttpParserError:
             self.broken = True
             self._add(Response(400, body=b"malformed request\n"), False)
@@ -206,6 +216,18 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) == 6 and name.lower() == b"expect":
+            self.expect = value
+
+    def on_headers_complete(self) -> None:
+        """``Expect: 100-continue``: the client waits for a go-ahead before it sends the body. It
+        gets one when nothing is answered ahead of it on the connection (a ``100 Continue`` must
+        not come between another request's answer and its client); otherwise the client sends
+        the body after its own wait, as RFC 9110 lets it."""
+        transport = self.transport
+        waiting = self.busy or self.pending or transport is None or transport.is_closing()
+        if self.expect.lower() == b"100-continue" and not waiting:
+            cast(asyncio.Transport, transport).write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
@@ -216,7 +238,10 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         item: Request | Response
-        if self.too_large:
+        keep_alive = self.parser.should_keep_alive()
+        if self.parser.should_upgrade():
+            item, keep_alive, self.broken = Response(501, body=UPGRADE_REFUSED), False, True
+        elif self.too_large:
             item = Response(413, body=b"request body too large\n")
         else:
             parsed = httptools.parse_url(self.url)
@@ -229,14 +254,16 @@ class ServerProtocol(asyncio.Protocol):
                 target=self.url,
                 client=self.client,
             )
-        keep_alive = self.parser.should_keep_alive()
         self._reset()
         self._add(item, keep_alive)
 
     # answering, in order
     def _add(self, item: Request | Response, keep_alive: bool) -> None:
         self.pending.append((item, keep_alive))
-        if len(self.pending) > PENDING_LIMIT and self.transport is not None and not self.paused:
+        if isinstance(item, Request):
+            self.pending_bytes += len(item.body)
+        too_much = len(self.pending) > PENDING_LIMIT or self.pending_bytes > self.max_body
+        if too_much and self.transport is not None and not self.paused:
             self.paused = True  # bounded memory against a client that pipelines faster than calls end
             self.transport.pause_reading()
         if not self.busy and not self.pumping:
@@ -250,23 +277,42 @@ class ServerProtocol(asyncio.Protocol):
         try:
             while self.pending and not self.busy:
                 if self.transport is None or self.transport.is_closing():
-                    self.pending.clear()
+                    self._drop_pending()
                     return
                 item, keep_alive = self.pending.popleft()
                 if isinstance(item, Response):
                     self._write(item, keep_alive)
                     continue
+                self.pending_bytes -= len(item.body)
                 self.busy = True
-                self.keep_alive = keep_alive
-                self.dispatch(item, self._reply)  # may reply at once: the loop then goes on
+                self.keep_alive, self.head = keep_alive, item.method == "HEAD"
+                self.sequence += 1
+                self._dispatch(item)  # may reply at once: the loop then goes on
         finally:
             self.pumping = False
-        if self.paused and self.transport is not None and len(self.pending) <= PENDING_LIMIT // 2:
+        drained = len(self.pending) <= PENDING_LIMIT // 2 and self.pending_bytes <= self.max_body // 2
+        if self.paused and self.transport is not None and drained:
             self.paused = False
             self.transport.resume_reading()
 
-    def _reply(self, response: Response) -> None:
+    def _drop_pending(self) -> None:
+        self.pending.clear()
+        self.pending_bytes = 0
+
+    def _dispatch(self, request: Request) -> None:
+        sequence = self.sequence
+        try:
+            self.dispatch(request, functools.partial(self._reply, sequence))
+        except Exception:
+            # A fault of the router's own: logged, and the caller answered rather than left waiting.
+            log.exception("the router failed on %s %s", request.method, request.path)
+            self._reply(sequence, Response(502, body=b"the function is unavailable\n"))
+
+    def _reply(self, sequence: int, response: Response) -> None:
+        if sequence != self.sequence or not self.busy:
+            return  # for a request already answered (a fault's 502 went first): dropped
         self.busy = False
+        response.head_only = self.head
         self._write(response, self.keep_alive)
         if self.pending and not self.pumping:
             # Not from here: whoever replied finishes its work (releasing the worker) first.
@@ -276,10 +322,9 @@ class ServerProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client went away while its call ran: the answer has nowhere to go
-        keep_alive = keep_alive and response.status != 400
         transport.write(response.encode(keep_alive))
         if not keep_alive:
-            self.pending.clear()
+            self._drop_pending()
             transport.close()
 
 
@@ -355,6 +400,9 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.closed:
             return  # the answer to a HEAD, already complete with its headers
+        if self.parser.get_status_code() < 200:
+            self._start()  # an interim answer (100 Continue...): the final one follows
+            return
         response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body_parts))
         self._start()
         if not self.parser.should_keep_alive():
@@ -402,7 +450,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.timer = None
         if isinstance(outcome, Response):
             outcome.worker_ns = time.perf_counter_ns() - self.sent
-        settle(outcome)
+        try:
+            settle(outcome)
+        except Exception:  # the taker's fault, not this connection's: it stays as it is
+            log.exception("a worker's answer could not be handed over")
 
     def _time_out(self) -> None:
         self.timer = None

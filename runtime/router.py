@@ -289,7 +289,6 @@ class Router:
         added (the timing last); the router's time for the call, in seconds."""
         response.headers = [(k, v) for k, v in response.headers if not _IS_REQUEST_ID[k]]
         response.headers.append((REQUEST_ID_HEADER, call.request_id))
-        response.head_only = call.request.method == "HEAD"
         took_ns = time.perf_counter_ns() - call.started
         response.headers.append((SERVER_TIMING, server_timing(took_ns, response.worker_ns)))
         return took_ns / 1e9
@@ -360,7 +359,11 @@ class RoutedCall:
 
     def answered(self, response: Response) -> None:
         """Give the caller ``response``; then (after the write, off the caller's wait) count it."""
-        elapsed = self.router.complete(self, response)
+        try:
+            elapsed = self.router.complete(self, response)
+        except Exception:  # a fault of the router's own: the caller is answered all the same
+            log.exception("%s/%s: the answer could not be completed", self.namespace, self.function)
+            response, elapsed = Response(502, TEXT, b"the function is unavailable\n"), 0.0
         self.reply(response)
         if not self.event:
             self.router.account(self, response, elapsed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -86,6 +87,9 @@ def test_a_cancelled_call_leaves_the_line_and_the_next_is_woken() -> None:
 # ---------------------------------------------------------------- waiting for a cold start
 
 
+SIGNATURE = ("code", "main")  # stands for a Deployable.signature
+
+
 def _executor() -> Executor:
     executor = Executor.__new__(Executor)  # only what _join and release use
     executor.freed = defaultdict(Waiters)
@@ -99,7 +103,7 @@ def _worker() -> Worker:
 
 def test_a_call_that_stops_waiting_before_the_worker_comes_gives_its_seat_back() -> None:
     async def scenario() -> None:
-        executor, start = _executor(), _Start(seats=3)
+        executor, start = _executor(), _Start(seats=3, signature=SIGNATURE)
         waiting = asyncio.create_task(executor._join(start, ("ns", "f")))
         await asyncio.sleep(0)
         assert start.joined == 1
@@ -115,7 +119,7 @@ def test_a_call_that_stops_waiting_before_the_worker_comes_gives_its_seat_back()
 
 def test_a_call_that_stops_waiting_once_the_worker_came_is_released_from_it() -> None:
     async def scenario() -> None:
-        executor, start, worker = _executor(), _Start(seats=3), _worker()
+        executor, start, worker = _executor(), _Start(seats=3, signature=SIGNATURE), _worker()
         waiting = asyncio.create_task(executor._join(start, ("ns", "f")))
         await asyncio.sleep(0)
         worker.active += start.joined  # what cold_start does when the worker is specialized
@@ -131,7 +135,7 @@ def test_a_call_that_stops_waiting_once_the_worker_came_is_released_from_it() ->
 def test_the_calls_waiting_get_what_the_cold_start_raised() -> None:
     async def scenario() -> None:
         executor = _executor()
-        failed, abandoned = _Start(seats=3), _Start(seats=3)
+        failed, abandoned = _Start(seats=3, signature=SIGNATURE), _Start(seats=3, signature=SIGNATURE)
         first = [asyncio.create_task(executor._join(failed, ("ns", "f"))) for _ in range(2)]
         second = asyncio.create_task(executor._join(abandoned, ("ns", "g")))
         await asyncio.sleep(0)
@@ -142,5 +146,23 @@ def test_the_calls_waiting_get_what_the_cold_start_raised() -> None:
                 await task
         with pytest.raises(Unavailable, match="abandoned"):
             await second
+
+    asyncio.run(scenario())
+
+
+def test_a_call_never_waits_for_a_cold_start_of_a_version_it_replaced() -> None:
+    async def scenario() -> None:
+        executor = _executor()
+        executor.launching = defaultdict(list)
+        old, now = _Start(seats=3, signature=("v1",)), _Start(seats=3, signature=("v2",))
+        executor.launching[("ns", "f")].append(old)
+        deployable = SimpleNamespace(key=("ns", "f"), signature=("v2",))
+        assert executor._joinable(deployable) is None  # type: ignore[arg-type]  # v1's fails: start one
+        executor.launching[("ns", "f")].append(now)
+        assert executor._joinable(deployable) is now  # type: ignore[arg-type]
+        now.joined = now.seats
+        assert executor._joinable(deployable) is None  # type: ignore[arg-type]  # no seat left
+        for start in (old, now):
+            start.worker.cancel()
 
     asyncio.run(scenario())

@@ -6,8 +6,10 @@ error's traceback kept under the request's id."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -289,6 +291,41 @@ def test_head_reaches_the_function_as_head_and_gets_no_body(routed):
     assert (get.status_code, get.text, get.headers["x-seen-method"]) == (200, "twelve bytes", "GET")
     assert routed.call(f"{R}/echo", "HEAD").headers["x-seen-path"] == "/"
     assert routed.call(f"{R}/items/1/2", "HEAD").status_code == 405  # not among the route's methods
+
+
+def _answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` answers read off a keep-alive connection: (status, body) each."""
+    data, found = b"", list[tuple[int, bytes]]()
+    while len(found) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {found}"
+        data += chunk
+        while b"\r\n\r\n" in data:
+            head, rest = data.split(b"\r\n\r\n", 1)
+            status = int(head.split(b" ")[1])
+            match = re.search(rb"(?im)^content-length: (\d+)", head)
+            length = int(match.group(1)) if match and status >= 200 else 0
+            if len(rest) < length:
+                break
+            found.append((status, rest[:length]))
+            data = rest[length:]
+    return found
+
+
+def test_expect_100_continue_gets_its_go_ahead_and_each_caller_its_own_answer(routed):
+    host, port = routed.router.removeprefix("http://").split(":")
+    body = b"x" * 2048  # curl sends Expect: 100-continue for a body over 1 KiB
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST {R}/echo HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n"
+                     "Expect: 100-continue\r\n\r\n".encode())  # fmt: skip
+        assert _answers(sock, 1) == [(100, b"")]  # from the router, at once: no wait for a timeout
+        sock.sendall(body)
+        first = _answers(sock, 1)[0]
+        sock.sendall(f"GET {R}/twelve HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        second = _answers(sock, 1)[0]
+    assert first[0] == 200
+    assert "expect" not in {k.lower() for k in json.loads(first[1])["headers"]}  # answered, not passed on
+    assert second == (200, b"twelve bytes")  # its own answer, not one behind
 
 
 def test_patch_is_forwarded_when_the_route_allows_it(routed):

@@ -169,6 +169,20 @@ def test_a_client_that_pipelines_faster_than_answers_come_is_paused_then_resumed
     _served(run)
 
 
+def test_pipelined_bodies_beyond_the_body_limit_pause_reading_too():
+    async def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        post = b"POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + b"x" * 600
+        protocol.data_received(post + post + post)  # 1,200 bytes wait behind the first: > 1,024
+        assert transport.paused
+        for _ in range(3):
+            dispatch.release()
+            await asyncio.sleep(0)
+        assert not transport.paused
+        assert protocol.pending_bytes == 0
+
+    _served(run)
+
+
 def test_an_answer_for_a_client_that_left_is_dropped():
     async def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
         protocol.data_received(_get("/slow1") + _get("/slow2"))
@@ -178,6 +192,76 @@ def test_an_answer_for_a_client_that_left_is_dropped():
         await asyncio.sleep(0)
         assert transport.written == []
         assert dispatch.seen == ["/slow1"]  # the request behind it is never dispatched
+
+    _served(run)
+
+
+def test_an_upgrade_is_refused_once_and_the_connection_closes():
+    def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        protocol.data_received(_get("/now", b"Connection: Upgrade\r\nUpgrade: websocket\r\n") + b"junk")
+        assert [status for status, _ in _statuses_and_bodies(transport.written)] == [501]
+        assert dispatch.seen == []  # never handed on: the router does not upgrade
+        assert transport.closing
+
+    _served(run)
+
+
+def test_the_answer_to_head_has_no_body_whoever_gives_it():
+    def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        # /now answers with a body, as the router's own 404 or health check does.
+        protocol.data_received(b"HEAD /now HTTP/1.1\r\nHost: h\r\n\r\n" + _get("/now-next"))
+        head, rest = transport.written
+        assert head.endswith(b"\r\n\r\n")
+        assert b"content-length: 4\r\n" in head  # what a GET would get
+        assert _statuses_and_bodies([rest]) == [(200, b"/now-next")]  # the framing holds
+
+    _served(run)
+
+
+def test_a_functions_own_400_keeps_the_connection():
+    def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        protocol.dispatch = lambda request, reply: reply(Response(400, body=b"bad input"))
+        protocol.data_received(_get("/a") + _get("/b"))
+        assert [status for status, _ in _statuses_and_bodies(transport.written)] == [400, 400]
+        assert not transport.closing
+
+    _served(run)
+
+
+def test_expect_100_continue_gets_its_go_ahead_when_nothing_is_ahead_of_it():
+    async def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        head = b"POST /now HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        protocol.data_received(head)
+        assert transport.written == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+        protocol.data_received(b"body")
+        assert _statuses_and_bodies(transport.written[1:]) == [(200, b"/now")]
+        # Behind a request still running, no interim answer may come between: none is sent.
+        protocol.data_received(_get("/slow") + head)
+        assert len(transport.written) == 2
+        protocol.data_received(b"body")
+        dispatch.release()
+        await asyncio.sleep(0)
+        assert [status for status, _ in _statuses_and_bodies(transport.written[2:])] == [200, 200]
+
+    _served(run)
+
+
+def test_a_fault_of_dispatch_is_answered_502_and_a_late_answer_dropped(caplog):
+    def run(protocol: ServerProtocol, transport: _Transport, dispatch: _Later) -> None:
+        late: list[Reply] = []
+
+        def faulty(request: Request, reply: Reply) -> None:
+            if request.path == "/fault":
+                late.append(reply)
+                raise RuntimeError("a bug")
+            reply(Response(200, body=request.path.encode()))
+
+        protocol.dispatch = faulty
+        protocol.data_received(_get("/fault") + _get("/next"))
+        late[0](Response(200, body=b"too late"))  # the faulty call answers after all: dropped
+        assert _statuses_and_bodies(transport.written) == [(502, b"the function is unavailable\n"),
+                                                           (200, b"/next")]  # fmt: skip
+        assert "the router failed on GET /fault" in caplog.text
 
     _served(run)
 
@@ -315,3 +399,42 @@ def test_a_fault_in_a_call_that_waits_is_answered_502_and_logged(caplog):
     assert b"unavailable" in replies[0].body
     assert "the call failed in the runtime" in caplog.text
     assert not router.tasks
+
+
+def test_an_interim_answer_of_the_worker_is_not_the_answer():
+    async def run() -> None:
+        connection, _, outcomes = _upstream()
+        connection.start("POST", b"/", [(b"Expect", b"100-continue")], b"data", 5.0, outcomes.append)
+        connection.data_received(b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert outcomes == []
+        connection.data_received(ANSWER)
+        assert len(outcomes) == 1
+        assert isinstance(outcomes[0], Response)
+        assert (outcomes[0].status, outcomes[0].body) == (200, b"ok")
+
+    asyncio.run(run())
+
+
+def test_expect_is_not_passed_on_to_the_worker():
+    async def run() -> None:
+        connection, transport, _ = _upstream()
+        connection.start("POST", b"/", [(b"Expect", b"100-continue")], b"data", 5.0, lambda _: None)
+        assert b"expect" not in transport.written[0].lower()
+
+    asyncio.run(run())
+
+
+def test_a_taker_that_fails_leaves_the_connection_as_it_was(caplog):
+    async def run() -> None:
+        connection, transport, _ = _upstream()
+
+        def failing(outcome: Outcome) -> None:
+            raise RuntimeError("the taker's bug")
+
+        connection.start("GET", b"/", [], b"", 5.0, failing)
+        connection.data_received(ANSWER)
+        assert not connection.closed  # still fit for the next request
+        assert not transport.closing
+        assert "could not be handed over" in caplog.text
+
+    asyncio.run(run())

@@ -144,6 +144,8 @@ _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}".encode
 
 
 UPGRADE_REFUSED = b"upgrades are not supported\n"
+# The answer's body when a call has no function to reach (or the runtime failed on it).
+UNAVAILABLE = b"the function is unavailable\n"
 
 
 Reply = Callable[[Response], None]
@@ -306,7 +308,7 @@ class ServerProtocol(asyncio.Protocol):
         except Exception:
             # A fault of the router's own: logged, and the caller answered rather than left waiting.
             log.exception("the router failed on %s %s", request.method, request.path)
-            self._reply(sequence, Response(502, body=b"the function is unavailable\n"))
+            self._reply(sequence, Response(502, body=UNAVAILABLE))
 
     def _reply(self, sequence: int, response: Response) -> None:
         if sequence != self.sequence or not self.busy:

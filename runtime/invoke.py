@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from runtime.executor import Executor, TooManyRequests, Unavailable
-from runtime.http import REQUEST_ID_HEADER, Response
+from runtime.http import REQUEST_ID_HEADER, UNAVAILABLE, Response
 from runtime.objects import Meta
 from runtime.quota import QuotaExhausted
 
@@ -59,7 +59,7 @@ async def call_function(executor: Executor, namespace: str, function: str, metho
         deployable = executor.deployables.get((namespace, function))
         if deployable is None:
             log.warning("%s/%s unavailable: the function is not deployed", namespace, function)
-            return Response(502, TEXT, b"the function is unavailable\n")
+            return Response(502, TEXT, UNAVAILABLE)
         headers = headers + function_headers(deployable.function.meta, request_id)
         return await executor.call(
             (namespace, function), method, target, headers, body, request_id=request_id.decode()
@@ -71,7 +71,7 @@ async def call_function(executor: Executor, namespace: str, function: str, metho
         return Response(429, TEXT, b"too many requests: the function is at its concurrency limit\n")
     except Unavailable as exc:
         log.warning("%s/%s unavailable: %s", namespace, function, exc)
-        return Response(502, TEXT, b"the function is unavailable\n")
+        return Response(502, TEXT, UNAVAILABLE)
     finally:
         quotas.leave(namespace)
 

@@ -52,7 +52,7 @@ from runtime.errors import NotFound, RuntimeProblem
 from runtime.events.asynchronous.queue import Queue
 from runtime.events.asynchronous.records import EVENT, INVOCATION_TYPE, REQUEST_RESPONSE, Event
 from runtime.executor import Executor
-from runtime.http import REQUEST_ID_HEADER, NameMemo, Reply, Request, Response, request_id_or_new
+from runtime.http import REQUEST_ID_HEADER, UNAVAILABLE, NameMemo, Reply, Request, Response, request_id_or_new
 from runtime.invoke import call_function, call_now
 from runtime.objects import TEMPLATE_VARIABLE, HTTPTrigger
 from runtime.tenancy import route_root, under
@@ -281,7 +281,7 @@ class Router:
         except Exception:
             # A fault of the runtime's own: logged, and the caller answered rather than left waiting.
             log.exception("%s/%s: the call failed in the runtime", call.namespace, call.function)
-            response = Response(502, TEXT, b"the function is unavailable\n")
+            response = Response(502, TEXT, UNAVAILABLE)
         call.answered(response)
 
     def complete(self, call: RoutedCall, response: Response) -> float:
@@ -330,7 +330,7 @@ class Router:
             await self.invocations.accept(namespace, event)
         except NotFound:
             log.warning("%s/%s unavailable: the function does not exist", namespace, function)
-            return Response(502, TEXT, b"the function is unavailable\n")  # as a call would be answered
+            return Response(502, TEXT, UNAVAILABLE)  # as a call would be answered
         except RuntimeProblem as exc:
             return Response(exc.status, TEXT, exc.message.encode() + b"\n")
         return Response(202, JSON, json.dumps({"requestId": event.request_id}).encode())
@@ -363,7 +363,7 @@ class RoutedCall:
             elapsed = self.router.complete(self, response)
         except Exception:  # a fault of the router's own: the caller is answered all the same
             log.exception("%s/%s: the answer could not be completed", self.namespace, self.function)
-            response, elapsed = Response(502, TEXT, b"the function is unavailable\n"), 0.0
+            response, elapsed = Response(502, TEXT, UNAVAILABLE), 0.0
         self.reply(response)
         if not self.event:
             self.router.account(self, response, elapsed)

@@ -14,9 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from pathlib import Path
 from typing import cast
 
 import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runtime.http import UNAVAILABLE, Reply, Request, Response, ServerProtocol, UpstreamConnection
+
+MAX_BODY = 1 << 20
 
 
 class _ToClient(asyncio.Protocol):
@@ -63,9 +71,45 @@ class _FromClient(asyncio.Protocol):
             self.worker.close()
 
 
-async def _serve(port: int, socket_path: str) -> None:
+class _Forward:
+    """The HTTP floor's dispatch for one client connection: each request goes as it came to the
+    worker over one connection of its own (opened with the first), the worker's answer back as it
+    is; 502 when the worker cannot be reached."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.worker: UpstreamConnection | None = None
+
+    def __call__(self, request: Request, reply: Reply) -> None:
+        worker = self.worker
+        if worker is None or worker.closed:
+            asyncio.get_running_loop().create_task(self._open_then_send(request, reply))
+        else:
+            self._send(worker, request, reply)
+
+    async def _open_then_send(self, request: Request, reply: Reply) -> None:
+        try:
+            self.worker = await UpstreamConnection.open(self.socket_path)
+        except OSError:
+            reply(Response(502, body=UNAVAILABLE))
+            return
+        self._send(self.worker, request, reply)
+
+    @staticmethod
+    def _send(worker: UpstreamConnection, request: Request, reply: Reply) -> None:
+        def settle(outcome: Response | Exception) -> None:
+            reply(outcome if isinstance(outcome, Response) else Response(502, body=UNAVAILABLE))
+
+        worker.start(request.method, request.target, request.headers, request.body, None, settle)
+
+
+async def _serve(port: int, socket_path: str, http: bool) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _FromClient(socket_path), "127.0.0.1", port)
+
+    def protocol() -> asyncio.Protocol:
+        return ServerProtocol(_Forward(socket_path), MAX_BODY) if http else _FromClient(socket_path)
+
+    server = await loop.create_server(protocol, "127.0.0.1", port)
     async with server:
         await server.serve_forever()
 
@@ -74,8 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--socket", required=True, help="the worker's unix socket")
+    parser.add_argument("--http", action="store_true", help="parse and frame HTTP as the router does")
     args = parser.parse_args()
-    uvloop.run(_serve(args.port, args.socket))
+    uvloop.run(_serve(args.port, args.socket, args.http))
 
 
 if __name__ == "__main__":

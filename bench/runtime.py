@@ -5,7 +5,9 @@ a reference measured in the same run: Fission's Python environment in its servin
 The targets: two runtimes, one with the sandbox (the default: "the router" below) and one with
 ``RUNTIME_SANDBOX=off``; a worker called directly; the floor, ``bench/floor_proxy.py`` (a proxy
 that only copies bytes between the client and that worker: what the extra hop alone costs, with
-no target of its own); the reference, ``bench/reference_env.py`` (a
+no target of its own); the HTTP floor, the same proxy with ``--http`` (the router's own HTTP
+layer, ``runtime.http``, parsing, framing and forwarding, and nothing else: what the router's HTTP
+layer costs beyond the hop, no target either); the reference, ``bench/reference_env.py`` (a
 Flask app under bjoern) in its virtualenv ``.build/bench-ref`` (``make bench-ref``) made from the
 workers' default interpreter, specialized with the same hello-world code. They run in interleaved
 rounds (3 by default), the order of all targets rotating per round, so that all see the same
@@ -62,7 +64,8 @@ HELLO = "def main():\n    return 'hello, world'\n"
 DURATION = "5s"
 POOLSIZE = 3  # the runtimes' warm pools and the reference's pool of listening processes
 MODES = ("sandbox", "nosandbox")
-WARM_TARGETS = (*MODES, "direct", "floor", "ref")
+FLOORS = ("floor", "http_floor")  # bench/floor_proxy.py, without and with --http
+WARM_TARGETS = (*MODES, "direct", *FLOORS, "ref")
 COLD_TARGETS = {"poolmgr": (*MODES, "ref"), "newdeploy": MODES}
 SAMPLES = {"poolmgr": 60, "newdeploy": 30}  # cold starts per target, over all rounds
 
@@ -250,12 +253,13 @@ def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     return worker, port, socket_path
 
 
-def floor_proxy(socket_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``bench/floor_proxy.py`` in front of the direct worker's socket, on the router's
-    interpreter (this one), listening once this returns."""
+def floor_proxy(socket_path: Path, http: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """``bench/floor_proxy.py`` (``--http``: the HTTP floor) in front of the direct worker's
+    socket, on the router's interpreter (this one), listening once this returns."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "floor_proxy.py"), "--port", str(port), "--socket", str(socket_path)],
+        [sys.executable, str(REPO / "bench" / "floor_proxy.py"), "--port", str(port), "--socket", str(socket_path),
+         *(["--http"] if http else [])],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for(lambda: listening(port), "the floor proxy")
@@ -359,11 +363,6 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
         "direct_rps_c1_range": spread("direct_c1", "rps"),
         "direct_rps_c32": round(median_of("direct_c32", "rps")),
         "direct_rps_c32_range": spread("direct_c32", "rps"),
-        "floor_p50_ms": round(median_of("floor_c1", "p50"), 3),
-        "floor_rps_c1": round(median_of("floor_c1", "rps")),
-        "floor_rps_c1_range": spread("floor_c1", "rps"),
-        "floor_rps_c32": round(median_of("floor_c32", "rps")),
-        "floor_rps_c32_range": spread("floor_c32", "rps"),
         "ref_p50_ms": round(median_of("ref_c1", "p50"), 3),
         "ref_p99_ms": round(median_of("ref_c1", "p99"), 3),
         "ref_rps_c1": round(median_of("ref_c1", "rps")),
@@ -377,6 +376,14 @@ def summarize(samples: dict[str, list], steal_cores: float, rounds: int) -> dict
         "ref_specialize_p50_range_ms": cold_spread("ref_specialize"),
         "cold_starts": {kind: len(cold(f"sandbox_{kind}")) for kind in SAMPLES},
     })  # fmt: skip
+    for floor in FLOORS:
+        result.update({
+            f"{floor}_p50_ms": round(median_of(f"{floor}_c1", "p50"), 3),
+            f"{floor}_rps_c1": round(median_of(f"{floor}_c1", "rps")),
+            f"{floor}_rps_c1_range": spread(f"{floor}_c1", "rps"),
+            f"{floor}_rps_c32": round(median_of(f"{floor}_c32", "rps")),
+            f"{floor}_rps_c32_range": spread(f"{floor}_c32", "rps"),
+        })  # fmt: skip
     result.update(differences(result))
     result.update(ratios(samples))
     result["targets"] = {key: meets(key, result[key]) for key in TARGETS}  # type: ignore[arg-type]
@@ -417,11 +424,13 @@ def ratios(samples: dict[str, list]) -> dict[str, object]:
         "worker_vs_ref_rps_c32": list(map(truediv, warm("direct_c32", "rps"), warm("ref_c32", "rps"))),
         "router_overhead_vs_direct": list(map(overhead, warm("sandbox_c1", "p50"), warm("direct_c1", "p50"))),
         "poolmgr_cold_vs_ref_specialize": list(map(truediv, cold("sandbox_poolmgr"), cold("ref_specialize"))),
-        # The floor: what the hop alone costs (bench/floor_proxy.py), against the same references.
-        "floor_overhead_vs_direct": list(map(overhead, warm("floor_c1", "p50"), warm("direct_c1", "p50"))),
-        "floor_vs_ref_rps_c1": list(map(truediv, warm("floor_c1", "rps"), warm("ref_c1", "rps"))),
-        "floor_vs_ref_rps_c32": list(map(truediv, warm("floor_c32", "rps"), warm("ref_c32", "rps"))),
     }
+    for floor in FLOORS:  # what the hop alone costs, and the hop with the HTTP layer: same references
+        per_round.update({
+            f"{floor}_overhead_vs_direct": list(map(overhead, warm(f"{floor}_c1", "p50"), warm("direct_c1", "p50"))),
+            f"{floor}_vs_ref_rps_c1": list(map(truediv, warm(f"{floor}_c1", "rps"), warm("ref_c1", "rps"))),
+            f"{floor}_vs_ref_rps_c32": list(map(truediv, warm(f"{floor}_c32", "rps"), warm("ref_c32", "rps"))),
+        })  # fmt: skip
     result: dict[str, object] = {}
     for key, values in per_round.items():
         result[key] = round(statistics.median(values), 3)
@@ -465,6 +474,9 @@ def report(r: dict[str, object]) -> None:
         ("router overhead (sandbox)", r["router_overhead_p50_ms"], "", "", ""),
         ("floor: byte-copying proxy, c=1", r["floor_p50_ms"], "", r["floor_rps_c1"], r["floor_rps_c1_range"]),
         ("floor: byte-copying proxy, c=32", "", "", r["floor_rps_c32"], r["floor_rps_c32_range"]),
+        ("HTTP floor: runtime.http, c=1", r["http_floor_p50_ms"], "", r["http_floor_rps_c1"],
+         r["http_floor_rps_c1_range"]),
+        ("HTTP floor: runtime.http, c=32", "", "", r["http_floor_rps_c32"], r["http_floor_rps_c32_range"]),
         ("reference (Flask+bjoern), c=1", r["ref_p50_ms"], r["ref_p99_ms"], r["ref_rps_c1"], r["ref_rps_c1_range"]),
         ("reference, c=32", r["ref_c32_p50_ms"], r["ref_c32_p99_ms"], r["ref_rps_c32"], r["ref_rps_c32_range"]),
         ("reference: specialize", r["ref_specialize_p50_ms"], r["ref_specialize_p99_ms"], "",
@@ -476,11 +488,13 @@ def report(r: dict[str, object]) -> None:
     print(
         f"worker req/s c=32 / reference's: x{r['worker_vs_ref_rps_c32']} (range {r['worker_vs_ref_rps_c32_range']})"
     )
-    print(
-        f"floor (the hop alone, no target): overhead / direct p50 x{r['floor_overhead_vs_direct']}"
-        f" {r['floor_overhead_vs_direct_range']}, req/s / reference's c=1 x{r['floor_vs_ref_rps_c1']}"
-        f" {r['floor_vs_ref_rps_c1_range']}, c=32 x{r['floor_vs_ref_rps_c32']} {r['floor_vs_ref_rps_c32_range']}"
-    )
+    for floor, what in (("floor", "the hop alone"), ("http_floor", "the hop and the HTTP layer")):
+        print(
+            f"{floor} ({what}, no target): overhead / direct p50 x{r[f'{floor}_overhead_vs_direct']}"
+            f" {r[f'{floor}_overhead_vs_direct_range']}, req/s / reference's c=1 x{r[f'{floor}_vs_ref_rps_c1']}"
+            f" {r[f'{floor}_vs_ref_rps_c1_range']}, c=32 x{r[f'{floor}_vs_ref_rps_c32']}"
+            f" {r[f'{floor}_vs_ref_rps_c32_range']}"
+        )
     passed: dict[str, bool] = r["targets"]  # type: ignore[assignment]
     print(f"targets ({r['rounds']} rounds, CPU steal {r['steal_cores']} cores):")
     for key, ok in passed.items():
@@ -506,15 +520,17 @@ def main() -> None:
             start_runtimes(Path(tmp), runtimes)
             worker, worker_port, worker_socket = direct_worker(Path(tmp))
             processes.append(worker)
-            floor, floor_port = floor_proxy(worker_socket)
-            processes.append(floor)
+            floor_ports = {}
+            for floor in FLOORS:
+                process, floor_ports[floor] = floor_proxy(worker_socket, http=floor == "http_floor")
+                processes.append(process)
             reference, reference_port = warm_reference(Path(tmp))
             processes.append(reference)
             pool = ReferencePool(Path(tmp), POOLSIZE)
             urls = {mode: f"{runtimes[mode].router}{ROOT}/hello" for mode in MODES}
             urls.update(
                 direct=f"http://127.0.0.1:{worker_port}/",
-                floor=f"http://127.0.0.1:{floor_port}/",
+                **{floor: f"http://127.0.0.1:{port}/" for floor, port in floor_ports.items()},
                 ref=f"http://127.0.0.1:{reference_port}/",
             )
             samples = run_rounds(args.rounds, runtimes, urls, pool)

@@ -79,13 +79,18 @@ class _Forward:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
         self.worker: UpstreamConnection | None = None
+        self.opening: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
     def __call__(self, request: Request, reply: Reply) -> None:
         worker = self.worker
         if worker is None or worker.closed:
-            asyncio.get_running_loop().create_task(self._open_then_send(request, reply))
+            self.opening = asyncio.get_running_loop().create_task(self._open_then_send(request, reply))
         else:
             self._send(worker, request, reply)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
 
     async def _open_then_send(self, request: Request, reply: Reply) -> None:
         try:
@@ -103,11 +108,23 @@ class _Forward:
         worker.start(request.method, request.target, request.headers, request.body, None, settle)
 
 
+class _HttpFloor(ServerProtocol):
+    """One client connection of the HTTP floor; its worker connection ends with it."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.forward = _Forward(socket_path)
+        super().__init__(self.forward, MAX_BODY)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.forward.close()
+
+
 async def _serve(port: int, socket_path: str, http: bool) -> None:
     loop = asyncio.get_running_loop()
 
     def protocol() -> asyncio.Protocol:
-        return ServerProtocol(_Forward(socket_path), MAX_BODY) if http else _FromClient(socket_path)
+        return _HttpFloor(socket_path) if http else _FromClient(socket_path)
 
     server = await loop.create_server(protocol, "127.0.0.1", port)
     async with server:

@@ -248,7 +248,7 @@ def start_runtime(tmp: Path, redis_url: str) -> RuntimeProcess:
         # A DURATION of accepts at full speed queues more than the default 10,000 events.
         "RUNTIME_ASYNC_QUEUE_LIMIT": "1000000",
     }
-    return RuntimeProcess(state_dir=tmp / "runtime", env=env).start()
+    return RuntimeProcess(state_dir=tmp / "runtime", env=env, own_session=True).start()
 
 
 def deploy(bench: Bench) -> None:

@@ -178,7 +178,9 @@ def start_services(tmp: Path, services: Services, *, prometheus: bool = True) ->
     not hold them (nor does it under make run)."""
     database_url = embedded.start_postgres(tmp / "postgres", on_exit="stop")
     services.redis = embedded.start_redis(tmp / "redis", persist=False)
-    services.runtime = RuntimeProcess(state_dir=tmp / "runtime", env={"REDIS_URL": services.redis.url})
+    services.runtime = RuntimeProcess(
+        state_dir=tmp / "runtime", env={"REDIS_URL": services.redis.url}, own_session=True
+    )
     services.runtime.start()
     if prometheus:
         services.prometheus, prometheus_url = start_prometheus(tmp, services.runtime)

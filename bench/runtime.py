@@ -26,8 +26,11 @@ at 1 and at 32 connections; router overhead p50 <= 25% of a direct call's
 (``router_overhead_vs_direct`` = (router p50 - direct p50) / direct p50 <= 0.25); poolmgr cold
 start p50 <= the reference's specialization p50 (``poolmgr_cold_vs_ref_specialize`` <= 1.0); the
 sandbox adds <= 2 ms to the cold start p50s and keeps >= 0.9x the req/s at 32 connections.
-Run with ``make bench`` or ``.venv/bin/python bench/runtime.py [--rounds N]``: prints a table and
-the targets with PASS/FAIL, then one JSON object.
+Every server measured (each runtime, the worker, the floors, the reference) runs in a session of
+its own, as ``make run`` (honcho) starts the runtime: where the kernel groups CPU time by session
+(autogroup), none shares wrk's CPU group. Run with ``make bench`` or
+``.venv/bin/python bench/runtime.py [--rounds N]``: prints a table and the targets with
+PASS/FAIL, then one JSON object.
 """
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ def start_reference() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
         [str(REFERENCE_PYTHON), str(REPO / "bench" / "reference_env.py"), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     return process, port
 
@@ -245,7 +248,7 @@ def direct_worker(code_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     worker = subprocess.Popen(
         [str(runtimes.found[runtimes.default].python), "-m", "runtime.worker", "--port", str(port),
          "--socket", str(socket_path)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     (code_dir / "main.py").write_text(HELLO)
     body = json.dumps({"filepath": str(code_dir), "functionName": "main", "FunctionMetadata": {"name": "d"}})
@@ -260,7 +263,7 @@ def floor_proxy(socket_path: Path, http: bool) -> tuple[subprocess.Popen[bytes],
     process = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "floor_proxy.py"), "--port", str(port), "--socket", str(socket_path),
          *(["--http"] if http else [])],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     wait_for(lambda: listening(port), "the floor proxy")
     return process, port
@@ -280,7 +283,7 @@ def start_runtimes(tmp: Path, runtimes: dict[str, RuntimeProcess]) -> None:
     stops them whatever happens)."""
     for mode in MODES:
         env = {"RUNTIME_SANDBOX": "off"} if mode == "nosandbox" else {}
-        runtime = runtimes[mode] = RuntimeProcess(state_dir=tmp / mode, env=env)
+        runtime = runtimes[mode] = RuntimeProcess(state_dir=tmp / mode, env=env, own_session=True)
         runtime.start()
         runtime.apply(environment(NS, "python", poolsize=POOLSIZE))
         deploy(runtime, "hello", concurrency=0, requests_per_pod=0)

@@ -208,7 +208,7 @@ class ScaleRuntime(RuntimeProcess):
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "runtime"], cwd=Path(__file__).resolve().parent.parent, env=env,
-                stdout=out, stderr=subprocess.STDOUT,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,  # as make run starts it
             )  # fmt: skip
 
     def stop(self) -> None:

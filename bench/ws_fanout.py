@@ -58,7 +58,7 @@ def start_services(tmp: Path, stack: contextlib.ExitStack) -> None:
     )  # fmt: skip
     from testsupport.runtime import METRICS_TOKEN, TOKEN, RuntimeProcess
 
-    runtime = RuntimeProcess(state_dir=tmp / "runtime").start()
+    runtime = RuntimeProcess(state_dir=tmp / "runtime", own_session=True).start()
     stack.callback(runtime.stop)
     os.environ.update(RUNTIME_URL=runtime.control, RUNTIME_ROUTER_URL=runtime.router, RUNTIME_TOKEN=TOKEN)
     binary = embedded.prometheus_binary()

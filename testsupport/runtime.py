@@ -36,6 +36,9 @@ class RuntimeProcess:
     control_port: int = field(default_factory=free_port)
     uid_base: int = field(default_factory=lambda: next(_UID_BASES))
     env: dict[str, str] = field(default_factory=dict)
+    # A benchmark's: started as ``make run`` (honcho) starts it, in a session of its own, and so,
+    # where the kernel groups CPU time by session (autogroup), not in its caller's CPU group.
+    own_session: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,8 +67,9 @@ class RuntimeProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "runtime"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+                [sys.executable, "-m", "runtime"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
+            )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -67,7 +67,8 @@ HELLO = "def main():\n    return 'hello, world'\n"
 DURATION = "5s"
 POOLSIZE = 3  # the runtimes' warm pools and the reference's pool of listening processes
 MODES = ("sandbox", "nosandbox")
-FLOORS = ("floor", "http_floor")  # bench/floor_proxy.py, without and with --http
+# bench/floor_proxy.py, without and with --http: each floor's key prefix, and its name in the table.
+FLOORS = {"floor": "floor: byte-copying proxy", "http_floor": "HTTP floor: runtime.http"}
 WARM_TARGETS = (*MODES, "direct", *FLOORS, "ref")
 COLD_TARGETS = {"poolmgr": (*MODES, "ref"), "newdeploy": MODES}
 SAMPLES = {"poolmgr": 60, "newdeploy": 30}  # cold starts per target, over all rounds
@@ -475,11 +476,13 @@ def report(r: dict[str, object]) -> None:
         ("direct to a worker, c=1", r["direct_p50_ms"], r["direct_p99_ms"], r["direct_rps_c1"], r["direct_rps_c1_range"]),
         ("direct to a worker, c=32", "", "", r["direct_rps_c32"], r["direct_rps_c32_range"]),
         ("router overhead (sandbox)", r["router_overhead_p50_ms"], "", "", ""),
-        ("floor: byte-copying proxy, c=1", r["floor_p50_ms"], "", r["floor_rps_c1"], r["floor_rps_c1_range"]),
-        ("floor: byte-copying proxy, c=32", "", "", r["floor_rps_c32"], r["floor_rps_c32_range"]),
-        ("HTTP floor: runtime.http, c=1", r["http_floor_p50_ms"], "", r["http_floor_rps_c1"],
-         r["http_floor_rps_c1_range"]),
-        ("HTTP floor: runtime.http, c=32", "", "", r["http_floor_rps_c32"], r["http_floor_rps_c32_range"]),
+    ]  # fmt: skip
+    for floor, name in FLOORS.items():
+        rows += [
+            (f"{name}, c=1", r[f"{floor}_p50_ms"], "", r[f"{floor}_rps_c1"], r[f"{floor}_rps_c1_range"]),
+            (f"{name}, c=32", "", "", r[f"{floor}_rps_c32"], r[f"{floor}_rps_c32_range"]),
+        ]
+    rows += [
         ("reference (Flask+bjoern), c=1", r["ref_p50_ms"], r["ref_p99_ms"], r["ref_rps_c1"], r["ref_rps_c1_range"]),
         ("reference, c=32", r["ref_c32_p50_ms"], r["ref_c32_p99_ms"], r["ref_rps_c32"], r["ref_rps_c32_range"]),
         ("reference: specialize", r["ref_specialize_p50_ms"], r["ref_specialize_p99_ms"], "",
@@ -491,9 +494,9 @@ def report(r: dict[str, object]) -> None:
     print(
         f"worker req/s c=32 / reference's: x{r['worker_vs_ref_rps_c32']} (range {r['worker_vs_ref_rps_c32_range']})"
     )
-    for floor, what in (("floor", "the hop alone"), ("http_floor", "the hop and the HTTP layer")):
+    for floor, name in FLOORS.items():
         print(
-            f"{floor} ({what}, no target): overhead / direct p50 x{r[f'{floor}_overhead_vs_direct']}"
+            f"{name} (no target): overhead / direct p50 x{r[f'{floor}_overhead_vs_direct']}"
             f" {r[f'{floor}_overhead_vs_direct_range']}, req/s / reference's c=1 x{r[f'{floor}_vs_ref_rps_c1']}"
             f" {r[f'{floor}_vs_ref_rps_c1_range']}, c=32 x{r[f'{floor}_vs_ref_rps_c32']}"
             f" {r[f'{floor}_vs_ref_rps_c32_range']}"

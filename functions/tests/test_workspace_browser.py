@@ -5,11 +5,12 @@ edited from its row, and the header's URL following the change; no console error
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django_tenants.utils import schema_context
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from functions.models import Trigger
 from functions.tests.test_browser import form_of, message, open_tab
@@ -127,3 +128,63 @@ def test_viewers_get_no_edit_or_delete(page: Page, live_server_url: str, world: 
     expect(page.locator("#tab-panel").get_by_role("button", name="Delete")).to_have_count(0)
     open_tab(page, "Configuration")
     expect(page.locator("[data-settings-read-only]")).to_be_visible()
+
+
+def test_a_tab_chosen_while_the_monitor_loads_its_figures_stays_chosen(
+    page: Page, live_server_url: str, world: Any, hello: Any
+) -> None:
+    """The Monitor tab loads its figures after it shows (they ask Prometheus, which may be slow):
+    that load fills the loader alone, and a tab chosen before it answers stays chosen. (The
+    loader used to inherit the panel's target: its answer was the whole tab again, and it put the
+    Monitor back over the tab the user had chosen, with the nav naming one tab and the URL another.)"""
+    held: list[Route] = []
+    page.route("**/metrics/figures/**", lambda route: held.append(route))  # answered when the test says so
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    console = ConsoleErrors(page)
+    base = f"{live_server_url}/t/acme/functions/hello/"
+    page.goto(base)
+    mark_document(page)
+    open_tab(page, "Monitor")
+    _wait_until(page, lambda: len(held) == 1)
+    assert held[0].request.headers.get("hx-target") == "metrics-figures"
+
+    open_tab(page, "Logs")
+    expect(page).to_have_url(base + "logs/")
+    with page.expect_response("**/metrics/figures/**"):
+        held[0].continue_()
+    page.evaluate("() => new Promise((settled) => setTimeout(settled, 100))")  # htmx's swap and settle
+    expect(page).to_have_url(base + "logs/")
+    expect(page.locator("#workspace-nav [aria-current='page']")).to_have_text("Logs")
+    expect(page.locator("#tab-panel form[data-log-filters]")).to_have_count(1)
+    expect(page.locator("[data-metrics-figures], [data-metrics-loading]")).to_have_count(0)
+    assert still_same_document(page)
+    assert console.errors == []
+
+
+def test_the_monitor_figures_fill_their_loader_and_nothing_else(
+    page: Page, live_server_url: str, world: Any, hello: Any
+) -> None:
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    console = ConsoleErrors(page)
+    page.goto(f"{live_server_url}/t/acme/functions/hello/")
+    mark_document(page)
+    open_tab(page, "Monitor")
+    page.evaluate("document.querySelector('#tab-panel').dataset.probe = 'kept'")
+    figures = page.locator("#tab-panel [data-metrics-figures]")
+    expect(figures.locator("[data-metrics-unavailable]")).to_have_count(1, timeout=UI)  # no Prometheus here
+    expect(page.locator("#tab-panel[data-probe='kept']")).to_have_count(1)  # the panel itself stayed
+    expect(page.locator("[data-metrics-loading]")).to_have_count(0)
+    expect(page.locator("#tab-panel nav[aria-label='Range']")).to_have_count(1)
+    assert still_same_document(page)
+    assert console.errors == []
+
+
+def _wait_until(page: Page, condition: Callable[[], bool]) -> None:
+    """Let Playwright dispatch events (routes, responses) until ``condition`` holds."""
+    for _ in range(200):
+        if condition():
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError("the condition did not hold within 5 s")

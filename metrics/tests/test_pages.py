@@ -26,7 +26,7 @@ def test_the_monitor_tab_never_waits_for_prometheus(world: Any, client: Any, hel
     client.force_login(world.vera)
     with mock.patch("metrics.selectors.prometheus", side_effect=AssertionError("asked Prometheus")):
         page = client.get("/t/acme/functions/hello/metrics/").content.decode()
-    assert f'<div id="metrics-figures" hx-get="{FIGURES}" hx-trigger="load"' in page
+    assert f'<div id="metrics-figures" hx-get="{FIGURES}" hx-trigger="load" hx-target="this"' in page
     assert f'<noscript><p><a href="{FIGURES}">' in page
     assert "data-metrics-unavailable" not in page
     assert "data-view-switch" in page

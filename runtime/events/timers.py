@@ -262,15 +262,17 @@ class TickClock:
         except RuntimeError:  # its thread is gone (the clock is closing): the loop's own wake-up
             await _sleep_until(tick)
         now = time.time()
-        for future, on_tick in self._due.pop(tick, []):
-            if future.done():  # its wait was cancelled: the trigger changed or went
-                continue
+        due = [(future, on_tick) for future, on_tick in self._due.pop(tick, []) if not future.done()]
+        for _, on_tick in due:  # a done wait was cancelled: the trigger changed or went
             if on_tick is not None:
                 try:
                     on_tick(now)
                 except Exception:
                     log.exception("timer: a tick's action failed")
-            future.set_result(now)
+        # Only then the waiters: a wake-up is scheduled behind every call the actions started.
+        for future, _ in due:
+            if not future.done():
+                future.set_result(now)
 
     async def close(self) -> None:
         """Stop: nothing still due runs, and whoever waits for it is cancelled."""

@@ -7,6 +7,7 @@ its tick and request id, which ties what the functions saw to the ticks."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -453,6 +454,31 @@ async def test_the_clock_runs_every_action_of_a_tick_before_any_waiter_wakes():
     ]  # fmt: skip
     assert len({moment for _, _, moment in seen}) == 1  # one moment for the whole tick
     assert seen[0][2] >= tick  # never early
+
+
+async def test_the_calls_a_tick_starts_all_begin_before_any_waiter_wakes():
+    """A fire starts its call as a task (``Timers._fire``): every such task's first step runs
+    before any schedule wakes to compute its next tick, or the hundredth call of a tick would
+    wait for ninety-nine schedules as well as ninety-nine calls."""
+    clock, seen = timers_module.TickClock(), []
+    tick = int(time.time()) + 1
+
+    async def call(name: str) -> None:
+        seen.append(("call", name))
+
+    def fire(name: str, now: float) -> None:
+        asyncio.get_running_loop().create_task(call(name))
+
+    async def wait(name: str) -> None:
+        await clock.at(tick, functools.partial(fire, name))
+        seen.append(("woke", name))
+
+    await asyncio.gather(*(wait(name) for name in "abc"))
+    await asyncio.sleep(0)
+    await clock.close()
+    assert seen == [
+        ("call", "a"), ("call", "b"), ("call", "c"), ("woke", "a"), ("woke", "b"), ("woke", "c"),
+    ]  # fmt: skip
 
 
 async def test_a_cancelled_wait_runs_nothing_at_its_tick_and_the_others_still_do():

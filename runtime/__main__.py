@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -18,6 +19,7 @@ from runtime.sandbox.host import SandboxUnavailable
 async def serve(config: Config) -> None:
     runtime = Runtime(config)
     await runtime.start()
+    _freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,6 +44,18 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     return 0
+
+
+def _freeze_startup_heap() -> None:
+    """Move what start-up made (modules, the store, the routes: most of the heap) out of the
+    collector's sight. A full collection walked all of it: about 40 ms here, a pause that falls on
+    whatever runs then, most often a burst of calls (a hundred time triggers on one second
+    allocate enough to set one off). Frozen, it is 2-3 ms. Objects are still freed when their
+    last reference goes; only cycles among them would never be collected."""
+    gc.collect()
+    gc.freeze()
+    logging.getLogger("runtime").info("start-up heap frozen: %d objects out of the collector's walks",
+                                      gc.get_freeze_count())  # fmt: skip
 
 
 def _raise_file_limit() -> None:

@@ -128,6 +128,7 @@ bench: setup sandbox wrk prometheus bench-ref
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/events.py
 	$(PY) bench/pages.py
+	$(PY) bench/fairness.py
 
 reset:
 	@echo "Deleting .data/ (database, Redis, secret key, admin password)."

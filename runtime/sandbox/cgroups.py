@@ -1,4 +1,5 @@
-"""Memory and pids limits per worker, with cgroup v1's ``memory`` and ``pids`` controllers.
+"""Memory and pids limits per worker, and the CPU shared fairly between tenants, with cgroup v1's
+``memory``, ``pids`` and ``cpu`` controllers.
 
 The runtime makes its groups below its own cgroup (``<own>/faas-runtime-<instance>/<namespace>/
 <worker>``), so whatever limits the runtime itself stays above its workers. A worker's memory limit
@@ -6,11 +7,22 @@ is a hard limit on what it really uses (resident memory, its ``/tmp``): above it
 the worker, as Kubernetes kills a container. ``pids.max`` bounds processes and threads, so a fork
 bomb stays inside one worker.
 
+In the ``cpu`` hierarchy the same tree shares the CPU: every tenant's group has the same weight
+(``cpu.shares``, 1024 by default), so under contention a tenant with thirty busy workers gets what
+a tenant with one gets, rather than a share per process. The whole subtree weighs 1024 per CPU, as
+the kubelet weighs the group of a node's pods: against the runtime's own group (1024, a session's)
+it gets most of the machine, yet a burst of a hundred workers leaves the runtime, which routes
+every tenant's calls, a third of it on two CPUs instead of a hundredth. Without it each worker is a
+scheduling group of its own (workers start a session, and the kernel groups by session where
+``kernel.sched_autogroup_enabled`` is 1). ``cpu`` is optional: without it the runtime still runs,
+and says so in its log.
+
 Where cgroup v1 is not mounted writable (a cgroup v2-only host), ``CgroupTree.detect`` returns None
 and the runtime falls back to RLIMIT_AS; see the README.
 
 # Reference: https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
 # Reference: https://docs.kernel.org/admin-guide/cgroup-v1/pids.html
+# Reference: https://docs.kernel.org/scheduler/sched-design-CFS.html (group scheduling, cpu.shares)
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 CONTROLLERS = ("memory", "pids")
+OPTIONAL = ("cpu",)  # used when it is mounted and writable; the runtime runs without it
 UNLIMITED = "-1"
+SHARES_PER_CPU = 1024  # a nice-0 process's weight, and a session's group's (autogroup)
 
 
 class Cgroup:
@@ -108,22 +122,27 @@ class CgroupTree:
     @classmethod
     def detect(cls, instance: str) -> CgroupTree | None:
         """The subtree ``faas-runtime-<instance>`` below our own cgroup, created; None when cgroup
-        v1 memory and pids are not both mounted and writable here."""
-        mounts = _v1_mounts()
-        own = _own_paths()
+        v1 memory and pids are not both mounted and writable here. ``cpu`` is in it when it is
+        mounted and writable too (its root weighted, see the module's docstring)."""
+        mounts, own = _v1_mounts(), _own_paths()
         roots: dict[str, Path] = {}
-        for controller in CONTROLLERS:
-            if controller not in mounts or controller not in own:
-                return None
-            mountpoint, mount_root = mounts[controller]
-            relative = os.path.relpath(own[controller], mount_root)
-            roots[controller] = (mountpoint / relative / f"faas-runtime-{instance}").resolve()
-        try:
-            for root in roots.values():
-                root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            log.warning("cgroups unavailable (%s): memory limits fall back to RLIMIT_AS", exc)
-            return None
+        for controller in CONTROLLERS + OPTIONAL:
+            try:
+                if controller not in mounts or controller not in own:
+                    raise OSError(f"no cgroup v1 {controller} hierarchy of this process")
+                mountpoint, mount_root = mounts[controller]
+                root = mountpoint / os.path.relpath(own[controller], mount_root) / f"faas-runtime-{instance}"
+                root.resolve().mkdir(parents=True, exist_ok=True)
+                if controller == "cpu":
+                    (root / "cpu.shares").write_text(str(SHARES_PER_CPU * len(os.sched_getaffinity(0))))
+            except OSError as exc:
+                if controller in CONTROLLERS:
+                    log.warning("cgroups unavailable (%s): memory limits fall back to RLIMIT_AS", exc)
+                    return None
+                log.warning("cgroup %s unavailable (%s): tenants do not share the CPU as groups",
+                            controller, exc)  # fmt: skip
+                continue
+            roots[controller] = root.resolve()
         return cls(roots)
 
     def group(self, *parts: str) -> Cgroup:
@@ -160,7 +179,7 @@ def _v1_mounts() -> dict[str, tuple[Path, str]]:
         if len(tail) < 3 or tail[0] != "cgroup":
             continue
         for option in tail[2].split(","):
-            if option in CONTROLLERS:
+            if option in CONTROLLERS + OPTIONAL:
                 found.setdefault(option, (Path(fields[4]), fields[3]))
     return found
 

@@ -94,6 +94,24 @@ def test_workers_are_batch_scheduled_so_a_request_never_preempts_the_runtime(ten
         assert os.sched_getscheduler(other_worker(tenants, namespace)) == os.SCHED_BATCH
 
 
+def test_each_tenant_shares_the_cpu_as_one_group_beside_the_runtime(tenants: Tenants) -> None:
+    """runtime.sandbox.cgroups: a worker's cpu group is inside its tenant's, every tenant's group
+    weighs the same, and the runtime's subtree weighs 1024 a CPU (as the kubelet's group of pods
+    does): a tenant's many busy workers get one tenant's share, and leave the runtime its own."""
+    instance = hashlib.sha256(str(tenants.runtime.state_dir.resolve()).encode()).hexdigest()[:12]
+    root = Path(f"/sys/fs/cgroup/cpu{own_cgroup('cpu')}/faas-runtime-{instance}")
+    for namespace in (A, B):
+        worker = other_worker(tenants, namespace)
+        group = cgroup_of(worker, "cpu")
+        assert group.parent == root / namespace
+        assert str(worker) in (group / "cgroup.procs").read_text().split()
+    assert shares(root / A) == shares(root / B) == 1024
+    assert shares(root) == 1024 * len(os.sched_getaffinity(0))
+    process = tenants.runtime.process
+    assert process is not None
+    assert cgroup_of(process.pid, "cpu") == root.parent  # the runtime itself is not in it
+
+
 def test_each_tenant_runs_as_its_own_unprivileged_uid_with_no_capabilities(tenants: Tenants) -> None:
     seen = {ns: tenants.probe(ns, {"me": ["identity"]})["me"]["value"] for ns in (A, B)}
 
@@ -394,7 +412,8 @@ def test_a_stopped_runtime_leaves_no_process_and_no_cgroup(runtime: RuntimeProce
     assert runtime.call("/acme/whoami").status_code == 200
     uid = runtime.tenant_uid(A)
     instance = hashlib.sha256(str(runtime.state_dir.resolve()).encode()).hexdigest()[:12]
-    groups = [Path(f"/sys/fs/cgroup/{c}{own_cgroup(c)}/faas-runtime-{instance}") for c in ("memory", "pids")]
+    controllers = ("memory", "pids", "cpu")
+    groups = [Path(f"/sys/fs/cgroup/{c}{own_cgroup(c)}/faas-runtime-{instance}") for c in controllers]
     assert all(group.is_dir() for group in groups)
     assert processes_of(uid)
 
@@ -402,6 +421,18 @@ def test_a_stopped_runtime_leaves_no_process_and_no_cgroup(runtime: RuntimeProce
 
     assert not [group for group in groups if group.exists()]
     assert processes_of(uid) == []
+
+
+def cgroup_of(pid: int, controller: str) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path(f"/sys/fs/cgroup/{controller}{path}")
+    raise AssertionError(f"process {pid} has no {controller} cgroup")
+
+
+def shares(group: Path) -> int:
+    return int((group / "cpu.shares").read_text())
 
 
 def own_cgroup(controller: str) -> str:

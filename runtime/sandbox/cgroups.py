@@ -10,12 +10,11 @@ bomb stays inside one worker.
 In the ``cpu`` hierarchy the same tree shares the CPU: every tenant's group has the same weight
 (``cpu.shares``, 1024 by default), so under contention a tenant with thirty busy workers gets what
 a tenant with one gets, rather than a share per process. The whole subtree weighs 1024 per CPU, as
-the kubelet weighs the group of a node's pods: against the runtime's own group (1024, a session's)
-it gets most of the machine, yet a burst of a hundred workers leaves the runtime, which routes
-every tenant's calls, a third of it on two CPUs instead of a hundredth. Without it each worker is a
-scheduling group of its own (workers start a session, and the kernel groups by session where
-``kernel.sched_autogroup_enabled`` is 1). ``cpu`` is optional: without it the runtime still runs,
-and says so in its log.
+the kubelet weighs the group of a node's pods, against 1024 for the runtime's own group (a
+session's, where the kernel groups by session: ``kernel.sched_autogroup_enabled`` 1). Without it
+each worker is a scheduling group of its own (workers start a session), so a hundred busy
+workers weighed a hundred times the runtime that routes every tenant's calls. ``cpu`` is optional:
+without it the runtime still runs, and says so in its log.
 
 Where cgroup v1 is not mounted writable (a cgroup v2-only host), ``CgroupTree.detect`` returns None
 and the runtime falls back to RLIMIT_AS; see the README.

@@ -106,7 +106,7 @@ class Runtime:
         # or package put) keeps the table, which costs a moment per thousand routes to build.
         self._routed: list[HTTPTrigger] = []
         log.info("%s; cgroups: %s", sandbox_settings_summary(settings),
-                 "v1 memory and pids" if cgroups else "none (RLIMIT_AS)")  # fmt: skip
+                 f"v1 {', '.join(cgroups.roots)}" if cgroups else "none (RLIMIT_AS)")  # fmt: skip
 
     def _check(self, parsed: Parsed) -> None:
         if isinstance(parsed, HTTPTrigger):

@@ -78,7 +78,7 @@ import redis.asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.runtime import cpu_times, percentile
+from bench.runtime import cpu_times, percentile, steal_since
 from portal import embedded
 from runtime.logs import stream_name
 from testsupport.fission import environment, function, httptrigger, package_literal
@@ -850,7 +850,7 @@ def main() -> None:
         if not up:
             print(f"{kind} is not running on 127.0.0.1:{BROKERS[kind]}: left out", file=sys.stderr)
     began = time.monotonic()
-    steal_before, total_before = cpu_times()
+    before = cpu_times()
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp_name:
         tmp = Path(tmp_name)
         own_redis = embedded.start_redis(tmp / "redis")
@@ -870,8 +870,7 @@ def main() -> None:
             if bench is not None:
                 asyncio.run(cleanup_brokers(bench))
             own_redis.stop()
-    steal_after, total_after = cpu_times()
-    steal = (steal_after - steal_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    steal = steal_since(before)
     result = summarize(samples, steal, args.rounds)
     result["seconds"] = round(time.monotonic() - began)
     report(result)

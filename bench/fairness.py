@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.runtime import cpu_times
+from bench.runtime import cpu_times, steal_since
 from testsupport.fission import environment, function, httptrigger, package_literal
 from testsupport.runtime import RuntimeProcess
 
@@ -74,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     began = time.monotonic()
-    steal_before, total_before = cpu_times()
+    before = cpu_times()
     rounds: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as tmp:
         runtime = RuntimeProcess(state_dir=Path(tmp) / "runtime", own_session=True).start()
@@ -91,8 +90,7 @@ def main() -> None:
                 )
         finally:
             runtime.stop()
-    steal_after, total_after = cpu_times()
-    steal = (steal_after - steal_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    steal = steal_since(before)
     ratios = [one / many for many, one in rounds]
     result = {
         "bench": "fairness",

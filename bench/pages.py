@@ -66,7 +66,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.runtime import cpu_times, percentile
+from bench.runtime import cpu_times, percentile, steal_since
 from core.crypto import generate_key
 from portal import embedded
 from testsupport.runtime import METRICS_TOKEN, TOKEN, RuntimeProcess
@@ -464,12 +464,6 @@ def report(r: dict[str, Any]) -> None:
           f" x {r['requests']} requests per target; {r['functions']} functions; Monitor tab"
           f" {'with' if r['prometheus'] else 'WITHOUT'} Prometheus; CPU steal {r['steal_cores']} cores;"
           f" {r['seconds']} s")  # fmt: skip
-
-
-def steal_since(before: tuple[int, int]) -> float:
-    """The CPU steal since ``before`` (``cpu_times()``), in cores."""
-    steal, total = cpu_times()
-    return (steal - before[0]) / max(1, total - before[1]) * (os.cpu_count() or 1)
 
 
 def close_database() -> None:

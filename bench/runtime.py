@@ -91,6 +91,12 @@ def cpu_times() -> tuple[int, int]:
     return fields[7], sum(fields)
 
 
+def steal_since(before: tuple[int, int]) -> float:
+    """The CPU steal since ``before`` (``cpu_times()``), in cores."""
+    steal, total = cpu_times()
+    return (steal - before[0]) / max(1, total - before[1]) * (os.cpu_count() or 1)
+
+
 def wrk(url: str, connections: int, threads: int = 1) -> dict[str, float]:
     """Run wrk; returns p50/p99 latency (ms) and requests per second."""
     out = subprocess.run(
@@ -517,7 +523,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
     if not REFERENCE_PYTHON.exists():
         raise SystemExit(f"the reference's virtualenv is missing: make bench-ref ({REFERENCE_PYTHON})")
-    steal_before, total_before = cpu_times()
+    before = cpu_times()
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
         runtimes: dict[str, RuntimeProcess] = {}
         processes: list[subprocess.Popen[bytes]] = []
@@ -547,8 +553,7 @@ def main() -> None:
                 process.terminate()
             for runtime in runtimes.values():
                 runtime.stop()
-    steal_after, total_after = cpu_times()
-    steal = (steal_after - steal_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    steal = steal_since(before)
     result = summarize(samples, steal, args.rounds)
     report(result)
     print(json.dumps(result))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import scale_portal, scale_runtime
-from bench.runtime import cpu_times
+from bench.runtime import cpu_times, steal_since
 
 KEYS = (
     "tenant_create_p50_s", "tenant_create_p99_s", "migrate_noop_s_200", "migrate_noop_s_1000",
@@ -51,15 +50,14 @@ def main() -> None:
     args = parser().parse_args()
     if args.only != "portal" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
-    steal_before, total_before = cpu_times()
+    before = cpu_times()
     started = time.monotonic()
     parts: dict[str, dict[str, Any]] = {}
     if args.only != "runtime":
         parts["portal"] = scale_portal.run(args)
     if args.only != "portal":
         parts["runtime"] = scale_runtime.run(args)
-    steal_after, total_after = cpu_times()
-    steal = (steal_after - steal_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    steal = steal_since(before)
     result: dict[str, Any] = {"bench": "scale"}
     targets: dict[str, bool] = {}
     for name, part in parts.items():

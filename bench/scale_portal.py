@@ -52,8 +52,8 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pages import Services, close_database, io_meter, span, start_services, steal_since, timed_gets
-from bench.runtime import cpu_times, percentile
+from bench.pages import Services, close_database, io_meter, span, start_services, timed_gets
+from bench.runtime import cpu_times, percentile, steal_since
 
 HOST = "127.0.0.1"
 API_TENANT = "many"

@@ -49,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.runtime import cpu_times
+from bench.runtime import cpu_times, steal_since
 from runtime.objects import HTTPTrigger, Parsed
 from runtime.store import Store
 from runtime.tenancy import check_trigger
@@ -328,7 +328,7 @@ def is_zygote(pid: int | str) -> bool:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the module's docstring, with its range and counts."""
-    steal_before, total_before = cpu_times()
+    before = cpu_times()
     with tempfile.TemporaryDirectory(prefix="bench-scale-runtime-") as name, runtimes() as started:
         tmp = Path(name)
         big, result = restore(tmp, args.restore_functions, started)
@@ -359,7 +359,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         samples = router_rounds(small, big, args.rounds)
         big.stop()
         result.update(warm_worker_pss(small, args.warm_workers))
-    steal_after, total_after = cpu_times()
     for key, values in samples.items():
         digits = 1 if "cpu" in key else None
         result[key] = round(statistics.median(values), digits)
@@ -371,8 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "routes": args.routes, "routes_reference": args.routes_reference, "rounds": args.rounds,
         "idle_function_kib": round((big_pss - small_pss) / max(1, idle_count - args.routes_reference), 2),
         "idle_functions": idle_count, "runtime_pss_kib": big_pss, "runtime_pss_reference_kib": small_pss,
-        "steal_cores": round((steal_after - steal_before) / max(1, total_after - total_before)
-                             * (os.cpu_count() or 1), 2),
+        "steal_cores": round(steal_since(before), 2),
     })  # fmt: skip
     result["targets"] = {
         "router_rps_ratio": result["router_rps_ratio"] >= 0.9,

@@ -50,12 +50,7 @@ TABS = [
 def test_tabs_change_in_place_and_the_back_button_returns(
     page: Page, live_server_url: str, world: Any, hello: Any
 ) -> None:
-    slow_password(world.bob, PASSWORD)
-    login(page, live_server_url, world.bob)
-    console = ConsoleErrors(page)
-    base = f"{live_server_url}/t/acme/functions/hello/"
-    page.goto(base)
-    mark_document(page)
+    base, console = _open_hello_as_bob(page, live_server_url, world)
     for label, path, shows in TABS:
         open_tab(page, label)
         expect(page).to_have_url(base + path)
@@ -139,12 +134,7 @@ def test_a_tab_chosen_while_the_monitor_loads_its_figures_stays_chosen(
     Monitor back over the tab the user had chosen, with the nav naming one tab and the URL another.)"""
     held: list[Route] = []
     page.route("**/metrics/figures/**", lambda route: held.append(route))  # answered when the test says so
-    slow_password(world.bob, PASSWORD)
-    login(page, live_server_url, world.bob)
-    console = ConsoleErrors(page)
-    base = f"{live_server_url}/t/acme/functions/hello/"
-    page.goto(base)
-    mark_document(page)
+    base, console = _open_hello_as_bob(page, live_server_url, world)
     open_tab(page, "Monitor")
     _wait_until(page, lambda: len(held) == 1)
     assert held[0].request.headers.get("hx-target") == "metrics-figures"
@@ -165,11 +155,7 @@ def test_a_tab_chosen_while_the_monitor_loads_its_figures_stays_chosen(
 def test_the_monitor_figures_fill_their_loader_and_nothing_else(
     page: Page, live_server_url: str, world: Any, hello: Any
 ) -> None:
-    slow_password(world.bob, PASSWORD)
-    login(page, live_server_url, world.bob)
-    console = ConsoleErrors(page)
-    page.goto(f"{live_server_url}/t/acme/functions/hello/")
-    mark_document(page)
+    _, console = _open_hello_as_bob(page, live_server_url, world)
     open_tab(page, "Monitor")
     page.evaluate("document.querySelector('#tab-panel').dataset.probe = 'kept'")
     figures = page.locator("#tab-panel [data-metrics-figures]")
@@ -179,6 +165,18 @@ def test_the_monitor_figures_fill_their_loader_and_nothing_else(
     expect(page.locator("#tab-panel nav[aria-label='Range']")).to_have_count(1)
     assert still_same_document(page)
     assert console.errors == []
+
+
+def _open_hello_as_bob(page: Page, live_server_url: str, world: Any) -> tuple[str, ConsoleErrors]:
+    """Bob (a developer of acme) logged in on function hello's page, the document marked; its URL
+    and the console's errors from then on."""
+    slow_password(world.bob, PASSWORD)
+    login(page, live_server_url, world.bob)
+    console = ConsoleErrors(page)
+    base = f"{live_server_url}/t/acme/functions/hello/"
+    page.goto(base)
+    mark_document(page)
+    return base, console
 
 
 def _wait_until(page: Page, condition: Callable[[], bool]) -> None:

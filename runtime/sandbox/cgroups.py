@@ -130,8 +130,9 @@ class CgroupTree:
                 if controller not in mounts or controller not in own:
                     raise OSError(f"no cgroup v1 {controller} hierarchy of this process")
                 mountpoint, mount_root = mounts[controller]
-                root = mountpoint / os.path.relpath(own[controller], mount_root) / f"faas-runtime-{instance}"
-                root.resolve().mkdir(parents=True, exist_ok=True)
+                relative = os.path.relpath(own[controller], mount_root)
+                root = (mountpoint / relative / f"faas-runtime-{instance}").resolve()
+                root.mkdir(parents=True, exist_ok=True)
                 if controller == "cpu":
                     (root / "cpu.shares").write_text(str(SHARES_PER_CPU * len(os.sched_getaffinity(0))))
             except OSError as exc:
@@ -141,7 +142,7 @@ class CgroupTree:
                 log.warning("cgroup %s unavailable (%s): tenants do not share the CPU as groups",
                             controller, exc)  # fmt: skip
                 continue
-            roots[controller] = root.resolve()
+            roots[controller] = root
         return cls(roots)
 
     def group(self, *parts: str) -> Cgroup:

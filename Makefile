@@ -12,10 +12,10 @@ RUNTIME_REQUIREMENTS := runtime/images/python/requirements.txt
 RUNTIME_PYTHONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref fastpath
 
 setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
-	.build/staticfiles/staticfiles.json
+	.build/staticfiles/staticfiles.json $(FASTPATH)
 
 # Then the `faas` command-line client (cli/) as .venv/bin/faas, editable: the lock holds its
 # dependencies and its build's (wheel), so nothing more is fetched.
@@ -85,6 +85,25 @@ $(BENCH_REF)/.installed: requirements-bench.txt $(VENV)/.installed $(RUNTIMES)/.
 	rm -rf $(BENCH_REF) && "$$($(PY) -c 'from runtime import interpreters; r = interpreters.installed(); print(r.found[r.default].python)')" -m venv $(BENCH_REF)
 	$(BENCH_REF)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
+
+# The router's compiled front (runtime/fastpath): front.c and llhttp's C sources, taken from
+# httptools' sdist (requirements-fastpath.txt, by hash), compiled with gcc against the virtualenv's
+# Python. The runtime serves without it when it is absent (runtime/fastpath/__init__.py).
+FASTPATH := runtime/fastpath/_front.so
+LLHTTP := .build/llhttp
+fastpath: $(FASTPATH)
+
+$(LLHTTP)/.installed: requirements-fastpath.txt $(VENV)/.installed
+	rm -rf $(LLHTTP) && mkdir -p $(LLHTTP)/sdist
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: --require-hashes \
+		-r requirements-fastpath.txt -d $(LLHTTP)/sdist
+	tar -xzf $(LLHTTP)/sdist/httptools-*.tar.gz -C $(LLHTTP) --strip-components=3 --wildcards '*/vendor/llhttp/*'
+	touch $@
+
+$(FASTPATH): runtime/fastpath/front.c $(LLHTTP)/.installed
+	gcc -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -fPIC -shared \
+		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" -I$(LLHTTP)/include \
+		runtime/fastpath/front.c $(LLHTTP)/src/api.c $(LLHTTP)/src/http.c $(LLHTTP)/src/llhttp.c -o $@
 
 # checkov, for the chart tests (portal/tests/test_chart.py: the rendered chart and the Dockerfile), in
 # its own virtualenv from its own lock: it pins packaging (and more) below the portal's, so it never

@@ -14,10 +14,12 @@ import asyncio
 import hashlib
 import logging
 import operator
+import socket
 from typing import Any
 
 from aiohttp import web
 
+from runtime import fastpath
 from runtime.calls import CallRecorder
 from runtime.captures import CaptureRecorder
 from runtime.config import Config
@@ -97,6 +99,7 @@ class Runtime:
         self.timers = Timers(self.executor, config.state_dir / "timers")
         self.consumers = Consumers(self.executor, config, self.logs)
         self.servers: list[Any] = []
+        self.front: fastpath.Front | None = None  # the router's compiled front, when it serves
         self.apply_lock = asyncio.Lock()
         # Why a stored function is not deployed, when the probe's generic answer would not say it.
         self.refused: dict[tuple[str, str], str] = {}
@@ -122,20 +125,31 @@ class Runtime:
         await self.dispatcher.start()  # once the functions are deployed
         loop = asyncio.get_running_loop()
         max_body = self.config.max_body_bytes
-        router = await loop.create_server(
-            lambda: ServerProtocol(self.router.dispatch, max_body),
-            self.config.host,
-            self.config.router_port,
-            backlog=2048,
-        )
+        router: Any
+        if self.config.fastpath and fastpath.available():
+            listener = socket.create_server(
+                (self.config.host, self.config.router_port), backlog=2048,
+                family=socket.AF_INET6 if ":" in self.config.host else socket.AF_INET,
+            )  # fmt: skip
+            router = self.front = fastpath.Front(self.router, self.executor, listener, max_body)
+        else:
+            if self.config.fastpath:
+                log.warning("the router's compiled front is not built (make fastpath): serving without it")
+            router = await loop.create_server(
+                lambda: ServerProtocol(self.router.dispatch, max_body),
+                self.config.host,
+                self.config.router_port,
+                backlog=2048,
+            )
         runner = web.AppRunner(make_app(self, self.config.token, self.config.metrics_token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.config.host, self.config.control_port).start()
         self.servers = [router, runner]
         self.executor.background(self.executor.run_reaper())
         log.info(
-            "runtime: router on %s:%s, control API on %s:%s, %d objects restored",
-            self.config.host, self.config.router_port, self.config.host, self.config.control_port, count,
+            "runtime: router on %s:%s (%s), control API on %s:%s, %d objects restored",
+            self.config.host, self.config.router_port, "compiled front" if self.front else "Python",
+            self.config.host, self.config.control_port, count,
         )  # fmt: skip
 
     async def put(self, plural: str, namespace: str, body: dict[str, Any], *, create: bool) -> dict[str, Any]:
@@ -184,6 +198,8 @@ class Runtime:
             if len(triggers) != len(self._routed) or not all(map(operator.is_, triggers, self._routed)):
                 self.router.set_triggers(triggers)
                 self._routed = triggers
+            if self.front is not None:  # before any await: no call sees the old functions' table
+                self.front.refresh()
             self.dispatcher.watch({key[1] for key in self.store.raw if key[0] == "functions"})
             timetriggers: list[TimeTrigger] = list(self.store.items("timetriggers"))
             self.timers.set_triggers(timetriggers)

@@ -78,6 +78,8 @@ class Config:
     log_stream_maxlen: int
     sandbox: bool
     sandbox_uid_base: int
+    # The router's compiled front (runtime.fastpath) when it is built; off: ServerProtocol alone.
+    fastpath: bool
     worker_tmp_bytes: int
     worker_pids: int
     namespace_prefix: str
@@ -116,6 +118,7 @@ class Config:
             max_body_bytes=_int("RUNTIME_MAX_BODY_BYTES", 10 * 1024 * 1024),
             log_stream_maxlen=_int("RUNTIME_LOG_STREAM_MAXLEN", 100_000),
             sandbox=_flag("RUNTIME_SANDBOX", True),
+            fastpath=_flag("RUNTIME_FASTPATH", True),
             sandbox_uid_base=_int("RUNTIME_SANDBOX_UID_BASE", 200_000),
             worker_tmp_bytes=_int("RUNTIME_WORKER_TMP_BYTES", 64 * 1024 * 1024),
             worker_pids=_int("RUNTIME_WORKER_PIDS", 128),

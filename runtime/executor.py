@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from runtime import metrics
 from runtime.calls import CallRecorder
@@ -142,6 +143,9 @@ class Worker:
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
     connections: list[UpstreamConnection] = field(default_factory=list)
+    # The compiled front's idle connections to it (runtime.fastpath: a ``Pool``, made at its first
+    # fast call); closed when the worker is destroyed.
+    fast_pool: Any = None
     # "pool" or "new" from its cold start until it is first released: the call that acquires it
     # then is the one its cold start was for (runtime/calls.py records the call as cold).
     fresh: str = ""
@@ -339,6 +343,20 @@ class Executor:
         if connection is not None and not connection.closed and worker.state != "dead":
             worker.connections.append(connection)
 
+    def fast_finished(self, worker: Worker, key: FnKey, failure: str, status: int, began: float,
+                      duration: float) -> None:  # fmt: skip
+        """``finish`` for a call the compiled front made (runtime.fastpath), drained after its
+        answer: it has kept or closed its connection, and given back the worker's count unless
+        the call failed (``failure``: "timed out", "crashed"; "" when answered), so that no call
+        took a worker about to be removed."""
+        if failure:
+            self.destroy(worker, failure)
+            worker.active -= 1
+        self._released(worker, key)
+        if self.calls is not None:
+            self.calls.record(key[0], key[1], start=began, duration=duration, startup=0.0, cold="",
+                              status=status)  # fmt: skip
+
     async def acquire(self, deployable: Deployable, request_id: str = "") -> Worker:
         key, function = deployable.key, deployable.function
         deadline = time.monotonic() + function.timeout
@@ -393,8 +411,12 @@ class Executor:
         self.release(worker, key)
 
     def release(self, worker: Worker, key: FnKey) -> None:
-        worker.fresh = ""  # a worker warmed without a call (probe, MinScale) is warm for the next
         worker.active -= 1
+        self._released(worker, key)
+
+    def _released(self, worker: Worker, key: FnKey) -> None:
+        """``release`` after the count: the compiled front gives the count back itself, at once."""
+        worker.fresh = ""  # a worker warmed without a call (probe, MinScale) is warm for the next
         worker.last_used = time.monotonic()
         if worker.state == "retiring" and worker.active == 0:
             self.destroy(worker, "retired")
@@ -717,6 +739,8 @@ class Executor:
         kill(worker.pidfd)
         for connection in worker.connections:
             connection.close()
+        if worker.fast_pool is not None:
+            worker.fast_pool.close()
         self.workers.pop(worker.id, None)
         if worker in self.pools.get(worker.env_key, []):
             self.pools[worker.env_key].remove(worker)

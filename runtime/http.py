@@ -144,8 +144,37 @@ _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}".encode
 
 
 UPGRADE_REFUSED = b"upgrades are not supported\n"
+MALFORMED = b"malformed request\n"
+TOO_LARGE = b"request body too large\n"
 # The answer's body when a call has no function to reach (or the runtime failed on it).
 UNAVAILABLE = b"the function is unavailable\n"
+
+
+def request_of(
+    method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes, client: str
+) -> Request:
+    """A parsed request as the router takes it (from ``ServerProtocol`` or the compiled front,
+    ``runtime.fastpath``). Raises ``httptools.HttpParserInvalidURLError`` for a target that is no URL."""
+    parsed = httptools.parse_url(url)
+    return Request(
+        method=method,
+        path=(parsed.path or b"/").decode("latin-1"),
+        query=parsed.query or b"",
+        headers=headers,
+        body=body,
+        target=url,
+        client=client,
+    )
+
+
+def parser_answers() -> dict[str, bytes]:
+    """The answers ``ServerProtocol`` gives on its own, encoded, for the compiled front."""
+    return {
+        "400": Response(400, body=MALFORMED).encode(False),
+        "413": Response(413, body=TOO_LARGE).encode(True),
+        "413-close": Response(413, body=TOO_LARGE).encode(False),
+        "501": Response(501, body=UPGRADE_REFUSED).encode(False),
+    }
 
 
 Reply = Callable[[Response], None]
@@ -210,7 +239,7 @@ class ServerProtocol(asyncio.Protocol):
             self.broken = True  # what follows is another protocol's
         except httptools.HttpParserError:
             self.broken = True
-            self._add(Response(400, body=b"malformed request\n"), False)
+            self._add(Response(400, body=MALFORMED), False)
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -244,18 +273,10 @@ class ServerProtocol(asyncio.Protocol):
         if self.parser.should_upgrade():
             item, keep_alive, self.broken = Response(501, body=UPGRADE_REFUSED), False, True
         elif self.too_large:
-            item = Response(413, body=b"request body too large\n")
+            item = Response(413, body=TOO_LARGE)
         else:
-            parsed = httptools.parse_url(self.url)
-            item = Request(
-                method=self.parser.get_method().decode(),
-                path=(parsed.path or b"/").decode("latin-1"),
-                query=parsed.query or b"",
-                headers=self.headers,
-                body=b"".join(self.body_parts),
-                target=self.url,
-                client=self.client,
-            )
+            method = self.parser.get_method().decode()
+            item = request_of(method, self.url, self.headers, b"".join(self.body_parts), self.client)
         self._reset()
         self._add(item, keep_alive)
 

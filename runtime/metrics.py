@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
@@ -128,6 +128,29 @@ def workers_changed(executor: Executor) -> None:
     for (namespace, environment), size in executor.pool_sizes.items():
         POOL_TARGET.labels(namespace, environment).set(size)
         POOL_SIZE.labels(namespace, environment).set(len(executor.pools.get((namespace, environment), [])))
+
+
+class FrontPaths(Collector):
+    """``faas_router_requests_total{path}``: the requests the router's compiled front answered
+    itself (``compiled``) and those it handed to the Python router (``python``); none without the
+    front (runtime.fastpath)."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], tuple[int, int]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.counts is None:
+            return
+        served, handed = self.counts()
+        family = CounterMetricFamily("faas_router_requests", "Requests by the router's path through them.",
+                                     labels=("path",))  # fmt: skip
+        family.add_metric(["compiled"], served)
+        family.add_metric(["python"], handed)
+        yield family
+
+
+FRONT_PATHS = FrontPaths()
+REGISTRY.register(FRONT_PATHS)
 
 
 def render() -> bytes:

@@ -187,10 +187,16 @@ def _object(runtime: RuntimeProcess, plural: str, name: str) -> dict[str, Any]:
     return response.json()
 
 
-@pytest.fixture(scope="module")
-def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    """One runtime for the read-only checks: ``echo`` behind each kind of route."""
-    process = RuntimeProcess(state_dir=tmp_path_factory.mktemp("router-contract")).start()
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def routed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RuntimeProcess]:
+    """One runtime for the read-only checks: ``echo`` behind each kind of route. Twice: with the
+    router's compiled front (runtime.fastpath), which serves the warm calls on exact routes itself,
+    and with the Python router alone: what a function sees must not depend on which served it."""
+    env = {"RUNTIME_FASTPATH": "1" if request.param == "compiled" else "0"}
+    process = RuntimeProcess(state_dir=tmp_path_factory.mktemp("router-contract"), env=env).start()
+    assert ("compiled front" in process.log_tail()) == (request.param == "compiled"), process.log_tail()
     try:
         _deploy(process, "echo", ECHO)
         _deploy(process, "twelve", TWELVE)

@@ -167,13 +167,15 @@ def request_of(
     )
 
 
-def parser_answers() -> dict[str, bytes]:
-    """The answers ``ServerProtocol`` gives on its own, encoded, for the compiled front."""
+def own_answers() -> dict[str, bytes]:
+    """The answers ``ServerProtocol`` gives on its own, encoded, for the compiled front (whose
+    ``502``, for a request the router failed on, closes the connection)."""
     return {
         "400": Response(400, body=MALFORMED).encode(False),
         "413": Response(413, body=TOO_LARGE).encode(True),
         "413-close": Response(413, body=TOO_LARGE).encode(False),
         "501": Response(501, body=UPGRADE_REFUSED).encode(False),
+        "502": Response(502, body=UNAVAILABLE).encode(False),
     }
 
 

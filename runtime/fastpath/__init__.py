@@ -24,7 +24,7 @@ import httptools
 
 from runtime import metrics
 from runtime.executor import Deployable, Executor, FnKey
-from runtime.http import _STATUS_LINES, MALFORMED, UNAVAILABLE, Reply, Response, parser_answers, request_of
+from runtime.http import _STATUS_LINES, MALFORMED, UNAVAILABLE, Reply, Response, own_answers, request_of
 from runtime.invoke import function_headers
 from runtime.quota import Limits
 from runtime.router import Route, Router, RouteTable
@@ -38,7 +38,8 @@ try:
 except ImportError:  # not built
     _front = None
 
-Table = dict[bytes, tuple[tuple[tuple[bytes, ...], object], ...]]
+# path -> ((methods, a compiled Route, a C type, or None), ...) in the router's order
+Table = dict[bytes, tuple[tuple[tuple[bytes, ...], Any], ...]]
 # What the front reports of a call that got no answer from its worker, as Executor.finish says it.
 _FAILURES = {0: "", 1: "timed out", 2: "crashed"}
 
@@ -130,7 +131,7 @@ class Front:
             fallback=self._fallback,
             drain=self._drain,
             status_lines=dict(_STATUS_LINES),
-            canned=parser_answers(),
+            canned=own_answers(),
             timing_name=SERVER_TIMING,
         )
         self.compiler = Compiler(executor)

@@ -46,6 +46,7 @@
 #define READ_CHUNK 65536
 #define HELD_LIMIT (256 * 1024) /* unparsed bytes a connection holds before it stops reading */
 #define POOL_SIZE 64
+#define HEAD_LIMIT (1 << 20) /* a request's target and headers, or an answer's headers, at most */
 #define DRAIN_DELAY_NS 1000000 /* finished calls wait at most this long for drain, unless one failed */
 
 enum { K_LISTEN = 1, K_CLIENT, K_LINK, K_TIMER, K_WAKE, K_DRAIN };
@@ -108,6 +109,7 @@ static void heads_free(Heads *hs) {
 }
 
 static int heads_field(Heads *hs, const char *at, size_t len) {
+    if (hs->text.n + len > HEAD_LIMIT) return -1; /* and so the 32-bit offsets never overflow */
     if (hs->n == 0 || hs->in_value) {
         if (hs->n == hs->cap) {
             size_t cap = hs->cap ? hs->cap * 2 : 16;
@@ -126,7 +128,7 @@ static int heads_field(Heads *hs, const char *at, size_t len) {
 }
 
 static int heads_value(Heads *hs, const char *at, size_t len) {
-    if (hs->n == 0) return -1;
+    if (hs->n == 0 || hs->text.n + len > HEAD_LIMIT) return -1;
     hs->in_value = 1;
     if (buf_add(&hs->text, at, len)) return -1;
     hs->h[hs->n - 1].vl += (uint32_t)len;
@@ -400,7 +402,8 @@ static int rq_begin(llhttp_t *p) {
 }
 
 static int rq_url(llhttp_t *p, const char *at, size_t len) {
-    return buf_add(&((Conn *)p->data)->url, at, len) ? -1 : 0;
+    Buf *url = &((Conn *)p->data)->url;
+    return url->n + len > HEAD_LIMIT || buf_add(url, at, len) ? -1 : 0;
 }
 
 static int rq_field(llhttp_t *p, const char *at, size_t len) {
@@ -555,7 +558,7 @@ static void answer(Up *u, int outcome, int64_t done) {
     BUF_LIT(&b, "\r\n");
     buf_add(&b, PyBytes_AS_STRING(f->timing_name), (size_t)PyBytes_GET_SIZE(f->timing_name));
     BUF_LIT(&b, ": ");
-    buf_add(&b, timing, (size_t)n);
+    buf_add(&b, timing, n < (int)sizeof timing ? (size_t)n : sizeof timing - 1);
     char length[48];
     n = snprintf(length, sizeof length, "\r\ncontent-length: %zu\r\n", body_len);
     buf_add(&b, length, (size_t)n);
@@ -983,10 +986,15 @@ static int try_fast(Conn *c, const char *method) {
 
 /* ------------------------------------------------------------------ the Python path */
 
+static PyObject *canned(Front *f, const char *name) {
+    return PyDict_GetItemString(f->canned, name);
+}
+
 static void fallback(Conn *c, const char *method) {
     Front *f = c->front;
     if (PyErr_Occurred()) PyErr_WriteUnraisable((PyObject *)f); /* the fast path's, never the caller's */
     Reply *reply = PyObject_New(Reply, &ReplyType);
+    if (reply) reply->conn = NULL;
     PyObject *headers = PyList_New((Py_ssize_t)c->heads.n);
     if (!reply || !headers) goto failed;
     reply->conn = c;
@@ -1006,18 +1014,20 @@ static void fallback(Conn *c, const char *method) {
     if (!result) PyErr_WriteUnraisable(f->fallback);
     Py_XDECREF(result);
     Py_DECREF(headers);
+    unsigned long seq = reply->seq;
     Py_DECREF(reply);
+    if (!result && !c->dead && c->busy && c->seq == seq) { /* it raised before any answer */
+        c->busy = 0;
+        c->closing = 1;
+        conn_write_bytes(c, canned(f, "502"));
+    }
     return;
 failed:
     PyErr_WriteUnraisable((PyObject *)f);
     Py_XDECREF(headers);
     Py_XDECREF((PyObject *)reply);
     c->closing = 1;
-    conn_flush(c);
-}
-
-static PyObject *canned(Front *f, const char *name) {
-    return PyDict_GetItemString(f->canned, name);
+    conn_write_bytes(c, canned(f, "502"));
 }
 
 /* Answer what is parsed, in order, until a request is being answered or more bytes are needed. */
@@ -1070,9 +1080,13 @@ static void pump(Conn *c) {
 }
 
 static void conn_readable(Conn *c) {
+    if (c->in_start) { /* what is parsed has been copied out: keep only what is not */
+        memmove(c->in.p, c->in.p + c->in_start, c->in.n - c->in_start);
+        c->in.n -= c->in_start;
+        c->in_start = 0;
+    }
     for (;;) {
-        if (c->in.n - c->in_start >= HELD_LIMIT) break;
-        if (c->in_start && c->in_start == c->in.n) c->in_start = c->in.n = 0;
+        if (c->in.n >= HELD_LIMIT) break;
         if (buf_reserve(&c->in, READ_CHUNK)) {
             conn_close(c);
             return;

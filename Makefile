@@ -11,6 +11,10 @@ RUNTIMES := .build/runtimes
 RUNTIME_REQUIREMENTS := runtime/images/python/requirements.txt
 RUNTIME_PYTHONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
+# The router's compiled front and where llhttp's sources are unpacked (see `make fastpath`); set
+# here, before `setup` names it.
+FASTPATH := runtime/fastpath/_front.so
+LLHTTP := .build/llhttp
 
 .PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref fastpath
 
@@ -89,8 +93,6 @@ $(BENCH_REF)/.installed: requirements-bench.txt $(VENV)/.installed $(RUNTIMES)/.
 # The router's compiled front (runtime/fastpath): front.c and llhttp's C sources, taken from
 # httptools' sdist (requirements-fastpath.txt, by hash), compiled with gcc against the virtualenv's
 # Python. The runtime serves without it when it is absent (runtime/fastpath/__init__.py).
-FASTPATH := runtime/fastpath/_front.so
-LLHTTP := .build/llhttp
 fastpath: $(FASTPATH)
 
 $(LLHTTP)/.installed: requirements-fastpath.txt $(VENV)/.installed

@@ -40,8 +40,10 @@ except ImportError:  # not built
 
 # path -> ((methods, a compiled Route, a C type, or None), ...) in the router's order
 Table = dict[bytes, tuple[tuple[tuple[bytes, ...], Any], ...]]
-# What the front reports of a call that got no answer from its worker, as Executor.finish says it.
-_FAILURES = {0: "", 1: "timed out", 2: "crashed"}
+# The front's outcome of a call, as Executor.finish names a failure ("": answered).
+_FAILURES = {}
+if _front is not None:
+    _FAILURES = {_front.OK: "", _front.TIMEOUT: "timed out", _front.CRASH: "crashed"}
 
 
 def available() -> bool:

@@ -1264,12 +1264,6 @@ static PyObject *front_counts(Front *f, PyObject *unused) {
     return Py_BuildValue("(KK)", f->served, f->handed);
 }
 
-static PyObject *front_in_flight(Front *f, PyObject *unused) {
-    long n = 0;
-    for (Up *u = f->flying; u; u = u->next) n++;
-    return PyLong_FromLong(n);
-}
-
 static int front_init(Front *f, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"listen_fd", "max_body", "fallback", "drain", "status_lines", "canned", "timing_name",
                              NULL};
@@ -1336,7 +1330,6 @@ static PyMethodDef front_methods[] = {
     {"fileno", (PyCFunction)front_fileno, METH_NOARGS, "The epoll set's descriptor, for the loop to watch."},
     {"set_table", (PyCFunction)front_set_table, METH_O, "{path: ((methods, Route | None), ...)}"},
     {"stop_listening", (PyCFunction)front_stop_listening, METH_NOARGS, "Close the listening socket."},
-    {"in_flight", (PyCFunction)front_in_flight, METH_NOARGS, "Fast calls under way."},
     {"flush", (PyCFunction)front_flush, METH_NOARGS, "Hand the calls finished so far to drain now."},
     {"counts", (PyCFunction)front_counts, METH_NOARGS, "(requests answered here, requests handed to Python)"},
     {NULL}};
@@ -1398,10 +1391,6 @@ static PyObject *pool_close(Pool *p, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static PyObject *pool_idle(Pool *p, PyObject *unused) {
-    return PyLong_FromLong(p->n);
-}
-
 static void pool_dealloc(Pool *p) {
     while (p->n > 0) link_close(p->links[--p->n]);
     PyObject_Free(p);
@@ -1409,7 +1398,6 @@ static void pool_dealloc(Pool *p) {
 
 static PyMethodDef pool_methods[] = {
     {"close", (PyCFunction)pool_close, METH_NOARGS, "Close the idle connections; use no more."},
-    {"idle", (PyCFunction)pool_idle, METH_NOARGS, "Idle connections kept."},
     {NULL}};
 
 static PyTypeObject PoolType = {

@@ -13,6 +13,7 @@ import uvloop
 
 from runtime.app import Runtime
 from runtime.config import Config, ConfigError
+from runtime.sandbox.cgroups import InstanceInUse
 from runtime.sandbox.host import SandboxUnavailable
 
 
@@ -42,6 +43,9 @@ def main() -> int:
         print(f"runtime: cannot sandbox functions: {exc}. Refusing to run them unsandboxed; "
               "RUNTIME_SANDBOX=off runs them as this user, for a machine that runs only your own code.",
               file=sys.stderr)  # fmt: skip
+        return 2
+    except InstanceInUse as exc:
+        print(f"runtime: {exc}", file=sys.stderr)
         return 2
     return 0
 

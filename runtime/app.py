@@ -51,7 +51,7 @@ from runtime.objects import (
 )
 from runtime.packages import Packages
 from runtime.router import Router
-from runtime.sandbox.cgroups import CgroupTree
+from runtime.sandbox.cgroups import LOCKS, CgroupTree, RuntimeLock
 from runtime.sandbox.host import require_tools
 from runtime.sandbox.network import Grant
 from runtime.sandbox.tenant import Sandboxes, SandboxSettings, sandbox_settings_summary
@@ -69,6 +69,10 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         """Raises SandboxUnavailable when sandboxes are on and the machine cannot run them."""
         self.config = config
+        # One runtime per state directory, which its lock (held while it lives) names: a second
+        # one raises InstanceInUse here, before it touches the first one's store or workers.
+        instance = hashlib.sha256(str(config.state_dir).encode()).hexdigest()[:12]
+        self.lock = RuntimeLock.hold(LOCKS, instance)
         run_dir = config.state_dir / "run"
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.store = Store(config.state_dir, check=self._check)
@@ -77,10 +81,11 @@ class Runtime:
                                    config.worker_pids)  # fmt: skip
         tools = require_tools() if config.sandbox else None
         # One subtree per state directory, so that a restart finds (and sweeps) its own.
-        instance = hashlib.sha256(str(config.state_dir).encode()).hexdigest()[:12]
-        cgroups = CgroupTree.detect(instance) if config.sandbox else None
+        cgroups = CgroupTree.detect(instance, self.lock) if config.sandbox else None
         if cgroups is not None:
             cgroups.sweep()
+            for name in cgroups.sweep_orphans():
+                log.warning("swept %s, left by a runtime that is gone", name)
         self.cgroups = cgroups
         pythons = installed()  # the interpreters functions run with (make runtimes)
         log.log(logging.INFO if pythons.found else logging.ERROR, "%s", pythons.describe())
@@ -358,3 +363,5 @@ class Runtime:
         await self.calls.stop()
         await self.captures.stop()
         await self.logs.stop()
+        if self.lock is not None:  # last: until here this state directory is ours
+            self.lock.release(remove=True)

@@ -16,6 +16,12 @@ each worker is a scheduling group of its own (workers start a session), so a hun
 workers weighed a hundred times the runtime that routes every tenant's calls. ``cpu`` is optional:
 without it the runtime still runs, and says so in its log.
 
+A runtime killed outright (SIGKILL, a crash) never sweeps its subtree, and a restart sweeps only
+its own state directory's. So each runtime holds an exclusive ``flock`` on a file of its own,
+``/run/faas-runtime/<instance>.lock``, for as long as it lives (the kernel drops the lock when the
+process dies, however it dies), and one starting sweeps every ``faas-runtime-*`` subtree beside
+its own whose lock it can take: that runtime is gone.
+
 Where cgroup v1 is not mounted writable (a cgroup v2-only host), ``CgroupTree.detect`` returns None
 and the runtime falls back to RLIMIT_AS; see the README.
 
@@ -27,8 +33,10 @@ and the runtime falls back to RLIMIT_AS; see the README.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -38,6 +46,10 @@ CONTROLLERS = ("memory", "pids")
 OPTIONAL = ("cpu",)  # used when it is mounted and writable; the runtime runs without it
 UNLIMITED = "-1"
 SHARES_PER_CPU = 1024  # a nice-0 process's weight, and a session's group's (autogroup)
+LOCKS = Path("/run/faas-runtime")  # a lock file per runtime, held while it lives (see above)
+PREFIX = "faas-runtime-"
+INSTANCE = re.compile(r"[0-9a-f]{12}")  # runtime.app names its instance after its state directory
+LOCK_WAIT = 10.0  # seconds a starting runtime waits for its own lock (another start may sweep)
 
 
 class Cgroup:
@@ -115,14 +127,16 @@ class Cgroup:
 class CgroupTree:
     """The runtime's subtree in each controller."""
 
-    def __init__(self, roots: dict[str, Path]) -> None:
+    def __init__(self, roots: dict[str, Path], lock: RuntimeLock | None = None) -> None:
         self.roots = roots
+        self.lock = lock  # held while the runtime lives; None for a tree that is not a runtime's own
 
     @classmethod
-    def detect(cls, instance: str) -> CgroupTree | None:
+    def detect(cls, instance: str, lock: RuntimeLock | None) -> CgroupTree | None:
         """The subtree ``faas-runtime-<instance>`` below our own cgroup, created; None when cgroup
         v1 memory and pids are not both mounted and writable here. ``cpu`` is in it when it is
-        mounted and writable too (its root weighted, see the module's docstring)."""
+        mounted and writable too (its root weighted, see the module's docstring). ``lock``: the
+        instance's, which the caller holds (``RuntimeLock.hold``) and releases."""
         mounts, own = _v1_mounts(), _own_paths()
         roots: dict[str, Path] = {}
         for controller in CONTROLLERS + OPTIONAL:
@@ -143,7 +157,7 @@ class CgroupTree:
                             controller, exc)  # fmt: skip
                 continue
             roots[controller] = root
-        return cls(roots)
+        return cls(roots, lock)
 
     def group(self, *parts: str) -> Cgroup:
         """The group at ``parts`` below the root, created with its parents."""
@@ -168,6 +182,97 @@ class CgroupTree:
             for path in groups:
                 while not Cgroup({"x": path}).remove() and time.monotonic() < deadline:
                     time.sleep(0.01)
+
+    def sweep_orphans(self) -> list[str]:
+        """Sweep the subtrees beside ours of runtimes that are gone: those whose lock nobody holds
+        (taken here for the sweep, so a runtime of that instance starting meanwhile waits for it).
+        Returns their names. Needs our own lock: without one (no writable lock directory) no other
+        runtime's liveness is known, and nothing is swept."""
+        if self.lock is None:
+            return []
+        ours = {root.name for root in self.roots.values()}
+        names = {
+            path.name
+            for root in self.roots.values()
+            for path in root.parent.glob(f"{PREFIX}*")
+            if path.name not in ours and INSTANCE.fullmatch(path.name.removeprefix(PREFIX)) and path.is_dir()
+        }
+        # A lock file with no subtree: its runtime died before making one.
+        lock_files = self.lock.directory.glob("*.lock")
+        names |= {PREFIX + path.stem for path in lock_files if INSTANCE.fullmatch(path.stem)}
+        names -= ours
+        swept = []
+        for name in sorted(names):
+            lock = RuntimeLock.take(self.lock.directory, name.removeprefix(PREFIX))
+            if lock is None:
+                continue  # alive
+            try:
+                found = {c: root.parent / name for c, root in self.roots.items()}
+                roots = {c: path for c, path in found.items() if path.is_dir()}
+                if roots:
+                    CgroupTree(roots).sweep(remove_root=True)
+                    swept.append(name)
+            finally:
+                lock.release(remove=True)
+        return swept
+
+
+class InstanceInUse(RuntimeError):
+    """Another live runtime holds this instance's lock: it has the same state directory."""
+
+
+class RuntimeLock:
+    """An exclusive ``flock`` on ``<directory>/<instance>.lock``: held while its runtime lives."""
+
+    def __init__(self, directory: Path, fd: int, path: Path) -> None:
+        self.directory, self.fd, self.path = directory, fd, path
+
+    @classmethod
+    def take(cls, directory: Path, instance: str) -> RuntimeLock | None:
+        """The lock, taken now; None while another process holds it. A file removed by its last
+        holder between our open and our flock is opened again (we would hold a lock nobody
+        else can see)."""
+        path = directory / f"{instance}.lock"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except OSError:
+                os.close(fd)
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return cls(directory, fd, path)
+            os.close(fd)
+
+    @classmethod
+    def hold(cls, directory: Path, instance: str, wait: float = LOCK_WAIT) -> RuntimeLock | None:
+        """Our own instance's lock, waited for while a starting runtime sweeps it (briefly); None
+        when the directory cannot be made (orphans are then left alone). Raises InstanceInUse when
+        it stays held: another runtime lives on the same state directory."""
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("no lock directory %s (%s): neither a second runtime on this state directory "
+                        "nor a crashed runtime's cgroups are found", directory, exc)  # fmt: skip
+            return None
+        deadline = time.monotonic() + wait
+        while (lock := cls.take(directory, instance)) is None:
+            if time.monotonic() > deadline:
+                held = directory / f"{instance}.lock"
+                raise InstanceInUse(f"{held} is held: another runtime uses this state directory")
+            time.sleep(0.05)
+        return lock
+
+    def release(self, *, remove: bool = False) -> None:
+        """Unlock (``remove``: and remove the file first, while it is still ours)."""
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(self.fd)
 
 
 def _v1_mounts() -> dict[str, tuple[Path, str]]:

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ from testsupport.hostile import (
     succeeded,
 )
 from testsupport.processes import command_line, process_fields, processes_of, wait_until
-from testsupport.runtime import WHOAMI, RuntimeProcess, host_pid
+from testsupport.runtime import ROOT as REPO
+from testsupport.runtime import TOKEN, WHOAMI, RuntimeProcess, host_pid
 
 A, B = "faas-acme", "faas-globex"
 ROOTS = {A: "/acme", B: "/globex"}
@@ -421,6 +424,55 @@ def test_a_stopped_runtime_leaves_no_process_and_no_cgroup(runtime: RuntimeProce
 
     assert not [group for group in groups if group.exists()]
     assert processes_of(uid) == []
+
+
+def test_a_crashed_runtimes_cgroups_go_when_another_starts(runtime: RuntimeProcess, tmp_path: Path) -> None:
+    """runtime.sandbox.cgroups.CgroupTree.sweep_orphans: a runtime killed outright never sweeps its
+    subtree, and a restart sweeps only its own state directory's; the next runtime to start, of
+    any state directory, sweeps the subtree of every runtime that is gone, and leaves a live
+    runtime's (``runtime``, running meanwhile) alone."""
+    deploy_probe(runtime, A, "newdeploy")
+    assert runtime.call("/acme/whoami").status_code == 200
+    crashed = RuntimeProcess(state_dir=tmp_path / "crashed")
+    try:
+        crashed.start()
+        deploy_probe(crashed, B, "newdeploy")
+        assert crashed.call("/globex/whoami").status_code == 200
+        assert crashed.process is not None
+        crashed.process.kill()  # SIGKILL: no shutdown, no sweep
+        crashed.process.wait()
+    finally:
+        crashed.stop()
+    left, live = runtime_cgroups(crashed), runtime_cgroups(runtime)
+    assert all(group.is_dir() for group in left + live)
+
+    RuntimeProcess(state_dir=tmp_path / "next").start().stop()
+
+    assert [group for group in left if group.exists()] == []
+    assert all(group.is_dir() for group in live)
+    assert runtime.call("/acme/whoami").status_code == 200
+
+
+def test_a_second_runtime_on_the_same_state_directory_refuses_to_start(runtime: RuntimeProcess) -> None:
+    """It would sweep the first one's workers and share its store; it says why and exits 2 once
+    the first one's lock stays held (runtime.sandbox.cgroups.RuntimeLock.hold)."""
+    deploy_probe(runtime, A, "newdeploy")
+    second = RuntimeProcess(state_dir=runtime.state_dir)
+    ports = {"RUNTIME_ROUTER_PORT": str(second.router_port), "RUNTIME_CONTROL_PORT": str(second.control_port)}
+    env = dict(os.environ, RUNTIME_STATE_DIR=str(runtime.state_dir), RUNTIME_TOKEN=TOKEN, **ports)
+    command = [sys.executable, "-m", "runtime"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "another runtime uses this state directory" in done.stderr
+    assert runtime.call("/acme/whoami").status_code == 200
+
+
+def runtime_cgroups(runtime: RuntimeProcess) -> list[Path]:
+    """The roots of ``runtime``'s subtrees, one in each controller (runtime.app: named after a
+    hash of its state directory)."""
+    instance = hashlib.sha256(str(runtime.state_dir.resolve()).encode()).hexdigest()[:12]
+    controllers = ("memory", "pids", "cpu")
+    return [Path(f"/sys/fs/cgroup/{c}{own_cgroup(c)}/faas-runtime-{instance}") for c in controllers]
 
 
 def cgroup_of(pid: int, controller: str) -> Path:

@@ -251,21 +251,24 @@ class RuntimeLock:
     @classmethod
     def hold(cls, directory: Path, instance: str, wait: float = LOCK_WAIT) -> RuntimeLock | None:
         """Our own instance's lock, waited for while a starting runtime sweeps it (briefly); None
-        when the directory cannot be made (orphans are then left alone). Raises InstanceInUse when
-        it stays held: another runtime lives on the same state directory."""
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            log.warning("no lock directory %s (%s): neither a second runtime on this state directory "
-                        "nor a crashed runtime's cgroups are found", directory, exc)  # fmt: skip
-            return None
+        when no lock file can be made there (another user's directory: orphans are then left
+        alone). Raises InstanceInUse when it stays held: another runtime lives on the same state
+        directory."""
         deadline = time.monotonic() + wait
-        while (lock := cls.take(directory, instance)) is None:
+        while True:
+            try:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                lock = cls.take(directory, instance)
+            except OSError as exc:
+                log.warning("no lock file in %s (%s): neither a second runtime on this state directory "
+                            "nor a crashed runtime's cgroups are found", directory, exc)  # fmt: skip
+                return None
+            if lock is not None:
+                return lock
             if time.monotonic() > deadline:
                 held = directory / f"{instance}.lock"
                 raise InstanceInUse(f"{held} is held: another runtime uses this state directory")
             time.sleep(0.05)
-        return lock
 
     def release(self, *, remove: bool = False) -> None:
         """Unlock (``remove``: and remove the file first, while it is still ours)."""

@@ -70,3 +70,10 @@ def test_without_a_lock_of_its_own_a_runtime_sweeps_nothing(tmp_path: Path) -> N
     unlocked = CgroupTree({"memory": parents["memory"] / f"faas-runtime-{OURS}"})
     assert unlocked.sweep_orphans() == []
     assert (parents["memory"] / f"faas-runtime-{GONE}").is_dir()
+
+
+def test_where_no_lock_file_can_be_made_the_runtime_runs_without_one(tmp_path: Path) -> None:
+    """Another user's lock directory, say: nothing is known of other runtimes, and none is swept."""
+    (tmp_path / "not-a-directory").write_text("")
+    assert RuntimeLock.hold(tmp_path / "not-a-directory", OURS) is None
+    assert RuntimeLock.hold(tmp_path / "not-a-directory" / "locks", OURS) is None

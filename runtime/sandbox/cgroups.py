@@ -190,17 +190,11 @@ class CgroupTree:
         runtime's liveness is known, and nothing is swept."""
         if self.lock is None:
             return []
+        subtrees = {path.name for root in self.roots.values() for path in root.parent.glob(f"{PREFIX}*")}
+        lock_files = {path.stem for path in self.lock.directory.glob("*.lock")}  # with no subtree, too
+        instances = {name.removeprefix(PREFIX) for name in subtrees} | lock_files
         ours = {root.name for root in self.roots.values()}
-        names = {
-            path.name
-            for root in self.roots.values()
-            for path in root.parent.glob(f"{PREFIX}*")
-            if path.name not in ours and INSTANCE.fullmatch(path.name.removeprefix(PREFIX)) and path.is_dir()
-        }
-        # A lock file with no subtree: its runtime died before making one.
-        lock_files = self.lock.directory.glob("*.lock")
-        names |= {PREFIX + path.stem for path in lock_files if INSTANCE.fullmatch(path.stem)}
-        names -= ours
+        names = {PREFIX + i for i in instances if INSTANCE.fullmatch(i)} - ours
         swept = []
         for name in sorted(names):
             lock = RuntimeLock.take(self.lock.directory, name.removeprefix(PREFIX))

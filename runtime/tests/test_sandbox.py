@@ -39,7 +39,7 @@ from testsupport.hostile import (
 )
 from testsupport.processes import command_line, process_fields, processes_of, wait_until
 from testsupport.runtime import ROOT as REPO
-from testsupport.runtime import TOKEN, WHOAMI, RuntimeProcess, host_pid
+from testsupport.runtime import TOKEN, WHOAMI, RuntimeProcess, free_port, host_pid
 
 A, B = "faas-acme", "faas-globex"
 ROOTS = {A: "/acme", B: "/globex"}
@@ -457,8 +457,7 @@ def test_a_second_runtime_on_the_same_state_directory_refuses_to_start(runtime: 
     """It would sweep the first one's workers and share its store; it says why and exits 2 once
     the first one's lock stays held (runtime.sandbox.cgroups.RuntimeLock.hold)."""
     deploy_probe(runtime, A, "newdeploy")
-    second = RuntimeProcess(state_dir=runtime.state_dir)
-    ports = {"RUNTIME_ROUTER_PORT": str(second.router_port), "RUNTIME_CONTROL_PORT": str(second.control_port)}
+    ports = {"RUNTIME_ROUTER_PORT": str(free_port()), "RUNTIME_CONTROL_PORT": str(free_port())}
     env = dict(os.environ, RUNTIME_STATE_DIR=str(runtime.state_dir), RUNTIME_TOKEN=TOKEN, **ports)
     command = [sys.executable, "-m", "runtime"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)

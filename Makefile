@@ -16,10 +16,14 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 FASTPATH := runtime/fastpath/_front.so
 LLHTTP := .build/llhttp
 
-.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref fastpath
+# The workers' compiled header collector (runtime/worker/_fields.c), one per runtime interpreter.
+WORKEREXT := $(RUNTIMES)/.workerext
+
+.PHONY: setup run test lint bench format reset chromium wrk prometheus sandbox runtimes checkov bench-ref fastpath \
+	workerext
 
 setup: $(VENV)/.installed $(RUNTIMES)/.installed node_modules/.installed static/dist/main.js \
-	.build/staticfiles/staticfiles.json $(FASTPATH)
+	.build/staticfiles/staticfiles.json $(FASTPATH) $(WORKEREXT)
 
 # Then the `faas` command-line client (cli/) as .venv/bin/faas, editable: the lock holds its
 # dependencies and its build's (wheel), so nothing more is fetched.
@@ -106,6 +110,21 @@ $(FASTPATH): runtime/fastpath/front.c $(LLHTTP)/.installed
 	gcc -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -fPIC -shared \
 		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" -I$(LLHTTP)/include \
 		runtime/fastpath/front.c $(LLHTTP)/src/api.c $(LLHTTP)/src/http.c $(LLHTTP)/src/llhttp.c -o $@
+
+# The workers' header collector (runtime.worker._fields), compiled with gcc against each runtime
+# interpreter (make runtimes) as runtime/worker/_fields<its EXT_SUFFIX>, beside the worker's code
+# that sandboxes bind. A worker whose interpreter has none uses the same in Python (FieldsPy).
+workerext: $(WORKEREXT)
+
+$(WORKEREXT): runtime/worker/_fields.c $(RUNTIMES)/.installed
+	@for venv in $(RUNTIMES)/python3.*; do \
+		[ -f $$venv/.installed ] || continue; \
+		paths="$$($$venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"], sysconfig.get_config_var("EXT_SUFFIX"))')"; \
+		set -- $$paths; echo "workerext: runtime/worker/_fields$$2"; \
+		gcc -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -fPIC -shared \
+			-I"$$1" runtime/worker/_fields.c -o runtime/worker/_fields$$2 || exit 1; \
+	done
+	touch $@
 
 # checkov, for the chart tests (portal/tests/test_chart.py: the rendered chart and the Dockerfile), in
 # its own virtualenv from its own lock: it pins packaging (and more) below the portal's, so it never

@@ -407,7 +407,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 def in_process(worker: server.Worker, method: str, url: str, body: bytes = b"") -> server.Reply:
     """What the worker answers ``method url`` (a control route or the function)."""
     path, query = server.split_url(url.encode())
-    request = server.Request(method, url.encode(), [], body, True)
+    request = server.Request(method, url.encode(), {}, body, True)
     environ = server.build_environ(request, path, query, worker, ("localhost", "80"))
     if url == "/v2/specialize":
         return worker.specialize(environ, body)

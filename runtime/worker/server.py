@@ -458,16 +458,16 @@ def render(reply: Reply, rid: str, keep_alive: bool, head: bool) -> bytes:
 
 
 class Request:
-    """One parsed HTTP request."""
+    """One parsed HTTP request; ``fields`` are its headers as WSGI environ entries (``Fields``)."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+    __slots__ = ("body", "fields", "keep_alive", "method", "url")
 
     def __init__(
-        self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+        self, method: str, url: bytes, fields: dict[str, str], body: bytes, keep_alive: bool
     ) -> None:
         self.method = method
         self.url = url
-        self.headers = headers
+        self.fields = fields
         self.body = body
         self.keep_alive = keep_alive
 
@@ -500,6 +500,54 @@ def environ_key(name: bytes) -> str:
     return key
 
 
+class FieldsPy:
+    """A request's headers as WSGI environ entries (``X-Fission-Function-Name: f`` as
+    ``HTTP_X_FISSION_FUNCTION_NAME: "f"``), added one by one as the parser finds them: an
+    ``HttpConnection``'s ``on_header``, which httptools calls for every header.
+
+    A repeated header is one comma-separated value (cookies are joined with "; "), as PEP 3333
+    servers give it. ``expect``: an ``Expect: 100-continue`` was among them.
+
+    ``runtime.worker._fields.Fields`` is the same in C (``make workerext``): this one runs where
+    it is not built. Why C: the router sends a dozen headers with every call, and a Python call
+    for each cost a worker woken for the request about as much as the rest of its parsing.
+    """
+
+    __slots__ = ("expect", "fields", "key_of", "keys")
+
+    def __init__(self, keys: dict[bytes, str], key_of: Callable[[bytes], str]) -> None:
+        self.keys = keys
+        self.key_of = key_of
+        self.fields: dict[str, str] = {}
+        self.expect = False
+
+    def __call__(self, name: bytes, value: bytes) -> None:
+        key = self.keys.get(name) or self.key_of(name)
+        text = value.decode("latin-1")
+        fields = self.fields
+        if key in fields:
+            text = fields[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+        fields[key] = text
+        if key == "HTTP_EXPECT" and value.lower() == b"100-continue":
+            self.expect = True
+
+    def take(self) -> dict[str, str]:
+        """The entries so far, and start afresh."""
+        fields, self.fields, self.expect = self.fields, {}, False
+        return fields
+
+    def clear(self) -> None:
+        """Forget the entries so far."""
+        self.fields.clear()
+        self.expect = False
+
+
+try:
+    from runtime.worker._fields import Fields
+except ImportError:  # not built for this interpreter (make workerext): the same, in Python
+    Fields = FieldsPy  # type: ignore[assignment,misc]
+
+
 def build_environ(
     request: Request, path: bytes, query: bytes, worker: Worker, server: tuple[str, str]
 ) -> Environ:
@@ -523,12 +571,8 @@ def build_environ(
         # Why: without a Content-Length (chunked upload) Werkzeug only reads a terminated input.
         "wsgi.input_terminated": True,
     }
-    for raw_name, raw_value in request.headers:
-        key = _ENVIRON_KEYS.get(raw_name) or environ_key(raw_name)
-        value = raw_value.decode("latin-1")
-        if key in environ:  # repeated header: one comma-separated value (cookies use "; ")
-            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
-        environ[key] = value
+    # No header's key (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH) is one of the keys above.
+    environ.update(request.fields)
     return environ
 
 
@@ -542,13 +586,15 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, worker: Worker, server: tuple[str, str]) -> None:
         self._worker = worker
         self._server = server
+        # httptools calls on_header(name, value) for every header: the headers' environ entries
+        # are made as they come. Set before the parser, which looks it up once.
+        self.on_header = Fields(_ENVIRON_KEYS, environ_key)
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._pending: deque[Request | None] = deque()  # None: a parse error, answer 400 then close
         self._busy = False
         self._paused = False
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
 
     # asyncio.Protocol
@@ -574,21 +620,15 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = b""
-        self._headers = []
         self._body = []
+        self.on_header.clear()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+    def on_headers_complete(self) -> None:
         # curl and others wait for "100 Continue" before sending a large body.
-        if (
-            len(name) == 6
-            and name.lower() == b"expect"
-            and value.lower() == b"100-continue"
-            and self._transport is not None
-        ):
+        if self.on_header.expect and self._transport is not None:
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -600,7 +640,7 @@ class HttpConnection(asyncio.Protocol):
             Request(
                 parser.get_method().decode("latin-1"),
                 self._url,
-                self._headers,
+                self.on_header.take(),
                 b"".join(self._body),
                 parser.should_keep_alive(),
             )

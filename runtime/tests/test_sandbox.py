@@ -115,6 +115,22 @@ def test_each_tenant_shares_the_cpu_as_one_group_beside_the_runtime(tenants: Ten
     assert cgroup_of(process.pid, "cpu") == root.parent  # the runtime itself is not in it
 
 
+FIELDS_MODULE = "import sys\ndef main():\n    return sys.modules['runtime.worker.server'].Fields.__module__\n"
+
+
+def test_a_sandboxed_worker_reads_headers_with_the_compiled_collector(runtime: RuntimeProcess) -> None:
+    """runtime/worker/_fields.c (make workerext) comes into the sandbox with the worker's code."""
+    for obj in (
+        environment(A, "python", poolsize=1),
+        package_literal(A, "fields-pkg", FIELDS_MODULE),
+        function(A, "fields", package="fields-pkg"),
+        httptrigger(A, "fields", f"{ROOTS[A]}/fields"),
+    ):
+        response = runtime.apply(obj)
+        assert response.status_code in (200, 201), response.text
+    assert runtime.call(f"{ROOTS[A]}/fields").text == "runtime.worker._fields"
+
+
 def test_each_tenant_runs_as_its_own_unprivileged_uid_with_no_capabilities(tenants: Tenants) -> None:
     seen = {ns: tenants.probe(ns, {"me": ["identity"]})["me"]["value"] for ns in (A, B)}
 

@@ -133,6 +133,10 @@ def test_the_compiled_collector_refuses_what_httptools_never_passes() -> None:
         kind({}, "not callable")
     with pytest.raises(TypeError):
         kind({}, lambda name: 1)(b"x", b"y")  # a key must be a str
+    bare = kind.__new__(kind)  # never initialized: refuses, without crashing
+    for use in (bare.take, bare.clear, lambda: bare.fields, lambda: bare(b"x", b"y")):
+        with pytest.raises(TypeError):
+            use()
     assert fields.fields == {}
 
 

@@ -509,8 +509,9 @@ class FieldsPy:
     servers give it. ``expect``: an ``Expect: 100-continue`` was among them.
 
     ``runtime.worker._fields.Fields`` is the same in C (``make workerext``): this one runs where
-    it is not built. Why C: the router sends a dozen headers with every call, and a Python call
-    for each cost a worker woken for the request about as much as the rest of its parsing.
+    it is not built. Why C: the router sends eleven headers with every call, and read with a
+    Python call each they cost a worker woken for the call 5-24 us of its latency at 1
+    connection (docs/router-data-path.md).
     """
 
     __slots__ = ("expect", "fields", "key_of", "keys")
